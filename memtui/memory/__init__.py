@@ -1,0 +1,21 @@
+"""The memory-protection core: probe, monitor, breaker, batching, cleanup, guard.
+
+Knows nothing of embeddings, SQLite or Textual, and imports none of them.
+"""
+
+from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker
+from memtui.memory.cleanup import Cleaner, CleanupReport, malloc_trim
+from memtui.memory.config import MemoryConfig, load_config
+from memtui.memory.guard import MemoryBreakerOpen, memory_guard
+from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
+from memtui.memory.probe import MemoryLimit, ProcessProbe, RssBreakdown, discover_limit
+from memtui.memory.processor import SmartBatchProcessor
+from memtui.memory.units import GB, MB, format_gb, parse_gb
+
+__all__ = [
+    "Backoff", "batch_size_for", "BreakerSnapshot", "BreakerState", "BreakerTransition", "CircuitBreaker",
+    "Cleaner", "CleanupReport", "malloc_trim", "MemoryConfig", "load_config", "MemoryBreakerOpen",
+    "memory_guard", "MemoryMonitor", "MemorySnapshot", "MemoryLimit", "ProcessProbe", "RssBreakdown",
+    "discover_limit", "SmartBatchProcessor", "GB", "MB", "format_gb", "parse_gb",
+]

@@ -1,0 +1,205 @@
+"""CircuitBreaker: the state machine that decides whether work may be admitted.
+
+It is fed RSS samples and never sleeps; time comes from an injectable clock,
+so every transition is testable without waiting.
+
+    CLOSED --rss>=warning--> WARNING --rss>=max--> OPEN (tripped)
+    OPEN --rss below the reset level for the hold time--> HALF_OPEN
+    HALF_OPEN --a probe batch succeeds--> CLOSED (or WARNING)
+    HALF_OPEN --rss>=max--> OPEN (a re-trip doubles the hold time)
+
+Hysteresis: OPEN half-opens only after memory has stayed below the reset level
+(the warning level by default) for ``reset_hold_s``; WARNING clears only below
+the warning level minus ``warning_hysteresis``, held as long. So the breaker
+never flaps around one threshold.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from memtui.memory.config import MemoryConfig
+
+Clock = Callable[[], float]
+
+
+class BreakerState(str, enum.Enum):
+    CLOSED = "closed"
+    WARNING = "warning"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class BreakerTransition:
+    old: BreakerState
+    new: BreakerState
+    rss: int
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    state: BreakerState
+    since: float
+    time_in_state_s: float
+    trips: int
+    consecutive_trips: int
+    required_hold_s: float
+
+
+Listener = Callable[[BreakerTransition], None]
+
+
+class CircuitBreaker:
+    def __init__(self, config: MemoryConfig | None = None, *, clock: Clock = time.monotonic) -> None:
+        self._config = config or MemoryConfig()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._state = BreakerState.CLOSED
+        self._since = clock()
+        self._below_since: float | None = None  # when rss last went under the level that ends this state
+        self._trips = 0
+        self._consecutive = 0
+        self._last_rss = 0
+        self._listeners: list[Listener] = []
+
+    # -- configuration ------------------------------------------------------------
+    @property
+    def config(self) -> MemoryConfig:
+        return self._config
+
+    def set_config(self, config: MemoryConfig) -> None:
+        """New thresholds take effect at once, judged against the last RSS seen."""
+        with self._lock:
+            self._config = config
+            self._below_since = None
+        self.update(self._last_rss)
+
+    def add_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    # -- reading ------------------------------------------------------------------
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    @property
+    def trips(self) -> int:
+        return self._trips
+
+    @property
+    def required_hold_s(self) -> float:
+        """How long memory must stay low before an open breaker half-opens (grows per trip)."""
+        cfg = self._config
+        extra = max(0, self._consecutive - 1)
+        return min(cfg.reset_hold_s * (2 ** extra), cfg.reset_hold_max_s)
+
+    def snapshot(self) -> BreakerSnapshot:
+        with self._lock:
+            now = self._clock()
+            return BreakerSnapshot(
+                state=self._state,
+                since=self._since,
+                time_in_state_s=max(0.0, now - self._since),
+                trips=self._trips,
+                consecutive_trips=self._consecutive,
+                required_hold_s=self.required_hold_s,
+            )
+
+    # -- driving ------------------------------------------------------------------
+    def update(self, rss: int) -> BreakerState:
+        """Feed one RSS sample; returns the state after it."""
+        fired: list[BreakerTransition] = []
+        with self._lock:
+            self._last_rss = rss
+            now = self._clock()
+            cfg = self._config
+            state = self._state
+            if rss >= cfg.max_bytes and state is not BreakerState.OPEN:
+                self._trip(rss, now, fired)
+            elif state is BreakerState.CLOSED:
+                if rss >= cfg.warning_bytes:
+                    self._move(BreakerState.WARNING, rss, now, "memory above warning level", fired)
+                elif self._consecutive and now - self._since >= cfg.reset_hold_max_s:
+                    self._consecutive = 0  # stable long enough: the next trip starts from the short hold
+            elif state is BreakerState.WARNING:
+                if self._held_below(rss, cfg.warning_clear_bytes, now, cfg.reset_hold_s):
+                    self._move(BreakerState.CLOSED, rss, now, "memory back to normal", fired)
+            elif state is BreakerState.OPEN:
+                if self._held_below(rss, cfg.reset_bytes, now, self.required_hold_s):
+                    self._move(BreakerState.HALF_OPEN, rss, now, "memory back below reset level", fired)
+            # HALF_OPEN leaves through record_success() or a re-trip above.
+            result = self._state
+        self._notify(fired)
+        return result
+
+    def record_success(self) -> BreakerState:
+        """A probe batch finished: a half-open breaker closes (or goes to WARNING if still high)."""
+        fired: list[BreakerTransition] = []
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                now = self._clock()
+                rss = self._last_rss
+                if rss >= self._config.warning_bytes:
+                    self._move(BreakerState.WARNING, rss, now, "probe batch succeeded, memory still high", fired)
+                else:
+                    self._move(BreakerState.CLOSED, rss, now, "probe batch succeeded", fired)
+            result = self._state
+        self._notify(fired)
+        return result
+
+    def trip(self, rss: int, reason: str = "tripped by request") -> None:
+        """Open the breaker now (a MemoryError seen by the worker, an operator's command)."""
+        fired: list[BreakerTransition] = []
+        with self._lock:
+            if self._state is not BreakerState.OPEN:
+                self._trip(rss, self._clock(), fired, reason)
+        self._notify(fired)
+
+    # -- internals (called with the lock held) -------------------------------------
+    def _trip(self, rss: int, now: float, fired: list[BreakerTransition],
+              reason: str = "memory above breaker level") -> None:
+        self._trips += 1
+        self._consecutive += 1
+        self._move(BreakerState.OPEN, rss, now, reason, fired)
+
+    def _held_below(self, rss: int, level: int, now: float, hold: float) -> bool:
+        if rss >= level:
+            self._below_since = None
+            return False
+        if self._below_since is None:
+            self._below_since = now
+        return now - self._below_since >= hold
+
+    def _move(self, new: BreakerState, rss: int, now: float, reason: str,
+              fired: list[BreakerTransition]) -> None:
+        old = self._state
+        self._state = new
+        self._since = now
+        self._below_since = None
+        fired.append(BreakerTransition(old=old, new=new, rss=rss, at=now, reason=reason))
+
+    def _notify(self, fired: list[BreakerTransition]) -> None:
+        if not fired:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for transition in fired:
+            for listener in listeners:
+                listener(transition)

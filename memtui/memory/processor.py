@@ -1,0 +1,120 @@
+"""SmartBatchProcessor: the original guide's integration API for existing scripts.
+
+It walks ``items`` in order, in batches whose size follows the breaker, and
+calls ``fn(batch)`` at most once per item (a batch that raised MemoryError
+counts as not processed and is retried smaller). While the breaker is open it
+cleans up and backs off; if memory does not come back within
+``breaker_timeout_s`` it gives up and returns what was not processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Callable, TypeVar
+
+from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.breaker import BreakerState
+from memtui.memory.config import MemoryConfig
+from memtui.memory.monitor import MemoryMonitor
+from memtui.memory.units import GB
+
+log = logging.getLogger("memtui")
+
+T = TypeVar("T")
+
+
+class SmartBatchProcessor:
+    def __init__(self, monitor: MemoryMonitor, config: MemoryConfig | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.monitor = monitor
+        if config is not None:
+            monitor.set_config(config)
+        self._sleep = sleep
+        self._clock = clock
+
+    @property
+    def config(self) -> MemoryConfig:
+        return self.monitor.config
+
+    def process_with_memory_awareness(self, items: Iterable[T], fn: Callable[[list[T]], Any]) -> dict[str, Any]:
+        monitor, breaker = self.monitor, self.monitor.breaker
+        pending = list(items)
+        start_trips, start_warnings, start_cleanups = breaker.trips, monitor.warnings, monitor.cleanups
+        results: list[Any] = []
+        position = 0
+        batches = 0
+        backoff = Backoff.from_config(self.config)
+        size_cap: int | None = None  # set smaller after a MemoryError, relaxed after successes
+        memory_errors = 0
+        open_since: float | None = None
+        cleaned_for: BreakerState | None = None
+        status, reason = "success", ""
+
+        while position < len(pending):
+            monitor.sample()
+            state = breaker.state
+            if state is BreakerState.CLOSED:
+                cleaned_for = None
+            elif cleaned_for is not state and state in (BreakerState.WARNING, BreakerState.OPEN):
+                monitor.cleanup(f"breaker {state.label}")  # once on entering each high state
+                cleaned_for = state
+                continue  # re-judge after the cleanup
+            size = batch_size_for(breaker.state, self.config)
+            if size == 0:
+                now = self._clock()
+                open_since = now if open_since is None else open_since
+                if now - open_since >= self.config.breaker_timeout_s:
+                    status = "aborted"
+                    reason = (f"circuit breaker stayed open for {now - open_since:.0f}s "
+                              f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up")
+                    log.error("🚨 %s", reason)
+                    break
+                self._sleep(backoff.next_delay())
+                if backoff.attempts % 4 == 0:
+                    monitor.cleanup("breaker still open")
+                continue
+            open_since = None
+            if size_cap is not None:
+                size = min(size, size_cap)
+            batch = pending[position:position + size]
+            try:
+                result = fn(batch)
+            except MemoryError:
+                memory_errors += 1
+                if memory_errors > self.config.memory_error_retries:
+                    status = "aborted"
+                    reason = f"MemoryError {memory_errors} times in a row on a batch of {len(batch)}; gave up"
+                    log.error("🚨 %s", reason)
+                    break
+                size_cap = max(1, len(batch) // 2)
+                log.warning("⚠️ MemoryError on a batch of %d; cleaning up, retrying with %d",
+                            len(batch), size_cap)
+                monitor.cleanup("MemoryError")
+                self._sleep(backoff.next_delay())
+                continue
+            results.append(result)
+            position += len(batch)
+            batches += 1
+            memory_errors = 0
+            backoff.reset()
+            if size_cap is not None:
+                size_cap = size_cap * 2 if size_cap * 2 < self.config.batch_size_max else None
+            monitor.sample()
+            breaker.record_success()
+
+        return {
+            "status": status,
+            "reason": reason,
+            "results": results,
+            "processed": position,
+            "unprocessed": pending[position:],
+            "memory_usage_gb": round(monitor.rss_bytes / GB, 3),
+            "peak_memory_gb": round(monitor.peak_bytes / GB, 3),
+            "memory_warnings": monitor.warnings - start_warnings,
+            "breaker_trips": breaker.trips - start_trips,
+            "cleanups": monitor.cleanups - start_cleanups,
+            "batches": batches,
+        }

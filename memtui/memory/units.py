@@ -1,0 +1,61 @@
+"""Byte/GB conversions and threshold parsing shared by the core and its faces.
+
+memtui's "GB" is a binary gigabyte (2**30 bytes), as in `free -g` and cgroup
+limits; the original guide's 1.5 GB breaker is 1.5 * 2**30 bytes.
+"""
+
+from __future__ import annotations
+
+GB = 1 << 30
+MB = 1 << 20
+
+
+def to_gb(n_bytes: float) -> float:
+    return n_bytes / GB
+
+
+def gb_to_bytes(gb: float) -> int:
+    return int(round(gb * GB))
+
+
+def format_gb(n_bytes: float, digits: int = 2) -> str:
+    return f"{n_bytes / GB:.{digits}f}GB"
+
+
+def format_bytes(n_bytes: float) -> str:
+    """Human size with a binary unit, for limits and freed memory."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_gb(text: str | float | int, *, limit_bytes: int | None = None, what: str = "value") -> float:
+    """Parse '1.5', '1.5GB', '800MB' or '75%' (of ``limit_bytes``) into GB.
+
+    Raises ValueError with a one-line message naming ``what``.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    raw = str(text).strip()
+    lowered = raw.lower().replace(" ", "")
+    try:
+        if lowered.endswith("%"):
+            percent = float(lowered[:-1])
+            if limit_bytes is None:
+                raise ValueError(f"{what}: {raw!r} is a percentage but no memory limit is known")
+            if not 0 < percent <= 100:
+                raise ValueError(f"{what}: {raw!r} must be a percentage between 0 and 100")
+            return limit_bytes * percent / 100 / GB
+        for suffix, scale in (("gib", 1.0), ("gb", 1.0), ("g", 1.0), ("mib", 1 / 1024), ("mb", 1 / 1024), ("m", 1 / 1024)):
+            if lowered.endswith(suffix):
+                return float(lowered[: -len(suffix)]) * scale
+        return float(lowered)
+    except ValueError as exc:
+        if str(exc).startswith(what):
+            raise
+        raise ValueError(
+            f"{what}: {raw!r} is not a memory size; use GB (1.5), MB (800MB) or a percent of the limit (75%)"
+        ) from None
