@@ -1,0 +1,204 @@
+"""Command line: argument parsing, config layering, choosing a face, exit codes.
+
+Exit codes: 0 done; 1 failed or aborted by the breaker (after committing);
+2 bad input or usage; 130 interrupted (Ctrl-C, SIGTERM or quit, after committing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from memtui import __version__
+from memtui.errors import MemtuiError, UsageError
+from memtui.memory.config import SETTINGS, load_config
+from memtui.memory.monitor import MemoryMonitor
+from memtui.memory.probe import discover_limit
+from memtui.paths import SAMPLE_INPUT, default_cache, default_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="memtui", description="Run memory-hungry embedding jobs safely; watch and steer them live.")
+    parser.add_argument("--version", action="version", version=f"memtui {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a job (cache, embeddings or monitor)",
+                         description="Run a job under memory protection. Sizes: GB (1.5), MB (800MB) or a percent "
+                                     "of the discovered memory limit (75%%).")
+    run.add_argument("--mode", choices=["cache", "embeddings", "monitor"], default="cache")
+    run.add_argument("--input", type=Path, default=None,
+                     help=f"JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)")
+    run.add_argument("--cache", type=Path, default=None,
+                     help="SQLite cache file (default: $MEMTUI_CACHE or ~/.cache/memtui/embeddings.sqlite)")
+    run.add_argument("--model", default=None,
+                     help="sentence-transformers model folder (default: packaged all-MiniLM-L6-v2)")
+    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N domains")
+    run.add_argument("--texts", type=_positive_int, default=None, metavar="N",
+                     help="embeddings mode: the first N texts of the input (default 1000)")
+    run.add_argument("--strict", action="store_true", help="stop at the first bad input line instead of skipping it")
+    run.add_argument("--config", type=Path, default=None,
+                     help="TOML config file (default: $MEMTUI_CONFIG or ~/.config/memtui/config.toml)")
+    for setting, (field, _) in SETTINGS.items():
+        run.add_argument(f"--{setting}", default=None, metavar="VALUE",
+                         help=f"{field} (env MEMTUI_{setting.upper().replace('-', '_')})")
+    face = run.add_mutually_exclusive_group()
+    face.add_argument("--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)")
+    face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
+    run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
+    run.add_argument("--theme", default=None, help="TUI theme (memtui-dark, memtui-light, memtui-contrast, ...)")
+    monitor = run.add_argument_group("monitor mode")
+    monitor.add_argument("--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)")
+    monitor.add_argument("--match", default=None, metavar="PATTERN", help="watch processes whose command line matches")
+    monitor.add_argument("--children", action="store_true", help="count each target's children in its total")
+    monitor.add_argument("--monitor-interval", type=_positive_float, default=2.0, metavar="S",
+                         help="seconds between samples (fractions allowed)")
+    monitor.add_argument("--on-breaker", choices=["none", "stop", "term"], default="none",
+                         help="what to do to a process whose breaker opens (default none)")
+    monitor.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop watching after S seconds")
+
+    cache = sub.add_parser("cache", help="inspect the cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    info = cache_sub.add_parser("info", help="what is in the cache")
+    info.add_argument("--cache", type=Path, default=None)
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "cache":
+            return cache_info(args)
+        return run(args)
+    except MemtuiError as exc:
+        print(f"memtui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("memtui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def make_monitor(args: argparse.Namespace) -> MemoryMonitor:
+    limit = discover_limit()
+    flags = {setting: getattr(args, setting.replace("-", "_")) for setting in SETTINGS}
+    config_file = args.config or default_config()
+    config = load_config(file=config_file, flags=flags, limit_bytes=limit.bytes or None)
+    return MemoryMonitor(config, limit=limit)
+
+
+def _resolve_input(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    if not SAMPLE_INPUT.exists():
+        raise UsageError(f"no --input given and the bundled sample {SAMPLE_INPUT} is missing; pass --input FILE.jsonl")
+    return SAMPLE_INPUT
+
+
+def run(args: argparse.Namespace) -> int:
+    monitor = make_monitor(args)
+    if args.mode == "monitor":
+        from memtui.jobs.monitor import run_monitor_mode  # noqa: PLC0415 - only this mode needs it
+
+        return run_monitor_mode(args, monitor)
+    if args.texts is not None and args.mode != "embeddings":
+        raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
+    runner = build_runner(args, monitor)
+    try:
+        runner.open()  # bad input, cache or config fails here, in one line, before any face starts
+    except MemtuiError:
+        runner.job.close()
+        raise
+    use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
+    if use_tui:
+        logging.getLogger("memtui").addHandler(logging.NullHandler())
+        logging.getLogger("memtui").propagate = False
+        from memtui.tui.app import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+
+        report = run_tui(runner, theme=args.theme)
+        from memtui.headless import summary_lines  # noqa: PLC0415
+
+        for line in summary_lines(report):
+            print(line)
+    else:
+        from memtui.headless import HeadlessFace, setup_logging, summary_lines  # noqa: PLC0415
+
+        setup_logging()
+        report = HeadlessFace(runner).run()
+        for line in summary_lines(report):
+            print(line, file=sys.stderr)
+        print(json.dumps(report, indent=2))
+    if args.report:
+        write_report(args.report, report)
+    return int(report["exit_code"])
+
+
+def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
+    from memtui.embed.model import Embedder  # noqa: PLC0415 - keeps `memtui --help` fast
+    from memtui.jobs.cache import CacheJob  # noqa: PLC0415
+    from memtui.runner import Runner  # noqa: PLC0415
+
+    embedder = Embedder(args.model)
+    texts = (args.texts or 1000) if args.mode == "embeddings" else None
+    job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
+                   model_id=embedder.model_id, mode=args.mode, limit_domains=args.limit,
+                   limit_texts=texts, strict=args.strict)
+    return Runner(job, monitor)
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {path} ({exc.strerror}); pick another --report path") from None
+
+
+def cache_info(args: argparse.Namespace) -> int:
+    from memtui.embed.store import CacheStore  # noqa: PLC0415
+
+    path = args.cache or default_cache()
+    info = CacheStore.info(path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>15}: {value}")
+    return EXIT_OK

@@ -1,0 +1,94 @@
+"""The contract between the Runner and an embedding job.
+
+The Runner owns the loop, the memory decisions and the commands; the job knows
+its data: which units (domains) remain, which texts of a batch still need
+vectors, and how to commit a batch's results. The executor (texts in, vectors
+out) is separate so the same job could one day hand its texts to worker
+processes instead of an in-process model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from memtui.jobs.input import DomainGroup, Response
+
+
+@dataclass(frozen=True)
+class JobTotals:
+    units: int            # domains in scope
+    items: int            # responses in scope
+    units_done: int = 0   # already complete in the cache (resumed)
+    items_done: int = 0
+    bad_lines: int = 0
+
+
+@dataclass
+class Work:
+    """One admitted batch: its domains, their responses' keys, and the texts still to embed."""
+
+    units: tuple[DomainGroup, ...]
+    keys: list[bytes]                 # one per response, in order
+    to_embed: list[tuple[bytes, str]]  # distinct (key, text) pairs missing from the cache
+    vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def responses(self) -> Iterator[Response]:
+        for unit in self.units:
+            yield from unit.responses
+
+    @property
+    def items(self) -> int:
+        return len(self.keys)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(u.domain for u in self.units)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    completed: tuple[str, ...]   # domains now complete in the cache
+    items_completed: int         # their responses
+    vectors_written: int
+
+    @property
+    def units_completed(self) -> int:
+        return len(self.completed)
+
+
+class Executor(Protocol):
+    """Texts in, vectors out, one sub-batch at a time (so the runner can pause between them)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> None: ...
+
+    def encode_iter(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]: ...
+
+    def clear_caches(self) -> None: ...
+
+    def unload(self) -> None: ...
+
+
+class EmbedJob(Protocol):
+    mode: str
+    input_path: str
+    cache_path: str
+    model_id: str
+    executor: Executor
+
+    def open(self) -> JobTotals: ...
+
+    def units(self) -> Iterator[DomainGroup]: ...
+
+    def prepare(self, units: Sequence[DomainGroup]) -> Work: ...
+
+    def commit(self, work: Work) -> CommitResult: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,109 @@
+"""The cache job: every response of the input, domain by domain, into the SQLite cache.
+
+Resumable: a domain with a summary row is complete and skipped; a vector
+already in the cache (same model, same text) is never embedded again. The
+embeddings job is the same work limited to the first N texts, without the
+per-domain summaries (its last domain may be cut short).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from memtui.embed.store import CacheStore, key_for, summarize_domain
+from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
+from memtui.jobs.input import DomainGroup, InputStats, read_domains
+
+
+class CacheJob:
+    def __init__(self, input_path: str | Path, cache_path: str | Path, executor: Executor, *,
+                 model_id: str, mode: str = "cache", limit_domains: int | None = None,
+                 limit_texts: int | None = None, strict: bool = False) -> None:
+        self.mode = mode
+        self.input_path = str(input_path)
+        self.cache_path = str(cache_path)
+        self.executor = executor
+        self.model_id = model_id
+        self.limit_domains = limit_domains
+        self.limit_texts = limit_texts
+        self.strict = strict
+        self.summaries = limit_texts is None
+        self.stats = InputStats()
+        self._store: CacheStore | None = None
+        self._done: set[str] = set()
+
+    @property
+    def store(self) -> CacheStore:
+        if self._store is None:
+            raise RuntimeError("CacheJob.open() first")
+        return self._store
+
+    def open(self) -> JobTotals:
+        """Scan the input first (a bad input fails before any cache file exists), then open the cache."""
+        sizes: dict[str, int] = {}
+        for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=self.stats)):
+            sizes[group.domain] = sizes.get(group.domain, 0) + len(group.responses)
+        self._store = CacheStore.open(self.cache_path, self.model_id)
+        self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
+        return JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
+                         items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines)
+
+    def units(self) -> Iterator[DomainGroup]:
+        # A second streaming pass: bad lines were counted by open(), so this one keeps its own stats.
+        for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=InputStats())):
+            if group.domain not in self._done:
+                yield group
+
+    def _scoped(self, groups: Iterator[DomainGroup]) -> Iterator[DomainGroup]:
+        """Apply --limit (first N domains) and --texts (first N responses)."""
+        texts_left = self.limit_texts
+        for index, group in enumerate(groups):
+            if self.limit_domains is not None and index >= self.limit_domains:
+                return
+            if texts_left is not None:
+                if texts_left <= 0:
+                    return
+                if len(group.responses) > texts_left:
+                    group = DomainGroup(group.domain, group.responses[:texts_left])
+                texts_left -= len(group.responses)
+            yield group
+
+    def prepare(self, units: Sequence[DomainGroup]) -> Work:
+        keys = [key_for(self.model_id, r.text) for unit in units for r in unit.responses]
+        texts = {k: r.text for k, r in zip(keys, (r for unit in units for r in unit.responses))}
+        missing = self.store.missing(set(keys))
+        to_embed = [(k, texts[k]) for k in dict.fromkeys(keys) if k in missing]
+        return Work(units=tuple(units), keys=keys, to_embed=to_embed)
+
+    def commit(self, work: Work) -> CommitResult:
+        """One transaction: the new vectors, the responses that have a vector, finished domains' summaries."""
+        pending = {k for k, _ in work.to_embed if k not in work.vectors}
+        responses, completed, summaries = [], [], []
+        items_completed = 0
+        offset = 0
+        for unit in work.units:
+            unit_keys = work.keys[offset:offset + len(unit.responses)]
+            offset += len(unit.responses)
+            have = [(r, k) for r, k in zip(unit.responses, unit_keys) if k not in pending]
+            responses.extend(r for r, _ in have)
+            if len(have) == len(unit.responses):
+                completed.append(unit.domain)
+                items_completed += len(unit.responses)
+                if self.summaries:
+                    summaries.append(self._summary(unit, unit_keys, work.vectors))
+        self.store.commit_batch(work.vectors, responses, summaries)
+        return CommitResult(completed=tuple(completed), items_completed=items_completed,
+                            vectors_written=len(work.vectors))
+
+    def _summary(self, unit: DomainGroup, keys: list[bytes], fresh: dict[bytes, np.ndarray]):
+        old = self.store.vectors_for({k for k in keys if k not in fresh})
+        lookup = {**old, **{k: fresh[k] for k in keys if k in fresh}}
+        return summarize_domain(unit.domain, unit.responses, lambda r, _lookup=lookup, _m=self.model_id: _lookup[key_for(_m, r.text)])
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,520 @@
+"""The engine: one loop that admits batches under the memory core's rules.
+
+Faces drive it only through thread-safe commands (pause, resume, cleanup,
+set_thresholds, set_batch_limits, stop) and read it only through immutable
+``snapshot()``s and the event stream (``subscribe()``). The loop runs in
+whichever thread calls ``run()``; it checks commands and the breaker between
+batches and between the sub-batches of a long encode.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from memtui.errors import MemtuiError
+from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, EventBus,
+                           EventQueue, MemoryWarning, Notice, PhaseChanged, RunFinished)
+from memtui.jobs.base import EmbedJob, Work
+from memtui.jobs.input import DomainGroup
+from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.breaker import BreakerState, BreakerTransition
+from memtui.memory.cleanup import CleanupReport
+from memtui.memory.config import MemoryConfig
+from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
+from memtui.memory.units import GB, parse_gb
+
+log = logging.getLogger("memtui")
+
+#: Open-breaker backoff rounds (each with a cleanup) before the model is unloaded as a last resort.
+ESCALATE_AFTER_ROUNDS = 3
+#: Names of unprocessed domains kept in a report (the count is always exact).
+MAX_NAMED_UNPROCESSED = 1000
+
+
+class Verdict(enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"      # the operator asked to stop (q, Ctrl-C)
+    ABORT = "abort"    # the breaker stayed open past its timeout
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    mode: str
+    input: str
+    cache: str
+    model: str
+    phase: str
+    paused: bool
+    stopping: bool
+    units_done: int
+    units_total: int
+    items_done: int
+    items_total: int
+    items_skipped: int
+    items_embedded: int
+    bad_lines: int
+    batches: int
+    batch_size: int
+    batch_min: int
+    batch_max: int
+    in_flight: tuple[str, ...]
+    in_flight_progress: tuple[int, int]
+    elapsed_s: float
+    items_per_s: float
+    eta_s: float | None
+    model_loaded: bool
+    memory: MemorySnapshot
+    report: dict[str, Any] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.report is not None
+
+
+class Runner:
+    def __init__(self, job: EmbedJob, monitor: MemoryMonitor, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.job = job
+        self.monitor = monitor
+        self._clock = clock
+        self._bus = EventBus()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        # commands
+        self._paused = False
+        self._stop_requested = False
+        self._cleanup_requested = False
+        # progress
+        self._phase = "starting"
+        self._t0: float | None = None
+        self._t_end: float | None = None
+        self._units_done = self._units_total = 0
+        self._items_done = self._items_total = self._items_skipped = self._items_embedded = 0
+        self._bad_lines = 0
+        self._batches = 0
+        self._batch_size = monitor.config.batch_size_max
+        self._in_flight: tuple[str, ...] = ()
+        self._in_flight_progress = (0, 0)
+        self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
+        self._report: dict[str, Any] | None = None
+        self._unprocessed: list[str] = []
+        self._unprocessed_count = 0
+
+    # -- commands (any thread) ------------------------------------------------------
+    def pause(self) -> None:
+        with self._wake:
+            self._paused = True
+            self._wake.notify_all()
+        self._publish(Notice("⏸️ Pause requested: stopping after the sub-batch in flight"))
+
+    def resume(self) -> None:
+        with self._wake:
+            self._paused = False
+            self._wake.notify_all()
+        self._publish(Notice("▶️ Resumed"))
+
+    def toggle_pause(self) -> bool:
+        """Pause if running, resume if paused; returns the new paused state."""
+        if self._paused:
+            self.resume()
+        else:
+            self.pause()
+        return self._paused
+
+    def request_cleanup(self) -> None:
+        """Run a cleanup at the next checkpoint (between sub-batches), in the job's thread."""
+        with self._wake:
+            self._cleanup_requested = True
+            self._wake.notify_all()
+
+    def stop(self) -> None:
+        """Finish the sub-batch in flight, commit what is done, end cleanly."""
+        with self._wake:
+            self._stop_requested = True
+            self._wake.notify_all()
+        self._publish(Notice("⏹️ Stop requested: committing the batch in flight"))
+
+    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> MemoryConfig:
+        """Change warning/breaker levels mid-run (GB, MB or a percent of the limit).
+
+        Raises ConfigError with a one-line message and applies nothing if invalid.
+        """
+        limit = self.monitor.limit.bytes if self.monitor.limit else None
+        changes: dict[str, float] = {}
+        try:
+            if warning is not None:
+                changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit, what="warning threshold")
+            if max is not None:
+                changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit, what="breaker threshold")
+        except ValueError as exc:
+            from memtui.errors import ConfigError
+            raise ConfigError(str(exc)) from None
+        config = self.monitor.update_config(**changes)
+        self._publish(Notice(f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, "
+                             f"breaker {config.max_memory_gb:.2f}GB"))
+        return config
+
+    def set_batch_limits(self, *, minimum: int | None = None, maximum: int | None = None) -> MemoryConfig:
+        changes = {}
+        if minimum is not None:
+            changes["batch_size_min"] = minimum
+        if maximum is not None:
+            changes["batch_size_max"] = maximum
+        config = self.monitor.update_config(**changes)
+        self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
+        return config
+
+    # -- reading (any thread) -------------------------------------------------------
+    def subscribe(self) -> EventQueue:
+        return self._bus.subscribe()
+
+    def unsubscribe(self, queue: EventQueue) -> None:
+        self._bus.unsubscribe(queue)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def snapshot(self) -> RunSnapshot:
+        memory = self.monitor.snapshot()
+        with self._lock:
+            now = self._clock()
+            elapsed = 0.0 if self._t0 is None else (self._t_end or now) - self._t0
+            rate = self._recent_rate(now)
+            remaining = max(0, self._items_total - self._items_done)
+            eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
+            cfg = self.monitor.config
+            return RunSnapshot(
+                mode=self.job.mode, input=self.job.input_path, cache=self.job.cache_path,
+                model=self.job.model_id, phase=self._phase, paused=self._paused,
+                stopping=self._stop_requested, units_done=self._units_done, units_total=self._units_total,
+                items_done=self._items_done, items_total=self._items_total,
+                items_skipped=self._items_skipped, items_embedded=self._items_embedded,
+                bad_lines=self._bad_lines, batches=self._batches,
+                batch_size=batch_size_for(memory.state, cfg), batch_min=cfg.batch_size_min,
+                batch_max=cfg.batch_size_max, in_flight=self._in_flight,
+                in_flight_progress=self._in_flight_progress, elapsed_s=elapsed,
+                items_per_s=(self._items_done - self._items_skipped) / elapsed if elapsed > 0 else 0.0,
+                eta_s=eta, model_loaded=self.job.executor.loaded, memory=memory, report=self._report,
+            )
+
+    # -- the loop -------------------------------------------------------------------
+    _opened = False
+
+    def open(self) -> None:
+        """Scan the input and open the cache; raises MemtuiError on bad input.
+
+        Faces call this before they start, so a bad path fails in one line
+        before any screen opens; ``run()`` calls it if they did not.
+        """
+        self._set_phase("scanning input", self.job.input_path)
+        totals = self.job.open()
+        self._opened = True
+        with self._lock:
+            self._units_total, self._items_total = totals.units, totals.items
+            self._units_done, self._items_done = totals.units_done, totals.items_done
+            self._items_skipped = totals.items_done
+            self._bad_lines = totals.bad_lines
+        if totals.units_done:
+            self._publish(Notice(f"♻️ Resuming: {totals.units_done} of {totals.units} domains already in the cache"))
+        if totals.bad_lines:
+            self._publish(Notice(f"⚠️ {totals.bad_lines} bad input line(s) skipped", level="warning"))
+
+    def run(self) -> dict[str, Any]:
+        """Run the job to the end (or stop, or abort); returns the run report. Never raises MemtuiError."""
+        started_monitor = not self.monitor.running
+        if started_monitor:
+            self.monitor.start()
+        self.monitor.breaker.add_listener(self._on_breaker)
+        self.monitor.add_cleanup_listener(self._on_cleanup)
+        self.monitor.cleaner.register("model caches", self.job.executor.clear_caches)
+        with self._lock:
+            self._t0 = self._clock()
+        status, error, exit_code = "failed", None, 1
+        try:
+            if not self._opened:
+                self.open()
+            verdict = self._loop()
+            status, exit_code = {Verdict.CONTINUE: ("success", 0), Verdict.STOP: ("interrupted", 130),
+                                 Verdict.ABORT: ("aborted", 1)}[verdict]
+        except MemtuiError as exc:
+            error, exit_code = str(exc), exc.exit_code
+            self._publish(Notice(f"❌ {error}", level="error"))
+        except Exception as exc:  # an unforeseen failure: report it, keep what was committed
+            error, exit_code = f"{exc.__class__.__name__}: {exc}", 1
+            log.exception("run failed")
+            self._publish(Notice(f"❌ unexpected error: {error}", level="error"))
+        finally:
+            try:
+                self.job.close()
+            finally:
+                self.monitor.cleaner.unregister("model caches")
+                self.monitor.breaker.remove_listener(self._on_breaker)
+                if started_monitor:
+                    self.monitor.stop()
+        with self._lock:
+            self._t_end = self._clock()
+            self._in_flight, self._in_flight_progress = (), (0, 0)
+        report = self._build_report(status, error, exit_code)
+        self._set_phase(status)
+        with self._lock:
+            self._report = report
+        self._publish(RunFinished(report, level="info" if status == "success" else "error"))
+        return report
+
+    def _loop(self) -> Verdict:
+        units = self.job.units()
+        pushback: collections.deque[DomainGroup] = collections.deque()
+        size_cap: int | None = None
+        memory_errors = 0
+        backoff = Backoff.from_config(self.monitor.config)
+        while True:
+            verdict = self._checkpoint()
+            if verdict is not Verdict.CONTINUE:
+                self._record_unprocessed(pushback, units)
+                return verdict
+            size = batch_size_for(self.monitor.breaker.state, self.monitor.config)
+            if size_cap is not None:
+                size = min(size, size_cap)
+            batch = _take(pushback, units, size)
+            if not batch:
+                return Verdict.CONTINUE
+            work = self.job.prepare(batch)
+            try:
+                verdict = self._embed(work)
+            except MemoryError:
+                memory_errors += 1
+                self._commit(work, complete=False)  # keep every vector already made
+                if memory_errors > self.monitor.config.memory_error_retries:
+                    self._publish(Notice(f"🚨 MemoryError {memory_errors} times in a row; giving up", level="error"))
+                    pushback.extendleft(reversed(batch))
+                    self._record_unprocessed(pushback, units)
+                    return Verdict.ABORT
+                size_cap = max(1, len(batch) // 2)
+                pushback.extendleft(reversed(batch))
+                self._publish(Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {size_cap}",
+                                     level="warning"))
+                self.monitor.cleanup("MemoryError")
+                self._sleep_responsive(backoff.next_delay())
+                continue
+            self._commit(work, complete=verdict is Verdict.CONTINUE)
+            memory_errors = 0
+            backoff.reset()
+            if size_cap is not None:
+                size_cap = size_cap * 2 if size_cap * 2 < self.monitor.config.batch_size_max else None
+            self.monitor.sample()
+            self.monitor.breaker.record_success()
+            if verdict is not Verdict.CONTINUE:
+                incomplete = [u for u in batch if u.domain not in self._completed_names]
+                pushback.extendleft(reversed(incomplete))
+                self._record_unprocessed(pushback, units)
+                return verdict
+
+    def _embed(self, work: Work) -> Verdict:
+        """Encode the batch's missing texts sub-batch by sub-batch, honouring commands in between."""
+        with self._lock:
+            self._in_flight = work.names
+            self._in_flight_progress = (0, len(work.to_embed))
+        self._publish(BatchStarted(self._batches + 1, work.names, work.items, len(work.to_embed),
+                                   self.monitor.rss_bytes))
+        self._batch_t0 = self._clock()
+        if not work.to_embed:
+            return Verdict.CONTINUE
+        executor = self.job.executor
+        if not executor.loaded:
+            self._set_phase("loading model", self.job.model_id)
+            executor.load()
+            self._publish(Notice(f"🧠 Model loaded: {self.job.model_id} (Memory: {self.monitor.sample() / GB:.2f}GB)"))
+        self._set_phase("running")
+        texts = [text for _, text in work.to_embed]
+        done = 0
+        for indices, vectors in executor.encode_iter(texts):
+            for i, vector in zip(indices, vectors):
+                work.vectors[work.to_embed[i][0]] = vector
+            done += len(indices)
+            with self._lock:
+                self._in_flight_progress = (done, len(texts))
+            if done < len(texts):
+                verdict = self._checkpoint()
+                if verdict is not Verdict.CONTINUE:
+                    return verdict
+        return Verdict.CONTINUE
+
+    _completed_names: frozenset[str] = frozenset()
+    _batch_t0: float = 0.0
+
+    def _commit(self, work: Work, *, complete: bool) -> None:
+        result = self.job.commit(work)
+        embedded = len(work.vectors)
+        now = self._clock()
+        with self._lock:
+            self._units_done += result.units_completed
+            self._items_done += result.items_completed
+            self._items_embedded += embedded
+            self._batches += 1
+            self._in_flight, self._in_flight_progress = (), (0, 0)
+            self._rate_window.append((now, self._items_done))
+            self._completed_names = frozenset(result.completed)
+            number = self._batches
+        self._publish(BatchDone(number, work.names, work.items, embedded, now - self._batch_t0,
+                                self.monitor.rss_bytes, complete=complete))
+
+    def _checkpoint(self) -> Verdict:
+        """Between (sub-)batches: run requested cleanups, hold while paused or while the breaker is open."""
+        monitor = self.monitor
+        backoff = Backoff.from_config(monitor.config)
+        open_since: float | None = None
+        rounds = 0
+        while True:
+            with self._wake:
+                cleanup, self._cleanup_requested = self._cleanup_requested, False
+                stop, paused = self._stop_requested, self._paused
+            if cleanup:
+                monitor.cleanup("requested by operator")
+            if stop:
+                self._set_phase("stopping")
+                return Verdict.STOP
+            if paused:
+                self._set_phase("paused")
+                with self._wake:
+                    self._wake.wait_for(lambda: not self._paused or self._stop_requested or self._cleanup_requested,
+                                        timeout=0.5)
+                continue
+            monitor.sample()
+            state = monitor.breaker.state
+            if state is not BreakerState.OPEN:
+                if self._phase in ("paused", "waiting for memory"):
+                    self._set_phase("running")
+                if state is BreakerState.WARNING and not self._cleaned_this_warning:
+                    self._cleaned_this_warning = True
+                    monitor.cleanup("memory warning")
+                elif state is BreakerState.CLOSED:
+                    self._cleaned_this_warning = False
+                return Verdict.CONTINUE
+            # The breaker is open: clean up, back off, escalate, and give up after the timeout.
+            now = self._clock()
+            if open_since is None:
+                open_since = now
+                self._set_phase("waiting for memory")
+                monitor.cleanup("circuit breaker open")
+            elif now - open_since >= monitor.config.breaker_timeout_s:
+                self._publish(Notice(
+                    f"🚨 Circuit breaker stayed open {now - open_since:.0f}s (memory {monitor.rss_bytes / GB:.2f}GB, "
+                    f"reset below {monitor.config.reset_bytes / GB:.2f}GB); giving up after committing",
+                    level="error"))
+                return Verdict.ABORT
+            self._sleep_responsive(backoff.next_delay())
+            rounds += 1
+            if monitor.breaker.state is BreakerState.OPEN:
+                if rounds == ESCALATE_AFTER_ROUNDS and self.job.executor.loaded:
+                    self._publish(Notice("🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
+                                         level="warning"))
+                    self.job.executor.unload()
+                    monitor.cleanup("model unloaded")
+                elif rounds % ESCALATE_AFTER_ROUNDS == 0:
+                    monitor.cleanup("circuit breaker still open")
+
+    _cleaned_this_warning = False
+
+    def _sleep_responsive(self, seconds: float) -> None:
+        """Sleep, but wake at once for a command (stop, resume, cleanup)."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._stop_requested or self._cleanup_requested, timeout=seconds)
+
+    # -- events ---------------------------------------------------------------------
+    def _publish(self, event: Event) -> None:
+        self._bus.publish(event)
+
+    def _set_phase(self, phase: str, detail: str = "") -> None:
+        with self._lock:
+            if self._phase == phase:
+                return
+            self._phase = phase
+        self._publish(PhaseChanged(phase, detail))
+
+    def _on_breaker(self, t: BreakerTransition) -> None:
+        if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+            self._publish(MemoryWarning(t.rss, level="warning"))
+        level = "error" if t.new is BreakerState.OPEN else "info"
+        self._publish(BreakerChanged(t.old, t.new, t.rss, t.reason, level=level))
+
+    def _on_cleanup(self, report: CleanupReport) -> None:
+        self._publish(CleanupRan(report))
+
+    # -- reporting ------------------------------------------------------------------
+    def _recent_rate(self, now: float) -> float:
+        """Responses per second over the last ~30 s of commits (lock held)."""
+        window = [(t, n) for t, n in self._rate_window if now - t <= 30]
+        if len(window) >= 2 and window[-1][0] > window[0][0]:
+            return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        if self._t0 is not None and now > self._t0 and self._items_embedded:
+            return (self._items_done - self._items_skipped) / (now - self._t0)
+        return 0.0
+
+    def _record_unprocessed(self, pushback: collections.deque[DomainGroup], units: Iterator[DomainGroup]) -> None:
+        names: list[str] = []
+        count = 0
+        for unit in [*pushback, *units]:
+            count += 1
+            if len(names) < MAX_NAMED_UNPROCESSED:
+                names.append(unit.domain)
+        pushback.clear()
+        with self._lock:
+            self._unprocessed, self._unprocessed_count = names, count
+
+    def _build_report(self, status: str, error: str | None, exit_code: int) -> dict[str, Any]:
+        memory = self.monitor.snapshot()
+        with self._lock:
+            duration = (self._t_end or self._clock()) - (self._t0 or self._clock())
+            items = self._items_done - self._items_skipped
+            report: dict[str, Any] = {
+                "status": status,
+                "exit_code": exit_code,
+                "mode": self.job.mode,
+                "memory_usage_gb": round(memory.rss_gb, 3),
+                "peak_memory_gb": round(memory.peak_gb, 3),
+                "memory_warnings": memory.warnings,
+                "breaker_trips": memory.breaker.trips,
+                "cleanups": memory.cleanups,
+                "batches": self._batches,
+                "items": items,
+                "items_embedded": self._items_embedded,
+                "items_skipped": self._items_skipped,
+                "items_total": self._items_total,
+                "items_per_s": round(items / duration, 2) if duration > 0 else 0.0,
+                "duration_s": round(duration, 3),
+                "domains_done": self._units_done,
+                "domains_total": self._units_total,
+                "unprocessed_domains": self._unprocessed_count,
+                "unprocessed": list(self._unprocessed),
+                "bad_lines": self._bad_lines,
+                "limit_gb": round(memory.limit.bytes / GB, 3) if memory.limit else None,
+                "limit_source": memory.limit.source if memory.limit else None,
+                "warning_memory_gb": round(memory.warning_bytes / GB, 3),
+                "max_memory_gb": round(memory.max_bytes / GB, 3),
+                "input": self.job.input_path,
+                "cache": self.job.cache_path,
+                "model": self.job.model_id,
+            }
+        if error:
+            report["error"] = error
+        return report
+
+
+def _take(pushback: collections.deque[DomainGroup], units: Iterator[DomainGroup], n: int) -> list[DomainGroup]:
+    batch: list[DomainGroup] = []
+    while len(batch) < n and pushback:
+        batch.append(pushback.popleft())
+    while len(batch) < n:
+        unit = next(units, None)
+        if unit is None:
+            break
+        batch.append(unit)
+    return batch
