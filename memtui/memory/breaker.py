@@ -17,6 +17,7 @@ never flaps around one threshold.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from typing import Callable
 from memtui.memory.config import MemoryConfig
 
 Clock = Callable[[], float]
+
+log = logging.getLogger("memtui")
 
 
 class BreakerState(str, enum.Enum):
@@ -156,7 +159,9 @@ class CircuitBreaker:
             if self._state is BreakerState.HALF_OPEN:
                 now = self._clock()
                 rss = self._last_rss
-                if rss >= self._config.warning_bytes:
+                # Close only below the warning *clear* level, as WARNING itself does: closing
+                # just under the warning level would flap back on the next few kB.
+                if rss >= self._config.warning_clear_bytes:
                     self._move(BreakerState.WARNING, rss, now, "probe batch succeeded, memory still high", fired)
                 else:
                     self._move(BreakerState.CLOSED, rss, now, "probe batch succeeded", fired)
@@ -175,6 +180,10 @@ class CircuitBreaker:
     # -- internals (called with the lock held) -------------------------------------
     def _trip(self, rss: int, now: float, fired: list[BreakerTransition],
               reason: str = "memory above breaker level") -> None:
+        if self._state is BreakerState.CLOSED and now - self._since >= self._config.reset_hold_max_s:
+            # Stable long enough since the last recovery, even if nobody sampled in between
+            # (the processor samples only between batches): not a consecutive trip.
+            self._consecutive = 0
         self._trips += 1
         self._consecutive += 1
         self._move(BreakerState.OPEN, rss, now, reason, fired)
@@ -202,4 +211,8 @@ class CircuitBreaker:
             listeners = list(self._listeners)
         for transition in fired:
             for listener in listeners:
-                listener(transition)
+                try:
+                    listener(transition)
+                except Exception:
+                    # A broken face must not stop the sampler, the worker or the other listeners.
+                    log.exception("breaker listener %r failed", listener)

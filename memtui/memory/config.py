@@ -8,6 +8,7 @@ discovered memory limit ("75%").
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -77,7 +78,9 @@ class MemoryConfig:
         for name in ("max_memory_gb", "warning_memory_gb", "sample_interval_s", "breaker_timeout_s",
                      "reset_hold_s", "reset_hold_max_s", "backoff_initial_s", "backoff_max_s"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            # NaN fails "> 0"; infinity would overflow the int byte levels derived from it.
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
+                    or not math.isfinite(value)):
                 raise bad(f"{name} must be a positive number, got {value!r}")
         for name in ("batch_size_max", "batch_size_min", "history_size", "memory_error_retries"):
             value = getattr(self, name)
@@ -93,12 +96,19 @@ class MemoryConfig:
                 f"batch size min {self.batch_size_min} is above max {self.batch_size_max}; "
                 "make --batch-min <= --batch-max"
             )
-        if self.reset_memory_gb is not None and not 0 < self.reset_memory_gb < self.max_memory_gb:
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if self.reset_memory_gb is not None and not (number(self.reset_memory_gb)
+                                                     and 0 < self.reset_memory_gb < self.max_memory_gb):
             raise bad(f"reset memory {self.reset_memory_gb}GB must be between 0 and max memory {self.max_memory_gb}GB")
-        if not 0 <= self.warning_hysteresis < 1:
+        if not (number(self.warning_hysteresis) and 0 <= self.warning_hysteresis < 1):
             raise bad(f"warning_hysteresis must be in [0, 1), got {self.warning_hysteresis!r}")
         if self.backoff_max_s < self.backoff_initial_s:
-            raise bad("backoff_max_s must be >= backoff_initial_s")
+            raise bad(f"backoff_max_s {self.backoff_max_s}s must be >= backoff_initial_s {self.backoff_initial_s}s")
+        if self.reset_hold_max_s < self.reset_hold_s:
+            # Otherwise the "growing" hold after repeated trips would be shorter than the first one.
+            raise bad(f"reset_hold_max_s {self.reset_hold_max_s}s must be >= reset_hold_s {self.reset_hold_s}s")
 
 
 # -- layering ---------------------------------------------------------------------
@@ -118,6 +128,15 @@ def _float(text: Any, *, what: str, limit_bytes: int | None) -> float:
         raise ValueError(f"{what}: {text!r} is not a number (seconds)") from None
 
 
+def _fraction(text: Any, *, what: str, limit_bytes: int | None) -> float:
+    """0.05 or "5%" (a fraction of the warning level, not of the memory limit)."""
+    raw = str(text).strip()
+    try:
+        return float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a fraction (0.05 or 5%)") from None
+
+
 def _gb(text: Any, *, what: str, limit_bytes: int | None) -> float:
     return parse_gb(text, limit_bytes=limit_bytes, what=what)
 
@@ -132,6 +151,9 @@ SETTINGS: dict[str, tuple[str, Callable[..., Any]]] = {
     "sample-interval": ("sample_interval_s", _float),
     "breaker-timeout": ("breaker_timeout_s", _float),
     "reset-hold": ("reset_hold_s", _float),
+    "reset-hold-max": ("reset_hold_max_s", _float),
+    "warning-hysteresis": ("warning_hysteresis", _fraction),
+    "backoff-initial": ("backoff_initial_s", _float),
     "backoff-max": ("backoff_max_s", _float),
 }
 _FIELD_TO_SETTING = {field: name for name, (field, _) in SETTINGS.items()}

@@ -12,6 +12,7 @@ import resource
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from memtui.memory.units import format_bytes
@@ -54,6 +55,13 @@ class ProcessProbe:
         if self._pid != pid:
             with self._lock:
                 if self._pid != pid:
+                    if self._fd is not None:
+                        # Inherited across fork: it still reads the parent's /proc/<pid>/statm.
+                        try:
+                            os.close(self._fd)
+                        except OSError:
+                            pass
+                        self._fd = None
                     try:
                         self._fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
                     except OSError:
@@ -146,8 +154,12 @@ def _cgroup_paths(proc_root: Path) -> tuple[str | None, str | None]:
 
 
 def discover_limit(proc_root: str | os.PathLike[str] = "/proc",
-                   cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> MemoryLimit:
-    """The smallest of physical RAM, cgroup v2 memory.max/high up the tree, a v1 limit and RLIMIT_AS/RSS."""
+                   cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
+                   *, getrlimit: Callable[[int], tuple[int, int]] | None = resource.getrlimit) -> MemoryLimit:
+    """The smallest of physical RAM, cgroup v2 memory.max/high up the tree, a v1 limit and RLIMIT_AS/RSS.
+
+    ``getrlimit=None`` leaves rlimits out (tests on fake trees must not see the real process's).
+    """
     proc, cgroot = Path(proc_root), Path(cgroup_root)
     candidates: list[tuple[int, str]] = []
 
@@ -157,34 +169,47 @@ def discover_limit(proc_root: str | os.PathLike[str] = "/proc",
 
     v2, v1 = _cgroup_paths(proc)
     if v2 is not None:
-        rel = Path(v2.lstrip("/"))
-        # Walk from the process's own cgroup up to the root: any ancestor's limit binds too.
-        for ancestor in [rel, *rel.parents]:
-            folder = cgroot / ancestor
-            for name in ("memory.max", "memory.high"):
-                value = _read_limit_file(folder / name)
-                if value is not None:
-                    where = "/" + str(ancestor) if str(ancestor) != "." else "/"
-                    candidates.append((value, f"cgroup {name} ({where})"))
+        # Unified mount at the root (pure v2) or at unified/ (hybrid systems).
+        for mount in (cgroot, cgroot / "unified"):
+            for value, name, where in _walk_up(mount, v2, ("memory.max", "memory.high")):
+                candidates.append((value, f"cgroup {name} ({where})"))
     if v1 is not None:
-        for base in (cgroot / "memory", cgroot):
-            value = _read_limit_file(base / v1.lstrip("/") / "memory.limit_in_bytes")
-            if value is not None:
-                candidates.append((value, "cgroup v1 memory.limit_in_bytes"))
+        for mount in (cgroot / "memory", cgroot):
+            found = list(_walk_up(mount, v1, ("memory.limit_in_bytes",)))
+            for value, _name, where in found:
+                candidates.append((value, f"cgroup v1 memory.limit_in_bytes ({where})"))
+            if found:
                 break
 
-    for name in ("RLIMIT_AS", "RLIMIT_RSS"):
-        which = getattr(resource, name, None)
-        if which is None:
-            continue
-        soft, _hard = resource.getrlimit(which)
-        if soft != resource.RLIM_INFINITY and 0 < soft < _UNLIMITED:
-            candidates.append((soft, name))
+    if getrlimit is not None:
+        for name in ("RLIMIT_AS", "RLIMIT_RSS"):
+            which = getattr(resource, name, None)
+            if which is None:
+                continue
+            soft, _hard = getrlimit(which)
+            if soft != resource.RLIM_INFINITY and 0 < soft < _UNLIMITED:
+                candidates.append((soft, name))
 
     if not candidates:
         return MemoryLimit(bytes=0, source="unknown (no limit found)")
     value, source = min(candidates, key=lambda c: c[0])
     return MemoryLimit(bytes=value, source=source)
+
+
+def _walk_up(mount: Path, cgroup_path: str, names: tuple[str, ...]) -> Iterator[tuple[int, str, str]]:
+    """(limit, file name, cgroup path) for each limit file set from the process's cgroup up to the mount root.
+
+    Any ancestor's limit binds too. Walking up also copes with a cgroup namespace
+    whose /proc/self/cgroup names a host path that does not exist under the
+    container's mount: the mount root (the container's own cgroup) is still read.
+    """
+    rel = Path(cgroup_path.lstrip("/"))
+    for ancestor in [rel, *rel.parents]:
+        folder = mount / ancestor
+        for name in names:
+            value = _read_limit_file(folder / name)
+            if value is not None:
+                yield value, name, "/" + str(ancestor) if str(ancestor) != "." else "/"
 
 
 def _physical_ram(proc: Path) -> int | None:
