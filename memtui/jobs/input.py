@@ -1,0 +1,257 @@
+"""Streaming reader for the JSON Lines input (plain or gzip).
+
+Only the current domain's group is ever held in memory, so the input's size
+never shows up in RSS; bad lines are counted and skipped (or raised with
+``strict``) so one broken record does not lose a night's run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from memtui.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+REQUIRED_FIELDS = ("domain", "model", "prompt_type", "response")
+MAX_BAD_EXAMPLES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: str
+    domain: str
+    model: str
+    prompt_type: str
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class DomainGroup:
+    domain: str
+    responses: tuple[Response, ...]
+
+
+@dataclass
+class InputStats:
+    """Counters updated while streaming.
+
+    Plain ints written by the reading thread only, so another thread (a TUI)
+    may read them at any time without a lock.
+    """
+
+    lines: int = 0
+    responses: int = 0
+    domains: int = 0
+    bad_lines: int = 0
+    skipped_domains: int = 0
+    skipped_responses: int = 0
+    repeated_domains: int = 0
+    bad_examples: list[str] = field(default_factory=list)
+
+    def _bad(self, reason: str) -> None:
+        self.bad_lines += 1
+        if len(self.bad_examples) < MAX_BAD_EXAMPLES:
+            self.bad_examples.append(reason)
+
+
+class _BadLine(Exception):
+    """A reason a single line is unusable; never leaves this module."""
+
+
+class _Record:
+    """One valid line as its raw dict: a Response is built only for domains not skipped."""
+
+    __slots__ = ("line", "data")
+
+    def __init__(self, line: int, data: dict) -> None:
+        self.line = line
+        self.data = data
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[BinaryIO]:
+    """Open for binary reading; gzip is chosen by magic bytes, not by suffix."""
+    where = str(path)
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise InputError(f"no input file at {where}; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{where} is a directory; pass a .jsonl or .jsonl.gz file") from None
+    except PermissionError:
+        raise InputError(f"cannot read {where}: permission denied; fix its permissions (chmod u+r)") from None
+    except OSError as exc:
+        raise InputError(f"cannot open {where}: {exc.strerror or exc}; check the path") from None
+    with raw:
+        try:
+            magic = raw.peek(2)[:2]  # peek, not seek: pipes and FIFOs work too
+        except OSError as exc:
+            raise InputError(f"cannot read {where}: {exc.strerror or exc}; check the file") from None
+        if magic != GZIP_MAGIC:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield unzipped  # type: ignore[misc]
+
+
+def _parse(raw: bytes, line: int) -> dict:
+    """Validate one line; raise _BadLine with a short reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _BadLine(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+    if line == 1:
+        text = text.removeprefix("\ufeff")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _BadLine(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise _BadLine("malformed JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise _BadLine(f"expected a JSON object, got {type(data).__name__}")
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            raise _BadLine(f"missing field '{name}'")
+        value = data[name]
+        if not isinstance(value, str):
+            raise _BadLine(f"field '{name}' must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise _BadLine(f"empty field '{name}'")
+        try:
+            value.encode("utf-8")  # JSON escapes can smuggle in lone surrogates that keys cannot hash
+        except UnicodeEncodeError:
+            raise _BadLine(f"field '{name}' holds an unpaired surrogate escape") from None
+    rid = data.get("id")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int)) or str(rid) == ""):
+        raise _BadLine("field 'id' must be a non-empty string or an integer")
+    return data
+
+
+def _records(path: Path, stats: InputStats, strict: bool) -> Iterator[_Record]:
+    """Yield valid lines in order; count and skip (or raise on) bad ones."""
+    where = str(path)
+    line = 0
+    with _open(path) as fh:
+        try:
+            for raw in fh:
+                line += 1
+                stats.lines = line
+                if not raw.strip():
+                    continue
+                try:
+                    data = _parse(raw.rstrip(b"\r\n"), line)
+                except _BadLine as bad:
+                    reason = f"{where}:{line}: {bad}"
+                    if strict:
+                        raise InputError(f"{reason}; fix the line or run without --strict") from None
+                    stats._bad(reason)
+                    continue
+                yield _Record(line, data)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise InputError(
+                f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); "
+                "re-create the file (the complete domains before it were read)"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"{where}: read failed after line {line} ({exc.strerror or exc}); check the file") from None
+
+
+def _response(record: _Record, seen: dict[str, int]) -> Response:
+    """Build a Response; a missing id becomes a content hash, stable across file edits."""
+    d = record.data
+    rid = d.get("id")
+    if rid is None:
+        digest = hashlib.blake2b(digest_size=8)
+        for name in REQUIRED_FIELDS:
+            digest.update(d[name].encode("utf-8") + b"\0")
+        rid = "h" + digest.hexdigest()
+        n = seen.get(rid, 0) + 1
+        seen[rid] = n
+        if n > 1:  # identical duplicate in the same domain: keep both rows
+            rid = f"{rid}-{n}"
+    return Response(
+        id=str(rid),
+        domain=d["domain"],
+        model=d["model"],
+        prompt_type=d["prompt_type"],
+        text=d["response"],
+        line=record.line,
+    )
+
+
+def read_domains(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = False,
+    stats: InputStats | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> Iterator[DomainGroup]:
+    """Yield one group per contiguous run of a domain.
+
+    A group is yielded only once the next domain (or the end) proves it
+    complete; a stream that breaks mid-file therefore never yields a cut
+    group. ``skip(domain)`` is asked once per group, before its Response
+    objects are built.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else InputStats()
+    seen_domains: set[str] = set()
+    current: str | None = None
+    skipping = False
+    group: list[Response] = []
+    ids: dict[str, int] = {}
+
+    def finish() -> DomainGroup | None:
+        if current is None or skipping:
+            return None
+        return DomainGroup(current, tuple(group))
+
+    for record in _records(path, stats, strict):
+        domain = record.data["domain"]
+        if domain != current:
+            done = finish()
+            if done is not None:
+                yield done
+            current, group, ids = domain, [], {}
+            stats.domains += 1
+            if domain in seen_domains:
+                stats.repeated_domains += 1
+            seen_domains.add(domain)
+            skipping = bool(skip and skip(domain))
+            if skipping:
+                stats.skipped_domains += 1
+        stats.responses += 1
+        if skipping:
+            stats.skipped_responses += 1
+        else:
+            group.append(_response(record, ids))
+    done = finish()
+    if done is not None:
+        yield done
+
+
+def count_input(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(domains, responses) by a streaming pre-scan, for progress totals.
+
+    A stream that breaks mid-file returns what was counted: the real read
+    reports the break, after processing the complete domains.
+    """
+    stats = InputStats()
+    try:
+        for _ in read_domains(path, stats=stats, skip=lambda _d: True):
+            pass
+    except InputError:
+        if stats.lines == 0:
+            raise
+    return stats.domains, stats.responses
