@@ -1,0 +1,456 @@
+"""The resumable embedding cache: one SQLite file in WAL mode.
+
+Vectors are keyed by sha256(model_id, text), so identical texts are embedded
+once and a cache can never mix two models' vectors. Everything a batch
+produces is committed in one transaction: a kill loses at most that batch and
+a rerun, skipping the domains recorded as done, duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from memtui.errors import StoreError
+from memtui.jobs.input import Response
+
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+IN_CHUNK = 500  # well under every SQLite build's host-parameter limit
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE embeddings (key BLOB PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE responses (id TEXT PRIMARY KEY, domain TEXT NOT NULL, model TEXT NOT NULL,
+                        prompt_type TEXT NOT NULL, key BLOB NOT NULL);
+CREATE INDEX responses_domain ON responses(domain);
+CREATE TABLE domains (domain TEXT PRIMARY KEY, responses INTEGER NOT NULL, counts TEXT NOT NULL,
+                      agreement REAL, done_at REAL NOT NULL);
+"""
+_TABLES = {"meta", "embeddings", "responses", "domains"}
+_FIX = "move it away or pass --cache NEW_PATH"
+
+
+def key_for(model_id: str, text: str) -> bytes:
+    """Cache key: the model is part of it, so vectors of two models never collide."""
+    return hashlib.sha256(model_id.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    """float32 little-endian bytes: portable, and loading them runs no code (unlike pickle)."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    domain: str
+    responses: int
+    counts: dict[str, int]
+    agreement: float | None
+    done_at: float
+
+
+def summarize_domain(
+    domain: str,
+    responses: Sequence[Response],
+    vector_lookup: Callable[[Response], np.ndarray],
+) -> DomainSummary:
+    """Counts per model/prompt type and the cross-model agreement score.
+
+    Agreement is the mean cosine similarity over every pair of responses to
+    the same prompt type from different models, pooled across prompt types;
+    None when no prompt type was answered by two models.
+    """
+    counts: dict[str, int] = {}
+    by_prompt: dict[str, list[Response]] = {}
+    for r in responses:
+        label = f"{r.model}/{r.prompt_type}"
+        counts[label] = counts.get(label, 0) + 1
+        by_prompt.setdefault(r.prompt_type, []).append(r)
+    total, pairs = 0.0, 0
+    for group in by_prompt.values():
+        models = np.array([r.model for r in group])
+        cross = models[:, None] != models[None, :]
+        n_cross = int(cross.sum())
+        if n_cross == 0:
+            continue
+        vecs = np.stack([np.asarray(vector_lookup(r), dtype=np.float64) for r in group])
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = vecs / np.where(norms == 0.0, 1.0, norms)
+        sims = vecs @ vecs.T
+        total += float(sims[cross].sum()) / 2.0  # the mask counts each pair twice
+        pairs += n_cross // 2
+    agreement = total / pairs if pairs else None
+    return DomainSummary(domain, len(responses), dict(sorted(counts.items())), agreement, time.time())
+
+
+def _chunks(items: Sequence[bytes], size: int = IN_CHUNK) -> Iterable[Sequence[bytes]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_header(path: Path) -> None:
+    """Reject non-SQLite files before sqlite3 gets a chance to misread them."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except PermissionError:
+        raise StoreError(f"cannot read cache {path}: permission denied; chmod u+rw it or pass --cache NEW_PATH") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read cache {path}: {exc.strerror or exc}; {_FIX}") from None
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not a memtui cache (file is not a database); {_FIX}")
+
+
+def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
+    """The meta table as a dict; None for an empty database; StoreError for a foreign one."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return None
+    if "meta" not in tables:
+        listed = ", ".join(sorted(tables)[:5])
+        raise StoreError(f"{path} is a SQLite database but not a memtui cache (tables: {listed}); {_FIX}")
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    version = int(meta.get("schema_version", "0"))
+    if version != SCHEMA_VERSION or not _TABLES <= tables:
+        raise StoreError(
+            f"cache {path} has schema version {version}, this memtui reads version {SCHEMA_VERSION}; {_FIX}"
+        )
+    return meta
+
+
+def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts and identity of a cache, read-only: never creates or changes the file."""
+    path = Path(path)
+    if not path.is_file():
+        if path.exists():
+            raise StoreError(f"{path} is not a file; pass --cache with a cache file")
+        raise StoreError(f"no cache at {path}; run memtui run --mode cache first")
+    _check_header(path)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open cache {path} read-only ({_reason(exc)}); check its permissions") from None
+    try:
+        meta = _read_meta(conn, path)
+        if meta is None:
+            raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; {_FIX}")
+        vectors, responses, domains = (
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("embeddings", "responses", "domains")
+        )
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cache {path} is corrupt or unreadable ({_reason(exc)}); {_FIX}") from None
+    finally:
+        conn.close()
+    wal = path.with_name(path.name + "-wal")
+    size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return {
+        "path": str(path),
+        "model_id": meta.get("model_id"),
+        "dim": int(meta["dim"]) if meta.get("dim") else None,
+        "schema_version": int(meta["schema_version"]),
+        "created_at": float(meta["created_at"]),
+        "vectors": vectors,
+        "responses": responses,
+        "domains_done": domains,
+        "size_bytes": size,
+    }
+
+
+class _InfoAccessor:
+    """Makes ``store.info()`` and ``CacheStore.info(path)`` the same read-only query."""
+
+    def __get__(self, obj: CacheStore | None, owner: type) -> Callable[..., dict[str, Any]]:
+        if obj is None:
+            return cache_info
+        return lambda: cache_info(obj.path)
+
+
+class CacheStore:
+    """Writer handle on a cache file; the connection is shared behind a lock."""
+
+    info = _InfoAccessor()
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+        self.model_id = model_id
+        self.dim = dim
+
+    # -- opening -----------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], model_id: str, dim: int | None = None) -> CacheStore:
+        """Open or create a cache for ``model_id``; on failure a new file leaves no trace."""
+        path = Path(path)
+        created: list[Path] = []
+        try:
+            existed = cls._prepare(path, created)
+            conn = cls._connect(path, existed)
+            try:
+                stored_dim = cls._init_or_check(conn, path, model_id, dim)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            for made in reversed(created):
+                for victim in (made, *(made.with_name(made.name + s) for s in SIDE_SUFFIXES)):
+                    try:
+                        victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+            raise
+        return cls(conn, path, model_id, stored_dim)
+
+    @staticmethod
+    def _prepare(path: Path, created: list[Path]) -> bool:
+        """Create missing folders (0700) and the file (0600); return whether it existed."""
+        if path.exists():
+            if not path.is_file():
+                raise StoreError(f"cache path {path} is not a file; pass --cache with a file path")
+            _check_header(path)
+            mode = path.stat().st_mode
+            if not (mode & stat.S_IWUSR) or not os.access(path, os.W_OK):
+                raise StoreError(f"cache {path} is read-only; chmod u+w {path} or pass --cache NEW_PATH")
+            return True
+        missing = [p for p in reversed(path.parent.absolute().parents) if not p.exists()]
+        if not path.parent.absolute().exists():
+            missing.append(path.parent.absolute())
+        try:
+            for folder in missing:
+                folder.mkdir(mode=0o700)
+                created.append(folder)
+                folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+            # SQLite gives the -wal and -shm files the database file's mode.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            created.append(path)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create cache {path}: {exc.strerror or exc}; pass --cache in a writable folder"
+            ) from None
+        return False
+
+    @staticmethod
+    def _connect(path: Path, existed: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open cache {path} ({_reason(exc)}); {_FIX}") from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if existed:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise StoreError(f"cache {path} is corrupt ({check}); {_FIX}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            text = _reason(exc)
+            if "not a database" in text:
+                raise StoreError(f"{path} is not a memtui cache (file is not a database); {_FIX}") from None
+            if "readonly" in text or "read-only" in text:
+                raise StoreError(f"cache {path} is read-only ({text}); make it and its folder writable") from None
+            if "locked" in text:
+                raise StoreError(f"cache {path} is locked by another process; wait for it or pass --cache NEW_PATH") from None
+            raise StoreError(f"cache {path} is corrupt or unreadable ({text}); {_FIX}") from None
+        except BaseException:
+            conn.close()
+            raise
+        if mode.lower() != "wal":
+            conn.close()
+            raise StoreError(f"cache {path} cannot use WAL journaling (got {mode}); put it on a local disk")
+        return conn
+
+    @staticmethod
+    def _init_or_check(conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None) -> int | None:
+        """Write the schema into a new file, or check an existing cache matches."""
+        try:
+            meta = _read_meta(conn, path)
+            if meta is None:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta(key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("model_id", model_id),
+                        ("dim", "" if dim is None else str(dim)),
+                        ("created_at", repr(time.time())),
+                    ],
+                )
+                conn.execute("COMMIT")
+                return dim
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot initialise cache {path} ({_reason(exc)}); {_FIX}") from None
+        stored_model = meta.get("model_id", "")
+        if stored_model != model_id:
+            raise StoreError(
+                f"cache {path} holds vectors of model {stored_model}, not {model_id}; "
+                f"use --cache OTHER or --model {stored_model}"
+            )
+        stored_dim = int(meta["dim"]) if meta.get("dim") else None
+        if dim is not None and stored_dim is not None and dim != stored_dim:
+            raise StoreError(
+                f"cache {path} holds {stored_dim}-dim vectors, the model makes {dim}; use --cache OTHER"
+            )
+        return stored_dim if stored_dim is not None else dim
+
+    # -- queries -----------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"reading cache {self.path} failed ({_reason(exc)}); {_FIX}") from None
+
+    def missing(self, keys: Iterable[bytes]) -> set[bytes]:
+        """Keys with no vector yet."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[bytes] = set()
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._query(f"SELECT key FROM embeddings WHERE key IN ({marks})", chunk))
+        return set(wanted) - found
+
+    def vectors_for(self, keys: Iterable[bytes]) -> dict[bytes, np.ndarray]:
+        """Stored vectors (read-only float32 views) for the keys that have one."""
+        out: dict[bytes, np.ndarray] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._query(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
+                vec = np.frombuffer(blob, dtype="<f4")
+                if self.dim is not None and vec.size != self.dim:
+                    raise StoreError(
+                        f"cache {self.path} has a {vec.size}-dim vector where {self.dim} were expected; {_FIX}"
+                    )
+                out[key] = vec
+        return out
+
+    def done_domains(self) -> set[str]:
+        return {row[0] for row in self._query("SELECT domain FROM domains")}
+
+    def summarize(
+        self, domain: str, responses: Sequence[Response], fresh: Mapping[bytes, np.ndarray]
+    ) -> DomainSummary:
+        """summarize_domain with vectors from ``fresh`` first, then from the cache."""
+        keys = {r.id: key_for(self.model_id, r.text) for r in responses}
+        known = self.vectors_for(k for k in set(keys.values()) if k not in fresh)
+
+        def lookup(r: Response) -> np.ndarray:
+            key = keys[r.id]
+            if key in fresh:
+                return fresh[key]
+            if key not in known:
+                raise StoreError(f"no vector for response {r.id} of domain {domain} (line {r.line}); rerun to embed it")
+            return known[key]
+
+        return summarize_domain(domain, responses, lookup)
+
+    # -- writing -----------------------------------------------------------
+
+    def commit_batch(
+        self,
+        vectors: Mapping[bytes, np.ndarray],
+        responses: Sequence[Response] = (),
+        completed_domains: Sequence[DomainSummary] = (),
+    ) -> None:
+        """Write a batch in ONE transaction: vectors, response rows, domain summaries.
+
+        Vectors of a half-done domain may be committed without its summary;
+        the domain is redone on resume, finding its vectors already cached.
+        """
+        rows = [(key, self._blob(vec)) for key, vec in vectors.items()]
+        response_rows = [
+            (r.id, r.domain, r.model, r.prompt_type, key_for(self.model_id, r.text)) for r in responses
+        ]
+        domain_rows = [
+            (s.domain, s.responses, json.dumps(s.counts, sort_keys=True), s.agreement, s.done_at)
+            for s in completed_domains
+        ]
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if self.dim is not None:
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'dim' AND value = ''", (str(self.dim),))
+                conn.executemany("INSERT OR IGNORE INTO embeddings(key, vector) VALUES (?, ?)", rows)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",
+                    response_rows,
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO domains(domain, responses, counts, agreement, done_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    domain_rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"writing cache {self.path} failed ({_reason(exc)}); {self._write_fix(exc)}") from None
+                raise
+
+    def _blob(self, vector: np.ndarray) -> bytes:
+        vec = np.asarray(vector)
+        if vec.ndim != 1:
+            raise StoreError(f"cannot store a vector of shape {vec.shape} in {self.path}; expected a 1-d vector")
+        if self.dim is None:
+            self.dim = int(vec.size)
+        elif vec.size != self.dim:
+            raise StoreError(
+                f"cannot store a {vec.size}-dim vector in {self.path}, which holds {self.dim}-dim vectors; "
+                "use --cache OTHER"
+            )
+        return to_blob(vec)
+
+    @staticmethod
+    def _write_fix(exc: sqlite3.Error) -> str:
+        text = _reason(exc)
+        if "full" in text:
+            return "free disk space and rerun (completed batches are kept)"
+        if "locked" in text or "busy" in text:
+            return "another process holds the cache; stop it or pass --cache NEW_PATH"
+        if "readonly" in text:
+            return "make the cache and its folder writable"
+        return "rerun (completed batches are kept) or pass --cache NEW_PATH"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> CacheStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
