@@ -32,7 +32,8 @@ class Backoff:
         return cls(config.backoff_initial_s, config.backoff_max_s)
 
     def next_delay(self) -> float:
-        delay = min(self.initial_s * self.factor ** self.attempts, self.max_s)
+        # The exponent is capped: a breaker open for hours must not overflow the float power.
+        delay = min(self.initial_s * self.factor ** min(self.attempts, 64), self.max_s)
         self.attempts += 1
         return delay
 

@@ -74,6 +74,7 @@ class CircuitBreaker:
         self._trips = 0
         self._consecutive = 0
         self._last_rss = 0
+        self._last_at = float("-inf")
         self._listeners: list[Listener] = []
 
     # -- configuration ------------------------------------------------------------
@@ -126,12 +127,19 @@ class CircuitBreaker:
             )
 
     # -- driving ------------------------------------------------------------------
-    def update(self, rss: int) -> BreakerState:
-        """Feed one RSS sample; returns the state after it."""
+    def update(self, rss: int, at: float | None = None) -> BreakerState:
+        """Feed one RSS sample (taken at time ``at``, default now); returns the state after it.
+
+        A sample older than one already seen is ignored: with two samplers a stale
+        reading must not undo a newer one (or restart a reset hold).
+        """
         fired: list[BreakerTransition] = []
         with self._lock:
+            now = self._clock() if at is None else at
+            if now < self._last_at:
+                return self._state
+            self._last_at = now
             self._last_rss = rss
-            now = self._clock()
             cfg = self._config
             state = self._state
             if rss >= cfg.max_bytes and state is not BreakerState.OPEN:

@@ -116,14 +116,17 @@ class MemoryMonitor:
     # -- sampling -----------------------------------------------------------------
     def sample(self) -> int:
         """Read RSS once, record it, feed the breaker; returns RSS in bytes."""
-        rss = self.probe.rss_bytes()
-        now = self._clock()
+        # Read under the lock so concurrent samplers (the thread, the worker) record history
+        # in order; a statm pread is microseconds. The breaker is fed outside it (its listeners
+        # take this lock) with the sample's time, so it can drop a sample that arrives stale.
         with self._lock:
+            rss = self.probe.rss_bytes()
+            now = self._clock()
             self._rss = rss
             self._peak = max(self._peak, rss)
             self._samples += 1
             self._history.append((now, rss))
-        self.breaker.update(rss)
+        self.breaker.update(rss, at=now)
         return rss
 
     @property

@@ -47,7 +47,7 @@ class SmartBatchProcessor:
         position = 0
         batches = 0
         backoff = Backoff.from_config(self.config)
-        size_cap: int | None = None  # set smaller after a MemoryError, relaxed after successes
+        size_cap: int | None = None  # halved after a MemoryError, relaxed by one per success
         memory_errors = 0
         open_since: float | None = None
         cleaned_for: BreakerState | None = None
@@ -66,13 +66,18 @@ class SmartBatchProcessor:
             if size == 0:
                 now = self._clock()
                 open_since = now if open_since is None else open_since
-                if now - open_since >= self.config.breaker_timeout_s:
+                # Compare against a fixed deadline: "deadline - now" is exact, so sleeping it
+                # really reaches the deadline (a recomputed "timeout - elapsed" remainder can be
+                # smaller than the clock's resolution and never get there).
+                deadline = open_since + self.config.breaker_timeout_s
+                if now >= deadline:
                     status = "aborted"
                     reason = (f"circuit breaker stayed open for {now - open_since:.0f}s "
                               f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up")
                     log.error("🚨 %s", reason)
                     break
-                self._sleep(backoff.next_delay())
+                # Never sleep past the deadline: a long backoff must not overshoot breaker_timeout_s.
+                self._sleep(min(backoff.next_delay(), deadline - now))
                 if backoff.attempts % 4 == 0:
                     monitor.cleanup("breaker still open")
                 continue
@@ -83,10 +88,13 @@ class SmartBatchProcessor:
             try:
                 result = fn(batch)
             except MemoryError:
-                memory_errors += 1
+                # Halving the batch is the retry; only failures of a single item count towards
+                # giving up, so a batch of any size gets memory_error_retries tries at size one.
+                if len(batch) == 1:
+                    memory_errors += 1
                 if memory_errors > self.config.memory_error_retries:
                     status = "aborted"
-                    reason = f"MemoryError {memory_errors} times in a row on a batch of {len(batch)}; gave up"
+                    reason = f"MemoryError {memory_errors} times in a row on a single item; gave up"
                     log.error("🚨 %s", reason)
                     break
                 size_cap = max(1, len(batch) // 2)
@@ -101,7 +109,9 @@ class SmartBatchProcessor:
             memory_errors = 0
             backoff.reset()
             if size_cap is not None:
-                size_cap = size_cap * 2 if size_cap * 2 < self.config.batch_size_max else None
+                # Grow back one item per success (AIMD): doubling would jump straight back to the
+                # size that just raised MemoryError and fail every other batch.
+                size_cap = size_cap + 1 if size_cap + 1 < self.config.batch_size_max else None
             monitor.sample()
             breaker.record_success()
 

@@ -10,9 +10,10 @@ from memtui.memory.units import GB, MB
 class FakeClock:
     """A monotonic clock that moves only when told to; ``sleep`` advances it."""
 
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1000.0, max_sleeps: int = 100_000) -> None:
         self.t = float(start)
         self.sleeps: list[float] = []
+        self.max_sleeps = max_sleeps  # a loop that never ends fails instead of hanging the suite
 
     def now(self) -> float:
         return self.t
@@ -22,6 +23,8 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         assert seconds >= 0, f"negative sleep {seconds}"
         self.sleeps.append(seconds)
+        if len(self.sleeps) > self.max_sleeps:
+            raise AssertionError(f"more than {self.max_sleeps} sleeps: a wait loop that never ends")
         self.t += seconds
 
     def advance(self, seconds: float) -> None:

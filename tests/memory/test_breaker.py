@@ -294,3 +294,11 @@ def test_listener_may_read_the_breaker(breaker):
     breaker.add_listener(lambda t: got.append(breaker.snapshot().state))
     breaker.update(gb(1.6))
     assert got == [OPEN]
+
+
+def test_stale_samples_are_ignored(breaker, clock):
+    breaker.update(gb(1.6), at=clock.now())
+    breaker.update(gb(0.5), at=clock.now() + 0.5)
+    breaker.update(gb(1.2), at=clock.now() + 0.2)  # read before the 0.5 GB one, delivered after
+    clock.advance(1.5)
+    assert breaker.update(gb(0.5)) is HALF_OPEN  # the hold started at +0.5 was not restarted
