@@ -96,15 +96,12 @@ class HeadlessFace:
         next_progress = time.monotonic() + self.progress_every_s
         try:
             while worker.is_alive():
-                try:
-                    self._events.wait(timeout=0.5)
-                    self._print_events()
-                    if time.monotonic() >= next_progress:
-                        self._say(progress_line(self.runner.snapshot()))
-                        next_progress = time.monotonic() + self.progress_every_s
-                    worker.join(timeout=0.01)
-                except KeyboardInterrupt:
-                    self._interrupt()
+                self._events.wait(timeout=0.5)
+                self._print_events()
+                if time.monotonic() >= next_progress:
+                    self._say(progress_line(self.runner.snapshot()))
+                    next_progress = time.monotonic() + self.progress_every_s
+                worker.join(timeout=0.01)
         finally:
             self._restore_signals(previous)
         self._print_events()
@@ -135,12 +132,13 @@ class HeadlessFace:
               file=self.err, flush=True)
         self.runner.stop()
 
-    def _install_signals(self) -> Any:
+    def _install_signals(self) -> dict[int, Any]:
+        """Ctrl-C and SIGTERM become a stop request instead of an exception at a random spot."""
         if threading.current_thread() is not threading.main_thread():
-            return None
-        return signal.signal(signal.SIGTERM, lambda *_: self._interrupt())
+            return {}
+        return {sig: signal.signal(sig, lambda *_: self._interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
-    def _restore_signals(previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,37 @@
+"""Run memtui as a user would: a real subprocess, no terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATOR = REPO / "sample_data" / "generate.py"
+
+
+def memtui_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTUI_")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def memtui(*args: str | os.PathLike[str], timeout: float = 300, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "memtui", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env or memtui_env(), stdin=subprocess.DEVNULL)
+
+
+def popen_memtui(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "memtui", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env or memtui_env(), stdin=subprocess.DEVNULL)
+
+
+def make_sample(path: Path, domains: int, *, responses: int | None = None, seed: int = 1729) -> Path:
+    """A small input from the real generator (same shape and style as the bundled sample)."""
+    cmd = [sys.executable, str(GENERATOR), "--out", str(path), "--domains", str(domains), "--seed", str(seed), "--quiet"]
+    if responses is not None:
+        cmd += ["--responses", str(responses)]
+    subprocess.run(cmd, check=True, timeout=60)
+    return path
