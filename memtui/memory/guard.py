@@ -29,15 +29,27 @@ class MemoryBreakerOpen(MemtuiError):
 
 @contextlib.contextmanager
 def memory_guard(monitor: MemoryMonitor, name: str = "operation") -> Iterator[MemoryMonitor]:
-    """Refuse to start while the breaker is open; log memory going in and warn coming out."""
+    """Refuse to start while the breaker is open; log memory going in and warn when it is high.
+
+    The monitor logs a warning whenever memory crosses the warning level: its
+    sampler thread does so inside the block, and the sample taken on the way
+    out catches it if no sampler runs. A block that finishes while the breaker
+    is half-open counts as the probe that closes it; one that raises does not.
+    """
     rss = monitor.sample()
-    if monitor.breaker.state is BreakerState.OPEN:
+    state = monitor.breaker.state
+    if state is BreakerState.OPEN:
         raise MemoryBreakerOpen(name, rss, monitor.config.max_bytes)
     suffix = "" if name == "operation" else f" [{name}]"
     log.info("🔍 Starting operation (Memory: %s)%s", format_gb(rss), suffix)
+    if state is not BreakerState.CLOSED:
+        # The crossing was logged when it happened, maybe long ago: say it again where it matters.
+        log.warning("⚠️ Memory warning: %s (breaker %s)%s", format_gb(rss), state.label, suffix)
+    finished = False
     try:
         yield monitor
+        finished = True
     finally:
-        # The monitor logs a warning when memory crosses the level; its sampler thread
-        # does so inside the block, and this last sample catches it if none is running.
         monitor.sample()
+        if finished:
+            monitor.breaker.record_success()
