@@ -172,13 +172,19 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
     from memtui.embed.model import Embedder  # noqa: PLC0415 - keeps `memtui --help` fast
     from memtui.jobs.cache import CacheJob  # noqa: PLC0415
     from memtui.runner import Runner  # noqa: PLC0415
+    from memtui.trace import RunTrace  # noqa: PLC0415
 
     embedder = Embedder(args.model)
     texts = (args.texts or 1000) if args.mode == "embeddings" else None
     job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
                    model_id=embedder.model_id, mode=args.mode, limit_domains=args.limit,
                    limit_texts=texts, strict=args.strict)
-    return Runner(job, monitor)
+    return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))))
+
+
+def trace_path(cache: Path) -> Path:
+    """The rolling trace lives beside the cache: ``embeddings.sqlite`` -> ``embeddings.sqlite.trace``."""
+    return cache.with_name(cache.name + ".trace")
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from memtui.memory.cleanup import CleanupReport
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB, parse_gb
+from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
 
@@ -80,9 +81,11 @@ class RunSnapshot:
 
 class Runner:
     def __init__(self, job: EmbedJob, monitor: MemoryMonitor, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, trace: RunTrace | None = None) -> None:
         self.job = job
         self.monitor = monitor
+        self.trace = trace
+        self._previous_abnormal_end: str | None = None
         self._clock = clock
         self._bus = EventBus()
         self._lock = threading.Lock()
@@ -214,6 +217,11 @@ class Runner:
         Faces call this before they start, so a bad path fails in one line
         before any screen opens; ``run()`` calls it if they did not.
         """
+        if self.trace is not None:
+            previous = self.trace.previous_abnormal_end()
+            if previous is not None:
+                self._previous_abnormal_end = previous.describe()
+                self._publish(Notice(self._previous_abnormal_end, level="warning"))
         self._set_phase("scanning input", self.job.input_path)
         totals = self.job.open()
         self._opened = True
@@ -241,6 +249,8 @@ class Runner:
         try:
             if not self._opened:
                 self.open()
+            if self.trace is not None:
+                self.trace.begin(mode=self.job.mode, input=self.job.input_path, model=self.job.model_id)
             verdict = self._loop()
             status, exit_code = {Verdict.CONTINUE: ("success", 0), Verdict.STOP: ("interrupted", 130),
                                  Verdict.ABORT: ("aborted", 1)}[verdict]
@@ -254,6 +264,8 @@ class Runner:
         finally:
             try:
                 self.job.close()
+                if self.trace is not None:
+                    self.trace.end(status)
             finally:
                 self.monitor.cleaner.unregister("model caches")
                 self.monitor.breaker.remove_listener(self._on_breaker)
@@ -324,6 +336,8 @@ class Runner:
             self._in_flight_progress = (0, len(work.to_embed))
         self._publish(BatchStarted(self._batches + 1, work.names, work.items, len(work.to_embed),
                                    self.monitor.rss_bytes))
+        if self.trace is not None:
+            self.trace.batch(self._batches + 1, list(work.names), self.monitor.rss_bytes)
         self._batch_t0 = self._clock()
         if not work.to_embed:
             return Verdict.CONTINUE
@@ -388,6 +402,8 @@ class Runner:
                                         timeout=0.5)
                 continue
             monitor.sample()
+            if self.trace is not None:
+                self.trace.samples(lambda: monitor.snapshot().history, self._clock())
             state = monitor.breaker.state
             if state is not BreakerState.OPEN:
                 if self._phase in ("paused", "waiting for memory"):
@@ -505,6 +521,8 @@ class Runner:
             }
         if error:
             report["error"] = error
+        if self._previous_abnormal_end:
+            report["previous_abnormal_end"] = self._previous_abnormal_end
         return report
 
 

@@ -109,6 +109,7 @@ def test_kill_9_mid_run_then_resume_leaves_one_vector_per_text(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["items_skipped"] > 0 and report["domains_done"] == 8
+    assert "ended abnormally" in resumed.stderr and "ended abnormally" in report["previous_abnormal_end"]
     records = read_input(source)
     rows = cache_rows(cache)
     assert len(rows["keys"]) == len(set(rows["keys"])) == len({r["response"] for r in records})
