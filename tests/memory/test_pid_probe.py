@@ -28,12 +28,15 @@ CHILD = textwrap.dedent("""
                 b[i] = 1
             blocks.append(b)
         elif cmd == "fork":
+            done_r, done_w = os.pipe()
             if os.fork() == 0:
                 b = bytearray(int(arg[0]) << 20)
                 for i in range(0, len(b), 4096):
                     b[i] = 1
+                os.write(done_w, b"1")
                 os.read(0, 1)  # stays until the parent's stdin closes
                 os._exit(0)
+            os.read(done_r, 1)
         print("ok", flush=True)
 """)
 
@@ -145,15 +148,20 @@ def _wait_zombie(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a probe as another user")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to probe as another user")
 def test_another_users_process_gives_rss_but_denies_uss(child):
-    """Run as nobody: a root process's statm is readable, its smaps_rollup is not."""
-    code = textwrap.dedent(f"""
-        from memtui.memory.pid_probe import PidProbe
-        s = PidProbe({child.pid}).sample(detail=True)
-        print(s.rss > 0, s.uss, s.detail_denied)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, user=65534,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "None", "True"]
+    """As nobody, a root process's statm is readable but its smaps_rollup is not."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        try:
+            os.setuid(65534)
+            s = PidProbe(child.pid).sample(detail=True)
+            os.write(write_end, f"{s.rss > 0} {s.uss} {s.detail_denied}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as fh:
+        answer = fh.read()
+    os.waitpid(pid, 0)
+    assert answer.split() == ["True", "None", "True"]

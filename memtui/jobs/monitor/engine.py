@@ -1,0 +1,337 @@
+"""MonitorEngine: watches processes memtui did not start, with the Runner's shape.
+
+Faces drive it only through thread-safe commands (stop, pause_target,
+resume_target, terminate_target, set_thresholds) and read it only through
+immutable ``snapshot()``s and the event stream (``subscribe()``). ``run()``
+samples every target once per interval in the calling thread until the
+duration is up, the operator stops it, or every explicit target has exited.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memtui.errors import ConfigError, UsageError
+from memtui.events import Event, EventBus, EventQueue, Notice
+from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetAdded, TargetBreakerChanged,
+                                        TargetGone, TargetSampled, TargetWarning)
+from memtui.jobs.monitor.intervene import Policy, Sender, decide, send_signal, signal_target, SIGNALS
+from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
+from memtui.memory.breaker import BreakerState, BreakerTransition
+from memtui.memory.config import MemoryConfig
+from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
+from memtui.memory.probe import MemoryLimit
+from memtui.memory.units import GB, parse_gb
+
+#: How often a --match watch looks for new matching processes (or every interval, if longer).
+RESCAN_S = 5.0
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    selection: str
+    policy: Policy
+    children: bool
+    interval_s: float
+    duration_s: float | None
+    elapsed_s: float
+    rounds: int
+    round_cost_s: float        # what the last round of sampling took, all targets together
+    stopping: bool
+    warning_bytes: int
+    max_bytes: int
+    reset_bytes: int
+    limit: MemoryLimit | None
+    targets: tuple[TargetSnapshot, ...]
+    report: dict[str, Any] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.report is not None
+
+    def target(self, pid: int) -> TargetSnapshot | None:
+        return next((t for t in self.targets if t.pid == pid), None)
+
+
+class MonitorEngine:
+    def __init__(self, probes: Sequence[PidProbe], config: MemoryConfig, *, interval_s: float = 2.0,
+                 duration_s: float | None = None, policy: Policy | str = Policy.NONE, children: bool = False,
+                 selection: str = "", end_when_all_exit: bool = True,
+                 rescan: Callable[[set[int]], list[PidProbe]] | None = None,
+                 limit: MemoryLimit | None = None, send: Sender = send_signal,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection)."""
+        self.config = config
+        self.interval_s = interval_s
+        self.duration_s = duration_s
+        self.policy = Policy(policy)
+        self.children = children
+        self.selection = selection
+        self.end_when_all_exit = end_when_all_exit
+        self.limit = limit
+        self._rescan = rescan
+        self._send = send
+        self._clock = clock
+        self._bus = EventBus()
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._trackers: dict[int, TargetTracker] = {}
+        for probe in probes:
+            self._trackers[probe.pid] = self._track(probe)
+        self._stop_requested = False
+        self._t0: float | None = None
+        self._t_end: float | None = None
+        self._rounds = 0
+        self._round_cost = 0.0
+        self._report: dict[str, Any] | None = None
+
+    def _track(self, probe: PidProbe) -> TargetTracker:
+        return TargetTracker(probe, self.config, clock=self._clock, interval_s=self.interval_s)
+
+    # -- commands (any thread) ------------------------------------------------------
+    def stop(self) -> None:
+        """End the watch at once (the report says "interrupted"); memtui resumes what it stopped."""
+        with self._wake:
+            self._stop_requested = True
+            self._wake.notify_all()
+        self._publish(Notice("⏹️ Stop requested: ending the watch"))
+
+    def pause_target(self, pid: int) -> Action:
+        """SIGSTOP the target (and its counted children) for the operator."""
+        return self._operator(pid, "stop", "paused by the operator")
+
+    def resume_target(self, pid: int) -> Action:
+        """SIGCONT a target, whoever stopped it; an open breaker will not stop it again until it re-trips."""
+        return self._operator(pid, "resume", "resumed by the operator")
+
+    def terminate_target(self, pid: int) -> Action:
+        return self._operator(pid, "terminate", "terminated by the operator")
+
+    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None,
+                       pid: int | None = None) -> MemoryConfig:
+        """New warning/breaker levels for every target, or for one (``pid``); ConfigError if invalid."""
+        limit = self.limit.bytes if self.limit and self.limit.bytes else None
+        changes: dict[str, float] = {}
+        try:
+            if warning is not None:
+                changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit, what="warning threshold")
+            if max is not None:
+                changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit, what="breaker threshold")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with self._lock:
+            if pid is None:
+                config = self.config = self.config.replace(**changes)
+                targets = [t for t in self._trackers.values() if not t.own_thresholds]
+            else:
+                tracker = self._tracker(pid)
+                config = tracker.config.replace(**changes)
+                targets = [tracker]
+            for tracker in targets:
+                if not tracker.gone:
+                    self._handle(tracker, tracker.set_config(config, own=pid is not None))
+        whom = "all targets" if pid is None else f"pid {pid}"
+        self._publish(Notice(f"🎚️ Thresholds set for {whom}: warning {config.warning_memory_gb:.2f}GB, "
+                             f"breaker {config.max_memory_gb:.2f}GB"))
+        return config
+
+    # -- reading (any thread) -------------------------------------------------------
+    def subscribe(self) -> EventQueue:
+        return self._bus.subscribe()
+
+    def unsubscribe(self, queue: EventQueue) -> None:
+        self._bus.unsubscribe(queue)
+
+    def snapshot(self) -> MonitorSnapshot:
+        with self._lock:
+            cfg = self.config
+            return MonitorSnapshot(
+                selection=self.selection, policy=self.policy, children=self.children,
+                interval_s=self.interval_s, duration_s=self.duration_s, elapsed_s=self._elapsed(),
+                rounds=self._rounds, round_cost_s=self._round_cost, stopping=self._stop_requested,
+                warning_bytes=cfg.warning_bytes, max_bytes=cfg.max_bytes, reset_bytes=cfg.reset_bytes,
+                limit=self.limit, targets=tuple(t.snapshot() for t in self._trackers.values()),
+                report=self._report,
+            )
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Watch until the duration is up, stop() is called or every explicit target exited; returns the report."""
+        with self._lock:
+            self._t0 = self._clock()
+        self._publish(Notice(f"🔍 Watching {self.selection or f'{len(self._trackers)} process(es)'} every "
+                             f"{self.interval_s:g}s (warning {self.config.warning_memory_gb:.2f}GB, breaker "
+                             f"{self.config.max_memory_gb:.2f}GB, on breaker: {self.policy.value})"))
+        next_rescan = self._t0 + max(RESCAN_S, self.interval_s)
+        tick = self._t0
+        status, reason, exit_code = "success", "duration reached", 0
+        try:
+            while True:
+                self._sample_round()
+                now = self._clock()
+                if self._rescan is not None and now >= next_rescan:
+                    self._add_new_targets()
+                    next_rescan = now + max(RESCAN_S, self.interval_s)
+                if self.end_when_all_exit and all(t.gone for t in self._trackers.values()):
+                    status, reason = "success", "all targets exited"
+                    break
+                while tick <= now:
+                    tick += self.interval_s  # a slow round skips ticks instead of bunching them
+                end = None if self.duration_s is None else self._t0 + self.duration_s
+                with self._wake:
+                    if not self._stop_requested:
+                        wake_at = tick if end is None else min(tick, end)
+                        self._wake.wait_for(lambda: self._stop_requested,
+                                            timeout=max(0.0, wake_at - self._clock()))
+                    if self._stop_requested:
+                        status, reason, exit_code = "interrupted", "stopped by operator", 130
+                        break
+                if end is not None and self._clock() >= end:
+                    break
+        finally:
+            self.release_all()
+        with self._lock:
+            self._t_end = self._clock()
+            report = self._build_report(status, reason, exit_code)
+            self._report = report
+        self._publish(MonitorFinished(report, level="info" if exit_code == 0 else "warning"))
+        return report
+
+    def _sample_round(self) -> None:
+        t0 = time.perf_counter()
+        with self._lock:
+            live = [t for t in self._trackers.values() if not t.gone]
+        ppids = ppid_map() if self.children and live else None
+        for tracker in live:
+            started = time.perf_counter()
+            try:
+                sample = tracker.probe.sample(detail=tracker.wants_detail(), ppids=ppids)
+            except ProcessGone as exc:
+                self._lose(tracker, TargetState.EXITED, self._exit_note(tracker, exc))
+                continue
+            except ProcessAccessDenied:
+                self._lose(tracker, TargetState.DENIED, "access denied: run memtui as its owner or root to read it")
+                continue
+            with self._lock:
+                transitions = tracker.record(sample, time.perf_counter() - started)
+                self._handle(tracker, transitions, ppids)
+                snap = tracker.snapshot()
+            self._publish(TargetSampled(snap))
+        with self._lock:
+            self._rounds += 1
+            self._round_cost = time.perf_counter() - t0
+
+    def _exit_note(self, tracker: TargetTracker, exc: ProcessGone) -> str:
+        text = str(exc).removeprefix(f"pid {tracker.pid} ")
+        return f"{text} after {self._elapsed():.1f}s of watching"
+
+    def _lose(self, tracker: TargetTracker, state: TargetState, note: str) -> None:
+        with self._lock:
+            tracker.mark(state, note)
+            snap = tracker.snapshot()
+            remaining = sum(not t.gone for t in self._trackers.values())
+        self._publish(TargetGone(snap, remaining, level="warning"))
+
+    def _add_new_targets(self) -> None:
+        assert self._rescan is not None
+        with self._lock:
+            known = set(self._trackers)
+        for probe in self._rescan(known):
+            with self._lock:
+                tracker = self._trackers[probe.pid] = self._track(probe)
+                snap = tracker.snapshot()
+            self._publish(TargetAdded(snap, "new match"))
+
+    def _handle(self, tracker: TargetTracker, transitions: list[BreakerTransition],
+                ppids: dict[int, int] | None = None) -> None:
+        """Publish a target's breaker transitions and apply the policy to them (lock held)."""
+        for t in transitions:
+            if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+                self._publish(TargetWarning(tracker.pid, tracker.label, t.rss, level="warning"))
+            level = "error" if t.new is BreakerState.OPEN else "info"
+            self._publish(TargetBreakerChanged(tracker.pid, tracker.label, t.old, t.new, t.rss, t.reason,
+                                               level=level))
+            cfg = tracker.config
+            decision = decide(self.policy, t, tracker.held_by, cfg.reset_bytes, cfg.max_bytes)
+            if decision is not None:
+                action, reason = decision
+                self._act(tracker, action, reason, "breaker", ppids)
+
+    def _act(self, tracker: TargetTracker, action: str, reason: str, by: str,
+             ppids: dict[int, int] | None = None) -> Action:
+        """Send the signal, record the action, publish it (lock held)."""
+        error = signal_target(tracker.probe, action, send=self._send, ppids=ppids)
+        record = Action(at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                        elapsed_s=self._elapsed(), action=action, signal=SIGNALS[action].name,
+                        reason=reason, by=by, ok=error is None, error=error)
+        tracker.add_action(record)
+        if error is None:
+            if action == "stop":
+                tracker.held_by = by
+            elif action == "resume":
+                tracker.held_by = None
+        self._publish(TargetActed(tracker.pid, tracker.label, record, level="warning" if record.ok else "error"))
+        return record
+
+    def _operator(self, pid: int, action: str, reason: str) -> Action:
+        with self._lock:
+            tracker = self._tracker(pid)
+            if tracker.gone:
+                raise UsageError(f"pid {pid} ({tracker.label}) is no longer watched: {tracker.snapshot().note}")
+            return self._act(tracker, action, reason, "operator")
+
+    def release_all(self) -> None:
+        """SIGCONT every process memtui stopped: run() does it as it ends, a face's emergency exit calls it."""
+        with self._lock:
+            for tracker in self._trackers.values():
+                if tracker.held_by is not None and not tracker.gone:
+                    self._act(tracker, "resume", f"memtui is exiting (was {tracker.held_by}-stopped)", "memtui")
+
+    def _tracker(self, pid: int) -> TargetTracker:
+        tracker = self._trackers.get(pid)
+        if tracker is None:
+            watched = ", ".join(map(str, self._trackers)) or "none"
+            raise UsageError(f"pid {pid} is not watched (watching: {watched})")
+        return tracker
+
+    # -- events and the report ----------------------------------------------------------
+    def _publish(self, event: Event) -> None:
+        self._bus.publish(event)
+
+    def _elapsed(self) -> float:
+        if self._t0 is None:
+            return 0.0
+        return (self._t_end if self._t_end is not None else self._clock()) - self._t0
+
+    def _build_report(self, status: str, reason: str, exit_code: int) -> dict[str, Any]:
+        targets = [t.snapshot() for t in self._trackers.values()]
+        peak = max(targets, key=lambda t: t.peak, default=None)
+        cfg = self.config
+        return {
+            "status": status,
+            "exit_code": exit_code,
+            "mode": "monitor",
+            "end_reason": reason,
+            "duration_s": round(self._elapsed(), 3),
+            "interval_s": self.interval_s,
+            "rounds": self._rounds,
+            "selection": self.selection,
+            "children": self.children,
+            "on_breaker": self.policy.value,
+            "peak_memory_gb": round(peak.peak / GB, 3) if peak else 0.0,
+            "peak_pid": peak.pid if peak else None,
+            "memory_warnings": sum(t.warnings for t in targets),
+            "breaker_trips": sum(t.trips for t in targets),
+            "actions": sum(len(t.actions) for t in targets),
+            "warning_memory_gb": round(cfg.warning_memory_gb, 3),
+            "max_memory_gb": round(cfg.max_memory_gb, 3),
+            "reset_memory_gb": round(cfg.reset_bytes / GB, 3),
+            "limit_gb": round(self.limit.bytes / GB, 3) if self.limit and self.limit.bytes else None,
+            "limit_source": self.limit.source if self.limit else None,
+            "targets": [t.as_report() for t in targets],
+        }

@@ -1,0 +1,59 @@
+"""``memtui run --mode monitor``: from parsed flags to a watch, a face and an exit code.
+
+Exit codes: 0 the watch ended (duration reached, every explicit target
+exited); 130 stopped by Ctrl-C, SIGTERM or quit; 2 bad usage (a --pid that
+does not exist at start, a --match that matches nothing), raised as UsageError
+for the CLI to print in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from memtui.jobs.monitor.engine import MonitorEngine
+from memtui.jobs.monitor.headless import MonitorHeadless, summary_lines
+from memtui.jobs.monitor.targets import Selection, discover, find_matching
+from memtui.memory.monitor import MemoryMonitor
+
+
+def build_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> MonitorEngine:
+    """Resolve the targets (UsageError if there are none) and build the engine from the flags."""
+    selection = Selection(pids=tuple(args.pid), match=args.match, children=args.children)
+    probes = discover(selection)
+    rescan = None
+    if selection.match is not None:
+        pattern = selection.match
+        rescan = lambda known: find_matching(pattern, selection.children, skip=known)  # noqa: E731
+    return MonitorEngine(
+        probes, monitor.config, interval_s=args.monitor_interval, duration_s=args.duration,
+        policy=args.on_breaker, children=args.children, selection=selection.describe(),
+        # A --match watch waits for new matches; explicit pids and the default list end when all exited.
+        end_when_all_exit=selection.match is None, rescan=rescan, limit=monitor.limit)
+
+
+def run_monitor_mode(args: argparse.Namespace, monitor: MemoryMonitor) -> int:
+    from memtui.cli import write_report  # noqa: PLC0415 - cli imports this module lazily
+    from memtui.headless import setup_logging  # noqa: PLC0415
+
+    engine = build_engine(args, monitor)
+    use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
+    if use_tui:
+        logging.getLogger("memtui").addHandler(logging.NullHandler())
+        logging.getLogger("memtui").propagate = False
+        from memtui.tui.monitor_app import run_monitor_tui  # noqa: PLC0415 - the UI loads only for the TUI
+
+        report = run_monitor_tui(engine, theme=args.theme)
+        for line in summary_lines(report):
+            print(line)
+    else:
+        setup_logging()
+        report = MonitorHeadless(engine).run()
+        for line in summary_lines(report):
+            print(line, file=sys.stderr)
+        print(json.dumps(report, indent=2))
+    if args.report:
+        write_report(args.report, report)
+    return int(report["exit_code"])
