@@ -145,13 +145,19 @@ class EventQueue:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    """Fan-out to subscribers; a late subscriber (a face started after the input scan) gets the recent past."""
+
+    def __init__(self, replay: int = 200) -> None:
         self._queues: list[EventQueue] = []
+        self._recent: collections.deque[Event] = collections.deque(maxlen=replay)
         self._lock = threading.Lock()
 
-    def subscribe(self, maxlen: int = 10_000) -> EventQueue:
+    def subscribe(self, maxlen: int = 10_000, *, replay: bool = True) -> EventQueue:
         queue = EventQueue(maxlen)
         with self._lock:
+            if replay:
+                for event in self._recent:
+                    queue.put(event)
             self._queues.append(queue)
         return queue
 
@@ -162,6 +168,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         with self._lock:
+            self._recent.append(event)
             queues = list(self._queues)
         for queue in queues:
             queue.put(event)

@@ -21,7 +21,27 @@ from memtui.memory.units import GB
 from memtui.runner import Runner
 from tests.memory.fakes import ScriptedProbe
 from tests.support.data import domain_names, write_input
-from tests.support.executors import HashExecutor
+from tests.support.executors import FakeExecutor
+
+
+class HashExecutor(FakeExecutor):
+    """The shared fake executor, recording each text it encodes and calling ``on_texts`` per sub-batch."""
+
+    def __init__(self, *, on_sub_batch=None, **kw) -> None:
+        super().__init__(**kw)
+        self.on_texts = on_sub_batch
+        self.encoded: list[str] = []
+
+    @property
+    def cache_clears(self) -> int:
+        return self.clears
+
+    def encode_iter(self, texts):
+        for indices, vectors in super().encode_iter(texts):
+            if self.on_texts is not None:
+                self.on_texts([texts[i] for i in indices])
+            self.encoded.extend(texts[i] for i in indices)
+            yield indices, vectors
 
 FAST = dict(sample_interval_s=0.01, backoff_initial_s=0.01, backoff_max_s=0.05, reset_hold_s=0.01,
             reset_hold_max_s=0.05, breaker_timeout_s=0.5)
