@@ -1,0 +1,321 @@
+"""The operator TUI: the engine in a thread worker beside live panels.
+
+The app reads the runner only through ``snapshot()`` (polled a few times a
+second) and ``subscribe()`` (drained into the GC log on the same tick), and
+steers it only through its thread-safe commands. The job never calls into the
+app: when ``Runner.run()`` returns, the worker posts a ``JobFinished`` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from memtui.errors import ConfigError, MemtuiError, UsageError
+from memtui.memory.units import GB
+from memtui.runner import Runner, RunSnapshot
+from memtui.tui.commands import MemtuiCommands
+from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
+from memtui.tui.screens.dashboard import DashboardScreen
+from memtui.tui.text import count, short_path
+from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
+from memtui.tui.widgets.gc_log import local_clock
+
+POLL_INTERVAL_S = 0.25
+BREAKER_STEP_GB = 0.1
+
+
+class MemtuiApp(App[dict]):
+    CSS_PATH = "app.tcss"
+    TITLE = "memtui"
+    COMMANDS = App.COMMANDS | {MemtuiCommands}
+    BINDINGS = [
+        # Two bindings per key whose label changes; check_action shows the one that applies.
+        Binding("p,space", "pause", "Pause"),
+        Binding("p,space", "resume", "Resume"),
+        Binding("c", "cleanup", "Cleanup"),
+        Binding("t", "thresholds", "Thresholds"),
+        Binding("plus,equals_sign", "breaker_step(1)", "Breaker+", show=False),
+        Binding("minus,underscore", "breaker_step(-1)", "Breaker-", show=False),
+        Binding("b", "batch_limits", "Batch"),
+        Binding("g", "toggle_chart", "Chart"),
+        Binding("l", "show_log", "Log"),
+        Binding("l", "show_report", "Report"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, runner: Runner, *, theme: str | None = None, autostart: bool = True,
+                 poll_interval: float = POLL_INTERVAL_S, time_format: Callable[[float], str] = local_clock,
+                 handle_signals: bool = False) -> None:
+        super().__init__()
+        self.runner = runner
+        self._autostart = autostart
+        self._poll_interval = poll_interval
+        self._handle_signals = handle_signals
+        self._events = runner.subscribe()
+        self.dashboard = DashboardScreen(time_format=time_format)
+        self._worker: Worker | None = None
+        self.report: dict[str, Any] | None = None
+        self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
+        self.last: RunSnapshot | None = None  # the latest snapshot polled
+        self._binding_state: tuple[bool, bool, bool] | None = None
+        for t in load_themes():
+            self.register_theme(t)
+        wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
+        if wanted not in self.available_themes:
+            raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")
+        self.theme = wanted
+
+    def get_default_screen(self) -> DashboardScreen:
+        return self.dashboard
+
+    def on_ready(self) -> None:
+        """Once the dashboard is up: say what runs, start polling, start the job."""
+        s = self.runner.snapshot()
+        log = self.dashboard.gc_log
+        log.add("NOTE", "info", f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
+                                f"from {short_path(s.input, 60)}; press ? for help")
+        if s.items_skipped:
+            log.add("NOTE", "info", f"resuming: {count(s.units_done)} domains ({count(s.items_skipped)} responses) "
+                                    f"already in the cache")
+        self.tick()
+        self.set_interval(self._poll_interval, self.tick, name="poll")
+        if self._handle_signals:
+            self._install_signal_handlers()
+        if self._autostart:
+            self.start_job()
+
+    # -- the job ----------------------------------------------------------------------
+    def start_job(self) -> None:
+        if self._worker is None:
+            self._worker = self.run_worker(self._run_job, name="memtui-job", group="job", thread=True,
+                                           exit_on_error=False)
+
+    def _run_job(self) -> dict[str, Any]:
+        """Runs in the worker thread: the only place the job runs; it reports back by message."""
+        report = self.runner.run()
+        self.post_message(JobFinished(report))
+        return report
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self._worker and event.state is WorkerState.ERROR:
+            self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
+
+    @on(JobFinished)
+    def job_finished(self, message: JobFinished) -> None:
+        self.report = message.report
+        self.tick()
+        self.dashboard.show_report(message.report)
+        if self.quitting:
+            self.exit(message.report)
+
+    @on(JobCrashed)
+    def job_crashed(self, message: JobCrashed) -> None:
+        self.dashboard.gc_log.add("ERROR", "error", f"the job thread crashed: {message.error}")
+        self.report = self.runner.snapshot().report
+        if self.quitting:
+            self.exit(self.report)
+
+    @property
+    def job_running(self) -> bool:
+        return self.report is None and self._worker is not None
+
+    # -- polling ----------------------------------------------------------------------
+    def tick(self, *, force_chart: bool = False) -> None:
+        """Poll one snapshot and drain the events: the only way the UI learns about the job."""
+        s = self.runner.snapshot()
+        log = self.dashboard.gc_log
+        for event in self._events.drain():
+            log.add_event(event)
+        self.last = s
+        self.dashboard.show(s, force_chart=force_chart)
+        state = (s.paused, s.finished or self.report is not None, s.stopping)
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
+
+    # -- bindings ---------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """True shows a key, False hides it, None shows it greyed out (nothing to act on)."""
+        s = self.last
+        over = self.report is not None or (s is not None and s.finished)
+        stopping = self.quitting or (s is not None and s.stopping)
+        paused = s is not None and s.paused
+        if action == "pause":
+            return False if over or paused else None if stopping else True
+        if action == "resume":
+            return (None if stopping else True) if paused and not over else False
+        if action in ("cleanup", "thresholds", "breaker_step", "batch_limits"):
+            # Hidden once the job is over, so the footer keeps room for q at 80 columns.
+            return False if over else None if stopping else True
+        if action in ("show_log", "show_report"):
+            # Only short terminals hide the log behind the report; tall ones show both.
+            if not over or self.dashboard.tall or self.dashboard.chart.display:
+                return False
+            return self.dashboard.log_after_finish == (action == "show_report")
+        return True
+
+    def action_pause(self) -> None:
+        self.runner.pause()
+        self.tick()
+
+    def action_resume(self) -> None:
+        self.runner.resume()
+        self.tick()
+
+    def action_toggle_pause(self) -> None:
+        if self.runner.snapshot().paused:
+            self.action_resume()
+        else:
+            self.action_pause()
+
+    def action_cleanup(self) -> None:
+        self.runner.request_cleanup()
+        self.dashboard.gc_log.add("NOTE", "info", "Cleanup requested: runs after the sub-batch in flight")
+
+    def action_thresholds(self) -> None:
+        m = self.runner.snapshot().memory
+        self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB",
+                                          self._apply_thresholds))
+
+    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
+        for what, value in (("warning", warning), ("breaker", breaker)):
+            if not value:
+                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+        try:
+            self.runner.set_thresholds(warning=warning, max=breaker)
+        except ConfigError as exc:
+            return str(exc)
+        self.tick()  # the runner logs the change; the panels show it at once
+        return None
+
+    def action_breaker_step(self, direction: int) -> None:
+        m = self.runner.snapshot().memory
+        new = round(m.max_bytes / GB + direction * BREAKER_STEP_GB, 2)
+        if new <= m.warning_bytes / GB:
+            self.notify(f"The breaker must stay above the warning level ({m.warning_bytes / GB:.2f}GB); "
+                        "press t to move both", severity="warning", timeout=4)
+            return
+        error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")
+        if error:
+            self.notify(error, severity="error", timeout=5)
+
+    def action_batch_limits(self) -> None:
+        s = self.runner.snapshot()
+        self.push_screen(BatchLimitsScreen(str(s.batch_min), str(s.batch_max), self._apply_batch_limits))
+
+    def _apply_batch_limits(self, minimum: str, maximum: str) -> str | None:
+        values = []
+        for what, text in (("minimum", minimum), ("maximum", maximum)):
+            try:
+                value = int(text)
+            except ValueError:
+                return f"{what}: {text!r} is not a whole number"
+            if value < 1:
+                return f"{what}: must be 1 or more"
+            values.append(value)
+        try:
+            self.runner.set_batch_limits(minimum=values[0], maximum=values[1])
+        except ConfigError as exc:
+            return str(exc)
+        self.tick()
+        return None
+
+    def action_toggle_chart(self) -> None:
+        self.dashboard.toggle_chart()
+
+    def action_show_log(self) -> None:
+        self.dashboard.set_log_after_finish(True)
+
+    def action_show_report(self) -> None:
+        self.dashboard.set_log_after_finish(False)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # -- quitting ---------------------------------------------------------------------
+    def action_request_quit(self) -> None:
+        """q and Ctrl-C: quit at once when the job is over, otherwise ask, then stop cleanly."""
+        if not self.job_running:
+            self.exit(self.report or self.runner.snapshot().report)
+            return
+        if self.quitting:
+            self.notify("Already stopping: committing the batch in flight", timeout=3)
+            return
+        if isinstance(self.screen, QuitScreen):
+            return
+        s = self.runner.snapshot()
+        detail = f"Done so far: {count(s.units_done)}/{count(s.units_total)} domains."
+        self.push_screen(QuitScreen(detail), self._quit_answered)
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C asks like q; a second Ctrl-C in the question confirms, as in the headless face."""
+        if isinstance(self.screen, QuitScreen):
+            self.screen.dismiss(True)
+        else:
+            self.action_request_quit()
+
+    def _quit_answered(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.stop_and_exit()
+
+    def stop_and_exit(self) -> None:
+        """Stop after the batch in flight; exit with the report when the worker returns."""
+        if not self.job_running:
+            self.exit(self.report or self.runner.snapshot().report)
+            return
+        self.quitting = True
+        self.runner.stop()
+        self.dashboard.show_stopping()
+        self.tick()
+
+    # Textual's own quit keys (ctrl+q) and its Ctrl-C hint go through the same door.
+    async def action_quit(self) -> None:
+        self.action_request_quit()
+
+    def action_help_quit(self) -> None:
+        self.action_interrupt()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGHUP (a dropped SSH session)/SIGINT: stop cleanly, as a confirmed q would."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop_and_exit)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def on_unmount(self) -> None:
+        # Whatever ends the app (even a crash), the job stops after committing the batch in flight.
+        if self.report is None:
+            self.runner.stop()
+        self.runner.unsubscribe(self._events)
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+
+
+def run_tui(runner: Runner, *, theme: str | None = None) -> dict[str, Any]:
+    """Run the TUI until the operator quits; returns the runner's report (the same one headless returns)."""
+    app = MemtuiApp(runner, theme=theme, handle_signals=True)
+    report = app.run()
+    if report is None:
+        report = app.report or runner.snapshot().report
+    if report is None:
+        raise MemtuiError("the TUI ended before the job could report; rerun with --headless to see why")
+    return report

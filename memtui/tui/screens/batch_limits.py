@@ -1,0 +1,12 @@
+"""Change the batch-size limits mid-run: the size under a warning, and the size when memory is normal."""
+
+from __future__ import annotations
+
+from memtui.tui.screens.form import TwoFieldScreen
+
+
+class BatchLimitsScreen(TwoFieldScreen):
+    TITLE_TEXT = "Batch size limits (domains per batch)"
+    FIELDS = (("batch-min", "Minimum: used while memory is at warning"),
+              ("batch-max", "Maximum: used while memory is normal"))
+    HINT = "Whole numbers, 1 or more, minimum <= maximum. Enter applies, Esc cancels."

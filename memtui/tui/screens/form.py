@@ -1,0 +1,70 @@
+"""A two-field dialog that applies on Enter and stays open with a message on bad input.
+
+The dialog never touches the job: the app hands it an ``apply`` callable that
+returns None on success or a one-line error (nothing applied) to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+Apply = Callable[[str, str], "str | None"]
+
+
+class TwoFieldScreen(ModalScreen[bool]):
+    """Base for the thresholds and batch-limits dialogs; dismisses True once applied."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    TITLE_TEXT = ""
+    FIELDS: tuple[tuple[str, str], tuple[str, str]] = (("first", ""), ("second", ""))  # (id, label)
+    HINT = ""
+
+    def __init__(self, first: str, second: str, apply: Apply) -> None:
+        super().__init__()
+        self._values = (first, second)
+        self._apply = apply
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.TITLE_TEXT, classes="dialog-title")
+            for (field_id, label), value in zip(self.FIELDS, self._values):
+                yield Label(label, classes="dialog-label")
+                yield Input(value=value, id=field_id)
+            yield Static(self.HINT, classes="dialog-hint")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "apply":
+            self.submit()
+        else:
+            self.dismiss(False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    def submit(self) -> None:
+        first, second = (self.query_one(f"#{fid}", Input).value.strip() for fid, _ in self.FIELDS)
+        error = self._apply(first, second)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(True)
+
+    def show_error(self, message: str) -> None:
+        box = self.query_one(".dialog-error", Static)
+        box.update(f"✖ {message} (nothing changed)")
+        box.add_class("-visible")

@@ -1,0 +1,12 @@
+"""Change the warning and breaker levels mid-run (both at once, validated together)."""
+
+from __future__ import annotations
+
+from memtui.tui.screens.form import TwoFieldScreen
+
+
+class ThresholdsScreen(TwoFieldScreen):
+    TITLE_TEXT = "Memory thresholds"
+    FIELDS = (("warning", "Warning: batch size drops to the minimum"),
+              ("breaker", "Breaker: no new batches until memory is back"))
+    HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."

@@ -1,0 +1,28 @@
+"""Batch size now (what the breaker allows) within its limits, batches done, throughput."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from memtui.runner import RunSnapshot
+
+
+class BatchPanel(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Batch"
+
+    def show(self, s: RunSnapshot) -> None:
+        if s.finished:
+            size = Content.styled("–", "$text-muted")
+        elif s.batch_size == 0:
+            size = Content.styled("0 (held)", "bold $error")
+        elif s.batch_size < s.batch_max:
+            size = Content.styled(str(s.batch_size), "bold $warning")
+        else:
+            size = Content.styled(str(s.batch_size), "bold")
+        first = Content.assemble(("size ", "$text-muted"), size,
+                                 ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}")
+        second = Content.assemble(("batches ", "$text-muted"), f"{s.batches:,}",
+                                  ("  ", ""), f"{s.items_per_s:.1f}", ("/s", "$text-muted"))
+        self.update(Content("\n").join([first, second]))

@@ -1,0 +1,90 @@
+"""The whole run's RSS as a plotext chart, with the warning and breaker levels drawn as lines.
+
+Line colors are read from the current theme's variables (never hard-coded), and
+the plot is rebuilt at most once a second, and only while it is on screen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from textual.color import Color
+from textual_plotext import PlotextPlot
+
+from memtui.memory.units import GB
+
+_REDRAW_EVERY_S = 1.0
+
+
+def _plotext_color(value: str | None) -> tuple[int, int, int] | str:
+    """A theme variable's value as a plotext color: an RGB triple, or a name for ANSI themes."""
+    if not value:
+        return "default"
+    if value.startswith("ansi_"):
+        name = value.removeprefix("ansi_")
+        bright = name.startswith("bright_")
+        name = name.removeprefix("bright_")
+        if name in ("default",):
+            return "default"
+        return f"{name}+" if bright else name
+    try:
+        return Color.parse(value).rgb
+    except Exception:  # noqa: BLE001 - a strange theme value must not break the chart
+        return "default"
+
+
+class MemoryChart(PlotextPlot):
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._points: Sequence[tuple[float, int]] = ()
+        self._now = 0.0
+        self._levels = (0, 0)
+        self._drawn_at = float("-inf")
+        self._dirty = False
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.border_title = "Memory chart"
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
+
+    def show(self, points: Sequence[tuple[float, int]], now: float, warning_bytes: int, max_bytes: int,
+             *, force: bool = False) -> None:
+        self._points, self._now, self._levels = points, now, (warning_bytes, max_bytes)
+        self._dirty = True
+        if not self.display or not self.is_mounted:
+            return
+        if force or time.monotonic() - self._drawn_at >= _REDRAW_EVERY_S:
+            self._redraw()
+
+    def on_show(self) -> None:
+        if self._dirty:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self._drawn_at = time.monotonic()
+        self._dirty = False
+        variables = self.app.theme_variables
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        warning, breaker = self._levels
+        points = list(self._points)
+        span = (self._now - points[0][0]) if points else 0.0
+        minutes = span > 180
+        scale = 60.0 if minutes else 1.0
+        xs = [(t - self._now) / scale for t, _ in points]
+        ys = [rss / GB for _, rss in points]
+        top = max([breaker / GB * 1.1, *ys]) if breaker else max(ys or [1.0])
+        plt.xlabel("minutes ago" if minutes else "seconds ago")
+        plt.ylim(0, top)
+        if xs:
+            plt.xlim(min(xs[0], -1 / scale), 0)
+            plt.plot(xs, ys, color=_plotext_color(variables.get("primary")), marker="braille")
+        if warning:
+            plt.hline(warning / GB, _plotext_color(variables.get("warning")))
+        if breaker:
+            plt.hline(breaker / GB, _plotext_color(variables.get("error")))
+        self.border_subtitle = (f"[$primary]━[/] RSS GB  [$warning]━[/] warning {warning / GB:.2f}  "
+                                f"[$error]━[/] breaker {breaker / GB:.2f}")
+        self.refresh()

@@ -1,0 +1,81 @@
+"""RSS history as a multi-row sparkline, scaled to the breaker level and colored by zone.
+
+Textual's Sparkline scales to the data's own min..max, which turns 2 MB of
+noise into a cliff. Here the top is the breaker level (or the peak, if higher),
+so the height itself says how close memory is to tripping, and each column
+takes the color of its zone: normal, warning, over the breaker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widget import Widget
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+class MemorySparkline(Widget):
+    COMPONENT_CLASSES = {
+        "memory-sparkline--normal",
+        "memory-sparkline--warning",
+        "memory-sparkline--critical",
+        "memory-sparkline--empty",
+    }
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._values: tuple[int, ...] = ()
+        self._warning = 1
+        self._max = 1
+
+    def show(self, values: Sequence[int], warning_bytes: int, max_bytes: int) -> None:
+        values = tuple(values)
+        if (values, warning_bytes, max_bytes) != (self._values, self._warning, self._max):
+            self._values, self._warning, self._max = values, warning_bytes, max_bytes
+            self.refresh()
+
+    def columns(self, width: int) -> list[int]:
+        """One value per column: the peak of each slice (a spike must survive downsampling)."""
+        values = self._values
+        if width <= 0 or not values:
+            return []
+        if len(values) <= width:
+            return list(values)
+        step = len(values) / width
+        return [max(values[int(i * step):max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+
+    def render(self) -> Text:
+        width, rows = self.size.width, max(1, self.size.height)
+        cols = self.columns(width)
+        styles = {
+            "normal": self.get_component_rich_style("memory-sparkline--normal"),
+            "warning": self.get_component_rich_style("memory-sparkline--warning"),
+            "critical": self.get_component_rich_style("memory-sparkline--critical"),
+        }
+        empty = self.get_component_rich_style("memory-sparkline--empty")
+        if not cols:
+            return Text("no samples yet", style=empty, no_wrap=True)
+        top = max(self._max * 1.05, max(cols), 1)
+        pad = width - len(cols)
+        heights = [min(rows * 8, round(v / top * rows * 8)) for v in cols]
+        zones = [self._zone(v) for v in cols]
+        text = Text(no_wrap=True, overflow="crop")
+        for row in range(rows - 1, -1, -1):
+            text.append(" " * pad, style=empty)
+            for h, zone in zip(heights, zones):
+                level = min(8, max(0, h - row * 8))
+                # Keep a floor row visible, so a tiny RSS still draws a line rather than nothing.
+                ch = _BLOCKS[level] if level or row else "▁"
+                text.append(ch, style=styles[zone])
+            if row:
+                text.append("\n")
+        return text
+
+    def _zone(self, value: int) -> str:
+        if value >= self._max:
+            return "critical"
+        if value >= self._warning:
+            return "warning"
+        return "normal"

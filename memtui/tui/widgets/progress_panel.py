@@ -1,0 +1,36 @@
+"""How far the run is: a bar, responses and domains done of total, elapsed, ETA, the batch in flight."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from memtui.runner import RunSnapshot
+from memtui.tui.text import bar, count, format_duration
+
+
+class ProgressPanel(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Progress"
+
+    def show(self, s: RunSnapshot) -> None:
+        fraction = s.items_done / s.items_total if s.items_total else (1.0 if s.finished else 0.0)
+        pct = f" {fraction * 100:5.1f}%"
+        width = max(4, self.content_size.width - len(pct)) if self.content_size.width else 40
+        filled, empty = bar(fraction, width)
+        bar_style = "$success" if s.finished and s.report and s.report.get("status") == "success" else "$primary"
+        line1 = Content.assemble((filled, bar_style), (empty, "$text-muted"), (pct, "bold"))
+        line2 = Content.assemble(
+            (count(s.items_done), "bold"), ("/", "$text-muted"), count(s.items_total), (" responses", "$text-muted"),
+            ("  ", ""), (count(s.units_done), "bold"), ("/", "$text-muted"), count(s.units_total),
+            (" domains", "$text-muted"),
+            (f"  ({count(s.items_skipped)} were cached)", "$text-muted") if s.items_skipped else ("", ""),
+        )
+        parts: list[tuple[str, str] | str] = [("elapsed ", "$text-muted"), format_duration(s.elapsed_s)]
+        if not s.finished:
+            parts += [("  ETA ", "$text-muted"), "paused" if s.paused else format_duration(s.eta_s)]
+            if s.in_flight:
+                done, total = s.in_flight_progress
+                parts += [("  in flight ", "$text-muted"), f"{done}/{total}",
+                          (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted")]
+        self.update(Content("\n").join([line1, line2, Content.assemble(*parts)]))

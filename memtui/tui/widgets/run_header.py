@@ -1,0 +1,62 @@
+"""One line on top: what runs, from where, into which cache, and its phase."""
+
+from __future__ import annotations
+
+import os
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import Static
+
+from memtui.runner import RunSnapshot
+from memtui.tui.text import short_path
+
+PHASE_STYLE = {
+    "running": "$success", "success": "$success",
+    "paused": "$warning", "pausing": "$warning", "loading model": "$primary", "scanning input": "$primary",
+    "starting": "$primary", "waiting for memory": "$error", "stopping": "$warning",
+    "interrupted": "$warning", "aborted": "$error", "failed": "$error",
+}
+
+
+def phase_of(s: RunSnapshot) -> str:
+    """What the job is doing, as the operator would say it (a requested pause is 'pausing' until it holds)."""
+    if s.finished:
+        return s.report["status"] if s.report else s.phase
+    if s.stopping:
+        return "stopping"
+    if s.paused:
+        return "paused" if s.phase == "paused" else "pausing"
+    return s.phase
+
+
+def title_parts(s: RunSnapshot, width: int) -> tuple[str, str, str]:
+    """(input, cache, model) shortened to fit ``width`` cells: the model goes first, then path heads."""
+    model = s.model.rsplit("/", 1)[-1]
+    fixed = len("memtui ") + len(s.mode) + len("  ·  ") + len(" → ")
+    inp, cache = short_path(s.input, 10_000), short_path(s.cache, 10_000)
+    if fixed + len(inp) + len(cache) + len(model) + 5 > width:
+        model = ""
+    if fixed + len(inp) + len(cache) > width:
+        inp = os.path.basename(s.input)
+    room = width - fixed - len(inp) - (len(model) + 5 if model else 0)
+    return inp, short_path(s.cache, max(8, room)), model
+
+
+class RunHeader(Horizontal):
+    def compose(self) -> ComposeResult:
+        yield Static(id="header-title", markup=False)
+        yield Static(id="header-phase", markup=False)
+
+    def show(self, s: RunSnapshot) -> None:
+        phase = phase_of(s)
+        badge = Content.assemble(("● ", PHASE_STYLE.get(phase, "$primary")), (phase.upper(), "bold"))
+        width = max(20, self.size.width - 2 - len(badge.plain) - 2)
+        inp, cache, model = title_parts(s, width)
+        self.query_one("#header-title", Static).update(Content.assemble(
+            ("memtui ", "bold $primary"), (s.mode, "bold"), ("  ·  ", "$text-muted"),
+            inp, (" → ", "$text-muted"), cache,
+            *((("  ·  ", "$text-muted"), (model, "$text-muted")) if model else ()),
+        ))
+        self.query_one("#header-phase", Static).update(badge)

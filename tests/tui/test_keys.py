@@ -1,0 +1,239 @@
+"""Pilot tests on the real engine: a real Runner, CacheJob, SQLite cache and MemoryMonitor,
+with a fast fake executor. Each asserts what the job really did, not just what the screen says."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Input
+
+from memtui.memory.breaker import BreakerState
+from memtui.memory.units import GB
+from memtui.tui.app import MemtuiApp
+from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
+from memtui.tui.widgets import BreakerPanel, GcLog
+
+from .conftest import wait_for
+
+
+def log_lines(app: MemtuiApp) -> list[str]:
+    return app.dashboard.query_one(GcLog).lines_text()
+
+
+async def quit_and_confirm(app: MemtuiApp, pilot) -> None:
+    """q, and y if the job is still running; returns once the app has exited."""
+    await pilot.press("q")
+    await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen) or not app.is_running, what="quit dialog")
+    if app.is_running:
+        await pilot.press("y")
+    await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+
+
+async def test_p_stops_processing_and_resumes(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.runner.snapshot().items_done >= 20, what="a first committed batch")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: rig.runner.snapshot().phase == "paused", what="the pause to hold")
+        assert app.check_action("resume", ()) is True and app.check_action("pause", ()) is False
+        held = rig.runner.snapshot().items_done, rig.executor.texts_encoded, rig.committed()
+        await asyncio.sleep(0.5)  # ~15 sub-batches' worth of time
+        await pilot.pause()
+        assert (rig.runner.snapshot().items_done, rig.executor.texts_encoded, rig.committed()) == held
+        assert "PAUSED" in str(app.dashboard.query_one("#header-phase").render())
+        await pilot.press("space")
+        await wait_for(pilot, lambda: rig.runner.snapshot().items_done > held[0], what="progress after resume")
+        assert app.check_action("pause", ()) is True
+        await wait_for(pilot, lambda: app.report is not None, what="the run to finish")
+        await pilot.press("q")  # the job is over: no question asked
+    assert app.return_value["status"] == "success"
+    assert rig.committed() == (30, 120)
+
+
+async def test_c_runs_a_cleanup_that_lands_in_the_gc_log(make_rig):
+    rig = make_rig(domains=20, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        cleanups_before = rig.runner.snapshot().memory.cleanups
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any(line.startswith("GC ") for line in log_lines(app)), what="a GC line")
+        line = next(line for line in log_lines(app) if line.startswith("GC "))
+        assert "requested by operator" in line and "objects" in line and "->" in line and "freed" in line
+        assert rig.runner.snapshot().memory.cleanups == cleanups_before + 1
+        await quit_and_confirm(app, pilot)
+
+
+async def test_t_changes_thresholds_and_a_breaker_below_rss_trips(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
+        rss = rig.runner.snapshot().memory.rss_bytes
+        assert rss > 20 * 2**20  # a Python process with Textual loaded: far above the levels below
+        app.screen.query_one("#warning", Input).value = "0.01GB"
+        app.screen.query_one("#breaker", Input).value = "15MB"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ThresholdsScreen), what="the dialog to close")
+        m = rig.runner.snapshot().memory
+        assert m.max_bytes == int(15 / 1024 * GB) and m.warning_bytes == int(0.01 * GB)
+        assert m.state is BreakerState.OPEN
+        await pilot.pause(0.3)
+        panel = app.dashboard.query_one(BreakerPanel)
+        assert panel.has_class("-open") and "OPEN" in str(panel.render())
+        # An open breaker holds the job: batch size 0, and no batch is committed meanwhile.
+        snap = rig.runner.snapshot()
+        assert snap.batch_size == 0
+        assert any(line.startswith("BRKR") and "OPEN" in line for line in log_lines(app))
+        await quit_and_confirm(app, pilot)
+    assert app.return_value["status"] == "interrupted" and app.return_value["breaker_trips"] >= 1
+
+
+async def test_bad_thresholds_show_a_message_and_change_nothing(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        before = rig.runner.snapshot().memory
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
+        dialog = app.screen
+        for warning, breaker, expected in (("banana", "1.5", "not a memory size"),
+                                           ("2GB", "1.5GB", "must be below"),
+                                           ("", "1.5", "enter a size")):
+            dialog.query_one("#warning", Input).value = warning
+            dialog.query_one("#breaker", Input).value = breaker
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is dialog, "a bad value must keep the dialog open"
+            error = dialog.query_one(".dialog-error")
+            assert error.display and expected in str(error.render()) and "nothing changed" in str(error.render())
+            after = rig.runner.snapshot().memory
+            assert (after.warning_bytes, after.max_bytes) == (before.warning_bytes, before.max_bytes)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to close")
+        await quit_and_confirm(app, pilot)
+
+
+async def test_plus_minus_step_the_breaker(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        base = rig.runner.snapshot().memory.max_bytes
+        await pilot.press("plus")
+        assert rig.runner.snapshot().memory.max_bytes == int(round(base / GB + 0.1, 2) * GB)
+        await pilot.press("minus", "minus")
+        assert rig.runner.snapshot().memory.max_bytes == int(round(base / GB - 0.1, 2) * GB)
+        for _ in range(6):  # down to the warning level: refused with a message, never crossed
+            await pilot.press("minus")
+        m = rig.runner.snapshot().memory
+        assert m.max_bytes > m.warning_bytes
+        await quit_and_confirm(app, pilot)
+
+
+async def test_b_changes_batch_limits_and_refuses_bad_ones(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchLimitsScreen), what="the dialog")
+        dialog = app.screen
+        dialog.query_one("#batch-min", Input).value = "3"
+        dialog.query_one("#batch-max", Input).value = "2"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and (rig.runner.snapshot().batch_min, rig.runner.snapshot().batch_max) == (1, 5)
+        dialog.query_one("#batch-min", Input).value = "1"
+        dialog.query_one("#batch-max", Input).value = "2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to close")
+        assert (rig.runner.snapshot().batch_min, rig.runner.snapshot().batch_max) == (1, 2)
+        batches = rig.runner.snapshot().batches
+        await wait_for(pilot, lambda: rig.runner.snapshot().batches >= batches + 2, what="two more batches")
+        assert rig.runner.snapshot().batch_size == 2
+        await quit_and_confirm(app, pilot)
+
+
+async def test_q_during_a_run_commits_every_finished_batch(make_rig):
+    rig = make_rig(domains=40, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.runner.snapshot().batches >= 2, what="two committed batches")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
+        assert rig.runner.snapshot().stopping is False, "nothing stops before the operator confirms"
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_value is not None, what="the app to exit")
+    report = app.return_value
+    assert report["status"] == "interrupted" and report["exit_code"] == 130
+    assert report is rig.runner.snapshot().report  # the runner's own report, as headless returns it
+    domains, responses = rig.committed()
+    assert domains == report["domains_done"] >= 10
+    assert responses == 4 * domains  # every committed domain has all its responses
+    assert report["unprocessed_domains"] == 40 - domains
+
+
+async def test_ctrl_c_asks_like_q_and_a_second_ctrl_c_confirms(make_rig):
+    rig = make_rig(domains=40, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="back to the dashboard")
+        assert not rig.runner.snapshot().stopping
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: app.return_value is not None, what="the app to exit")
+    assert app.return_value["status"] == "interrupted"
+    assert rig.committed()[0] == app.return_value["domains_done"]
+
+
+async def test_finished_run_keeps_the_panels_and_the_report_until_q(make_rig):
+    rig = make_rig(domains=6)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.report is not None, what="the run to finish")
+        await pilot.pause(0.6)
+        assert app.is_running and app.return_value is None, "the app waits for q"
+        banner = app.dashboard.banner
+        assert banner.display and "Run success" in str(banner.render())
+        assert app.check_action("pause", ()) is False and app.check_action("cleanup", ()) is False
+        await pilot.press("l")  # short terminal: the log hides behind the report until l
+        assert app.dashboard.gc_log.display and not banner.display
+        assert any(line.startswith("DONE") for line in log_lines(app))
+        await pilot.press("l")
+        assert banner.display
+        await pilot.press("q")
+    assert app.return_value == rig.runner.snapshot().report and app.return_value["exit_code"] == 0
+
+
+async def test_help_and_palette_list_every_action_and_theme(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner, autostart=False)  # the job is not needed to look things up
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="help closed")
+        from memtui.tui.commands import MemtuiCommands
+        provider = MemtuiCommands(app.screen)
+        titles = [title for title, _, _ in provider._commands()]
+        for needed in ("Pause the job", "Clean up memory now", "Change memory thresholds…",
+                       "Change batch-size limits…", "Theme: memtui-dark (current)", "Theme: memtui-light",
+                       "Theme: memtui-contrast"):
+            assert needed in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"memtui-light")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "memtui-light", what="the light theme")
+        await quit_and_confirm(app, pilot)
