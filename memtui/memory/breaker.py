@@ -5,13 +5,15 @@ so every transition is testable without waiting.
 
     CLOSED --rss>=warning--> WARNING --rss>=max--> OPEN (tripped)
     OPEN --rss below the reset level for the hold time--> HALF_OPEN
-    HALF_OPEN --a probe batch succeeds--> CLOSED (or WARNING)
+    HALF_OPEN --a probe batch succeeds--> CLOSED (or WARNING if not below the warning clear level)
     HALF_OPEN --rss>=max--> OPEN (a re-trip doubles the hold time)
 
 Hysteresis: OPEN half-opens only after memory has stayed below the reset level
 (the warning level by default) for ``reset_hold_s``; WARNING clears only below
 the warning level minus ``warning_hysteresis``, held as long. So the breaker
-never flaps around one threshold.
+never flaps around one threshold. Each consecutive trip doubles that hold (up
+to ``reset_hold_max_s``); trips stop being consecutive once the breaker has
+stayed shut (CLOSED or WARNING) for ``reset_hold_max_s``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class CircuitBreaker:
         self._below_since: float | None = None  # when rss last went under the level that ends this state
         self._trips = 0
         self._consecutive = 0
+        self._shut_since = self._since  # when the breaker last shut (CLOSED or WARNING) after a trip
         self._last_rss = 0
         self._last_at = float("-inf")
         self._listeners: list[Listener] = []
@@ -141,14 +144,13 @@ class CircuitBreaker:
             self._last_at = now
             self._last_rss = rss
             cfg = self._config
+            self._forget_old_trips(now)
             state = self._state
             if rss >= cfg.max_bytes and state is not BreakerState.OPEN:
                 self._trip(rss, now, fired)
             elif state is BreakerState.CLOSED:
                 if rss >= cfg.warning_bytes:
                     self._move(BreakerState.WARNING, rss, now, "memory above warning level", fired)
-                elif self._consecutive and now - self._since >= cfg.reset_hold_max_s:
-                    self._consecutive = 0  # stable long enough: the next trip starts from the short hold
             elif state is BreakerState.WARNING:
                 if self._held_below(rss, cfg.warning_clear_bytes, now, cfg.reset_hold_s):
                     self._move(BreakerState.CLOSED, rss, now, "memory back to normal", fired)
@@ -188,13 +190,21 @@ class CircuitBreaker:
     # -- internals (called with the lock held) -------------------------------------
     def _trip(self, rss: int, now: float, fired: list[BreakerTransition],
               reason: str = "memory above breaker level") -> None:
-        if self._state is BreakerState.CLOSED and now - self._since >= self._config.reset_hold_max_s:
-            # Stable long enough since the last recovery, even if nobody sampled in between
-            # (the processor samples only between batches): not a consecutive trip.
-            self._consecutive = 0
+        self._forget_old_trips(now)
         self._trips += 1
         self._consecutive += 1
         self._move(BreakerState.OPEN, rss, now, reason, fired)
+
+    def _forget_old_trips(self, now: float) -> None:
+        """Trips stop counting as consecutive once the breaker has stayed shut (CLOSED or WARNING,
+        however often it moved between those) for reset_hold_max_s since it last recovered.
+
+        Checked on every sample and again when tripping, so a long quiet batch with no
+        samples in between is not mistaken for a consecutive trip.
+        """
+        if (self._consecutive and self._state in (BreakerState.CLOSED, BreakerState.WARNING)
+                and now - self._shut_since >= self._config.reset_hold_max_s):
+            self._consecutive = 0
 
     def _held_below(self, rss: int, level: int, now: float, hold: float) -> bool:
         if rss >= level:
@@ -209,6 +219,9 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._since = now
+        if old in (BreakerState.OPEN, BreakerState.HALF_OPEN) and new in (BreakerState.CLOSED,
+                                                                          BreakerState.WARNING):
+            self._shut_since = now
         self._below_since = None
         fired.append(BreakerTransition(old=old, new=new, rss=rss, at=now, reason=reason))
 

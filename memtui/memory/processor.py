@@ -50,17 +50,18 @@ class SmartBatchProcessor:
         size_cap: int | None = None  # halved after a MemoryError, relaxed by one per success
         memory_errors = 0
         open_since: float | None = None
-        cleaned_for: BreakerState | None = None
+        cleaned_for: tuple[BreakerState, float] | None = None
         status, reason = "success", ""
 
         while position < len(pending):
             monitor.sample()
-            state = breaker.state
-            if state is BreakerState.CLOSED:
-                cleaned_for = None
-            elif cleaned_for is not state and state in (BreakerState.WARNING, BreakerState.OPEN):
-                monitor.cleanup(f"breaker {state.label}")  # once on entering each high state
-                cleaned_for = state
+            snap = breaker.snapshot()
+            state = snap.state
+            # Clean up once on every entry into a high state, keyed by when it was entered, so a
+            # re-trip from half-open (OPEN again, with no CLOSED in between) cleans up too.
+            if state in (BreakerState.WARNING, BreakerState.OPEN) and cleaned_for != (state, snap.since):
+                monitor.cleanup(f"breaker {state.label}")
+                cleaned_for = (state, snap.since)
                 continue  # re-judge after the cleanup
             size = batch_size_for(breaker.state, self.config)
             if size == 0:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from memtui.memory import MemoryConfig, MemoryMonitor
+from memtui.memory import Cleaner, MemoryConfig, MemoryMonitor
 
 from .fakes import FakeClock, ScriptedProbe
 
@@ -31,7 +31,10 @@ def config() -> MemoryConfig:
 
 @pytest.fixture
 def monitor(config: MemoryConfig, probe: ScriptedProbe, clock: FakeClock) -> MemoryMonitor:
-    return MemoryMonitor(config, probe=probe, clock=clock)
+    monitor = MemoryMonitor(config, probe=probe, clock=clock)
+    # Memory here is fake, so a real gc.collect() per cleanup would only cost time.
+    monitor.cleaner = Cleaner(probe, collect=lambda: 7, trim=lambda: False)
+    return monitor
 
 
 @pytest.fixture

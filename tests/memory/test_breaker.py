@@ -302,3 +302,25 @@ def test_stale_samples_are_ignored(breaker, clock):
     breaker.update(gb(1.2), at=clock.now() + 0.2)  # read before the 0.5 GB one, delivered after
     clock.advance(1.5)
     assert breaker.update(gb(0.5)) is HALF_OPEN  # the hold started at +0.5 was not restarted
+
+
+def test_stable_stretch_may_move_between_closed_and_warning(clock, config):
+    breaker = CircuitBreaker(config.replace(reset_memory_gb=1.2), clock=clock)
+    trip_and_recover(breaker, clock)
+    trip_and_recover(breaker, clock)
+    breaker.update(gb(0.97))
+    assert breaker.record_success() is WARNING
+    for i in range(100):  # 10 s between warning and normal, never near the breaker level
+        breaker.update(gb(1.1) if (i // 20) % 2 else gb(0.5))
+        clock.advance(0.1)
+    assert breaker.snapshot().consecutive_trips == 0
+    breaker.update(gb(1.6))
+    assert breaker.required_hold_s == 1.0
+
+
+def test_half_open_does_not_count_as_stable(breaker, clock):
+    trip_and_recover(breaker, clock)
+    clock.advance(60)  # half-open for a minute: memory never proved normal under load
+    breaker.update(gb(0.5))
+    breaker.update(gb(1.6))
+    assert breaker.snapshot().consecutive_trips == 2

@@ -234,3 +234,18 @@ def test_statm_reopened_after_fork():
     assert child_probe - parent_before >= 150 * MB  # not the parent's number
     assert probe.rss_bytes() < parent_before + 100 * MB
     probe.close()
+
+
+def test_falls_back_to_psutil_without_proc(monkeypatch):
+    real_open = os.open
+
+    def no_statm(path, *args, **kwargs):
+        if str(path).endswith("statm"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_statm)
+    probe = ProcessProbe()
+    value = probe.rss_bytes()
+    assert probe._fd is None  # really took the psutil path
+    assert abs(value - psutil.Process().memory_info().rss) <= 8 * MB

@@ -344,3 +344,37 @@ def test_long_open_wait_with_a_large_clock_ends():
     result = processor(monitor, clock).process_with_memory_awareness([1], Recorder())
     assert result["status"] == "aborted"
     assert len(clock.sleeps) < 50
+
+
+def test_every_trip_is_followed_by_a_cleanup_before_waiting(config, clock):
+    """Also a re-trip from half-open: each entry into OPEN cleans up at once, not 4 backoffs later."""
+    spells = []
+    probe = ScriptedProbe(on_read=lambda _n: gb(1.6) if any(a <= clock.now() < b for a, b in spells)
+                          else gb(0.5))
+    monitor = MemoryMonitor(config, probe=probe, clock=clock)
+    events = []
+    monitor.breaker.add_listener(lambda t: events.append(("open", clock.now())) if t.new.name == "OPEN" else None)
+    monitor.add_cleanup_listener(lambda r: events.append(("cleanup", clock.now())))
+
+    def hook(batch):
+        clock.advance(0.1)
+        if batch[0] in (5, 10):  # the second spell starts on the half-open probe batch
+            spells.append([clock.now(), clock.now() + 1.5])
+
+    rec = Recorder(hook)
+    result = processor(monitor, clock).process_with_memory_awareness(list(range(20)), rec)
+    assert result["breaker_trips"] == 2 and result["status"] == "success"
+    opens = [t for kind, t in events if kind == "open"]
+    for at in opens:
+        assert ("cleanup", at) in events, f"no cleanup right after the trip at {at}: {events}"
+    assert_at_most_once_in_order(list(range(20)), rec, result)
+
+
+def test_config_changes_mid_run_apply_to_the_next_batch(monitor, clock):
+    def hook(batch):
+        if batch[0] == 0:
+            monitor.update_config(batch_size_max=2)
+
+    rec = Recorder(hook)
+    processor(monitor, clock).process_with_memory_awareness(list(range(9)), rec)
+    assert rec.sizes == [5, 2, 2]
