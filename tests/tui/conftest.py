@@ -15,8 +15,8 @@ from memtui.jobs.cache import CacheJob
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor
 from memtui.runner import Runner
-from support.executors import FakeExecutor
-from support.inputs import write_input
+from tests.support.executors import FakeExecutor
+from tests.support.inputs import write_input
 
 
 @dataclass
