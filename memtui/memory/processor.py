@@ -43,6 +43,8 @@ class SmartBatchProcessor:
         monitor, breaker = self.monitor, self.monitor.breaker
         pending = list(items)
         start_trips, start_warnings, start_cleanups = breaker.trips, monitor.warnings, monitor.cleanups
+        start_peak = monitor.peak_bytes
+        own_peak = 0  # highest RSS this call sampled itself
         results: list[Any] = []
         position = 0
         batches = 0
@@ -54,7 +56,7 @@ class SmartBatchProcessor:
         status, reason = "success", ""
 
         while position < len(pending):
-            monitor.sample()
+            own_peak = max(own_peak, monitor.sample())
             snap = breaker.snapshot()
             state = snap.state
             # Clean up once on every entry into a high state, keyed by when it was entered, so a
@@ -113,8 +115,13 @@ class SmartBatchProcessor:
                 # Grow back one item per success (AIMD): doubling would jump straight back to the
                 # size that just raised MemoryError and fail every other batch.
                 size_cap = size_cap + 1 if size_cap + 1 < self.config.batch_size_max else None
-            monitor.sample()
+            own_peak = max(own_peak, monitor.sample())
             breaker.record_success()
+
+        # This run's peak, not the monitor's lifetime one: if the monitor's peak rose during the
+        # run, the new peak was reached in it (also between our samples, by a sampler thread);
+        # otherwise the highest RSS sampled here is the best we know.
+        peak = monitor.peak_bytes if monitor.peak_bytes > start_peak else own_peak
 
         return {
             "status": status,
@@ -123,7 +130,7 @@ class SmartBatchProcessor:
             "processed": position,
             "unprocessed": pending[position:],
             "memory_usage_gb": round(monitor.rss_bytes / GB, 3),
-            "peak_memory_gb": round(monitor.peak_bytes / GB, 3),
+            "peak_memory_gb": round(peak / GB, 3),
             "memory_warnings": monitor.warnings - start_warnings,
             "breaker_trips": breaker.trips - start_trips,
             "cleanups": monitor.cleanups - start_cleanups,

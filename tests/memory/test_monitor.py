@@ -127,11 +127,10 @@ def test_snapshot_carries_levels_and_limit(config, probe, clock):
 
 def test_seconds_to_limit(monitor, probe, clock):
     assert monitor.snapshot().seconds_to_limit() is None
-    for value in (0.5, 0.6, 0.7):  # +0.1 GB per second
+    for i, value in enumerate((0.5, 0.6, 0.7)):  # +0.1 GB per second
+        clock.advance(1 if i else 0)
         probe.set_gb(value)
         monitor.sample()
-        clock.advance(1)
-    clock.advance(-1)
     assert monitor.snapshot().seconds_to_limit() == pytest.approx(8.0, rel=1e-3)  # 0.8 GB to go
     probe.set_gb(0.6)
     clock.advance(1)

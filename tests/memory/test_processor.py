@@ -378,3 +378,23 @@ def test_config_changes_mid_run_apply_to_the_next_batch(monitor, clock):
     rec = Recorder(hook)
     processor(monitor, clock).process_with_memory_awareness(list(range(9)), rec)
     assert rec.sizes == [5, 2, 2]
+
+
+def test_peak_is_this_runs_not_the_monitors_lifetime(monitor, probe, clock):
+    probe.set_gb(1.4)
+    monitor.sample()  # an earlier spike, before this run
+    probe.set_gb(0.5)
+    monitor.sample()
+    clock.advance(10)
+    monitor.sample()
+    assert monitor.breaker.state.name == "CLOSED"
+
+    def hook(batch):
+        probe.set_gb(0.6 + 0.01 * batch[0])  # 0.60 then 0.65 GB: two batches of five
+
+    result = processor(monitor, clock).process_with_memory_awareness(list(range(10)), Recorder(hook))
+    assert result["peak_memory_gb"] == pytest.approx(0.65)
+    assert monitor.peak_bytes == gb(1.4)  # the monitor's own peak is left alone
+    result = processor(monitor, clock).process_with_memory_awareness(
+        [0], Recorder(lambda b: probe.set_gb(1.45)))
+    assert result["peak_memory_gb"] == pytest.approx(1.45)
