@@ -40,6 +40,8 @@ class MonitorHeadless:
         self.err = err
         self._events = engine.subscribe()
         self._report: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
         self._interrupts = 0
 
     def run(self) -> dict[str, Any]:
@@ -47,21 +49,28 @@ class MonitorHeadless:
         previous = self._install_signals()
         worker.start()
         try:
-            while worker.is_alive():
+            # Not worker.is_alive(): a Ctrl-C landing inside Thread.join() can leave it False too early.
+            while not self._done.is_set():
                 try:
                     self._events.wait(timeout=0.5)
                     self._print_events()
-                    worker.join(timeout=0.01)
                 except KeyboardInterrupt:
                     self._interrupt()
         finally:
             self._restore_signals(previous)
         self._print_events()
+        if self._error is not None:
+            raise self._error
         assert self._report is not None
         return self._report
 
     def _work(self) -> None:
-        self._report = self.engine.run()
+        try:
+            self._report = self.engine.run()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._error = exc
+        finally:
+            self._done.set()
 
     def _print_events(self) -> None:
         for event in self._events.drain():
