@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from memtui.memory import BreakerState, CircuitBreaker, MemoryConfig
+from memtui.memory import BreakerState, CircuitBreaker
 
-from .fakes import FakeClock, gb
+from .fakes import gb
 
 CLOSED, WARNING, OPEN, HALF_OPEN = (BreakerState.CLOSED, BreakerState.WARNING, BreakerState.OPEN,
                                     BreakerState.HALF_OPEN)

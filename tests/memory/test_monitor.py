@@ -6,10 +6,10 @@ import time
 import pytest
 
 from memtui.errors import ConfigError
-from memtui.memory import BreakerState, MemoryConfig, MemoryMonitor, MemorySnapshot
+from memtui.memory import BreakerState, MemoryConfig, MemoryMonitor
 from memtui.memory.probe import MemoryLimit
 
-from .fakes import FakeClock, ScriptedProbe, gb
+from .fakes import ScriptedProbe, gb
 
 
 def test_sample_records_current_peak_and_history(monitor, probe, clock):
