@@ -25,7 +25,7 @@ from memtui.jobs.base import EmbedJob, Work
 from memtui.jobs.input import DomainGroup
 from memtui.memory.batching import Backoff, batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
-from memtui.memory.cleanup import CleanupReport
+from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB, parse_gb
@@ -367,6 +367,10 @@ class Runner:
     def _commit(self, work: Work, *, complete: bool) -> None:
         result = self.job.commit(work)
         embedded = len(work.vectors)
+        work.vectors.clear()
+        # The encode's activations leave freed heap that glibc keeps; hand it back after every
+        # batch (a few ms) so RSS tracks what is live, not the high-water mark of the last encode.
+        malloc_trim()
         now = self._clock()
         with self._lock:
             self._units_done += result.units_completed
