@@ -175,6 +175,7 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
     from memtui.trace import RunTrace  # noqa: PLC0415
 
     embedder = Embedder(args.model)
+    embedder.check()
     texts = (args.texts or 1000) if args.mode == "embeddings" else None
     job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
                    model_id=embedder.model_id, mode=args.mode, limit_domains=args.limit,

@@ -123,6 +123,12 @@ class Embedder:
             raise ModelError(f"model '{self._name}' did not load: no such folder; {_FIX}")
         return self._name
 
+    def check(self) -> None:
+        """Fail fast, without loading, on a model that cannot be found (before any cache is touched)."""
+        source = Path(self._source())
+        if source.exists() and not any((source / name).exists() for name in ("modules.json", "config.json")):
+            raise ModelError(f"model '{self._name}' did not load: {source} has no modules.json or config.json; {_FIX}")
+
     # -- lifecycle ---------------------------------------------------------
 
     @property

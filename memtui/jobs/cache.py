@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from memtui.embed.store import CacheStore, key_for, summarize_domain
+from memtui.errors import InputError
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import DomainGroup, InputStats, read_domains
 
@@ -46,6 +47,10 @@ class CacheJob:
         sizes: dict[str, int] = {}
         for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=self.stats)):
             sizes[group.domain] = sizes.get(group.domain, 0) + len(group.responses)
+        if not sizes:
+            bad = f" ({self.stats.bad_lines} bad line(s), e.g. {self.stats.bad_examples[0]})" if self.stats.bad_lines else ""
+            raise InputError(f"{self.input_path} holds no valid responses{bad}; "
+                             "check the file is JSON Lines with domain, model, prompt_type, response")
         self._store = CacheStore.open(self.cache_path, self.model_id)
         self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
         return JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
