@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from memtui.errors import ConfigError, MemtuiError, UsageError
-from memtui.memory.units import GB
+from memtui.memory.units import GB, parse_gb
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
 from memtui.tui.messages import JobCrashed, JobFinished
@@ -85,9 +85,7 @@ class MemtuiApp(App[dict]):
         log = self.dashboard.gc_log
         log.add("NOTE", "info", f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
                                 f"from {short_path(s.input, 60)}; press ? for help")
-        if s.items_skipped:
-            log.add("NOTE", "info", f"resuming: {count(s.units_done)} domains ({count(s.items_skipped)} responses) "
-                                    f"already in the cache")
+        # The runner replays what it said before we subscribed (resuming, a killed previous run).
         self.tick()
         self.set_interval(self._poll_interval, self.tick, name="poll")
         if self._handle_signals:
@@ -181,7 +179,9 @@ class MemtuiApp(App[dict]):
 
     def action_cleanup(self) -> None:
         self.runner.request_cleanup()
-        self.dashboard.gc_log.add("NOTE", "info", "Cleanup requested: runs after the sub-batch in flight")
+        s = self.runner.snapshot()
+        when = "runs now (the job is paused)" if s.phase == "paused" else "runs after the sub-batch in flight"
+        self.dashboard.gc_log.add("NOTE", "info", f"Cleanup requested: {when}")
 
     def action_thresholds(self) -> None:
         m = self.runner.snapshot().memory
@@ -192,6 +192,14 @@ class MemtuiApp(App[dict]):
         for what, value in (("warning", warning), ("breaker", breaker)):
             if not value:
                 return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+        limit = self.runner.snapshot().memory.limit
+        try:
+            levels = [parse_gb(v, limit_bytes=limit.bytes if limit and limit.bytes else None, what=w)
+                      for w, v in (("warning", warning), ("breaker", breaker))]
+        except ValueError as exc:
+            return str(exc)
+        if levels[0] >= levels[1]:
+            return f"the warning level ({levels[0]:.2f}GB) must be below the breaker ({levels[1]:.2f}GB)"
         try:
             self.runner.set_thresholds(warning=warning, max=breaker)
         except ConfigError as exc:

@@ -102,7 +102,7 @@ async def test_bad_thresholds_show_a_message_and_change_nothing(make_rig):
         await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
         dialog = app.screen
         for warning, breaker, expected in (("banana", "1.5", "not a memory size"),
-                                           ("2GB", "1.5GB", "must be below"),
+                                           ("2GB", "1.5GB", "must be below the breaker"),
                                            ("", "1.5", "enter a size")):
             dialog.query_one("#warning", Input).value = warning
             dialog.query_one("#breaker", Input).value = breaker

@@ -7,6 +7,6 @@ from memtui.tui.screens.form import TwoFieldScreen
 
 class BatchLimitsScreen(TwoFieldScreen):
     TITLE_TEXT = "Batch size limits (domains per batch)"
-    FIELDS = (("batch-min", "Minimum: used while memory is at warning"),
-              ("batch-max", "Maximum: used while memory is normal"))
-    HINT = "Whole numbers, 1 or more, minimum <= maximum. Enter applies, Esc cancels."
+    FIELDS = (("batch-min", "Minimum", "domains per batch at warning"),
+              ("batch-max", "Maximum", "domains per batch when normal"))
+    HINT = "Whole numbers, 1 or more, minimum <= maximum. Enter applies, Esc cancels, Tab moves."

@@ -22,7 +22,8 @@ class TwoFieldScreen(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     TITLE_TEXT = ""
-    FIELDS: tuple[tuple[str, str], tuple[str, str]] = (("first", ""), ("second", ""))  # (id, label)
+    #: (id, label, what it does): one row each, label | input | explanation.
+    FIELDS: tuple[tuple[str, str, str], tuple[str, str, str]] = (("first", "", ""), ("second", "", ""))
     HINT = ""
 
     def __init__(self, first: str, second: str, apply: Apply) -> None:
@@ -33,14 +34,16 @@ class TwoFieldScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.TITLE_TEXT, classes="dialog-title")
-            for (field_id, label), value in zip(self.FIELDS, self._values):
-                yield Label(label, classes="dialog-label")
-                yield Input(value=value, id=field_id)
-            yield Static(self.HINT, classes="dialog-hint")
-            yield Static("", classes="dialog-error")
+            for (field_id, label, explanation), value in zip(self.FIELDS, self._values):
+                with Horizontal(classes="dialog-row"):
+                    yield Label(label, classes="dialog-label")
+                    yield Input(value=value, id=field_id, compact=True)
+                    yield Label(explanation, classes="dialog-explain")
+            yield Static(self.HINT, classes="dialog-hint", markup=False)
+            yield Static("", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply", id="apply", variant="primary")
-                yield Button("Cancel", id="cancel")
+                yield Button("Apply", id="apply", variant="primary", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -57,7 +60,7 @@ class TwoFieldScreen(ModalScreen[bool]):
         self.dismiss(False)
 
     def submit(self) -> None:
-        first, second = (self.query_one(f"#{fid}", Input).value.strip() for fid, _ in self.FIELDS)
+        first, second = (self.query_one(f"#{field[0]}", Input).value.strip() for field in self.FIELDS)
         error = self._apply(first, second)
         if error:
             self.show_error(error)
@@ -67,4 +70,5 @@ class TwoFieldScreen(ModalScreen[bool]):
     def show_error(self, message: str) -> None:
         box = self.query_one(".dialog-error", Static)
         box.update(f"✖ {message} (nothing changed)")
+        self.query_one(f"#{self.FIELDS[0][0]}", Input).focus()
         box.add_class("-visible")

@@ -26,8 +26,8 @@ class QuitScreen(ModalScreen[bool]):
                          "and a rerun resumes where this one stopped." + (f"\n{self._detail}" if self._detail else ""),
                          classes="dialog-hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Stop and quit (y)", id="confirm", variant="error")
-                yield Button("Keep running (n)", id="cancel")
+                yield Button("Stop and quit (y)", id="confirm", variant="error", compact=True)
+                yield Button("Keep running (n)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -7,6 +7,6 @@ from memtui.tui.screens.form import TwoFieldScreen
 
 class ThresholdsScreen(TwoFieldScreen):
     TITLE_TEXT = "Memory thresholds"
-    FIELDS = (("warning", "Warning: batch size drops to the minimum"),
-              ("breaker", "Breaker: no new batches until memory is back"))
-    HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
+    FIELDS = (("warning", "Warning", "batches shrink to the minimum"),
+              ("breaker", "Breaker", "no new batches until memory is back"))
+    HINT = "GB (1.2), MB (800MB) or % of the memory limit (75%). Enter applies, Esc cancels, Tab moves."

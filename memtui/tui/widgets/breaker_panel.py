@@ -23,7 +23,7 @@ class BreakerPanel(Static):
         first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
                                  ("  for ", "$text-muted"), format_duration(b.time_in_state_s))
         if b.state is BreakerState.OPEN:
-            second = Content.assemble(("reopens below ", "$text-muted"), gb(m.reset_bytes),
+            second = Content.assemble(("back below ", "$text-muted"), gb(m.reset_bytes),
                                       (f" for {format_duration(b.required_hold_s)}", "$text-muted"))
         else:
             second = Content.assemble(("trips ", "$text-muted"), str(b.trips),

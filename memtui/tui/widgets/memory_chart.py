@@ -78,6 +78,9 @@ class MemoryChart(PlotextPlot):
         top = max([breaker / GB * 1.1, *ys]) if breaker else max(ys or [1.0])
         plt.xlabel("minutes ago" if minutes else "seconds ago")
         plt.ylim(0, top)
+        # Ticks at the levels that matter, so each threshold line sits on its own label.
+        ticks = [0.0] + [level / GB for level in (warning, breaker) if level]
+        plt.yticks(ticks, [f"{t:.2f}" for t in ticks])
         if xs:
             plt.xlim(min(xs[0], -1 / scale), 0)
             plt.plot(xs, ys, color=_plotext_color(variables.get("primary")), marker="braille")

@@ -1,0 +1,114 @@
+"""Reflow at any size, the chart toggle, and the pure helpers the panels draw with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memtui.events import BatchDone, BatchStarted, CleanupRan, MemoryWarning, Notice
+from memtui.memory.cleanup import CleanupReport
+from memtui.memory.units import MB
+from memtui.tui.history import RssHistory
+from memtui.tui.text import bar, classify, short_path, strip_icon
+from memtui.tui.widgets import MemorySparkline
+
+from .frozen import FrozenRun
+
+
+@pytest.fixture
+def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    run = FrozenRun(tmp_path, hold_at=24)
+    yield run
+    run.release()
+
+
+async def _wait_held(pilot, run: FrozenRun) -> None:
+    for _ in range(500):
+        if run.held:
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the frozen run never reached its point")
+
+
+async def test_resizes_reflow_instead_of_crashing(held):
+    app = held.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _wait_held(pilot, held)
+        body = app.dashboard.query_one("#body")
+        for size, narrow, tall in (((120, 40), False, True), ((60, 20), True, False), ((30, 10), True, False),
+                                   ((20, 6), True, False), ((200, 60), False, True), ((80, 24), False, False)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            app.tick()
+            await pilot.pause()
+            assert app.is_running, f"crashed at {size}"
+            assert body.has_class("-narrow") is narrow and body.has_class("-tall") is tall, size
+        await pilot.press("q", "y")
+
+
+async def test_chart_replaces_the_log_on_short_terminals_and_joins_it_on_tall_ones(held):
+    app = held.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _wait_held(pilot, held)
+        d = app.dashboard
+        assert not d.chart.display and d.gc_log.display
+        await pilot.press("g")
+        assert d.chart.display and not d.gc_log.display
+        await pilot.press("g")
+        assert not d.chart.display and d.gc_log.display
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.1)
+        assert not d.chart.display and d.gc_log.display, "the operator hid the chart: it stays hidden"
+        await pilot.press("g")
+        assert d.chart.display and d.gc_log.display, "a tall terminal shows chart and log together"
+        await pilot.press("q", "y")
+
+
+async def test_a_tall_terminal_shows_the_chart_by_default(held):
+    app = held.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _wait_held(pilot, held)
+        assert app.dashboard.chart.display and app.dashboard.gc_log.display
+        await pilot.press("q", "y")
+
+
+def test_rss_history_keeps_peaks_at_bounded_size():
+    history = RssHistory(max_points=10, bucket_s=1.0)
+    samples = [(float(t), 100 + (900 if t == 37 else 0)) for t in range(100)]
+    assert history.extend(samples)
+    assert not history.extend(samples[:50]), "old samples are not added twice"
+    assert len(history.points) <= 10 and history.bucket_s > 1.0
+    assert max(p for _, p in history.points) == 1000, "a one-sample spike survives every merge"
+
+
+def test_sparkline_columns_keep_a_spike_when_downsampling():
+    spark = MemorySparkline()
+    spark.show([10] * 50 + [99] + [10] * 49, warning_bytes=50, max_bytes=80)
+    cols = spark.columns(20)
+    assert len(cols) == 20 and max(cols) == 99
+    spark.show([1, 2, 3], warning_bytes=50, max_bytes=80)
+    assert spark.columns(20) == [1, 2, 3], "short histories are drawn as they are (right-aligned)"
+
+
+def test_event_lines_drop_emoji_and_get_a_tag():
+    report = CleanupReport(objects=12, rss_before=900 * MB, rss_after=800 * MB, trimmed=True, cleared=(),
+                           duration_s=0.1, reason="requested by operator")
+    assert classify(CleanupRan(report)) == ("GC", "cleanup")
+    assert classify(MemoryWarning(1 << 30)) == ("WARN", "warning")
+    assert classify(BatchStarted(1, ("a",), 3, 3, 0)) is None
+    assert classify(BatchDone(1, ("a",), 3, 3, 0.5, 0))[0] == "BATCH"
+    assert classify(Notice("x", level="error")) == ("ERROR", "error")
+    assert strip_icon("⚠️ Memory warning: 1.12GB") == "Memory warning: 1.12GB"
+    assert strip_icon("🧹 Cleanup: 1 objects") == "Cleanup: 1 objects"
+    assert strip_icon("Model loaded") == "Model loaded"
+    assert strip_icon("-> arrow first") == "-> arrow first", "ASCII punctuation is text, not an icon"
+
+
+def test_bar_and_short_path():
+    filled, empty = bar(0.5, 10)
+    assert len(filled) + len(empty) == 10 and filled == "█████"
+    assert bar(1.0, 4) == ("████", "") and bar(0.0, 4) == ("", "░░░░")
+    shortened = short_path("/very/long/path/to/some/cache.sqlite", 16)
+    assert len(shortened) == 16 and shortened.startswith("…") and shortened.endswith("/cache.sqlite")

@@ -1,0 +1,83 @@
+"""Themes are data files, registered at start; colors come only from theme variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import memtui.tui
+from memtui.errors import ConfigError, UsageError
+from memtui.tui.app import MemtuiApp
+from memtui.tui.theming import THEMES_DIR, load_theme, load_themes
+
+TUI_DIR = Path(memtui.tui.__file__).parent
+
+
+def test_three_themes_ship_as_package_data():
+    themes = {t.name: t for t in load_themes()}
+    assert set(themes) >= {"memtui-dark", "memtui-light", "memtui-contrast"}
+    assert themes["memtui-dark"].dark and not themes["memtui-light"].dark
+    assert themes["memtui-contrast"].ansi, "the low-color theme uses the terminal's 16 ANSI colors"
+    assert all(p.parent == THEMES_DIR and p.suffix == ".toml" for p in THEMES_DIR.glob("*"))
+
+
+def test_a_broken_theme_file_names_itself(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nprimary = "not-a-color"\n')
+    with pytest.raises(ConfigError, match="bad.toml.*primary"):
+        load_theme(bad)
+    bad.write_text('name = "x"\nprimary = "#fff"\nsparkle = true\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_theme(bad)
+
+
+def test_theme_choice_default_flag_unknown_and_no_color(make_rig, monkeypatch: pytest.MonkeyPatch):
+    rig = make_rig(domains=2)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert MemtuiApp(rig.runner).theme == "memtui-dark"
+    assert MemtuiApp(rig.runner, theme="memtui-light").theme == "memtui-light"
+    with pytest.raises(UsageError, match="unknown theme 'nope'.*memtui-contrast"):
+        MemtuiApp(rig.runner, theme="nope")
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = MemtuiApp(rig.runner)
+    assert app.no_color and app.theme == "memtui-contrast"
+
+
+@pytest.mark.parametrize("theme", ["memtui-light", "memtui-contrast"])
+async def test_every_theme_draws_every_panel(make_rig, theme: str):
+    rig = make_rig(domains=6)
+    app = MemtuiApp(rig.runner, theme=theme)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(300):
+            if app.report is not None:
+                break
+            await pilot.pause(0.02)
+        app.tick(force_chart=True)
+        await pilot.pause()
+        assert app.dashboard.chart.display and app.is_running
+        await pilot.press("q")
+    assert app.return_value["status"] == "success"
+
+
+HEX = re.compile(r"""["']#[0-9a-fA-F]{3,8}["']""")
+NAMED = re.compile(r"""["'](?:bold |italic )?(?:bright_)?(?:red|green|yellow|blue|magenta|cyan|white|black|grey\d*)"""
+                   r"""(?: on \w+)?["']""")
+
+
+def test_no_hard_coded_colors_in_python():
+    """Colors live in the themes and app.tcss (as $variables); Python only names theme variables."""
+    offenders = []
+    for path in TUI_DIR.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if HEX.search(line) or NAMED.search(line) or "rgb(" in line or "Color(" in line:
+                offenders.append(f"{path.relative_to(TUI_DIR)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_tcss_uses_only_theme_variables_for_colors():
+    css = (TUI_DIR / "app.tcss").read_text()
+    for line in css.splitlines():
+        if re.search(r"^\s*([\w-]*color|background|border(-top|-bottom|-left|-right)?)\s*:", line):
+            assert "$" in line or "none" in line, f"not a theme variable: {line.strip()}"
