@@ -274,7 +274,7 @@ def test_memtui_resumes_what_it_stopped_when_the_watch_ends(spawn, watch):
     wait_for(lambda: child.status == "stopped", "SIGSTOP")
     w.engine.stop()
     report = w.finish()
-    assert child.status != "stopped"
+    assert child.status != "stopped" and report["targets"][0]["state"] == "running"
     assert [(a["action"], a["by"]) for a in report["targets"][0]["actions"]] == [("stop", "breaker"),
                                                                                ("resume", "memtui")]
 

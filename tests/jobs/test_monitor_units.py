@@ -12,7 +12,7 @@ from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetActed, TargetGone, target_line
 from memtui.jobs.monitor.intervene import Policy, decide
 from memtui.jobs.monitor.targets import matcher, memtui_lineage, top_users
-from memtui.jobs.monitor.tracker import TargetState, TargetTracker, short_label
+from memtui.jobs.monitor.tracker import Action, TargetState, TargetTracker, short_label
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.config import MemoryConfig
 from memtui.memory.pid_probe import PidSample, ProcessAccessDenied
@@ -129,8 +129,14 @@ def test_target_line_says_stopped_and_time_to_limit():
     tracker.record(sample(int(0.5 * GB) + 100 * MB, uss=int(0.4 * GB)), 0.0)
     assert target_line(tracker.snapshot()) == ("🔍 pid 7 python3 train.py: 0.60GB (+10.0 MB/s, peak 0.60GB) "
                                                "breaker closed · USS 0.40GB · breaker level in 1m32s")
+    tracker.add_action(Action(at="", elapsed_s=1.0, action="stop", signal="SIGSTOP", reason="", by="operator", ok=True))
     tracker.held_by = "operator"
-    assert "· paused by the operator" in target_line(tracker.snapshot())
+    snap = tracker.snapshot()
+    assert snap.state is TargetState.STOPPED  # at once, not only after the next sample
+    assert "· paused by the operator" in target_line(snap)
+    clock.t += 1
+    tracker.record(sample(int(0.6 * GB)), 0.0)
+    assert tracker.snapshot().state is TargetState.RUNNING  # someone else sent SIGCONT: the sample wins
 
 
 def run_engine(probes, policy=Policy.NONE, send=None, **kw):

@@ -146,6 +146,7 @@ class TargetTracker:
         self._gone: tuple[TargetState, str] | None = None
         self.held_by: str | None = None
         self.actions: list[Action] = []
+        self._signalled: str | None = None  # status implied by a stop/resume sent since the last sample
 
     @property
     def config(self) -> MemoryConfig:
@@ -178,6 +179,7 @@ class TargetTracker:
         self._cost = cost_s
         self._peak = max(self._peak, sample.rss)
         self._history.append((now, sample.rss))
+        self._signalled = None
         if sample.detail_denied:
             self._detail_denied = True
         elif sample.detail_cost_s is not None:
@@ -196,6 +198,8 @@ class TargetTracker:
 
     def add_action(self, action: Action) -> None:
         self.actions.append(action)
+        if action.ok and action.action in ("stop", "resume"):
+            self._signalled = "stopped" if action.action == "stop" else "running"
 
     def _drain(self) -> list[BreakerTransition]:
         out = list(self._transitions)
@@ -225,10 +229,10 @@ class TargetTracker:
             eta = 0.0
         else:
             eta = (cfg.max_bytes - rss) / rate if rate and rate > 0 else None
-        status = last.status if last else "?"
+        status = self._signalled or (last.status if last else "?")
         if self._gone:
             state, note = self._gone
-        elif status in ("stopped", "tracing-stop") or self.held_by:  # held: SIGSTOP sent since the last sample
+        elif status in ("stopped", "tracing-stop"):
             state = TargetState.STOPPED
             note = {"breaker": "stopped by memtui (breaker open)", "operator": "paused by the operator"}.get(
                 self.held_by or "", "stopped (not by memtui)")
