@@ -1,0 +1,292 @@
+"""The monitor-mode TUI: watched processes in a table, events in a log, keys to pause, resume or terminate.
+
+Same contract as the main app: the MonitorEngine runs in a thread worker, the
+app polls ``snapshot()`` and drains ``subscribe()`` on a timer, and acts only
+through the engine's commands. Every signal the operator sends is confirmed
+first; quitting ends the watch, and the engine resumes whatever memtui stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Label, Static
+from textual.worker import Worker, WorkerState
+
+from memtui.errors import ConfigError, MemtuiError, UsageError
+from memtui.events import Event
+from memtui.headless import format_duration
+from memtui.jobs.monitor.engine import MonitorEngine, MonitorSnapshot
+from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetBreakerChanged, TargetGone,
+                                        TargetSampled, TargetWarning)
+from memtui.jobs.monitor.tracker import TargetState
+from memtui.memory.breaker import BreakerState
+from memtui.memory.units import GB
+from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.screens.form import TwoFieldScreen
+from memtui.tui.text import gb, strip_icon
+from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
+from memtui.tui.widgets.gc_log import GcLog
+from memtui.tui.widgets.process_table import ProcessTable
+
+POLL_INTERVAL_S = 0.25
+
+#: What each key does: (engine command, signal, question, what happens next).
+ACTIONS = {
+    "stop": ("pause_target", "SIGSTOP", "Stop", "It stays frozen until you press r (memtui resumes it when it exits)."),
+    "resume": ("resume_target", "SIGCONT", "Resume", "An open breaker will not stop it again until it re-trips."),
+    "terminate": ("terminate_target", "SIGTERM", "Terminate", "The process is asked to exit; it may clean up first."),
+}
+
+
+class ConfirmSignalScreen(ModalScreen[bool]):
+    """Ask before any signal goes to a process memtui did not start."""
+
+    BINDINGS = [Binding("y", "confirm", "Send"), Binding("n,escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, detail: str) -> None:
+        super().__init__()
+        self._question = question
+        self._detail = detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._question, classes="dialog-title")
+            yield Static(self._detail, classes="dialog-hint", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Send (y)", id="confirm", variant="error")
+                yield Button("Cancel (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class MonitorThresholdsScreen(TwoFieldScreen):
+    TITLE_TEXT = "Thresholds for every watched process"
+    FIELDS = (("warning", "Warning: counted and logged as a memory warning"),
+              ("breaker", "Breaker: the target's breaker opens (and --on-breaker acts)"))
+    HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
+
+
+def log_entry(event: Event) -> tuple[str, str] | None:
+    """(tag, kind) of an engine event's log line; None for the per-interval samples the table shows."""
+    if isinstance(event, TargetSampled):
+        return None
+    if isinstance(event, TargetWarning):
+        return "WARN", "warning"
+    if isinstance(event, TargetBreakerChanged):
+        return "BRKR", {BreakerState.OPEN: "error", BreakerState.WARNING: "warning",
+                        BreakerState.HALF_OPEN: "info", BreakerState.CLOSED: "success"}[event.new]
+    if isinstance(event, TargetActed):
+        return "SIG", "warning" if event.action.ok else "error"
+    if isinstance(event, TargetGone):
+        return "EXIT", "muted"
+    if isinstance(event, MonitorFinished):
+        return "DONE", "success" if event.report["exit_code"] == 0 else "warning"
+    return "NOTE", {"error": "error", "warning": "warning"}.get(event.level, "info")
+
+
+class MonitorApp(App[dict]):
+    CSS_PATH = ["app.tcss", "monitor_app.tcss"]
+    TITLE = "memtui monitor"
+    BINDINGS = [
+        Binding("s", "signal('stop')", "Stop"),
+        Binding("r", "signal('resume')", "Resume"),
+        Binding("k", "signal('terminate')", "Terminate"),
+        Binding("t", "thresholds", "Thresholds"),
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, engine: MonitorEngine, *, theme: str | None = None, autostart: bool = True,
+                 poll_interval: float = POLL_INTERVAL_S, handle_signals: bool = False) -> None:
+        super().__init__()
+        self.engine = engine
+        self._autostart = autostart
+        self._poll_interval = poll_interval
+        self._handle_signals = handle_signals
+        self._events = engine.subscribe()
+        self._worker: Worker | None = None
+        self.report: dict[str, Any] | None = None
+        self.quitting = False
+        self.last: MonitorSnapshot | None = None
+        self.header = Static("", id="monitor-header", markup=False)
+        self.table = ProcessTable(id="processes")
+        self.log_widget = GcLog(id="monitor-log")
+        for t in load_themes():
+            self.register_theme(t)
+        wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
+        if wanted not in self.available_themes:
+            raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")
+        self.theme = wanted
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield self.table
+        yield self.log_widget
+        yield Footer()
+
+    def on_ready(self) -> None:
+        self.tick()
+        self.set_interval(self._poll_interval, self.tick, name="poll")
+        self.table.focus()
+        if self._handle_signals:
+            self._install_signal_handlers()
+        if self._autostart and self._worker is None:
+            self._worker = self.run_worker(self._watch, name="memtui-monitor", group="job", thread=True,
+                                           exit_on_error=False)
+
+    def _watch(self) -> dict[str, Any]:
+        report = self.engine.run()
+        self.post_message(JobFinished(report))
+        return report
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self._worker and event.state is WorkerState.ERROR:
+            self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
+
+    @on(JobFinished)
+    def watch_finished(self, message: JobFinished) -> None:
+        self.report = message.report
+        self.tick()
+        if self.quitting:
+            self.exit(message.report)
+
+    @on(JobCrashed)
+    def watch_crashed(self, message: JobCrashed) -> None:
+        self.log_widget.add("ERROR", "error", f"the monitor thread crashed: {message.error}")
+        self.report = self.engine.snapshot().report
+        if self.quitting:
+            self.exit(self.report)
+
+    # -- polling ----------------------------------------------------------------------
+    def tick(self) -> None:
+        s = self.engine.snapshot()
+        self.last = s
+        for event in self._events.drain():
+            entry = log_entry(event)
+            if entry is not None:
+                self.log_widget.add(*entry, strip_icon(event.message), at=event.at)
+        self.table.show(s.targets)
+        self.header.update(self._header(s))
+        self.refresh_bindings()
+
+    def _header(self, s: MonitorSnapshot) -> str:
+        live = sum(not t.gone for t in s.targets)
+        span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
+        state = (f"finished: {s.report['end_reason']}" if s.report else "stopping" if s.stopping else "watching")
+        return (f"{s.selection} · {live}/{len(s.targets)} live · every {s.interval_s:g}s · warning "
+                f"{gb(s.warning_bytes)} breaker {gb(s.max_bytes)} · on breaker: {s.policy.value} · {span} · {state}")
+
+    # -- keys -------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action != "signal" and action != "thresholds":
+            return True
+        if self.report is not None or self.quitting:
+            return False
+        if action == "thresholds":
+            return True
+        target = self._selected()
+        if target is None or target.gone:
+            return None
+        stopped = target.state is TargetState.STOPPED
+        return {"stop": not stopped, "resume": stopped, "terminate": True}[str(parameters[0])]
+
+    def _selected(self):
+        pid = self.table.selected_pid if self.is_mounted else None
+        return self.last.target(pid) if self.last is not None and pid is not None else None
+
+    def action_signal(self, action: str) -> None:
+        target = self._selected()
+        if target is None or target.gone:
+            self.notify("Select a live process first", severity="warning", timeout=3)
+            return
+        command, sig, verb, after = ACTIONS[action]
+        question = f"{verb} pid {target.pid} ({target.label})?"
+        detail = f"memtui will send {sig} to it" + (" and its counted children" if self.engine.children else "")
+        self.push_screen(ConfirmSignalScreen(question, f"{detail}. {after}"),
+                         lambda ok: self._send(ok, command, target.pid))
+
+    def _send(self, confirmed: bool | None, command: str, pid: int) -> None:
+        if not confirmed:
+            return
+        try:
+            action = getattr(self.engine, command)(pid)
+        except MemtuiError as exc:
+            self.notify(str(exc), severity="error", timeout=5)
+            return
+        if not action.ok:
+            self.notify(f"{action.signal} to pid {pid} failed: {action.error}", severity="error", timeout=5)
+        self.tick()
+
+    def action_thresholds(self) -> None:
+        s = self.engine.snapshot()
+        self.push_screen(MonitorThresholdsScreen(f"{s.warning_bytes / GB:.2f}GB", f"{s.max_bytes / GB:.2f}GB",
+                                                 self._apply_thresholds))
+
+    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
+        for what, value in (("warning", warning), ("breaker", breaker)):
+            if not value:
+                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+        try:
+            self.engine.set_thresholds(warning=warning, max=breaker)
+        except ConfigError as exc:
+            return str(exc)
+        self.tick()
+        return None
+
+    # -- quitting ---------------------------------------------------------------------
+    def action_request_quit(self) -> None:
+        """End the watch (memtui resumes what it stopped) and exit with the report."""
+        if self.report is not None or self._worker is None:
+            self.exit(self.report or self.engine.snapshot().report)
+            return
+        if not self.quitting:
+            self.quitting = True
+            self.engine.stop()
+            self.tick()
+
+    async def action_quit(self) -> None:
+        self.action_request_quit()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGHUP (a dropped SSH session)/SIGINT end the watch like q."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.action_request_quit)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def on_unmount(self) -> None:
+        if self.report is None:
+            self.engine.stop()  # however the app ends, the watch ends and stopped processes are resumed
+        self.engine.unsubscribe(self._events)
+
+
+def run_monitor_tui(engine: MonitorEngine, theme: str | None = None) -> dict[str, Any]:
+    """Run the monitor TUI until the operator quits; returns the engine's report (as headless does)."""
+    app = MonitorApp(engine, theme=theme, handle_signals=True)
+    report = app.run()
+    if report is None:
+        report = app.report or engine.snapshot().report
+    if report is None:
+        raise MemtuiError("the monitor TUI ended before the watch could report; rerun with --headless to see why")
+    return report
