@@ -7,11 +7,11 @@ import os
 import psutil
 import pytest
 
-from memtui.errors import ConfigError
+from memtui.errors import ConfigError, UsageError
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetActed, TargetGone, target_line
 from memtui.jobs.monitor.intervene import Policy, decide
-from memtui.jobs.monitor.targets import matcher, memtui_lineage, top_users
+from memtui.jobs.monitor.targets import matcher, memtui_lineage, probe_pid, top_users
 from memtui.jobs.monitor.tracker import Action, TargetState, TargetTracker, short_label
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.config import MemoryConfig
@@ -189,6 +189,11 @@ def test_matcher_takes_a_regex_or_plain_text():
     assert matcher(r"worker-\d+")("python app.py worker-12")
     assert not matcher(r"worker-\d+")("python app.py worker-x")
     assert matcher("train(")("python train(1).py")  # not a valid regex: plain text
+
+
+def test_memtui_never_watches_itself():
+    with pytest.raises(UsageError, match="is this memtui itself"):
+        probe_pid(os.getpid(), children=False)
 
 
 def test_default_selection_never_includes_memtui_itself():

@@ -73,6 +73,8 @@ def matcher(pattern: str):
 
 def probe_pid(pid: int, children: bool) -> PidProbe:
     """A probe on an explicit --pid; a pid that does not exist is a usage error (exit 2)."""
+    if pid == os.getpid():
+        raise UsageError(f"pid {pid} is this memtui itself; watch another process")  # it could SIGSTOP itself
     try:
         return PidProbe(pid, children=children)
     except ProcessGone:
