@@ -290,7 +290,8 @@ class MonitorEngine:
         with self._lock:
             for tracker in self._trackers.values():
                 if tracker.held_by is not None and not tracker.gone:
-                    self._act(tracker, "resume", f"memtui is exiting (was {tracker.held_by}-stopped)", "memtui")
+                    who = "the breaker policy" if tracker.held_by == "breaker" else "the operator"
+                    self._act(tracker, "resume", f"it was stopped by {who}", "memtui")
 
     def _tracker(self, pid: int) -> TargetTracker:
         tracker = self._trackers.get(pid)
