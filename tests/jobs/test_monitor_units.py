@@ -10,7 +10,7 @@ import pytest
 from memtui.errors import ConfigError, UsageError
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetActed, TargetGone, target_line
-from memtui.jobs.monitor.intervene import Policy, decide
+from memtui.jobs.monitor.intervene import Policy, decide, signal_target
 from memtui.jobs.monitor.targets import matcher, memtui_lineage, probe_pid, top_users
 from memtui.jobs.monitor.tracker import Action, TargetState, TargetTracker, short_label
 from memtui.memory.breaker import BreakerState, BreakerTransition
@@ -174,6 +174,14 @@ def test_a_signal_that_fails_is_recorded_not_raised():
     assert action["ok"] is False and action["error"] == "permission denied for pid 4242"
     (acted,) = [e for e in events if isinstance(e, TargetActed)]
     assert acted.message.startswith("❌ Could not send SIGSTOP to pid 4242 (python3 train.py) by the breaker policy")
+
+
+def test_memtui_never_signals_itself_even_inside_a_watched_tree():
+    tree = FakeProbe(pid=4242)
+    tree.processes = lambda ppids=None: [FakeProc(4242), FakeProc(os.getpid()), FakeProc(4243)]
+    sent = []
+    assert signal_target(tree, "stop", send=lambda proc, sig: sent.append(proc.pid)) is None
+    assert sent == [4242, 4243]
 
 
 def test_bad_thresholds_are_refused_and_nothing_changes():

@@ -11,6 +11,7 @@ is signalled: freezing only the parent would let its workers keep growing.
 from __future__ import annotations
 
 import enum
+import os
 import signal
 from collections.abc import Callable, Mapping
 
@@ -49,6 +50,8 @@ def signal_target(probe: PidProbe, action: str, *, send: Sender = send_signal,
         procs.reverse()  # children first, so the parent finds them running
     errors = []
     for proc in procs:
+        if proc.pid == os.getpid():
+            continue  # a --children tree can hold memtui itself: never freeze or kill the watcher
         try:
             send(proc, sig)
         except psutil.NoSuchProcess:
