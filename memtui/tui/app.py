@@ -9,7 +9,10 @@ app: when ``Runner.run()`` returns, the worker posts a ``JobFinished`` message.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +87,7 @@ class MemtuiApp(App[dict]):
         s = self.runner.snapshot()
         log = self.dashboard.gc_log
         log.add("NOTE", "info", f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
-                                f"from {short_path(s.input, 60)}; press ? for help")
+                                f"from {short_path(s.input, 36)}; ? for help")
         # The runner replays what it said before we subscribed (resuming, a killed previous run).
         self.tick()
         self.set_interval(self._poll_interval, self.tick, name="poll")
@@ -296,13 +299,25 @@ class MemtuiApp(App[dict]):
         self.action_interrupt()
 
     def _install_signal_handlers(self) -> None:
-        """SIGTERM/SIGHUP (a dropped SSH session)/SIGINT: stop cleanly, as a confirmed q would."""
+        """SIGTERM and SIGINT stop cleanly, as a confirmed q would; SIGHUP (a dropped SSH session) too,
+        after moving Textual off the dead terminal."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self.stop_and_exit)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        self._signal_loop = loop
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, _signum: int, _frame: object) -> None:
+        """The terminal is gone. Runs synchronously in the main thread, before Textual's SIGCONT
+        handler (the kernel sends SIGHUP then SIGCONT), so nothing writes to the dead tty first."""
+        detach_from_terminal()
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # no "resume" onto the dead terminal
+        self.runner.stop()
+        self._signal_loop.call_soon_threadsafe(self.stop_and_exit)
+        threading.Thread(target=_exit_if_stuck, args=(self.runner,), name="memtui-hangup", daemon=True).start()
 
     def on_unmount(self) -> None:
         # Whatever ends the app (even a crash), the job stops after committing the batch in flight.
@@ -311,11 +326,43 @@ class MemtuiApp(App[dict]):
         self.runner.unsubscribe(self._events)
         if self._handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+#: After a hangup, how long the app may take to exit once the job has reported before we leave anyway.
+HANGUP_EXIT_GRACE_S = 20.0
+_kept_fds: list[int] = []
+
+
+def detach_from_terminal() -> None:
+    """Point stdin/stdout/stderr away from a hung-up terminal.
+
+    Writes to a hung-up tty fail with EIO, which kills Textual's writer thread
+    and then blocks the app forever on its full queue; reads return EOF at once,
+    which spins its input thread. /dev/null takes the writes; stdin becomes a
+    pipe that never has data, so the input thread just waits.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    _kept_fds.append(write_end)  # kept open: a pipe with a writer blocks instead of reading EOF
+
+
+def _exit_if_stuck(runner: Runner) -> None:
+    """Last resort after a hangup: once the job has committed and reported, never hang around."""
+    while runner.snapshot().report is None:
+        time.sleep(0.5)
+    time.sleep(HANGUP_EXIT_GRACE_S)
+    os._exit(int(runner.snapshot().report["exit_code"]))
 
 
 def run_tui(runner: Runner, *, theme: str | None = None) -> dict[str, Any]:

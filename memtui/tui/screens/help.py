@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
@@ -16,6 +16,8 @@ KEYS = [
     ("+  -", "raise / lower the breaker level by 0.1 GB"),
     ("b", "batch-size limits: the size at warning (min) and when memory is normal (max)"),
     ("g", "memory chart for the whole run (in place of the log on small screens)"),
+    ("l", "once the run is over on a small screen: flip between the run report and the log"),
+    ("tab", "focus the log, then arrows / page keys scroll it"),
     ("ctrl+p", "command palette: every action and every theme"),
     ("?", "this help"),
     ("q  ctrl+c", "quit: asks first, then commits the batch in flight (a rerun resumes)"),
@@ -40,11 +42,15 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(classes="dialog help"):
             yield Label("memtui: keys and panels", classes="dialog-title")
             with VerticalScroll():
-                yield Static(Content("\n").join(
-                    Content.assemble((f"{key:<10}", "bold $accent"), text) for key, text in KEYS))
-                yield Static("")
-                yield Static(Content("\n").join(
-                    Content.assemble((f"{name:<9}", "bold $primary"), " ", text) for name, text in PANELS))
+                # Two-column grids, so a long explanation wraps beside its key, not under it.
+                with Grid(classes="help-grid"):
+                    for key, text in KEYS:
+                        yield Static(Content.styled(key, "bold $accent"), classes="help-key")
+                        yield Static(text, markup=False)
+                with Grid(classes="help-grid"):
+                    for name, text in PANELS:
+                        yield Static(Content.styled(name, "bold $primary"), classes="help-key")
+                        yield Static(text, markup=False)
             yield Static("Esc, ? or q closes", classes="dialog-hint")
 
     def action_close(self) -> None:

@@ -23,6 +23,7 @@ class BatchPanel(Static):
             size = Content.styled(str(s.batch_size), "bold")
         first = Content.assemble(("size ", "$text-muted"), size,
                                  ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}")
+        rate = f"{s.items_per_s:.1f}" if s.batches else "–"  # no rate until a batch is committed
         second = Content.assemble(("batches ", "$text-muted"), f"{s.batches:,}",
-                                  ("  ", ""), f"{s.items_per_s:.1f}", ("/s", "$text-muted"))
+                                  ("  ", ""), rate, ("/s", "$text-muted"))
         self.update(Content("\n").join([first, second]))
