@@ -15,8 +15,12 @@ import threading
 import time
 from typing import Any, TextIO
 
-from memtui.events import (BreakerChanged, CleanupRan, Event, MemoryWarning, PhaseChanged)
-from memtui.runner import Runner, RunSnapshot
+from typing import TYPE_CHECKING
+
+from memtui.events import BreakerChanged, CleanupRan, Event, MemoryWarning, PhaseChanged
+
+if TYPE_CHECKING:  # the runner pulls in numpy; monitor mode reuses this module without it
+    from memtui.runner import Runner, RunSnapshot
 
 PROGRESS_EVERY_S = 5.0
 log = logging.getLogger("memtui")
@@ -45,7 +49,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_line(s: RunSnapshot) -> str:
+def progress_line(s: "RunSnapshot") -> str:
     pct = 100.0 * s.items_done / s.items_total if s.items_total else 0.0
     m = s.memory
     state = "paused" if s.paused else s.phase
@@ -79,7 +83,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 class HeadlessFace:
-    def __init__(self, runner: Runner, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+    def __init__(self, runner: "Runner", *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
                  progress_every_s: float = PROGRESS_EVERY_S) -> None:
         self.runner = runner
         self.out = out
@@ -87,6 +91,7 @@ class HeadlessFace:
         self.progress_every_s = progress_every_s
         self._events = runner.subscribe()
         self._report: dict[str, Any] | None = None
+        self._done = threading.Event()
         self._interrupts = 0
 
     def run(self) -> dict[str, Any]:
@@ -95,13 +100,15 @@ class HeadlessFace:
         worker.start()
         next_progress = time.monotonic() + self.progress_every_s
         try:
-            while worker.is_alive():
+            # An Event, not Thread.is_alive(): a signal landing inside join() can leave
+            # is_alive() False while the worker still runs.
+            while not self._done.is_set():
                 self._events.wait(timeout=0.5)
                 self._print_events()
                 if time.monotonic() >= next_progress:
                     self._say(progress_line(self.runner.snapshot()))
                     next_progress = time.monotonic() + self.progress_every_s
-                worker.join(timeout=0.01)
+                self._done.wait(timeout=0.01)
         finally:
             self._restore_signals(previous)
         self._print_events()
@@ -109,7 +116,10 @@ class HeadlessFace:
         return self._report
 
     def _work(self) -> None:
-        self._report = self.runner.run()
+        try:
+            self._report = self.runner.run()
+        finally:
+            self._done.set()
 
     def _print_events(self) -> None:
         for event in self._events.drain():
