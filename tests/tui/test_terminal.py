@@ -1,0 +1,124 @@
+"""run_tui on a real pseudo-terminal, in a child process: what an operator's SSH session does.
+
+The child runs a real Runner (fake executor) through ``run_tui``; the test types
+into the terminal, or hangs it up, and checks the exit code, the report and the
+SQLite file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import sqlite3
+import struct
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from memtui.jobs.cache import CacheJob
+from memtui.memory import MemoryConfig, MemoryMonitor
+from memtui.runner import Runner
+from memtui.tui.app import run_tui
+from tests.support.executors import FakeExecutor
+from tests.support.inputs import write_input
+
+tmp = Path(sys.argv[1])
+source = write_input(tmp / "responses.jsonl", domains=60, per_domain=4)
+job = CacheJob(source, tmp / "cache.sqlite", FakeExecutor(sub_batch=2, delay_s=0.02), model_id="fake")
+runner = Runner(job, MemoryMonitor(MemoryConfig()))
+runner.open()
+report = run_tui(runner)
+(tmp / "report.json").write_text(json.dumps(report))
+sys.exit(report["exit_code"])
+"""
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a Linux pty")
+
+
+class Terminal:
+    """A child process on the slave side of a pty, 80x24, with its output drained continuously."""
+
+    def __init__(self, tmp: Path) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: a session leader whose controlling terminal is the pty
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            os.chdir(ROOT)
+            os.environ["TERM"] = "xterm-256color"
+            os.execv(sys.executable, [sys.executable, "-c", CHILD, str(tmp)])
+        self.pid, self.fd = pid, fd
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_for_text(self, text: bytes, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} never appeared on the terminal"
+            time.sleep(0.05)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def hang_up(self) -> None:
+        os.close(self.fd)
+
+    def exit_code(self, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(self.pid, 9)
+        raise AssertionError("the TUI did not exit")
+
+
+def committed(tmp: Path) -> int:
+    con = sqlite3.connect(tmp / "cache.sqlite")
+    try:
+        return con.execute("SELECT COUNT(*) FROM domains").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_q_then_y_on_a_terminal_stops_commits_and_exits_130(tmp_path: Path):
+    term = Terminal(tmp_path)
+    term.wait_for_text(b"Batch 2 committed")
+    term.type(b"q")
+    term.wait_for_text(b"Stop the job and quit?")
+    term.type(b"y")
+    assert term.exit_code() == 130
+    term.hang_up()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "interrupted" and committed(tmp_path) == report["domains_done"] >= 10
+
+
+def test_a_dropped_terminal_stops_cleanly_and_still_reports(tmp_path: Path):
+    """SSH drops: the kernel hangs the terminal up. The job commits, the process exits, no hang."""
+    term = Terminal(tmp_path)
+    term.wait_for_text(b"Batch 2 committed")
+    term.hang_up()
+    assert term.exit_code() == 130
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "interrupted" and committed(tmp_path) == report["domains_done"] >= 10
