@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from memtui.errors import ConfigError, MemtuiError, UsageError
 from memtui.memory.units import GB, parse_gb
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
+from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.dashboard import DashboardScreen
@@ -60,7 +62,9 @@ class MemtuiApp(App[dict]):
     def __init__(self, runner: Runner, *, theme: str | None = None, autostart: bool = True,
                  poll_interval: float = POLL_INTERVAL_S, time_format: Callable[[float], str] = local_clock,
                  handle_signals: bool = False) -> None:
-        super().__init__()
+        # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
+        super().__init__(driver_class=HangupSafeDriver if handle_signals and sys.platform.startswith("linux")
+                         else None)
         self.runner = runner
         self._autostart = autostart
         self._poll_interval = poll_interval
@@ -342,10 +346,12 @@ _kept_fds: list[int] = []
 def detach_from_terminal() -> None:
     """Point stdin/stdout/stderr away from a hung-up terminal.
 
-    Writes to a hung-up tty fail with EIO, which kills Textual's writer thread
-    and then blocks the app forever on its full queue; reads return EOF at once,
-    which spins its input thread. /dev/null takes the writes; stdin becomes a
-    pipe that never has data, so the input thread just waits.
+    Writes to a hung-up tty fail with EIO (HangupSafeDriver drops them) and
+    reads return EOF at once, which spins Textual's input thread. /dev/null
+    takes the writes; stdin becomes a pipe that stays empty, so the input thread
+    waits in select(). One NUL byte (an unbound key) is queued first: an input
+    thread already past select() when the tty went away must not block in
+    read() forever, or the app could not stop it on exit.
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -354,7 +360,8 @@ def detach_from_terminal() -> None:
     read_end, write_end = os.pipe()
     os.dup2(read_end, 0)
     os.close(read_end)
-    _kept_fds.append(write_end)  # kept open: a pipe with a writer blocks instead of reading EOF
+    os.write(write_end, b"\x00")
+    _kept_fds.append(write_end)  # kept open: an empty pipe with a writer blocks instead of reading EOF
 
 
 def _exit_if_stuck(runner: Runner) -> None:
