@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Tuning aid: the Embedder's token budget vs speed, sub-batch time and peak activation memory.
+
+``python bench/sweep.py [--domains N] [--budgets 2048,4096,8192] [--rounds 2]``
+
+Encodes the first N domains of the bundled sample with each budget in turn,
+interleaved over rounds (the box is shared: take the medians). Per budget:
+texts/s, the longest sub-batch (which bounds pause latency) and the RSS rise
+over the post-load baseline while encoding (sampled every 5 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from child import proc_status  # noqa: E402
+from run import SAMPLE, first_domains  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--domains", type=int, default=5)
+    ap.add_argument("--budgets", default="2048,4096,8192")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--long", action="store_true", help="only the sample's answers over 1,000 words")
+    args = ap.parse_args()
+
+    from memtui.embed.model import Embedder
+    from memtui.memory.cleanup import malloc_trim
+
+    if args.long:
+        texts = []
+        import gzip
+        with gzip.open(SAMPLE, "rt") as fh:
+            for line in fh:
+                t = json.loads(line)["response"]
+                if len(t.split()) > 1000:
+                    texts.append(t)
+                if len(texts) == 96:
+                    break
+    else:
+        path = first_domains(SAMPLE, Path("/tmp/memtui-sweep.jsonl"), args.domains)
+        texts = [json.loads(line)["response"] for line in open(path)]
+    embedder = Embedder()
+    embedder.load()
+    embedder.encode(["warm up"])
+    budgets = [int(b) for b in args.budgets.split(",")]
+    rows: dict[int, list[dict[str, float]]] = {b: [] for b in budgets}
+    for rnd in range(args.rounds):
+        for b in (budgets if rnd % 2 == 0 else budgets[::-1]):
+            malloc_trim()
+            base = proc_status()["VmRSS"]
+            peak = [base]
+            stop = threading.Event()
+
+            def watch() -> None:
+                while not stop.is_set():
+                    peak[0] = max(peak[0], proc_status()["VmRSS"])
+                    time.sleep(0.005)
+
+            w = threading.Thread(target=watch, daemon=True)
+            w.start()
+            t0 = time.perf_counter()
+            last = t0
+            longest = 0.0
+            for _ in embedder.encode_iter(texts, token_budget=b):
+                now = time.perf_counter()
+                longest = max(longest, now - last)
+                last = now
+            dt = time.perf_counter() - t0
+            stop.set()
+            w.join()
+            rows[b].append({"rate": len(texts) / dt, "longest_sub_batch_s": longest, "rise_mb": (peak[0] - base) / 2**20})
+    print(f"{len(texts)} texts, {args.rounds} rounds, threads {embedder.threads}")
+    for b in budgets:
+        med = {k: statistics.median(r[k] for r in rows[b]) for k in rows[b][0]}
+        print(f"budget {b:6d}: {med['rate']:6.2f} texts/s, longest sub-batch {med['longest_sub_batch_s']:5.2f}s, "
+              f"RSS rise {med['rise_mb']:6.1f} MB  (rates {[round(r['rate'], 2) for r in rows[b]]})")
+
+
+if __name__ == "__main__":
+    main()
