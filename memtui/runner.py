@@ -432,14 +432,17 @@ class Runner:
                 return Verdict.ABORT
             self._sleep_responsive(backoff.next_delay())
             rounds += 1
-            if monitor.breaker.state is BreakerState.OPEN:
-                if rounds == ESCALATE_AFTER_ROUNDS and self.job.executor.loaded:
-                    self._publish(Notice("🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
-                                         level="warning"))
-                    self.job.executor.unload()
-                    monitor.cleanup("model unloaded")
-                elif rounds % ESCALATE_AFTER_ROUNDS == 0:
-                    monitor.cleanup("circuit breaker still open")
+            if monitor.breaker.state is not BreakerState.OPEN:
+                continue
+            # Last resort, before giving up: unload the model (it reloads when memory is back).
+            escalate = rounds >= ESCALATE_AFTER_ROUNDS or self._clock() - open_since >= monitor.config.breaker_timeout_s / 2
+            if escalate and self.job.executor.loaded:
+                self._publish(Notice("🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
+                                     level="warning"))
+                self.job.executor.unload()
+                monitor.cleanup("model unloaded")
+            elif rounds % ESCALATE_AFTER_ROUNDS == 0:
+                monitor.cleanup("circuit breaker still open")
 
     _cleaned_this_warning = False
 
