@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
 
 from memtui.runner import RunSnapshot
+from memtui.tui.widgets.panel import Panel
 
 
-class BatchPanel(Static):
+class BatchPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "Batch"
 
@@ -26,4 +26,4 @@ class BatchPanel(Static):
         rate = f"{s.items_per_s:.1f}" if s.batches else "–"  # no rate until a batch is committed
         second = Content.assemble(("batches ", "$text-muted"), f"{s.batches:,}",
                                   ("  ", ""), rate, ("/s", "$text-muted"))
-        self.update(Content("\n").join([first, second]))
+        self.set_text(Content("\n").join([first, second]))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
 
 from memtui.memory.breaker import BreakerState
 from memtui.runner import RunSnapshot
+from memtui.tui.widgets.panel import Panel
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 
 
-class BreakerPanel(Static):
+class BreakerPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "Breaker"
 
@@ -28,4 +28,4 @@ class BreakerPanel(Static):
         else:
             second = Content.assemble(("trips ", "$text-muted"), str(b.trips),
                                       ("  warnings ", "$text-muted"), str(m.warnings))
-        self.update(Content("\n").join([first, second]))
+        self.set_text(Content("\n").join([first, second]))

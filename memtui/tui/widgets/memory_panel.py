@@ -11,6 +11,7 @@ from memtui.memory.units import format_bytes
 from memtui.runner import RunSnapshot
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
+from memtui.tui.widgets.panel import set_text
 
 
 #: A breaker further away than this at the recent slope is noise on a flat line, not a trend.
@@ -41,7 +42,7 @@ class MemoryPanel(Vertical):
                                           (f" from {limit.source}", "$text-muted"))
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")
-        self.query_one("#memory-text", Static).update(Content("\n").join([
+        set_text(self.query_one("#memory-text", Static), Content("\n").join([
             Content.assemble(("RSS ", "$text-muted"), (gb(m.rss_bytes), f"bold {state}"),
                              ("  peak ", "$text-muted"), gb(m.peak_bytes)),
             Content.assemble(("warning ", "$warning"), gb(m.warning_bytes),

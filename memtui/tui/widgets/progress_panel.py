@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
 
 from memtui.runner import RunSnapshot
+from memtui.tui.widgets.panel import Panel
 from memtui.tui.text import bar, count, format_duration
 
 
-class ProgressPanel(Static):
+class ProgressPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "Progress"
 
@@ -33,4 +33,4 @@ class ProgressPanel(Static):
                 done, total = s.in_flight_progress
                 parts += [("  in flight ", "$text-muted"), f"{done}/{total}",
                           (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted")]
-        self.update(Content("\n").join([line1, line2, Content.assemble(*parts)]))
+        self.set_text(Content("\n").join([line1, line2, Content.assemble(*parts)]))

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from memtui.runner import RunSnapshot
 from memtui.tui.text import short_path
+from memtui.tui.widgets.panel import set_text
 
 PHASE_STYLE = {
     "running": "$success", "success": "$success",
@@ -54,9 +55,9 @@ class RunHeader(Horizontal):
         badge = Content.assemble(("● ", PHASE_STYLE.get(phase, "$primary")), (phase.upper(), "bold"))
         width = max(20, self.size.width - 2 - len(badge.plain) - 2)
         inp, cache, model = title_parts(s, width)
-        self.query_one("#header-title", Static).update(Content.assemble(
+        set_text(self.query_one("#header-title", Static), Content.assemble(
             ("memtui ", "bold $primary"), (s.mode, "bold"), ("  ·  ", "$text-muted"),
             inp, (" → ", "$text-muted"), cache,
             *((("  ·  ", "$text-muted"), (model, "$text-muted")) if model else ()),
         ))
-        self.query_one("#header-phase", Static).update(badge)
+        set_text(self.query_one("#header-phase", Static), badge, layout=True)  # its width follows the phase
