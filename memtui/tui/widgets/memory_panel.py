@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from memtui.memory.units import format_bytes
+from memtui.memory.units import GB, format_bytes
 from memtui.runner import RunSnapshot
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
@@ -34,7 +34,8 @@ class MemoryPanel(Vertical):
         spark.show([rss for _, rss in m.history], m.warning_bytes, m.max_bytes)
         if m.history:
             span = m.history[-1][0] - m.history[0][0]
-            self.border_subtitle = f"last {format_duration(span)}"
+            floor, top = spark.scale
+            self.border_subtitle = f"{floor / GB:.1f}–{top / GB:.1f}GB · last {format_duration(span)}"
         state = STATE_STYLE[m.state]
         limit = m.limit
         if limit is not None and limit.bytes:
@@ -59,6 +60,8 @@ class MemoryPanel(Vertical):
     def _trend(s: RunSnapshot) -> Content:
         """Time to the breaker at the recent slope: the number that says 'act now' or 'sleep on'."""
         m = s.memory
+        if s.finished:
+            return Content.assemble(("time to breaker ", "$text-muted"), "— (the run is over)")
         if m.rss_bytes >= m.max_bytes:
             return Content.styled("at or above the breaker level", "bold $error")
         eta = m.seconds_to_limit()

@@ -1,9 +1,12 @@
-"""RSS history as a multi-row sparkline, scaled to the breaker level and colored by zone.
+"""RSS history as a multi-row sparkline, topped at the breaker level and colored by zone.
 
 Textual's Sparkline scales to the data's own min..max, which turns 2 MB of
 noise into a cliff. Here the top is the breaker level (or the peak, if higher),
-so the height itself says how close memory is to tripping, and each column
-takes the color of its zone: normal, warning, over the breaker.
+so a full column means "at the breaker", and each column takes the color of its
+zone: normal, warning, over the breaker. The bottom is a round 0.1 GB step
+under the lowest sample rather than zero, so a job swinging between 0.5 and
+0.9 GB shows its swings instead of a flat block; ``scale`` says what the
+bottom and top are, and the memory panel prints it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widget import Widget
+
+from memtui.memory.units import GB
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -29,11 +34,16 @@ class MemorySparkline(Widget):
         self._values: tuple[int, ...] = ()
         self._warning = 1
         self._max = 1
+        self.scale: tuple[int, int] = (0, 1)  # the bytes at the bottom and at the top of the columns
 
     def show(self, values: Sequence[int], warning_bytes: int, max_bytes: int) -> None:
         values = tuple(values)
         if (values, warning_bytes, max_bytes) != (self._values, self._warning, self._max):
             self._values, self._warning, self._max = values, warning_bytes, max_bytes
+            top = max(max_bytes, max(values, default=0), 1)
+            step = GB // 10
+            floor = max(0, (min(values, default=0) // step - 1) * step)
+            self.scale = (min(floor, top - step), top)
             self.refresh()
 
     def columns(self, width: int) -> list[int]:
@@ -57,9 +67,10 @@ class MemorySparkline(Widget):
         empty = self.get_component_rich_style("memory-sparkline--empty")
         if not cols:
             return Text("no samples yet", style=empty, no_wrap=True)
-        top = max(self._max * 1.05, max(cols), 1)
+        floor, top = self.scale
+        span = max(1, top - floor)
         pad = width - len(cols)
-        heights = [min(rows * 8, round(v / top * rows * 8)) for v in cols]
+        heights = [min(rows * 8, max(0, round((v - floor) / span * rows * 8))) for v in cols]
         zones = [self._zone(v) for v in cols]
         text = Text(no_wrap=True, overflow="crop")
         for row in range(rows - 1, -1, -1):
