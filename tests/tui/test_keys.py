@@ -236,4 +236,10 @@ async def test_help_and_palette_list_every_action_and_theme(make_rig):
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.theme == "memtui-light", what="the light theme")
+        await pilot.press("ctrl+p")  # a palette command runs the same action as its key
+        await pilot.pause()
+        await pilot.press(*"clean up memory")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("Cleanup requested" in line for line in log_lines(app)), what="cleanup")
         await quit_and_confirm(app, pilot)
