@@ -90,9 +90,14 @@ class MemtuiApp(App[dict]):
         """Once the dashboard is up: say what runs, start polling, start the job."""
         s = self.runner.snapshot()
         log = self.dashboard.gc_log
+        # The runner replays what it said before we subscribed (resuming, a killed previous run):
+        # the intro line goes first, dated no later than those.
+        replayed = self._events.drain()
         log.add("NOTE", "info", f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
-                                f"from {short_path(s.input, 36)}; ? for help")
-        # The runner replays what it said before we subscribed (resuming, a killed previous run).
+                                f"from {short_path(s.input, 36)}; ? for help",
+                at=min([time.time(), *(event.at for event in replayed)]))
+        for event in replayed:
+            log.add_event(event)
         self.tick()
         self.set_interval(self._poll_interval, self.tick, name="poll")
         if self._handle_signals:

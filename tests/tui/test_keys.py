@@ -243,3 +243,18 @@ async def test_help_and_palette_list_every_action_and_theme(make_rig):
         await pilot.press("enter")
         await wait_for(pilot, lambda: any("Cleanup requested" in line for line in log_lines(app)), what="cleanup")
         await quit_and_confirm(app, pilot)
+
+
+async def test_a_rerun_resumes_and_says_so(make_rig, tmp_path):
+    from tests.support.inputs import write_input
+
+    first = make_rig(domains=4, input_path=write_input(tmp_path / "four.jsonl", 4, 4))
+    assert first.runner.run()["status"] == "success"
+    rig = make_rig(domains=8, input_path=write_input(tmp_path / "eight.jsonl", 8, 4), cache_path=first.cache)
+    app = MemtuiApp(rig.runner, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = log_lines(app)
+        assert lines[0].startswith("NOTE cache mode: 8 domains") and "Resuming: 4 of 8 domains" in lines[1]
+        assert "16 already cached" in str(app.dashboard.query_one("#progress").render())
+        await pilot.press("q")

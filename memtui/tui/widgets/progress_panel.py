@@ -24,7 +24,7 @@ class ProgressPanel(Panel):
             (count(s.items_done), "bold"), ("/", "$text-muted"), count(s.items_total), (" responses", "$text-muted"),
             ("  ", ""), (count(s.units_done), "bold"), ("/", "$text-muted"), count(s.units_total),
             (" domains", "$text-muted"),
-            (f"  ({count(s.items_skipped)} were cached)", "$text-muted") if s.items_skipped else ("", ""),
+            (f"  ({count(s.items_skipped)} already cached)", "$text-muted") if s.items_skipped else ("", ""),
         )
         parts: list[tuple[str, str] | str] = [("elapsed ", "$text-muted"), format_duration(s.elapsed_s)]
         if not s.finished:
