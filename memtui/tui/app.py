@@ -62,9 +62,13 @@ class MemtuiApp(App[dict]):
     def __init__(self, runner: Runner, *, theme: str | None = None, autostart: bool = True,
                  poll_interval: float = POLL_INTERVAL_S, time_format: Callable[[float], str] = local_clock,
                  handle_signals: bool = False) -> None:
+        # NO_COLOR without --theme: the ANSI contrast theme, drawn in native ANSI so Textual's NoColor
+        # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
+        # truecolor themes, would turn the theme's "default" colors black on black).
+        plain = "NO_COLOR" in os.environ and theme in (None, NO_COLOR_THEME)
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
         super().__init__(driver_class=HangupSafeDriver if handle_signals and sys.platform.startswith("linux")
-                         else None)
+                         else None, ansi_color=True if plain else None)
         self.runner = runner
         self._autostart = autostart
         self._poll_interval = poll_interval

@@ -43,6 +43,8 @@ def test_theme_choice_default_flag_unknown_and_no_color(make_rig, monkeypatch: p
     monkeypatch.setenv("NO_COLOR", "1")
     app = MemtuiApp(rig.runner)
     assert app.no_color and app.theme == "memtui-contrast"
+    # Native ANSI, so Textual strips color (NoColor) instead of greying "default" colors to black on black.
+    assert app.native_ansi_color and any(type(f).__name__ == "NoColor" for f in app._filters)
 
 
 @pytest.mark.parametrize("theme", ["memtui-light", "memtui-contrast"])
