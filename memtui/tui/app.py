@@ -142,7 +142,9 @@ class MemtuiApp(App[dict]):
 
     @property
     def job_running(self) -> bool:
-        return self.report is None and self._worker is not None
+        worker = self._worker
+        return (self.report is None and worker is not None
+                and worker.state in (WorkerState.PENDING, WorkerState.RUNNING))
 
     # -- polling ----------------------------------------------------------------------
     def tick(self, *, force_chart: bool = False) -> None:

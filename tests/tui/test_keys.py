@@ -258,3 +258,18 @@ async def test_a_rerun_resumes_and_says_so(make_rig, tmp_path):
         assert lines[0].startswith("NOTE cache mode: 8 domains") and "Resuming: 4 of 8 domains" in lines[1]
         assert "16 already cached" in str(app.dashboard.query_one("#progress").render())
         await pilot.press("q")
+
+
+async def test_a_crashed_job_thread_is_reported_and_q_still_quits(make_rig):
+    """Runner.run() catches everything an operator could cause; a crash past it must not trap the UI."""
+    rig = make_rig(domains=4)
+
+    def boom() -> dict:
+        raise RuntimeError("worker thread died")
+
+    app = MemtuiApp(rig.runner, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app._worker = app.run_worker(boom, thread=True, exit_on_error=False)
+        await wait_for(pilot, lambda: any(line.startswith("ERROR") for line in log_lines(app)), what="the crash")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
