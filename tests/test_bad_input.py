@@ -69,6 +69,10 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "strict: non-UTF-8 bytes": lambda d: Case(
         ["--strict", "--input", str(write(d / "u.jsonl", GOOD_LINE.encode() + b"\n\xff\xfe bad\n"))], "u.jsonl:2",
         with_input=False),
+    "input domain split in two": lambda d: Case(
+        ["--input", str(write(d / "s.jsonl", "\n".join([GOOD_LINE, GOOD_LINE.replace("a.com", "b.com"),
+                                                         GOOD_LINE.replace("fine", "again")]).encode()))],
+        "s.jsonl:3", with_input=False),
     "truncated gzip": lambda d: Case(
         ["--input", str(write(d / "t.jsonl.gz", gzip.compress((GOOD_LINE + "\n").encode() * 2000)[:300]))],
         "t.jsonl.gz", with_input=False),

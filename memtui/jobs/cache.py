@@ -46,6 +46,11 @@ class CacheJob:
         """Scan the input first (a bad input fails before any cache file exists), then open the cache."""
         sizes: dict[str, int] = {}
         for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=self.stats)):
+            if group.domain in sizes and self.summaries:
+                # A split domain would get a summary per piece and be taken as done after the first.
+                raise InputError(
+                    f"{self.input_path}:{group.responses[0].line}: domain {group.domain!r} appears again after "
+                    "other domains; keep each domain's lines together (sort the file by domain)")
             sizes[group.domain] = sizes.get(group.domain, 0) + len(group.responses)
         if not sizes:
             bad = f" ({self.stats.bad_lines} bad line(s), e.g. {self.stats.bad_examples[0]})" if self.stats.bad_lines else ""
