@@ -16,12 +16,27 @@ from typing import Any, Sequence
 
 from memtui import __version__
 from memtui.errors import MemtuiError, UsageError
-from memtui.memory.config import SETTINGS, load_config
+from memtui.memory.config import SETTINGS, MemoryConfig, env_name, load_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+SETTING_HELP = {
+    "max-memory": "circuit breaker: no new batch at or above this",
+    "warning-memory": "warning: batch size drops to the minimum",
+    "reset-memory": "an open breaker half-opens below this (None = the warning level)",
+    "reset-hold-max": "the longest reset hold, after repeated trips",
+    "warning-hysteresis": "warning clears this fraction below its level",
+    "backoff-initial": "first backoff wait (s) while the breaker is open",
+    "backoff-max": "longest backoff wait (s)",
+    "batch-max": "batch size (domains) while memory is normal",
+    "batch-min": "batch size at warning and while probing",
+    "sample-interval": "seconds between memory samples",
+    "breaker-timeout": "seconds an open breaker may wait before the run gives up",
+    "reset-hold": "seconds memory must stay low before the breaker half-opens",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a job (cache, embeddings or monitor)",
                          description="Run a job under memory protection. Sizes: GB (1.5), MB (800MB) or a percent "
-                                     "of the discovered memory limit (75%%).")
+                                     "of the discovered memory limit (75%).")
     run.add_argument("--mode", choices=["cache", "embeddings", "monitor"], default="cache")
     run.add_argument("--input", type=Path, default=None,
                      help=f"JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)")
@@ -72,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="stop at the first bad input line instead of skipping it")
     run.add_argument("--config", type=Path, default=None,
                      help="TOML config file (default: $MEMTUI_CONFIG or ~/.config/memtui/config.toml)")
+    defaults = MemoryConfig()
     for setting, (field, _) in SETTINGS.items():
-        run.add_argument(f"--{setting}", default=None, metavar="VALUE",
-                         help=f"{field} (env MEMTUI_{setting.upper().replace('-', '_')})")
+        what = SETTING_HELP.get(setting, field.replace("_", " "))
+        run.add_argument(f"--{setting}", default=None, metavar="SIZE" if field.endswith("_gb") else "N",
+                         help=f"{what} (default {getattr(defaults, field)}; env {env_name(setting)})".replace("%", "%%"))
     face = run.add_mutually_exclusive_group()
     face.add_argument("--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)")
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
