@@ -48,6 +48,11 @@ class GcLog(RichLog):
         self.border_title = "GC log"
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self.repaint))
 
+    def on_resize(self) -> None:
+        # Lines are wrapped when written; rewrap them for the new width (a few hundred at most).
+        if self.entries:
+            self.call_after_refresh(self.repaint)
+
     def add_event(self, event: Event) -> bool:
         """Log an event if it belongs here; True if it did."""
         tagged = classify(event)

@@ -34,6 +34,15 @@ def _plotext_color(value: str | None) -> tuple[int, int, int] | str:
         return "default"
 
 
+def _nice_ticks(span: float, most: int = 6) -> list[float]:
+    """0 and round steps back to ``span`` (1, 2, 5, 10, 15, 30, 60 ...), at most ``most`` of them."""
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 3600):
+        if span / step <= most - 1:
+            break
+    count = int(span // step)
+    return [i * step for i in range(count + 1)]
+
+
 class MemoryChart(PlotextPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -82,7 +91,10 @@ class MemoryChart(PlotextPlot):
         ticks = [0.0] + [level / GB for level in (warning, breaker) if level]
         plt.yticks(ticks, [f"{t:.2f}" for t in ticks])
         if xs:
-            plt.xlim(min(xs[0], -1 / scale), 0)
+            left = min(xs[0], -1 / scale)
+            plt.xlim(left, 0)
+            ticks = _nice_ticks(-left)
+            plt.xticks([-t for t in ticks], [f"-{t:g}" if t else "now" for t in ticks])
             plt.plot(xs, ys, color=_plotext_color(variables.get("primary")), marker="braille")
         if warning:
             plt.hline(warning / GB, _plotext_color(variables.get("warning")))
