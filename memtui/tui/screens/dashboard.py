@@ -132,5 +132,7 @@ class DashboardScreen(Screen):
             # While stopping, the short 'committing' banner sits above the log.
             views = (False, banner.has_text and not self.finished, True)
         self.chart.display, banner.display, self.gc_log.display = views
+        # A short terminal gives the chart the progress panel's rows too: a 4-row plot misplaces lines.
+        self.query_one(ProgressPanel).display = tall or not views[0]
         banner.set_class(self.finished and not tall, "-fill")
         self.app.refresh_bindings()

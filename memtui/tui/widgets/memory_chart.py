@@ -85,7 +85,6 @@ class MemoryChart(PlotextPlot):
         xs = [(t - self._now) / scale for t, _ in points]
         ys = [rss / GB for _, rss in points]
         top = max([breaker / GB * 1.1, *ys]) if breaker else max(ys or [1.0])
-        plt.xlabel("minutes ago" if minutes else "seconds ago")
         plt.ylim(0, top)
         # Ticks at the levels that matter, so each threshold line sits on its own label.
         ticks = [0.0] + [level / GB for level in (warning, breaker) if level]
@@ -100,6 +99,8 @@ class MemoryChart(PlotextPlot):
             plt.hline(warning / GB, _plotext_color(variables.get("warning")))
         if breaker:
             plt.hline(breaker / GB, _plotext_color(variables.get("error")))
+        # The units go in the border, so every row inside is plot.
+        self.border_title = f"Memory chart · {'minutes' if minutes else 'seconds'} ago"
         self.border_subtitle = (f"[$primary]━[/] RSS GB  [$warning]━[/] warning {warning / GB:.2f}  "
                                 f"[$error]━[/] breaker {breaker / GB:.2f}")
         self.refresh()
