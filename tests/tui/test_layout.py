@@ -54,10 +54,11 @@ async def test_chart_replaces_the_log_on_short_terminals_and_joins_it_on_tall_on
         await _wait_held(pilot, held)
         d = app.dashboard
         assert not d.chart.display and d.gc_log.display
+        progress = d.query_one("#progress")
         await pilot.press("g")
-        assert d.chart.display and not d.gc_log.display
+        assert d.chart.display and not d.gc_log.display and not progress.display, "the chart gets the rows"
         await pilot.press("g")
-        assert not d.chart.display and d.gc_log.display
+        assert not d.chart.display and d.gc_log.display and progress.display
         await pilot.resize_terminal(120, 40)
         await pilot.pause(0.1)
         assert not d.chart.display and d.gc_log.display, "the operator hid the chart: it stays hidden"
