@@ -386,7 +386,9 @@ def _exit_if_stuck(runner: Runner) -> None:
 def run_tui(runner: Runner, *, theme: str | None = None) -> dict[str, Any]:
     """Run the TUI until the operator quits; returns the runner's report (the same one headless returns)."""
     app = MemtuiApp(runner, theme=theme, handle_signals=True)
-    report = app.run()
+    # No mouse: every action has a key, and without mouse tracking the terminal's own selection
+    # works, so an operator can copy a path or a log line out of an SSH session.
+    report = app.run(mouse=False)
     if report is None:
         report = app.report or runner.snapshot().report
     if report is None:

@@ -105,6 +105,7 @@ def committed(tmp: Path) -> int:
 def test_q_then_y_on_a_terminal_stops_commits_and_exits_130(tmp_path: Path):
     term = Terminal(tmp_path)
     term.wait_for_text(b"Batch 2 committed")
+    assert b"\x1b[?1000h" not in term.output, "no mouse tracking: the terminal's own text selection keeps working"
     term.type(b"q")
     term.wait_for_text(b"Stop the job and quit?")
     term.type(b"y")
