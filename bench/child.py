@@ -348,8 +348,8 @@ def role_latency(args: argparse.Namespace) -> None:
         runner.set_thresholds(warning=(rss + 600 * MB) / GB, max=(rss + 800 * MB) / GB)
         events.drain()
         time.sleep(0.5)
-        block = np.ones((1100 * MB) // 8)  # touched: resident at once
         t_alloc = time.time()
+        block = np.ones((1100 * MB) // 8)  # touched: resident at once (RSS crosses while it fills)
         held = wait_for(lambda: runner.snapshot().phase == "waiting for memory" or not worker.is_alive(), 120)
         t_held = time.time() if held else None
         seen = events.drain()
