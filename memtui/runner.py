@@ -526,6 +526,11 @@ class Runner:
                 "cache": self.job.cache_path,
                 "model": self.job.model_id,
             }
+        breakdown = getattr(self.monitor.probe, "breakdown", None)
+        if breakdown is not None:  # file-backed RSS (mmapped weights) the kernel can drop; anon it cannot
+            parts = breakdown()
+            report["rss_anon_gb"] = round(parts.anon / GB, 3)
+            report["rss_file_gb"] = round(parts.file / GB, 3)
         if error:
             report["error"] = error
         if self._previous_abnormal_end:

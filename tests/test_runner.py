@@ -91,6 +91,8 @@ def test_a_run_embeds_each_text_once_and_reports(tmp_path):
     assert vectors == keys == 63 and domains == domain_names(7)
     kinds = [type(e) for e in events.drain()]
     assert kinds.count(BatchStarted) == kinds.count(BatchDone) == 2 and kinds[-1] is RunFinished
+    assert report["rss_anon_gb"] > 0 and report["rss_file_gb"] >= 0
+    assert report["rss_anon_gb"] + report["rss_file_gb"] <= report["peak_memory_gb"] + 0.05
     snap = runner.snapshot()
     assert snap.finished and snap.items_done == snap.items_total == 63 and snap.report == report
 
