@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from memtui import __version__
 from memtui.errors import MemtuiError, UsageError
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "of the discovered memory limit (75%).")
     run.add_argument("--mode", choices=["cache", "embeddings", "monitor"], default="cache")
     run.add_argument("--input", type=Path, default=None,
-                     help=f"JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)")
+                     help="JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)")
     run.add_argument("--cache", type=Path, default=None,
                      help="SQLite cache file (default: $MEMTUI_CACHE or ~/.cache/memtui/embeddings.sqlite)")
     run.add_argument("--model", default=None,
@@ -161,24 +161,39 @@ def run(args: argparse.Namespace) -> int:
     except MemtuiError:
         runner.job.close()
         raise
+    from memtui.headless import HeadlessFace, summary_lines  # noqa: PLC0415
+
+    return run_face(args, tui=lambda: _run_tui(runner, args.theme), headless=lambda: HeadlessFace(runner).run(),
+                    summary=summary_lines)
+
+
+def _run_tui(runner, theme: str | None) -> dict[str, Any]:
+    from memtui.tui.app import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+
+    return run_tui(runner, theme=theme)
+
+
+def run_face(args: argparse.Namespace, *, tui: Callable[[], dict[str, Any]], headless: Callable[[], dict[str, Any]],
+             summary: Callable[[dict[str, Any]], list[str]]) -> int:
+    """Run a job under the TUI (on a terminal, or --tui) or headless; print its summary; write --report.
+
+    Headless, the log and summary go to stderr and the JSON report to stdout, so
+    ``memtui run > report.json`` works; after the TUI, the summary goes to stdout.
+    """
+    from memtui.headless import setup_logging  # noqa: PLC0415
+
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
     if use_tui:
-        logging.getLogger("memtui").addHandler(logging.NullHandler())
-        logging.getLogger("memtui").propagate = False
-        from memtui.tui.app import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
-
-        report = run_tui(runner, theme=args.theme)
-        from memtui.headless import summary_lines  # noqa: PLC0415
-
-        for line in summary_lines(report):
-            print(line)
+        core_log = logging.getLogger("memtui")  # never write over the screen
+        core_log.addHandler(logging.NullHandler())
+        core_log.propagate = False
+        report, out = tui(), sys.stdout
     else:
-        from memtui.headless import HeadlessFace, setup_logging, summary_lines  # noqa: PLC0415
-
         setup_logging()
-        report = HeadlessFace(runner).run()
-        for line in summary_lines(report):
-            print(line, file=sys.stderr)
+        report, out = headless(), sys.stderr
+    for line in summary(report):
+        print(line, file=out)
+    if not use_tui:
         print(json.dumps(report, indent=2))
     if args.report:
         write_report(args.report, report)

@@ -26,9 +26,9 @@ from memtui.jobs.input import DomainGroup
 from memtui.memory.batching import Backoff, batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
-from memtui.memory.config import MemoryConfig
+from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
-from memtui.memory.units import GB, parse_gb
+from memtui.memory.units import GB
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
@@ -150,15 +150,7 @@ class Runner:
         Raises ConfigError with a one-line message and applies nothing if invalid.
         """
         limit = self.monitor.limit.bytes if self.monitor.limit else None
-        changes: dict[str, float] = {}
-        try:
-            if warning is not None:
-                changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit, what="warning threshold")
-            if max is not None:
-                changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit, what="breaker threshold")
-        except ValueError as exc:
-            from memtui.errors import ConfigError
-            raise ConfigError(str(exc)) from None
+        changes = threshold_changes(warning=warning, max=max, limit_bytes=limit)
         config = self.monitor.update_config(**changes)
         self._publish(Notice(f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, "
                              f"breaker {config.max_memory_gb:.2f}GB"))

@@ -102,7 +102,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "cache not SQLite": lambda d: Case(["--cache", str(write(d / "c.sqlite", b"hello, not a database" * 100))],
                                        "c.sqlite"),
     "cache truncated": lambda d: Case(
-        ["--cache", str(write(d / "t.sqlite", (good := good_cache(d / "g.sqlite")).read_bytes()[:1500]))], "t.sqlite"),
+        ["--cache", str(write(d / "t.sqlite", good_cache(d / "g.sqlite").read_bytes()[:1500]))], "t.sqlite"),
     "cache of another model": lambda d: Case(["--cache", str(good_cache(d / "o.sqlite", "other/model"))], "other/model"),
     "cache in a file, not a folder": lambda d: Case(["--cache", str(write(d / "f", b"x") / "c.sqlite")], "c.sqlite"),
 }

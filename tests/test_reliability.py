@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import sqlite3
 
-import pytest
 
 from memtui.events import CleanupRan
 from memtui.jobs.cache import CacheJob

@@ -159,6 +159,20 @@ SETTINGS: dict[str, tuple[str, Callable[..., Any]]] = {
 _FIELD_TO_SETTING = {field: name for name, (field, _) in SETTINGS.items()}
 
 
+def threshold_changes(*, warning: str | float | None = None, max: str | float | None = None,
+                      limit_bytes: int | None = None) -> dict[str, float]:
+    """MemoryConfig changes for new warning/breaker levels typed by an operator (GB, MB or a percent)."""
+    changes: dict[str, float] = {}
+    try:
+        if warning is not None:
+            changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit_bytes, what="warning threshold")
+        if max is not None:
+            changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit_bytes, what="breaker threshold")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return changes
+
+
 def env_name(setting: str) -> str:
     return "MEMTUI_" + setting.upper().replace("-", "_")
 

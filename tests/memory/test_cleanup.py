@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from memtui.memory.cleanup import Cleaner, CleanupReport, malloc_trim
-from memtui.memory.units import GB, MB
+from memtui.memory.units import GB
 
 from .fakes import FakeClock, ScriptedProbe, gb
 

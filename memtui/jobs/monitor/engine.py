@@ -16,17 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memtui.errors import ConfigError, UsageError
+from memtui.errors import UsageError
 from memtui.events import Event, EventBus, EventQueue, Notice
 from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetAdded, TargetBreakerChanged,
                                         TargetGone, TargetSampled, TargetWarning)
 from memtui.jobs.monitor.intervene import Policy, Sender, decide, send_signal, signal_target, SIGNALS
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
-from memtui.memory.config import MemoryConfig
+from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
 from memtui.memory.probe import MemoryLimit
-from memtui.memory.units import GB, parse_gb
+from memtui.memory.units import GB
 
 #: How often a --match watch looks for new matching processes (or every interval, if longer).
 RESCAN_S = 5.0
@@ -116,14 +116,7 @@ class MonitorEngine:
                        pid: int | None = None) -> MemoryConfig:
         """New warning/breaker levels for every target, or for one (``pid``); ConfigError if invalid."""
         limit = self.limit.bytes if self.limit and self.limit.bytes else None
-        changes: dict[str, float] = {}
-        try:
-            if warning is not None:
-                changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit, what="warning threshold")
-            if max is not None:
-                changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit, what="breaker threshold")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        changes = threshold_changes(warning=warning, max=max, limit_bytes=limit)
         with self._lock:
             if pid is None:
                 config = self.config = self.config.replace(**changes)

@@ -9,9 +9,6 @@ for the CLI to print in one line.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
 
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.headless import MonitorHeadless, summary_lines
@@ -35,25 +32,14 @@ def build_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> MonitorEng
 
 
 def run_monitor_mode(args: argparse.Namespace, monitor: MemoryMonitor) -> int:
-    from memtui.cli import write_report  # noqa: PLC0415 - cli imports this module lazily
-    from memtui.headless import setup_logging  # noqa: PLC0415
+    from memtui.cli import run_face  # noqa: PLC0415 - cli imports this module lazily
 
     engine = build_engine(args, monitor)
-    use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
-    if use_tui:
-        logging.getLogger("memtui").addHandler(logging.NullHandler())
-        logging.getLogger("memtui").propagate = False
-        from memtui.tui.monitor_app import run_monitor_tui  # noqa: PLC0415 - the UI loads only for the TUI
+    return run_face(args, tui=lambda: _run_tui(engine, args.theme), headless=lambda: MonitorHeadless(engine).run(),
+                    summary=summary_lines)
 
-        report = run_monitor_tui(engine, theme=args.theme)
-        for line in summary_lines(report):
-            print(line)
-    else:
-        setup_logging()
-        report = MonitorHeadless(engine).run()
-        for line in summary_lines(report):
-            print(line, file=sys.stderr)
-        print(json.dumps(report, indent=2))
-    if args.report:
-        write_report(args.report, report)
-    return int(report["exit_code"])
+
+def _run_tui(engine, theme):
+    from memtui.tui.monitor_app import run_monitor_tui  # noqa: PLC0415 - the UI loads only for the TUI
+
+    return run_monitor_tui(engine, theme=theme)
