@@ -55,18 +55,37 @@ class MemorySnapshot:
     def state(self) -> BreakerState:
         return self.breaker.state
 
-    def seconds_to_limit(self, window_s: float = 10.0) -> float | None:
-        """Time until RSS reaches the breaker level at the recent slope; None if not rising."""
-        recent = [(t, r) for t, r in self.history if t >= self.time - window_s]
-        if len(recent) < 2:
-            return None
-        (t0, r0), (t1, r1) = recent[0], recent[-1]
-        if t1 <= t0 or r1 <= r0:
-            return None
+    def seconds_to_limit(self, window_s: float = 60.0) -> float | None:
+        """Time until RSS reaches the breaker level at the recent trend; None if not rising."""
         if self.rss_bytes >= self.max_bytes:
             return 0.0
-        slope = (r1 - r0) / (t1 - t0)
-        return (self.max_bytes - self.rss_bytes) / slope
+        return seconds_to_level(self.history, self.rss_bytes, self.max_bytes, window_s)
+
+
+def seconds_to_level(history: tuple[tuple[float, int], ...], rss: int, level: int,
+                     window_s: float = 60.0) -> float | None:
+    """Time until RSS reaches ``level`` at the least-squares trend of the last ``window_s``; None if not rising.
+
+    A fitted slope, not first-versus-last sample: an embedding job's RSS is a
+    sawtooth (each sub-batch allocates, then frees), and two samples taken at a
+    trough and a peak would predict the breaker within a minute on a flat run.
+    """
+    if not history:
+        return None
+    end = history[-1][0]
+    points = [(t, r) for t, r in history if t >= end - window_s]
+    if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 6:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var <= 0:
+        return None
+    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / var  # bytes per second
+    if slope <= 0:
+        return None
+    return max(0.0, (level - rss) / slope)
 
 
 SampleListener = Callable[[float, int], None]

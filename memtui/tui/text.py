@@ -16,7 +16,7 @@ from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB
 
 __all__ = ["format_duration", "gb", "strip_icon", "classify", "short_path", "STATE_STYLE", "STATE_CLASS",
-           "bar", "count", "seconds_to_breaker"]
+           "bar", "count"]
 
 #: Theme variable for each breaker state (colors only ever come from the theme).
 STATE_STYLE = {
@@ -84,32 +84,6 @@ def classify(event: Event) -> tuple[str, str] | None:
     if isinstance(event, Notice):
         return {"error": ("ERROR", "error"), "warning": ("WARN", "warning")}.get(event.level, ("NOTE", "info"))
     return ("NOTE", "info")
-
-
-def seconds_to_breaker(history: tuple[tuple[float, int], ...], rss: int, max_bytes: int,
-                       window_s: float = 60.0) -> float | None:
-    """Time until RSS reaches the breaker at the trend of the last ``window_s``; None if not rising.
-
-    A least-squares slope, not first-versus-last sample: an embedding job's RSS is
-    a sawtooth (each sub-batch allocates, then frees), so two samples taken at a
-    trough and a peak would predict the breaker in a minute on a flat run.
-    """
-    if not history:
-        return None
-    end = history[-1][0]
-    points = [(t, r) for t, r in history if t >= end - window_s]
-    if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 6:
-        return None
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_r = sum(r for _, r in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var <= 0:
-        return None
-    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / var  # bytes per second
-    if slope <= 0:
-        return None
-    return max(0.0, (max_bytes - rss) / slope)
 
 
 def short_path(path: str, width: int = 40) -> str:

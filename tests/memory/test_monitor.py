@@ -131,11 +131,26 @@ def test_seconds_to_limit(monitor, probe, clock):
         clock.advance(1 if i else 0)
         probe.set_gb(value)
         monitor.sample()
-    assert monitor.snapshot().seconds_to_limit() == pytest.approx(8.0, rel=1e-3)  # 0.8 GB to go
+    assert monitor.snapshot().seconds_to_limit(window_s=3) == pytest.approx(8.0, rel=1e-3)  # 0.8 GB to go
     probe.set_gb(0.6)
     clock.advance(1)
     monitor.sample()
     assert monitor.snapshot().seconds_to_limit(window_s=1.5) is None  # falling
+
+
+def test_time_to_breaker_follows_the_trend_not_the_sawtooth():
+    from memtui.memory.monitor import seconds_to_level
+
+    gb = 1 << 30
+    # A flat run whose RSS swings 0.55 <-> 0.85 GB with every sub-batch: no trend, no alarm.
+    saw = tuple((float(t), int((0.55 + 0.3 * ((t % 7) / 6)) * gb)) for t in range(0, 60))
+    eta = seconds_to_level(saw, saw[-1][1], int(1.5 * gb))
+    assert eta is None or eta > 3600
+    # A steady leak of 5 MB/s from 1.0 GB: after a minute at ~1.29 GB, the 1.5 GB breaker is ~43 s away.
+    leak = tuple((float(t), int(gb + t * 5 * 2**20)) for t in range(0, 60))
+    eta = seconds_to_level(leak, leak[-1][1], int(1.5 * gb))
+    assert eta is not None and 40 < eta < 46
+    assert seconds_to_level(leak[:2], leak[1][1], int(1.5 * gb)) is None, "too few samples to say"
 
 
 def test_set_config_applies_mid_run(monitor, probe):

@@ -113,18 +113,3 @@ def test_bar_and_short_path():
     assert bar(1.0, 4) == ("████", "") and bar(0.0, 4) == ("", "░░░░")
     shortened = short_path("/very/long/path/to/some/cache.sqlite", 16)
     assert len(shortened) == 16 and shortened.startswith("…") and shortened.endswith("/cache.sqlite")
-
-
-def test_time_to_breaker_follows_the_trend_not_the_sawtooth():
-    from memtui.tui.text import seconds_to_breaker
-
-    gb = 1 << 30
-    # A flat run whose RSS swings 0.55 <-> 0.85 GB with every sub-batch: no trend, no alarm.
-    saw = tuple((float(t), int((0.55 + 0.3 * ((t % 7) / 6)) * gb)) for t in range(0, 60))
-    assert seconds_to_breaker(saw, saw[-1][1], int(1.5 * gb)) is None or \
-        seconds_to_breaker(saw, saw[-1][1], int(1.5 * gb)) > 3600
-    # A steady leak of 5 MB/s from 1.0 GB: after a minute at ~1.29 GB, the 1.5 GB breaker is ~43 s away.
-    leak = tuple((float(t), int(gb + t * 5 * 2**20)) for t in range(0, 60))
-    eta = seconds_to_breaker(leak, leak[-1][1], int(1.5 * gb))
-    assert eta is not None and 40 < eta < 46
-    assert seconds_to_breaker(leak[:2], leak[1][1], int(1.5 * gb)) is None, "too few samples to say"

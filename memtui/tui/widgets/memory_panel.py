@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from memtui.memory.units import GB, format_bytes
 from memtui.runner import RunSnapshot
-from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb, seconds_to_breaker
+from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
 from memtui.tui.widgets.panel import set_text
 
@@ -64,7 +64,7 @@ class MemoryPanel(Vertical):
             return Content.assemble(("time to breaker ", "$text-muted"), "— (the run is over)")
         if m.rss_bytes >= m.max_bytes:
             return Content.styled("at or above the breaker level", "bold $error")
-        eta = seconds_to_breaker(m.history, m.rss_bytes, m.max_bytes)
+        eta = m.seconds_to_limit()
         if eta is None or eta > STEADY_AFTER_S:
             return Content.assemble(("time to breaker ", "$text-muted"), "— (not rising)")
         style = "bold $error" if eta < 60 else "$warning" if eta < 600 else ""
