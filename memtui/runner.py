@@ -109,6 +109,11 @@ class Runner:
         self._report: dict[str, Any] | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
+        # loop state, touched only by the thread in run()
+        self._opened = False
+        self._batch_t0 = 0.0
+        self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
+        self._cleaned_this_warning = False  # one cleanup per excursion above the warning level
 
     # -- commands (any thread) ------------------------------------------------------
     def pause(self) -> None:
@@ -201,8 +206,6 @@ class Runner:
             )
 
     # -- the loop -------------------------------------------------------------------
-    _opened = False
-
     def open(self) -> None:
         """Scan the input and open the cache; raises MemtuiError on bad input.
 
@@ -353,9 +356,6 @@ class Runner:
                     return verdict
         return Verdict.CONTINUE
 
-    _completed_names: frozenset[str] = frozenset()
-    _batch_t0: float = 0.0
-
     def _commit(self, work: Work, *, complete: bool) -> None:
         result = self.job.commit(work)
         embedded = len(work.vectors)
@@ -435,8 +435,6 @@ class Runner:
                 monitor.cleanup("model unloaded")
             elif rounds % ESCALATE_AFTER_ROUNDS == 0:
                 monitor.cleanup("circuit breaker still open")
-
-    _cleaned_this_warning = False
 
     def _sleep_responsive(self, seconds: float) -> None:
         """Sleep, but wake at once for a command (stop, resume, cleanup)."""

@@ -226,9 +226,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__}); check its permissions") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
-    table = data.get("memory", data)
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [memory] must be a table")
+    if "memory" in data:
+        table = data["memory"]  # a shared file: only [memory] is ours, other tables belong to other tools
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: 'memory' must be a table ([memory])")
+    else:
+        table = {k: v for k, v in data.items() if not isinstance(v, dict)}
     out: dict[str, Any] = {}
     for key, raw in table.items():
         setting = key.replace("_", "-")

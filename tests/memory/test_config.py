@@ -232,3 +232,14 @@ def test_hysteresis_accepts_percent():
     assert load_config(env={"MEMTUI_WARNING_HYSTERESIS": "10%"}).warning_hysteresis == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="not a fraction"):
         load_config(env={"MEMTUI_WARNING_HYSTERESIS": "some"})
+
+
+def test_a_shared_config_file_keeps_other_tools_tables(tmp_path):
+    path = tmp_path / "shared.toml"
+    path.write_text('[memory]\nmax-memory = "2.0"\n\n[tool.other]\nanything = true\n')
+    assert load_config(file=path, env={}).max_memory_gb == 2.0
+    path.write_text('max-memory = 2.0\n\n[tool.other]\nanything = true\n')
+    assert load_config(file=path, env={}).max_memory_gb == 2.0
+    path.write_text('memory = 3\n')
+    with pytest.raises(ConfigError, match="must be a table"):
+        load_config(file=path, env={})
