@@ -264,6 +264,7 @@ class Runner:
             finally:
                 self.monitor.cleaner.unregister("model caches")
                 self.monitor.breaker.remove_listener(self._on_breaker)
+                self.monitor.remove_cleanup_listener(self._on_cleanup)
                 if started_monitor:
                     self.monitor.stop()
         with self._lock:
@@ -299,13 +300,12 @@ class Runner:
             except MemoryError:
                 memory_errors += 1
                 self._commit(work, complete=False)  # keep every vector already made
+                pushback.extendleft(reversed(self._incomplete(batch)))
                 if memory_errors > self.monitor.config.memory_error_retries:
                     self._publish(Notice(f"🚨 MemoryError {memory_errors} times in a row; giving up", level="error"))
-                    pushback.extendleft(reversed(batch))
                     self._record_unprocessed(pushback, units)
                     return Verdict.ABORT
                 size_cap = max(1, len(batch) // 2)
-                pushback.extendleft(reversed(batch))
                 self._publish(Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {size_cap}",
                                      level="warning"))
                 self.monitor.cleanup("MemoryError")
@@ -319,10 +319,13 @@ class Runner:
             self.monitor.sample()
             self.monitor.breaker.record_success()
             if verdict is not Verdict.CONTINUE:
-                incomplete = [u for u in batch if u.domain not in self._completed_names]
-                pushback.extendleft(reversed(incomplete))
+                pushback.extendleft(reversed(self._incomplete(batch)))
                 self._record_unprocessed(pushback, units)
                 return verdict
+
+    def _incomplete(self, batch: list[DomainGroup]) -> list[DomainGroup]:
+        """The batch's domains the last commit did not finish (they go back in line)."""
+        return [u for u in batch if u.domain not in self._completed_names]
 
     def _embed(self, work: Work) -> Verdict:
         """Encode the batch's missing texts sub-batch by sub-batch, honouring commands in between."""

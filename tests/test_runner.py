@@ -185,7 +185,7 @@ def test_memory_error_is_retried_smaller(tmp_path):
 
     def fail_once(texts):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 4:  # after three sub-batches: the first domain (9 texts) is already whole
             raise MemoryError("simulated")
 
     runner, executor = make_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_once))
@@ -196,6 +196,7 @@ def test_memory_error_is_retried_smaller(tmp_path):
     assert started[0] == 5 and started[1] < 5  # the failed batch came back smaller
     vectors, keys, domains = committed(tmp_path)
     assert vectors == keys == 54 and len(domains) == 6
+    assert report["domains_done"] == 6 and runner.snapshot().items_done == 54  # the finished domain counted once
 
 
 def test_thresholds_are_validated_and_applied_mid_run(tmp_path):

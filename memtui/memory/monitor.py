@@ -223,6 +223,11 @@ class MemoryMonitor:
         with self._lock:
             self._cleanup_listeners.append(listener)
 
+    def remove_cleanup_listener(self, listener: CleanupListener) -> None:
+        with self._lock:
+            if listener in self._cleanup_listeners:
+                self._cleanup_listeners.remove(listener)
+
     # -- reading ------------------------------------------------------------------
     def snapshot(self) -> MemorySnapshot:
         with self._lock:
