@@ -8,7 +8,6 @@ app: when ``Runner.run()`` returns, the worker posts a ``JobFinished`` message.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -17,28 +16,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from textual import on
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import Worker, WorkerState
 
-from memtui.errors import ConfigError, MemtuiError, UsageError
+from memtui.errors import ConfigError, MemtuiError
 from memtui.memory.units import GB, parse_gb
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
 from memtui.tui.driver import HangupSafeDriver
-from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.dashboard import DashboardScreen
 from memtui.tui.text import count, short_path
-from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
-from memtui.tui.widgets.gc_log import local_clock
+from memtui.tui.theming import NO_COLOR_THEME
+from memtui.tui.widgets.gc_log import GcLog, local_clock
 
 POLL_INTERVAL_S = 0.25
 BREAKER_STEP_GB = 0.1
 
 
-class MemtuiApp(App[dict]):
+class MemtuiApp(EngineApp):
     CSS_PATH = "app.tcss"
     TITLE = "memtui"
     COMMANDS = App.COMMANDS | {MemtuiCommands}
@@ -67,25 +64,14 @@ class MemtuiApp(App[dict]):
         # truecolor themes, would turn the theme's "default" colors black on black).
         plain = "NO_COLOR" in os.environ and theme in (None, NO_COLOR_THEME)
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
-        super().__init__(driver_class=HangupSafeDriver if handle_signals and sys.platform.startswith("linux")
+        super().__init__(runner, theme=theme, autostart=autostart, poll_interval=poll_interval,
+                         handle_signals=handle_signals,
+                         driver_class=HangupSafeDriver if handle_signals and sys.platform.startswith("linux")
                          else None, ansi_color=True if plain else None)
         self.runner = runner
-        self._autostart = autostart
-        self._poll_interval = poll_interval
-        self._handle_signals = handle_signals
-        self._events = runner.subscribe()
         self.dashboard = DashboardScreen(time_format=time_format)
-        self._worker: Worker | None = None
-        self.report: dict[str, Any] | None = None
-        self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
         self.last: RunSnapshot | None = None  # the latest snapshot polled
         self._binding_state: tuple[bool, bool, bool] | None = None
-        for t in load_themes():
-            self.register_theme(t)
-        wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
-        if wanted not in self.available_themes:
-            raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")
-        self.theme = wanted
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -102,49 +88,18 @@ class MemtuiApp(App[dict]):
                 at=min([time.time(), *(event.at for event in replayed)]))
         for event in replayed:
             log.add_event(event)
-        self.tick()
-        self.set_interval(self._poll_interval, self.tick, name="poll")
-        if self._handle_signals:
-            self._install_signal_handlers()
-        if self._autostart:
-            self.start_job()
+        self._start_hosting()
 
     # -- the job ----------------------------------------------------------------------
-    def start_job(self) -> None:
-        if self._worker is None:
-            self._worker = self.run_worker(self._run_job, name="memtui-job", group="job", thread=True,
-                                           exit_on_error=False)
-
-    def _run_job(self) -> dict[str, Any]:
-        """Runs in the worker thread: the only place the job runs; it reports back by message."""
-        report = self.runner.run()
-        self.post_message(JobFinished(report))
-        return report
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is self._worker and event.state is WorkerState.ERROR:
-            self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
-
-    @on(JobFinished)
-    def job_finished(self, message: JobFinished) -> None:
-        self.report = message.report
-        self.tick()
-        self.dashboard.show_report(message.report)
-        if self.quitting:
-            self.exit(message.report)
-
-    @on(JobCrashed)
-    def job_crashed(self, message: JobCrashed) -> None:
-        self.dashboard.gc_log.add("ERROR", "error", f"the job thread crashed: {message.error}")
-        self.report = self.runner.snapshot().report
-        if self.quitting:
-            self.exit(self.report)
-
     @property
-    def job_running(self) -> bool:
-        worker = self._worker
-        return (self.report is None and worker is not None
-                and worker.state in (WorkerState.PENDING, WorkerState.RUNNING))
+    def job_log(self) -> GcLog:
+        return self.dashboard.gc_log
+
+    def _show_report(self, report: dict[str, Any]) -> None:
+        self.dashboard.show_report(report)
+
+    def _show_stopping(self) -> None:
+        self.dashboard.show_stopping()
 
     # -- polling ----------------------------------------------------------------------
     def tick(self, *, force_chart: bool = False) -> None:
@@ -206,10 +161,7 @@ class MemtuiApp(App[dict]):
         self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB",
                                           self._apply_thresholds))
 
-    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
-        for what, value in (("warning", warning), ("breaker", breaker)):
-            if not value:
-                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+    def _check_thresholds(self, warning: str, breaker: str) -> str | None:
         limit = self.runner.snapshot().memory.limit
         try:
             levels = [parse_gb(v, limit_bytes=limit.bytes if limit and limit.bytes else None, what=w)
@@ -218,11 +170,6 @@ class MemtuiApp(App[dict]):
             return str(exc)
         if levels[0] >= levels[1]:
             return f"the warning level ({levels[0]:.2f}GB) must be below the breaker ({levels[1]:.2f}GB)"
-        try:
-            self.runner.set_thresholds(warning=warning, max=breaker)
-        except ConfigError as exc:
-            return str(exc)
-        self.tick()  # the runner logs the change; the panels show it at once
         return None
 
     def action_breaker_step(self, direction: int) -> None:
@@ -274,7 +221,7 @@ class MemtuiApp(App[dict]):
     def action_request_quit(self) -> None:
         """q and Ctrl-C: quit at once when the job is over, otherwise ask, then stop cleanly."""
         if not self.job_running:
-            self.exit(self.report or self.runner.snapshot().report)
+            self._exit_with_report()
             return
         if self.quitting:
             self.notify("Already stopping: committing the batch in flight", timeout=3)
@@ -299,30 +246,21 @@ class MemtuiApp(App[dict]):
     def stop_and_exit(self) -> None:
         """Stop after the batch in flight; exit with the report when the worker returns."""
         if not self.job_running:
-            self.exit(self.report or self.runner.snapshot().report)
+            self._exit_with_report()
             return
-        self.quitting = True
-        self.runner.stop()
-        self.dashboard.show_stopping()
-        self.tick()
+        self._stop_engine()
 
-    # Textual's own quit keys (ctrl+q) and its Ctrl-C hint go through the same door.
-    async def action_quit(self) -> None:
-        self.action_request_quit()
-
+    # Textual's Ctrl-C hint goes through the same door as its ctrl+q (EngineApp.action_quit).
     def action_help_quit(self) -> None:
         self.action_interrupt()
+
+    def _quit_on_signal(self) -> None:
+        self.stop_and_exit()
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop cleanly, as a confirmed q would; SIGHUP (a dropped SSH session) too,
         after moving Textual off the dead terminal."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.stop_and_exit)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        self._signal_loop = loop
+        super()._install_signal_handlers()
         signal.signal(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self, _signum: int, _frame: object) -> None:
@@ -334,19 +272,9 @@ class MemtuiApp(App[dict]):
         self._signal_loop.call_soon_threadsafe(self.stop_and_exit)
         threading.Thread(target=_exit_if_stuck, args=(self.runner,), name="memtui-hangup", daemon=True).start()
 
-    def on_unmount(self) -> None:
-        # Whatever ends the app (even a crash), the job stops after committing the batch in flight.
-        if self.report is None:
-            self.runner.stop()
-        self.runner.unsubscribe(self._events)
-        if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError, ValueError):
-                    pass
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    def _uninstall_signal_handlers(self) -> None:
+        super()._uninstall_signal_handlers()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 #: After a hangup, how long the app may take to exit once the job has reported before we leave anyway.

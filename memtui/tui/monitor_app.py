@@ -8,19 +8,16 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from typing import Any
 
-from textual import on
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label, Static
-from textual.worker import Worker, WorkerState
 
-from memtui.errors import ConfigError, MemtuiError, UsageError
+from memtui.errors import MemtuiError
 from memtui.events import Event
 from memtui.headless import format_duration
 from memtui.jobs.monitor.engine import MonitorEngine, MonitorSnapshot
@@ -29,10 +26,9 @@ from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetBrea
 from memtui.jobs.monitor.tracker import TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB
-from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.form import TwoFieldScreen
 from memtui.tui.text import gb, strip_icon
-from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
 from memtui.tui.widgets.gc_log import GcLog
 from memtui.tui.widgets.process_table import ProcessTable
 
@@ -103,9 +99,13 @@ def log_entry(event: Event) -> tuple[str, str] | None:
     return "NOTE", {"error": "error", "warning": "warning"}.get(event.level, "info")
 
 
-class MonitorApp(App[dict]):
+class MonitorApp(EngineApp):
     CSS_PATH = ["app.tcss", "monitor_app.tcss"]
     TITLE = "memtui monitor"
+    WORKER_NAME = "memtui-monitor"
+    THREAD_NOUN = "monitor"
+    #: SIGHUP (a dropped SSH session) ends the watch like q, as SIGTERM and SIGINT do.
+    QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     BINDINGS = [
         Binding("s", "signal('stop')", "Stop"),
         Binding("r", "signal('resume')", "Resume"),
@@ -117,25 +117,13 @@ class MonitorApp(App[dict]):
 
     def __init__(self, engine: MonitorEngine, *, theme: str | None = None, autostart: bool = True,
                  poll_interval: float = POLL_INTERVAL_S, handle_signals: bool = False) -> None:
-        super().__init__()
+        super().__init__(engine, theme=theme, autostart=autostart, poll_interval=poll_interval,
+                         handle_signals=handle_signals)
         self.engine = engine
-        self._autostart = autostart
-        self._poll_interval = poll_interval
-        self._handle_signals = handle_signals
-        self._events = engine.subscribe()
-        self._worker: Worker | None = None
-        self.report: dict[str, Any] | None = None
-        self.quitting = False
         self.last: MonitorSnapshot | None = None
         self.header = Static("", id="monitor-header", markup=False)
         self.table = ProcessTable(id="processes")
         self.log_widget = GcLog(id="monitor-log")
-        for t in load_themes():
-            self.register_theme(t)
-        wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
-        if wanted not in self.available_themes:
-            raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")
-        self.theme = wanted
 
     def compose(self) -> ComposeResult:
         yield self.header
@@ -144,37 +132,14 @@ class MonitorApp(App[dict]):
         yield Footer()
 
     def on_ready(self) -> None:
-        self.tick()
-        self.set_interval(self._poll_interval, self.tick, name="poll")
+        self._start_hosting()
+
+    def _polling_started(self) -> None:
         self.table.focus()
-        if self._handle_signals:
-            self._install_signal_handlers()
-        if self._autostart and self._worker is None:
-            self._worker = self.run_worker(self._watch, name="memtui-monitor", group="job", thread=True,
-                                           exit_on_error=False)
 
-    def _watch(self) -> dict[str, Any]:
-        report = self.engine.run()
-        self.post_message(JobFinished(report))
-        return report
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is self._worker and event.state is WorkerState.ERROR:
-            self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
-
-    @on(JobFinished)
-    def watch_finished(self, message: JobFinished) -> None:
-        self.report = message.report
-        self.tick()
-        if self.quitting:
-            self.exit(message.report)
-
-    @on(JobCrashed)
-    def watch_crashed(self, message: JobCrashed) -> None:
-        self.log_widget.add("ERROR", "error", f"the monitor thread crashed: {message.error}")
-        self.report = self.engine.snapshot().report
-        if self.quitting:
-            self.exit(self.report)
+    @property
+    def job_log(self) -> GcLog:
+        return self.log_widget
 
     # -- polling ----------------------------------------------------------------------
     def tick(self) -> None:
@@ -241,44 +206,20 @@ class MonitorApp(App[dict]):
         self.push_screen(MonitorThresholdsScreen(f"{s.warning_bytes / GB:.2f}GB", f"{s.max_bytes / GB:.2f}GB",
                                                  self._apply_thresholds))
 
-    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
-        for what, value in (("warning", warning), ("breaker", breaker)):
-            if not value:
-                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
-        try:
-            self.engine.set_thresholds(warning=warning, max=breaker)
-        except ConfigError as exc:
-            return str(exc)
-        self.tick()
-        return None
-
     # -- quitting ---------------------------------------------------------------------
     def action_request_quit(self) -> None:
         """End the watch (memtui resumes what it stopped) and exit with the report."""
         if self.report is not None or self._worker is None:
-            self.exit(self.report or self.engine.snapshot().report)
+            self._exit_with_report()
             return
         if not self.quitting:
-            self.quitting = True
-            self.engine.stop()
-            self.tick()
+            self._stop_engine()
 
-    async def action_quit(self) -> None:
+    def _quit_on_signal(self) -> None:
         self.action_request_quit()
 
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM/SIGHUP (a dropped SSH session)/SIGINT end the watch like q."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.action_request_quit)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-
-    def on_unmount(self) -> None:
-        if self.report is None:
-            self.engine.stop()  # however the app ends, the watch ends and stopped processes are resumed
-        self.engine.unsubscribe(self._events)
+    def _uninstall_signal_handlers(self) -> None:
+        """Left to the event loop, which drops its handlers when it closes (as this app always has)."""
 
 
 def run_monitor_tui(engine: MonitorEngine, theme: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,187 @@
+"""What the TUI faces share: an app that hosts an engine.
+
+Both faces (the operator TUI over the Runner, the monitor TUI over the
+MonitorEngine) host their engine the same way: its ``run()`` goes to a thread
+worker, which reports back only by typed messages (``JobFinished``,
+``JobCrashed``); the app polls ``snapshot()`` on a timer and steers through the
+engine's thread-safe commands; and a quit commits first: the engine stops after
+the work in flight and the app exits with the report once the worker returns.
+Subclasses keep what differs: their widgets, ``tick()``, their keys and quit
+questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from textual import on
+from textual.app import App
+from textual.worker import Worker, WorkerState
+
+from memtui.errors import ConfigError, UsageError
+from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
+from memtui.tui.widgets.gc_log import GcLog
+
+
+class EngineApp(App[dict]):
+    """Hosts an engine with ``run()``, ``snapshot()``, ``subscribe()``/``unsubscribe()``, ``stop()`` and
+    ``set_thresholds()``."""
+
+    #: The worker's name, and what the crash line calls the thread.
+    WORKER_NAME = "memtui-job"
+    THREAD_NOUN = "job"
+    #: Signals that end the app through ``_quit_on_signal`` when ``handle_signals`` is on.
+    QUIT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, engine: Any, *, theme: str | None, autostart: bool, poll_interval: float,
+                 handle_signals: bool, **app_options: Any) -> None:
+        super().__init__(**app_options)
+        self._engine = engine
+        self._autostart = autostart
+        self._poll_interval = poll_interval
+        self._handle_signals = handle_signals
+        self._events = engine.subscribe()
+        self._worker: Worker | None = None
+        self.report: dict[str, Any] | None = None
+        self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
+        self.last: Any = None  # the latest snapshot polled
+        for t in load_themes():
+            self.register_theme(t)
+        wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
+        if wanted not in self.available_themes:
+            raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")
+        self.theme = wanted
+
+    # -- what subclasses provide --------------------------------------------------------
+    @property
+    def job_log(self) -> GcLog:
+        """The log the crash line goes to."""
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Poll one snapshot and drain the events: the only way the UI learns about the job."""
+        raise NotImplementedError
+
+    def action_request_quit(self) -> None:
+        raise NotImplementedError
+
+    def _quit_on_signal(self) -> None:
+        raise NotImplementedError
+
+    def _polling_started(self) -> None:
+        """Once the first poll is shown and the timer set, before signals are caught and the job starts."""
+
+    def _show_report(self, report: dict[str, Any]) -> None:
+        """After the final tick, when the job has reported."""
+
+    def _show_stopping(self) -> None:
+        """Once the engine has been told to stop, before the tick that follows."""
+
+    def _check_thresholds(self, warning: str, breaker: str) -> str | None:
+        """An error for levels the engine must not see, checked before ``set_thresholds``."""
+        return None
+
+    # -- the job ----------------------------------------------------------------------
+    def _start_hosting(self) -> None:
+        """Once the screen is up: poll now and on a timer, catch signals, start the job."""
+        self.tick()
+        self.set_interval(self._poll_interval, self.tick, name="poll")
+        self._polling_started()
+        if self._handle_signals:
+            self._install_signal_handlers()
+        if self._autostart:
+            self.start_job()
+
+    def start_job(self) -> None:
+        if self._worker is None:
+            self._worker = self.run_worker(self._run_job, name=self.WORKER_NAME, group="job", thread=True,
+                                           exit_on_error=False)
+
+    def _run_job(self) -> dict[str, Any]:
+        """Runs in the worker thread: the only place the job runs; it reports back by message."""
+        report = self._engine.run()
+        self.post_message(JobFinished(report))
+        return report
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self._worker and event.state is WorkerState.ERROR:
+            self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
+
+    @on(JobFinished)
+    def job_finished(self, message: JobFinished) -> None:
+        self.report = message.report
+        self.tick()
+        self._show_report(message.report)
+        if self.quitting:
+            self.exit(message.report)
+
+    @on(JobCrashed)
+    def job_crashed(self, message: JobCrashed) -> None:
+        self.job_log.add("ERROR", "error", f"the {self.THREAD_NOUN} thread crashed: {message.error}")
+        self.report = self._engine.snapshot().report
+        if self.quitting:
+            self.exit(self.report)
+
+    @property
+    def job_running(self) -> bool:
+        worker = self._worker
+        return (self.report is None and worker is not None
+                and worker.state in (WorkerState.PENDING, WorkerState.RUNNING))
+
+    # -- thresholds -------------------------------------------------------------------
+    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
+        for what, value in (("warning", warning), ("breaker", breaker)):
+            if not value:
+                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+        error = self._check_thresholds(warning, breaker)
+        if error is not None:
+            return error
+        try:
+            self._engine.set_thresholds(warning=warning, max=breaker)
+        except ConfigError as exc:
+            return str(exc)
+        self.tick()  # the engine logs the change; the panels show it at once
+        return None
+
+    # -- quitting ---------------------------------------------------------------------
+    def _exit_with_report(self) -> None:
+        self.exit(self.report or self._engine.snapshot().report)
+
+    def _stop_engine(self) -> None:
+        """Stop after the work in flight; ``job_finished`` exits with the report when the worker returns."""
+        self.quitting = True
+        self._engine.stop()
+        self._show_stopping()
+        self.tick()
+
+    # Textual's own quit key (ctrl+q) goes through the same door.
+    async def action_quit(self) -> None:
+        self.action_request_quit()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.QUIT_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._quit_on_signal)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        self._signal_loop = loop
+
+    def _uninstall_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.QUIT_SIGNALS:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def on_unmount(self) -> None:
+        # Whatever ends the app (even a crash), the engine stops after committing the work in flight.
+        if self.report is None:
+            self._engine.stop()
+        self._engine.unsubscribe(self._events)
+        if self._handle_signals:
+            self._uninstall_signal_handlers()
