@@ -24,7 +24,7 @@ from memtui.errors import ModelError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"})
-DEFAULT_TOKEN_BUDGET = 1024  # fastest and leanest on 2 CPU cores: bench/sweep.py, BENCHMARKS.md
+DEFAULT_TOKEN_BUDGET = 2048  # fastest on 2 quiet CPU cores (1024 wins only when they are contended): BENCHMARKS.md
 DEFAULT_MAX_BATCH = 128
 # Attention scores grow with batch x len^2; bounding that by the token budget
 # at this reference length only bites for models with longer windows.
