@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("textual", "torch", "sentence_transformers", "sqlite3", "_sqlite3", "transformers")
+FORBIDDEN = ("textual", "torch", "sentence_transformers", "sqlite3", "_sqlite3", "transformers", "numpy")
 
 
 @pytest.mark.parametrize("module", ["memtui", "memtui.memory"])
