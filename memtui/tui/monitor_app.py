@@ -13,9 +13,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Footer, Static
 
 from memtui.errors import MemtuiError
 from memtui.events import Event
@@ -27,6 +25,7 @@ from memtui.jobs.monitor.tracker import TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB
 from memtui.tui.engine_app import EngineApp
+from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import TwoFieldScreen
 from memtui.tui.text import gb, strip_icon
 from memtui.tui.widgets.gc_log import GcLog
@@ -42,36 +41,12 @@ ACTIONS = {
 }
 
 
-class ConfirmSignalScreen(ModalScreen[bool]):
+class ConfirmSignalScreen(ConfirmScreen):
     """Ask before any signal goes to a process memtui did not start."""
 
+    YES = "Send"
+    NO = "Cancel"
     BINDINGS = [Binding("y", "confirm", "Send"), Binding("n,escape", "cancel", "Cancel")]
-
-    def __init__(self, question: str, detail: str) -> None:
-        super().__init__()
-        self._question = question
-        self._detail = detail
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self._question, classes="dialog-title")
-            yield Static(self._detail, classes="dialog-hint", markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Send (y)", id="confirm", variant="error")
-                yield Button("Cancel (n)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "confirm")
-
-    def action_confirm(self) -> None:
-        self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
 
 
 class MonitorThresholdsScreen(TwoFieldScreen):
