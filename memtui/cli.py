@@ -99,12 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--theme", default=None, help="TUI theme (memtui-dark, memtui-light, memtui-contrast, ...)")
     monitor = run.add_argument_group("monitor mode")
     monitor.add_argument("--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)")
-    monitor.add_argument("--match", default=None, metavar="PATTERN", help="watch processes whose command line matches")
+    monitor.add_argument("--match", default=None, metavar="PATTERN",
+                         help="watch your processes whose command line matches this regex (never memtui's own)")
+    monitor.add_argument("--all-users", action="store_true", help="--match also matches other users' processes")
     monitor.add_argument("--children", action="store_true", help="count each target's children in its total")
     monitor.add_argument("--monitor-interval", type=_positive_float, default=2.0, metavar="S",
                          help="seconds between samples (fractions allowed)")
     monitor.add_argument("--on-breaker", choices=["none", "stop", "term"], default="none",
                          help="what to do to a process whose breaker opens (default none)")
+    monitor.add_argument("--signal-other-users", action="store_true",
+                         help="allow signals (--on-breaker, s/r/k keys) to other users' processes; never pid 1, "
+                              "memtui or its parents")
     monitor.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop watching after S seconds")
 
     cache = sub.add_parser("cache", help="inspect the cache")

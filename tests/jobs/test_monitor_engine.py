@@ -24,6 +24,7 @@ import pytest
 from memtui.errors import UsageError
 from memtui.events import Event
 from memtui.jobs.monitor import engine as engine_module
+from memtui.jobs.monitor import targets
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetActed, TargetBreakerChanged, TargetGone, TargetWarning
 from memtui.jobs.monitor.targets import find_matching
@@ -339,6 +340,9 @@ def test_operator_commands_pause_resume_terminate(spawn, watch):
 
 def test_match_picks_up_processes_that_start_later(spawn, watch, monkeypatch):
     monkeypatch.setattr(engine_module, "RESCAN_S", 0.05)
+    # The children here are this test process's own, which --match never picks for memtui
+    # (test_monitor_safety shows that); here the test stands in for an unrelated parent.
+    monkeypatch.setattr(targets, "memtui_lineage", lambda: {os.getpid(), *(p.pid for p in psutil.Process().parents())})
     token = f"memtui-match-{time.monotonic_ns()}"
     first = spawn(token)
     probes = find_matching(token, children=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import types
 
 import psutil
 import pytest
@@ -30,8 +32,15 @@ class Clock:
 
 
 class FakeProc:
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, uid: int | None = None) -> None:
         self.pid = pid
+        self.uid = os.getuid() if uid is None else uid
+
+    def uids(self):
+        return types.SimpleNamespace(real=self.uid, effective=self.uid, saved=self.uid)
+
+    def name(self) -> str:
+        return "fake"
 
 
 class FakeProbe:
@@ -41,6 +50,7 @@ class FakeProbe:
         self.pid, self.name, self.cmdline, self.children = pid, "python", "/usr/bin/python3 /srv/app/train.py", False
         self.script = list(rss) or [100 * MB]
         self.error = error
+        self.process = FakeProc(pid)
 
     def sample(self, *, detail: bool = False, ppids=None) -> PidSample:
         if self.error:
@@ -176,12 +186,48 @@ def test_a_signal_that_fails_is_recorded_not_raised():
     assert acted.message.startswith("❌ Could not send SIGSTOP to pid 4242 (python3 train.py) by the breaker policy")
 
 
-def test_memtui_never_signals_itself_even_inside_a_watched_tree():
+def test_memtui_never_signals_itself_even_inside_a_watched_tree_and_says_so():
     tree = FakeProbe(pid=4242)
     tree.processes = lambda ppids=None: [FakeProc(4242), FakeProc(os.getpid()), FakeProc(4243)]
     sent = []
-    assert signal_target(tree, "stop", send=lambda proc, sig: sent.append(proc.pid)) is None
-    assert sent == [4242, 4243]
+    outcome = signal_target(tree, "stop", send=lambda proc, sig: sent.append(proc.pid))
+    assert sent == [4242, 4243] and outcome.sent == (4242, 4243)
+    assert outcome.error == f"refused: pid {os.getpid()} is memtui itself"
+
+
+@pytest.mark.parametrize("pid", [1, os.getpid(), os.getppid()])
+def test_a_protected_target_gets_nothing_not_even_its_children(pid):
+    tree = FakeProbe(pid=pid)
+    tree.processes = lambda ppids=None: [FakeProc(pid), FakeProc(4243)]
+    sent = []
+    outcome = signal_target(tree, "terminate", send=lambda proc, sig: sent.append(proc.pid))
+    assert sent == [] and outcome.sent == ()
+    why = {1: "pid 1 is init", os.getpid(): f"pid {pid} is memtui itself"}.get(pid)
+    assert outcome.error == f"refused: {why}" if why else outcome.error.startswith(
+        f"refused: pid {pid} is memtui's own parent (")
+
+
+def test_another_users_process_needs_the_flag():
+    other = os.getuid() + 1
+    probe = FakeProbe(pid=4242)
+    probe.processes = lambda ppids=None: [FakeProc(4242, uid=other)]
+    sent = []
+    outcome = signal_target(probe, "stop", send=lambda proc, sig: sent.append(proc.pid))
+    assert sent == [] and outcome.error.startswith(f"refused: pid 4242 (fake) belongs to user ")
+    assert outcome.error.endswith("; pass --signal-other-users to allow it")
+    assert signal_target(probe, "stop", send=lambda proc, sig: sent.append(proc.pid), other_users=True).ok
+    assert sent == [4242]
+
+
+def test_a_tree_stopped_in_part_is_still_resumed_as_memtui_exits():
+    """A refused child must not make memtui forget the parent it did stop."""
+    tree = FakeProbe(pid=4242, rss=[2 * GB])
+    tree.processes = lambda ppids=None: [FakeProc(4242), FakeProc(4243, uid=os.getuid() + 1)]
+    _, report, _, sent = run_engine([tree], policy=Policy.STOP)
+    stop, resume = report["targets"][0]["actions"]
+    assert (stop["action"], stop["ok"], resume["action"], resume["by"]) == ("stop", False, "resume", "memtui")
+    assert "refused: pid 4243 (fake) belongs to user" in stop["error"]
+    assert [pid for pid, _ in sent] == [4242, 4242]
 
 
 def test_bad_thresholds_are_refused_and_nothing_changes():
@@ -193,10 +239,12 @@ def test_bad_thresholds_are_refused_and_nothing_changes():
     assert engine.snapshot().max_bytes == CONFIG.max_bytes
 
 
-def test_matcher_takes_a_regex_or_plain_text():
+def test_matcher_takes_a_regex_and_refuses_an_invalid_one():
     assert matcher(r"worker-\d+")("python app.py worker-12")
     assert not matcher(r"worker-\d+")("python app.py worker-x")
-    assert matcher("train(")("python train(1).py")  # not a valid regex: plain text
+    assert matcher(r"train\(")("python train(1).py")
+    with pytest.raises(UsageError, match=r"^--match 'train\(': not a valid regular expression \(missing \), "):
+        matcher("train(")
 
 
 def test_memtui_never_watches_itself():
@@ -204,7 +252,14 @@ def test_memtui_never_watches_itself():
         probe_pid(os.getpid(), children=False)
 
 
-def test_default_selection_never_includes_memtui_itself():
-    lineage = memtui_lineage()
-    assert os.getpid() in lineage and os.getppid() in lineage
-    assert not {p.pid for p in top_users(1000, children=False)} & lineage
+def test_default_selection_never_includes_memtui_its_parents_or_its_children():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        lineage = memtui_lineage()
+        assert {os.getpid(), os.getppid(), child.pid} <= lineage
+        picked = {p.pid for p in top_users(1000, children=False)}
+        assert picked and not picked & lineage
+        assert all(psutil.Process(pid).uids().real == os.getuid() for pid in picked if psutil.pid_exists(pid))
+    finally:
+        child.kill()
+        child.wait()

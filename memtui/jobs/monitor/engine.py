@@ -16,11 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from memtui.errors import UsageError
 from memtui.events import Event, EventBus, EventQueue, Notice
 from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetAdded, TargetBreakerChanged,
                                         TargetGone, TargetSampled, TargetWarning)
-from memtui.jobs.monitor.intervene import Policy, Sender, decide, send_signal, signal_target, SIGNALS
+from memtui.jobs.monitor.intervene import (SIGNALS, Policy, Sender, decide, protected_pids, refusal, send_signal,
+                                           signal_target)
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.config import MemoryConfig, threshold_changes
@@ -64,8 +67,12 @@ class MonitorEngine:
                  selection: str = "", end_when_all_exit: bool = True,
                  rescan: Callable[[set[int]], list[PidProbe]] | None = None,
                  limit: MemoryLimit | None = None, send: Sender = send_signal,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection)."""
+                 signal_other_users: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection).
+
+        ``signal_other_users`` (--signal-other-users) lets signals reach processes of other users;
+        init, memtui and memtui's ancestors are never signalled whatever the flags.
+        """
         self.config = config
         self.interval_s = interval_s
         self.duration_s = duration_s
@@ -76,6 +83,7 @@ class MonitorEngine:
         self.limit = limit
         self._rescan = rescan
         self._send = send
+        self.signal_other_users = signal_other_users
         self._clock = clock
         self._bus = EventBus()
         self._lock = threading.RLock()
@@ -160,6 +168,7 @@ class MonitorEngine:
         self._publish(Notice(f"🔍 Watching {self.selection or f'{len(self._trackers)} process(es)'} every "
                              f"{self.interval_s:g}s (warning {self.config.warning_memory_gb:.2f}GB, breaker "
                              f"{self.config.max_memory_gb:.2f}GB, on breaker: {self.policy.value})"))
+        self._warn_unsignallable(list(self._trackers.values()))
         next_rescan = self._t0 + max(RESCAN_S, self.interval_s)
         tick = self._t0
         status, reason, exit_code = "success", "duration reached", 0
@@ -239,6 +248,23 @@ class MonitorEngine:
                 tracker = self._trackers[probe.pid] = self._track(probe)
                 snap = tracker.snapshot()
             self._publish(TargetAdded(snap, "new match"))
+            self._warn_unsignallable([tracker])
+
+    def _warn_unsignallable(self, trackers: list[TargetTracker]) -> None:
+        """Say up front which targets are watched read-only: init, memtui's lineage, other users'."""
+        try:
+            protected = protected_pids()
+        except psutil.Error:
+            return  # signal_target refuses everything then, and says why
+        for tracker in trackers:
+            try:
+                why = refusal(tracker.probe.process, other_users=self.signal_other_users, protected=protected)
+            except psutil.Error:
+                continue  # gone already: the next sample says so
+            if why is not None:
+                why = why.removeprefix("refused: ")
+                self._publish(Notice(f"🔒 pid {tracker.pid} ({tracker.label}) is watched but never signalled: {why}",
+                                     level="warning"))
 
     def _handle(self, tracker: TargetTracker, transitions: list[BreakerTransition],
                 ppids: dict[int, int] | None = None) -> None:
@@ -258,16 +284,18 @@ class MonitorEngine:
     def _act(self, tracker: TargetTracker, action: str, reason: str, by: str,
              ppids: dict[int, int] | None = None) -> Action:
         """Send the signal, record the action, publish it (lock held)."""
-        error = signal_target(tracker.probe, action, send=self._send, ppids=ppids)
+        outcome = signal_target(tracker.probe, action, send=self._send, ppids=ppids,
+                                other_users=self.signal_other_users)
         record = Action(at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                         elapsed_s=self._elapsed(), action=action, signal=SIGNALS[action].name,
-                        reason=reason, by=by, ok=error is None, error=error)
+                        reason=reason, by=by, ok=outcome.ok, error=outcome.error)
         tracker.add_action(record)
-        if error is None:
-            if action == "stop":
-                tracker.held_by = by
-            elif action == "resume":
-                tracker.held_by = None
+        # Held once anything was stopped, even part of a tree (a refused or denied child): whatever
+        # memtui stopped, it must resume as it exits.
+        if action == "stop" and outcome.sent:
+            tracker.held_by = by
+        elif action == "resume" and (outcome.ok or tracker.pid in outcome.sent):
+            tracker.held_by = None
         self._publish(TargetActed(tracker.pid, tracker.label, record, level="warning" if record.ok else "error"))
         return record
 

@@ -1,17 +1,24 @@
 """The headless face of monitor mode: one log line per target per interval, events as lines, a JSON report.
 
 Runs the engine in a worker thread and reads it like any face, through events.
-Ctrl-C or SIGTERM ends the watch (memtui resumes any process it stopped); a
-second Ctrl-C exits at once, still resuming them first.
+Ctrl-C, SIGTERM or SIGHUP ends the watch (memtui resumes any process it
+stopped); a second Ctrl-C or SIGTERM exits at once, still resuming them first.
+SIGHUP never escalates: a hung-up terminal and the shell forwarding it often
+deliver two, and the report must still be written. A terminal that went away
+never crashes the exit path: writes to it (EIO, or EPIPE on a closed pipe) are
+dropped and its descriptor pointed at /dev/null.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from memtui.jobs.monitor.engine import MonitorEngine
@@ -34,8 +41,76 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: Errors of a write to a terminal that hung up (EIO) or a pipe whose reader left (EPIPE).
+DEAD_END = (errno.EIO, errno.EPIPE)
+
+
+def to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null: later writes to it succeed and go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class DeadEndSafe:
+    """Wraps sys.stdout or sys.stderr: a write that fails with EIO/EPIPE is dropped, and the descriptor
+    goes to /dev/null so the interpreter's own final flush cannot fail either."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.dead = False
+
+    def _guard(self, call, *args):
+        if self.dead:
+            return None
+        try:
+            return call(*args)
+        except OSError as exc:
+            if exc.errno not in DEAD_END:
+                raise
+            self.dead = True
+            with contextlib.suppress(OSError, ValueError):
+                to_devnull(self._stream.fileno())
+            return None
+
+    def write(self, text: str) -> int:
+        self._guard(self._stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def dead_end_safe_stdio() -> Iterator[None]:
+    """sys.stdout and sys.stderr wrapped in DeadEndSafe for the block (the face, its summary, its report)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = DeadEndSafe(sys.stdout), DeadEndSafe(sys.stderr)
+    try:
+        yield
+    finally:
+        for wrapper in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                wrapper.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def detach_dead_terminal(ttys: tuple[int, ...]) -> None:
+    """After a hangup: point those of ``ttys`` (descriptors that were terminals) that are a terminal no
+    more (a hung-up tty fails isatty with EIO) at /dev/null. Files and pipes are never touched."""
+    for fd in ttys:
+        if not os.isatty(fd):
+            with contextlib.suppress(OSError):
+                to_devnull(fd)
+
+
 class MonitorHeadless:
-    def __init__(self, engine: MonitorEngine, *, err: TextIO = sys.stderr) -> None:
+    def __init__(self, engine: MonitorEngine, *, err: TextIO | None = None) -> None:
         self.engine = engine
         self.err = err
         self._events = engine.subscribe()
@@ -43,6 +118,8 @@ class MonitorHeadless:
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._interrupts = 0
+        self._ttys: tuple[int, ...] = ()  # stdout/stderr descriptors that were terminals at the start
+        self.hung_up = False
 
     def run(self) -> dict[str, Any]:
         worker = threading.Thread(target=self._work, name="memtui-monitor", daemon=True)
@@ -76,21 +153,39 @@ class MonitorHeadless:
         for event in self._events.drain():
             log.log(logging.getLevelName(event.level.upper()), "%s", event.message)
 
+    def _say(self, text: str) -> None:
+        """One line to stderr; a terminal that went away loses it, and that is all."""
+        try:
+            print(text, file=self.err or sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
     def _interrupt(self, *_: object) -> None:
         self._interrupts += 1
         if self._interrupts > 1:
-            print("memtui: interrupted again, exiting now", file=self.err, flush=True)
+            self._say("memtui: interrupted again, exiting now")
             self.engine.release_all()
             os._exit(130)
-        print("memtui: interrupted: ending the watch (Ctrl-C again to quit now)", file=self.err, flush=True)
+        self._say("memtui: interrupted: ending the watch (Ctrl-C again to quit now)")
+        self.engine.stop()
+
+    def _hangup(self, *_: object) -> None:
+        """SIGHUP: the terminal (or the session) is gone. End the watch as SIGTERM would, but never
+        escalate: the report is still written (to stdout if it is not the dead terminal, and --report)."""
+        self.hung_up = True
+        detach_dead_terminal(self._ttys)
+        self._say("memtui: hangup: ending the watch")
         self.engine.stop()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
             return None
-        return signal.signal(signal.SIGTERM, lambda *_: self._interrupt())
+        self._ttys = tuple(fd for fd in (1, 2) if os.isatty(fd))
+        return (signal.signal(signal.SIGTERM, lambda *_: self._interrupt()),
+                signal.signal(signal.SIGHUP, self._hangup))
 
-    @staticmethod
-    def _restore_signals(previous: Any) -> None:
+    def _restore_signals(self, previous: Any) -> None:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            # After a hangup, another one (the shell passing it on) must not kill the summary and report.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if self.hung_up else previous[1])

@@ -1,12 +1,13 @@
 """Which processes to watch: explicit pids, a command-line pattern, or the user's top memory users.
 
-Matching and the default list never include memtui itself or the processes
-that started it (a shell running ``memtui ... --match worker`` matches too).
+Matching and the default list never include memtui itself, the processes that
+started it (a shell running ``memtui ... --match worker`` matches too) or the
+processes memtui started (a resource tracker). Both pick only the current
+user's processes (same real uid) unless ``--all-users`` widens --match.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import psutil
 
 from memtui.errors import UsageError
+from memtui.jobs.monitor.intervene import user_name
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone
 
 #: How many processes the default selection watches.
@@ -29,6 +31,7 @@ class Selection:
     match: str | None = None
     children: bool = False
     top_n: int = TOP_N
+    all_users: bool = False  # --match also matches other users' processes
 
     @property
     def explicit(self) -> bool:
@@ -39,36 +42,44 @@ class Selection:
         if self.pids:
             parts.append("pid " + ", ".join(map(str, self.pids)))
         if self.match is not None:
-            parts.append(f"command line matching {self.match!r}")
+            parts.append(f"command line matching {self.match!r}" + ("" if self.all_users else f" (user {_user()})"))
         if not parts:
             parts.append(f"top {self.top_n} memory users of {_user()}")
         return " and ".join(parts) + (" (with children)" if self.children else "")
 
 
 def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+    """memtui's user, by its real uid (not $USER, which says nothing about whose processes are whose)."""
+    return user_name(os.getuid())
 
 
 def memtui_lineage() -> set[int]:
-    """memtui's own pid and its ancestors: never matched, never picked by default."""
-    pids = {os.getpid()}
-    try:
-        pids.update(p.pid for p in psutil.Process().parents())
-    except psutil.Error:
-        pass
+    """memtui's own pid, its ancestors and its descendants: never matched, never picked by default."""
+    me = psutil.Process()
+    pids = {me.pid}
+    for relatives in (me.parents, lambda: me.children(recursive=True)):
+        try:
+            pids.update(p.pid for p in relatives())
+        except psutil.Error:
+            pass
     return pids
 
 
 def matcher(pattern: str):
-    """A predicate on the joined command line: the pattern as a regex, or as plain text if it is not one."""
+    """A predicate on the joined command line; a pattern that is not a valid regex is a usage error (exit 2)."""
     try:
         regex = re.compile(pattern)
-    except re.error:
-        return lambda cmdline: pattern in cmdline
+    except re.error as exc:
+        raise UsageError(f"--match {shlex.quote(pattern)}: not a valid regular expression ({exc}); escape special "
+                         "characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])") from None
     return lambda cmdline: regex.search(cmdline) is not None
+
+
+def _same_user(proc: psutil.Process) -> bool:
+    try:
+        return proc.uids().real == os.getuid()
+    except psutil.Error:
+        return False
 
 
 def probe_pid(pid: int, children: bool) -> PidProbe:
@@ -83,14 +94,20 @@ def probe_pid(pid: int, children: bool) -> PidProbe:
         raise UsageError(f"pid {pid} cannot be read by user {_user()}; run memtui as its owner") from None
 
 
-def find_matching(pattern: str, children: bool, skip: set[int] = frozenset()) -> list[PidProbe]:
-    """Probes on every process whose command line matches ``pattern``, except memtui's lineage and ``skip``."""
+def find_matching(pattern: str, children: bool, skip: set[int] = frozenset(), *,
+                  all_users: bool = False) -> list[PidProbe]:
+    """Probes on every process whose command line matches ``pattern``, except memtui's lineage and ``skip``.
+
+    Only the current user's processes (same real uid) unless ``all_users``.
+    """
     matches = matcher(pattern)
     exclude = memtui_lineage() | set(skip)
     probes = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or ())
         if proc.pid in exclude or not cmdline or not matches(cmdline):
+            continue
+        if not all_users and not _same_user(proc):
             continue
         try:
             probes.append(PidProbe(proc.pid, children=children))
@@ -100,12 +117,13 @@ def find_matching(pattern: str, children: bool, skip: set[int] = frozenset()) ->
 
 
 def top_users(n: int, children: bool) -> list[PidProbe]:
-    """The current user's ``n`` largest processes by RSS, memtui excluded."""
-    me, exclude = _user(), memtui_lineage()
+    """The current user's (same real uid) ``n`` largest processes by RSS, memtui's lineage excluded."""
+    uid, exclude = os.getuid(), memtui_lineage()
     ranked = []
-    for proc in psutil.process_iter(["username", "memory_info"]):
+    for proc in psutil.process_iter(["uids", "memory_info"]):
         info = proc.info
-        if proc.pid in exclude or info.get("username") != me or info.get("memory_info") is None:
+        mine = info.get("uids") is not None and info["uids"].real == uid
+        if proc.pid in exclude or not mine or info.get("memory_info") is None:
             continue
         ranked.append((info["memory_info"].rss, proc.pid))
     probes = []
@@ -121,11 +139,17 @@ def top_users(n: int, children: bool) -> list[PidProbe]:
 
 def discover(selection: Selection) -> list[PidProbe]:
     """The probes to start with; raises UsageError (exit 2) when there is nothing to watch."""
+    if selection.match is not None:
+        matcher(selection.match)  # a bad pattern is a usage error before anything else is looked at
     probes = [probe_pid(pid, selection.children) for pid in dict.fromkeys(selection.pids)]
     if selection.match is not None:
-        probes += find_matching(selection.match, selection.children, skip={p.pid for p in probes})
+        probes += find_matching(selection.match, selection.children, skip={p.pid for p in probes},
+                                all_users=selection.all_users)
         if not probes:
-            raise UsageError(f"no process matches {selection.match!r}; check with: pgrep -af {shlex.quote(selection.match)}")
+            whose = "" if selection.all_users else (f" among the processes of user {_user()} "
+                                                    "(--all-users for everyone's)")
+            raise UsageError(f"no process matches {selection.match!r}{whose}; check with: "
+                             f"pgrep -af {shlex.quote(selection.match)}")
     if not selection.pids and selection.match is None:
         probes = top_users(selection.top_n, selection.children)
         if not probes:
