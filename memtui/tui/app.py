@@ -9,9 +9,6 @@ app: when ``Runner.run()`` returns, the worker posts a ``JobFinished`` message.
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +20,6 @@ from memtui.errors import ConfigError, MemtuiError
 from memtui.memory.units import GB, parse_gb
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
-from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.dashboard import DashboardScreen
@@ -63,11 +59,9 @@ class MemtuiApp(EngineApp):
         # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
         # truecolor themes, would turn the theme's "default" colors black on black).
         plain = "NO_COLOR" in os.environ and theme in (None, NO_COLOR_THEME)
-        # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
+        # EngineApp picks the hangup-safe driver on a real Linux terminal and handles SIGHUP.
         super().__init__(runner, theme=theme, autostart=autostart, poll_interval=poll_interval,
-                         handle_signals=handle_signals,
-                         driver_class=HangupSafeDriver if handle_signals and sys.platform.startswith("linux")
-                         else None, ansi_color=True if plain else None)
+                         handle_signals=handle_signals, ansi_color=True if plain else None)
         self.runner = runner
         self.dashboard = DashboardScreen(time_format=time_format)
         self.last: RunSnapshot | None = None  # the latest snapshot polled
@@ -256,59 +250,6 @@ class MemtuiApp(EngineApp):
 
     def _quit_on_signal(self) -> None:
         self.stop_and_exit()
-
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop cleanly, as a confirmed q would; SIGHUP (a dropped SSH session) too,
-        after moving Textual off the dead terminal."""
-        super()._install_signal_handlers()
-        signal.signal(signal.SIGHUP, self._on_hangup)
-
-    def _on_hangup(self, _signum: int, _frame: object) -> None:
-        """The terminal is gone. Runs synchronously in the main thread, before Textual's SIGCONT
-        handler (the kernel sends SIGHUP then SIGCONT), so nothing writes to the dead tty first."""
-        detach_from_terminal()
-        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # no "resume" onto the dead terminal
-        self.runner.stop()
-        self._signal_loop.call_soon_threadsafe(self.stop_and_exit)
-        threading.Thread(target=_exit_if_stuck, args=(self.runner,), name="memtui-hangup", daemon=True).start()
-
-    def _uninstall_signal_handlers(self) -> None:
-        super()._uninstall_signal_handlers()
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
-#: After a hangup, how long the app may take to exit once the job has reported before we leave anyway.
-HANGUP_EXIT_GRACE_S = 20.0
-_kept_fds: list[int] = []
-
-
-def detach_from_terminal() -> None:
-    """Point stdin/stdout/stderr away from a hung-up terminal.
-
-    Writes to a hung-up tty fail with EIO (HangupSafeDriver drops them) and
-    reads return EOF at once, which spins Textual's input thread. /dev/null
-    takes the writes; stdin becomes a pipe that stays empty, so the input thread
-    waits in select(). One NUL byte (an unbound key) is queued first: an input
-    thread already past select() when the tty went away must not block in
-    read() forever, or the app could not stop it on exit.
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    read_end, write_end = os.pipe()
-    os.dup2(read_end, 0)
-    os.close(read_end)
-    os.write(write_end, b"\x00")
-    _kept_fds.append(write_end)  # kept open: an empty pipe with a writer blocks instead of reading EOF
-
-
-def _exit_if_stuck(runner: Runner) -> None:
-    """Last resort after a hangup: once the job has committed and reported, never hang around."""
-    while runner.snapshot().report is None:
-        time.sleep(0.5)
-    time.sleep(HANGUP_EXIT_GRACE_S)
-    os._exit(int(runner.snapshot().report["exit_code"]))
 
 
 def run_tui(runner: Runner, *, theme: str | None = None) -> dict[str, Any]:

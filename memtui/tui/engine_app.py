@@ -6,14 +6,20 @@ worker, which reports back only by typed messages (``JobFinished``,
 ``JobCrashed``); the app polls ``snapshot()`` on a timer and steers through the
 engine's thread-safe commands; and a quit commits first: the engine stops after
 the work in flight and the app exits with the report once the worker returns.
-Subclasses keep what differs: their widgets, ``tick()``, their keys and quit
-questions.
+Signals do the same in both: SIGTERM and SIGINT stop cleanly as a confirmed quit
+would, and SIGHUP (a dropped SSH session, a closed terminal window) too, after
+moving the app off the dead terminal, on a driver that survives it. Subclasses
+keep what differs: their widgets, ``tick()``, their keys and quit questions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
+import threading
+import time
 from typing import Any
 
 from textual import on
@@ -21,6 +27,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from memtui.errors import ConfigError, UsageError
+from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
 from memtui.tui.widgets.gc_log import GcLog
@@ -38,6 +45,9 @@ class EngineApp(App[dict]):
 
     def __init__(self, engine: Any, *, theme: str | None, autostart: bool, poll_interval: float,
                  handle_signals: bool, **app_options: Any) -> None:
+        # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
+        if handle_signals and sys.platform.startswith("linux"):
+            app_options.setdefault("driver_class", HangupSafeDriver)
         super().__init__(**app_options)
         self._engine = engine
         self._autostart = autostart
@@ -162,6 +172,8 @@ class EngineApp(App[dict]):
         self.action_request_quit()
 
     def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop cleanly, as a confirmed quit would; SIGHUP too, after moving the app
+        off the dead terminal."""
         loop = asyncio.get_running_loop()
         for sig in self.QUIT_SIGNALS:
             try:
@@ -169,6 +181,24 @@ class EngineApp(App[dict]):
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
         self._signal_loop = loop
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, _signum: int, _frame: object) -> None:
+        """The terminal is gone. Runs synchronously in the main thread, before Textual's SIGCONT
+        handler (the kernel sends SIGHUP then SIGCONT), so nothing writes to the dead tty first.
+
+        Nobody is watching any more: the engine stops now (the monitor engine resumes whatever it
+        stopped), the app exits with the report, and a watchdog makes sure the process does not
+        outlive the report by more than HANGUP_EXIT_GRACE_S whatever the UI does.
+        """
+        if getattr(self, "_hung_up", False):
+            return  # the shell passing the hangup on: already on the way out
+        self._hung_up = True
+        detach_from_terminal()
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # no "resume" onto the dead terminal
+        self._engine.stop()
+        self._signal_loop.call_soon_threadsafe(self._quit_on_signal)
+        threading.Thread(target=_exit_if_stuck, args=(self._engine,), name="memtui-hangup", daemon=True).start()
 
     def _uninstall_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +207,8 @@ class EngineApp(App[dict]):
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        # After a hangup, a second one (the shell passing it on) must not kill the summary and report.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if getattr(self, "_hung_up", False) else signal.SIG_DFL)
 
     def on_unmount(self) -> None:
         # Whatever ends the app (even a crash), the engine stops after committing the work in flight.
@@ -185,3 +217,37 @@ class EngineApp(App[dict]):
         self._engine.unsubscribe(self._events)
         if self._handle_signals:
             self._uninstall_signal_handlers()
+
+
+#: After a hangup, how long the app may take to exit once the job has reported before we leave anyway.
+HANGUP_EXIT_GRACE_S = 20.0
+_kept_fds: list[int] = []
+
+
+def detach_from_terminal() -> None:
+    """Point stdin/stdout/stderr away from a hung-up terminal.
+
+    Writes to a hung-up tty fail with EIO (HangupSafeDriver drops them) and
+    reads return EOF at once, which spins Textual's input thread. /dev/null
+    takes the writes; stdin becomes a pipe that stays empty, so the input thread
+    waits in select(). One NUL byte (an unbound key) is queued first: an input
+    thread already past select() when the tty went away must not block in
+    read() forever, or the app could not stop it on exit.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    os.write(write_end, b"\x00")
+    _kept_fds.append(write_end)  # kept open: an empty pipe with a writer blocks instead of reading EOF
+
+
+def _exit_if_stuck(engine: Any) -> None:
+    """Last resort after a hangup: once the engine has finished and reported, never hang around."""
+    while engine.snapshot().report is None:
+        time.sleep(0.5)
+    time.sleep(HANGUP_EXIT_GRACE_S)
+    os._exit(int(engine.snapshot().report["exit_code"]))

@@ -8,7 +8,6 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 from textual.app import ComposeResult
@@ -79,8 +78,6 @@ class MonitorApp(EngineApp):
     TITLE = "memtui monitor"
     WORKER_NAME = "memtui-monitor"
     THREAD_NOUN = "monitor"
-    #: SIGHUP (a dropped SSH session) ends the watch like q, as SIGTERM and SIGINT do.
-    QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     BINDINGS = [
         Binding("s", "signal('stop')", "Stop"),
         Binding("r", "signal('resume')", "Resume"),
@@ -191,10 +188,8 @@ class MonitorApp(EngineApp):
             self._stop_engine()
 
     def _quit_on_signal(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP (EngineApp) end the watch like q: memtui resumes what it stopped."""
         self.action_request_quit()
-
-    def _uninstall_signal_handlers(self) -> None:
-        """Left to the event loop, which drops its handlers when it closes (as this app always has)."""
 
 
 def run_monitor_tui(engine: MonitorEngine, theme: str | None = None) -> dict[str, Any]:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -19,6 +27,7 @@ from memtui.memory.pid_probe import PidProbe
 from memtui.memory.units import GB, MB
 from memtui.tui.monitor_app import ConfirmSignalScreen, MonitorApp
 from memtui.tui.widgets.process_table import ProcessTable
+from tests.support.cli import REPO, memtui_env
 
 from .conftest import wait_for
 
@@ -104,3 +113,97 @@ async def test_breaker_colors_the_row_and_q_resumes_what_memtui_stopped(child):
         await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
     assert status(child) != "stopped"
     assert [a["by"] for a in app.return_value["targets"][0]["actions"]] == ["breaker", "memtui"]
+
+
+# -- a real terminal that goes away -------------------------------------------------------------------
+
+#: Breaker levels any process is above: the breaker opens (and --on-breaker stop acts) on the first sample.
+TINY = ("--max-memory", "1MB", "--warning-memory", "0.5MB", "--config", os.devnull)
+
+
+def proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]
+
+
+class MonitorTerminal:
+    """``memtui run --mode monitor --tui`` on the slave side of a real pty, its output drained continuously."""
+
+    def __init__(self, target_pid: int, report: Path) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # a session leader whose controlling terminal is the pty, as under sshd
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
+            os.chdir(REPO)
+            os.execve(sys.executable, [sys.executable, "-m", "memtui", "run", "--mode", "monitor", "--tui",
+                                       "--pid", str(target_pid), "--on-breaker", "stop", *TINY,
+                                       "--monitor-interval", "0.05", "--report", str(report)],
+                      memtui_env(TERM="xterm-256color"))
+        self.pid, self.fd = pid, fd
+        self.output = bytearray()
+        self.open = True
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_for_text(self, text: bytes, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} never appeared on the terminal"
+            time.sleep(0.05)
+
+    def hang_up(self) -> None:
+        if self.open:
+            self.open = False
+            os.close(self.fd)
+
+    def exit_code(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        raise AssertionError(f"the monitor TUI did not exit within {timeout}s of the hangup")
+
+    def close(self) -> None:
+        self.hang_up()
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a Linux pty")
+@pytest.mark.parametrize("how", ["terminal closed", "SIGHUP"])
+def test_a_monitor_tui_whose_terminal_goes_away_exits_130_and_continues_what_it_stopped(how, tmp_path: Path):
+    """An SSH session drops under the monitor TUI (or someone sends it SIGHUP): with --on-breaker stop it
+    must not go on stopping processes with nobody watching. It ends the watch, resumes what it
+    stopped, writes the report and exits 130 within seconds."""
+    report = tmp_path / "report.json"
+    with contextlib.ExitStack() as stack:
+        target = subprocess.Popen(["sleep", "60"])
+        stack.callback(lambda: (os.kill(target.pid, signal.SIGCONT), target.kill(), target.wait(timeout=10)))
+        term = MonitorTerminal(target.pid, report)
+        stack.callback(term.close)
+        term.wait_for_text(b"on breaker: stop")
+        deadline = time.monotonic() + 30
+        while proc_state(target.pid) != "T":  # the breaker policy really stopped it
+            assert time.monotonic() < deadline, "memtui never stopped the target"
+            time.sleep(0.02)
+        if how == "SIGHUP":
+            os.kill(term.pid, signal.SIGHUP)
+        else:
+            term.hang_up()  # closing the master hangs the terminal up: the kernel sends SIGHUP
+        assert term.exit_code(timeout=10) == 130
+        assert proc_state(target.pid) == "S", "memtui exited leaving the process it stopped frozen"
+        data = json.loads(report.read_text())
+        assert data["status"] == "interrupted" and data["exit_code"] == 130
+        assert [(a["action"], a["by"]) for a in data["targets"][0]["actions"]] == [("stop", "breaker"),
+                                                                                 ("resume", "memtui")]
