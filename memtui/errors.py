@@ -34,3 +34,7 @@ class StoreError(UsageError):
 
 class ModelError(UsageError):
     """The embedding model cannot be found or loaded."""
+
+
+class RuntimeFailure(MemtuiError):
+    """The run could not go on for a reason outside the input: disk full, I/O error (exit 1)."""

@@ -14,9 +14,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
+from memtui.errors import UsageError
 from memtui.memory.units import format_gb
+from memtui.safefs import check_existing, check_private, open_private, write_atomic
 
 MAX_BYTES = 64 * 1024
 
@@ -34,8 +36,11 @@ class AbnormalEnd:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.last_seen_at))
         samples = ", ".join(format_gb(r) for _, r in self.last_samples[-5:]) or "none"
         batch = ", ".join(self.last_batch[:5]) + (" ..." if len(self.last_batch) > 5 else "") if self.last_batch else "none"
-        return (f"⚠️ The previous run (pid {self.pid}) ended abnormally (killed, e.g. SIGKILL or the OOM killer) "
-                f"after {when}: last memory samples {samples}; peak {format_gb(self.rss_peak)}; "
+        # No end record says only that it did not finish cleanly: SIGKILL and the OOM killer leave
+        # none, but neither do a crash, a power cut or a trace that could not be written (a full disk).
+        return (f"⚠️ The previous run (pid {self.pid}) ended abnormally: it left no end record (killed by a "
+                f"signal such as SIGKILL or the OOM killer, a crash, or a trace it could not write) after {when}: "
+                f"last memory samples {samples}; peak {format_gb(self.rss_peak)}; "
                 f"batch in flight: {batch}. Its committed batches are kept; this run resumes after them.")
 
 
@@ -72,9 +77,15 @@ class RunTrace:
 
     def _read(self) -> list[dict[str, Any]]:
         try:
-            lines = self.path.read_text(errors="replace").splitlines()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a planted link reads nothing
         except OSError:
             return []
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                check_private(self.path, os.fstat(fd), "trace")
+            except UsageError:
+                return []  # someone else's file is no record of ours
+            lines = fh.read().decode("utf-8", "replace").splitlines()
         records = []
         for line in lines:
             try:
@@ -88,14 +99,7 @@ class RunTrace:
     # -- writing --------------------------------------------------------------------
     def begin(self, **fields: Any) -> None:
         self._compact()
-        old_umask = os.umask(0o077)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        except OSError:
-            self._fh = None  # the trace is a help, never a reason to fail a run
-        finally:
-            os.umask(old_umask)
+        self._fh = self._open_append()
         self._begin = {"at": time.time(), "kind": "begin", "pid": os.getpid(), **fields}
         self._write(self._begin)
 
@@ -127,26 +131,32 @@ class RunTrace:
             if self._fh.tell() > self.max_bytes:
                 self._fh.close()
                 self._compact(self._begin)
-                self._fh = open(self.path, "a", encoding="utf-8")
+                self._fh = self._open_append()
         except OSError:
             self._fh = None
+
+    def _open_append(self) -> TextIO | None:
+        """The trace for appending: never through a link, never another user's file, always 0600."""
+        try:
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND, "trace")
+        except (OSError, UsageError):
+            return None  # the trace is a help, never a reason to fail a run
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def _compact(self, keep: dict[str, Any] | None = None) -> None:
         """Keep the file bounded: drop the older half past max_bytes (keeping this run's ``begin``)."""
         try:
-            if self.path.stat().st_size <= self.max_bytes:
+            st = check_existing(self.path, "trace")
+            if st is None or st.st_size <= self.max_bytes:
                 return
-            data = self.path.read_bytes()
-        except OSError:
-            return
+            data = "\n".join(json.dumps(r) for r in self._read()).encode() + b"\n"
+        except (OSError, UsageError):
+            return  # not ours to rewrite: _open_append will refuse it too
         tail = data[len(data) - self.max_bytes // 2:]
         tail = tail[tail.find(b"\n") + 1:]
         if keep is not None:
             tail = json.dumps(keep).encode() + b"\n" + tail
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_bytes(tail)
-            os.chmod(tmp, 0o600)
-            tmp.replace(self.path)
-        except OSError:
+            write_atomic(self.path, tail, "trace")
+        except (OSError, UsageError):
             pass

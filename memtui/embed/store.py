@@ -24,8 +24,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from memtui.errors import StoreError
+from memtui.embed.lock import CacheLock
+from memtui.errors import MemtuiError, RuntimeFailure, StoreError
 from memtui.jobs.input import Response
+from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -122,19 +124,69 @@ def _check_header(path: Path) -> None:
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
     """The meta table as a dict; None for an empty database; StoreError for a foreign one."""
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not tables:
+    objects = conn.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    if not objects:
         return None
+    tables = {name for kind, name in objects if kind == "table"}
     if "meta" not in tables:
-        listed = ", ".join(sorted(tables)[:5])
-        raise StoreError(f"{path} is a SQLite database but not a memtui cache (tables: {listed}); {_FIX}")
+        kinds: dict[str, list[str]] = {}
+        for kind, name in sorted(objects):
+            kinds.setdefault(kind, []).append(name)
+        listed = "; ".join(f"{kind}s: {', '.join(names[:5])}" for kind, names in kinds.items())
+        raise StoreError(f"{path} is a SQLite database but not a memtui cache ({listed}); {_FIX}")
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    version = int(meta.get("schema_version", "0"))
+    version = int(meta.get("schema_version", "0")) if str(meta.get("schema_version", "0")).isdigit() else 0
     if version != SCHEMA_VERSION or not _TABLES <= tables:
         raise StoreError(
             f"cache {path} has schema version {version}, this memtui reads version {SCHEMA_VERSION}; {_FIX}"
         )
     return meta
+
+
+def _classify(path: Path, st: os.stat_result) -> None:
+    """Refuse, without writing a byte, an existing file that is not a memtui cache.
+
+    Read through a read-only connection (immutable when there is no WAL to
+    replay, so not even a -shm file is made). An empty file, or an empty WAL
+    database (a cache whose creation was cut short), is ours to initialise.
+    """
+    if st.st_size == 0:
+        return
+    _check_header(path)
+    wal = path.with_name(path.name + "-wal")
+    replay = wal.exists() and wal.stat().st_size > 0
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("" if replay else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise _open_error(path, exc) from None
+    try:
+        if _read_meta(conn, path) is None and _journal_version(path) != 2 and not replay:
+            raise StoreError(f"{path} is an empty SQLite database that memtui did not create; {_FIX}")
+    except sqlite3.DatabaseError as exc:
+        raise _open_error(path, exc) from None
+    finally:
+        conn.close()
+
+
+def _journal_version(path: Path) -> int:
+    """Byte 18 of the SQLite header: 1 rollback journal, 2 WAL (every memtui cache)."""
+    with open(path, "rb") as fh:
+        head = fh.read(19)
+    return head[18] if len(head) > 18 else 0
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> MemtuiError:
+    text = _reason(exc)
+    if "full" in text:
+        return disk_full(path, "opening the cache")
+    if "not a database" in text:
+        return StoreError(f"{path} is not a memtui cache (file is not a database); {_FIX}")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"cache {path} is read-only ({text}); make it and its folder writable")
+    if "locked" in text:
+        return StoreError(f"cache {path} is locked by another process; wait for it or pass --cache NEW_PATH")
+    return StoreError(f"cache {path} is corrupt or unreadable ({text}); {_FIX}")
 
 
 def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -191,8 +243,10 @@ class CacheStore:
 
     info = _InfoAccessor()
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None,
+                 lock: CacheLock | None = None) -> None:
         self._conn = conn
+        self._cache_lock = lock
         self._lock = threading.Lock()
         self.path = path
         self.model_id = model_id
@@ -201,11 +255,18 @@ class CacheStore:
     # -- opening -----------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], model_id: str, dim: int | None = None) -> CacheStore:
-        """Open or create a cache for ``model_id``; on failure a new file leaves no trace."""
+    def open(cls, path: str | os.PathLike[str], model_id: str, dim: int | None = None, *,
+             lock: CacheLock | None = None) -> CacheStore:
+        """Open or create a cache for ``model_id`` and hold its lock (``lock`` if the caller took it already).
+
+        On failure a new file leaves no trace and the lock is released.
+        """
         path = Path(path)
         created: list[Path] = []
         try:
+            cls._make_folders(path, created)
+            if lock is None:
+                lock = CacheLock.acquire(path)
             existed = cls._prepare(path, created)
             conn = cls._connect(path, existed)
             try:
@@ -214,6 +275,8 @@ class CacheStore:
                 conn.close()
                 raise
         except BaseException:
+            if lock is not None:
+                lock.release()  # first: its file sits in a folder that may go next
             for made in reversed(created):
                 for victim in (made, *(made.with_name(made.name + s) for s in SIDE_SUFFIXES)):
                     try:
@@ -221,36 +284,66 @@ class CacheStore:
                     except OSError:
                         pass
             raise
-        return cls(conn, path, model_id, stored_dim)
+        return cls(conn, path, model_id, stored_dim, lock)
+
+    @staticmethod
+    def _make_folders(path: Path, created: list[Path]) -> None:
+        """Create missing folders, 0700."""
+        folder = path.parent.absolute()
+        missing = [p for p in reversed(folder.parents) if not p.exists()]
+        if not folder.exists():
+            missing.append(folder)
+        try:
+            for made in missing:
+                made.mkdir(mode=0o700)
+                created.append(made)
+                made.chmod(0o700)  # mkdir's mode is filtered by the umask
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(made, "creating the cache folder") from None
+            raise StoreError(f"cannot create cache {path}: folder {made}: {exc.strerror or exc}; "
+                             "pass --cache in a writable folder") from None
 
     @staticmethod
     def _prepare(path: Path, created: list[Path]) -> bool:
-        """Create missing folders (0700) and the file (0600); return whether it existed."""
-        if path.exists():
-            if not path.is_file():
-                raise StoreError(f"cache path {path} is not a file; pass --cache with a file path")
-            _check_header(path)
-            mode = path.stat().st_mode
-            if not (mode & stat.S_IWUSR) or not os.access(path, os.W_OK):
-                raise StoreError(f"cache {path} is read-only; chmod u+w {path} or pass --cache NEW_PATH")
-            return True
-        missing = [p for p in reversed(path.parent.absolute().parents) if not p.exists()]
-        if not path.parent.absolute().exists():
-            missing.append(path.parent.absolute())
-        try:
-            for folder in missing:
-                folder.mkdir(mode=0o700)
-                created.append(folder)
-                folder.chmod(0o700)  # mkdir's mode is filtered by the umask
-            # SQLite gives the -wal and -shm files the database file's mode.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        """Check the file and its companions are ours and private, or create it (0600); return whether it existed.
+
+        Nothing is opened through a link, and a database memtui did not make is
+        refused before SQLite may write to it.
+        """
+        for companion in SIDE_SUFFIXES:
+            side = path.with_name(path.name + companion)
+            st = check_existing(side, "cache companion")
+            if st is not None:
+                tighten(side, st)
+        st = check_existing(path, "cache")
+        if st is None:
+            try:
+                create_exclusive(path)  # SQLite gives the -wal and -shm files the database file's mode
+            except FileExistsError:
+                raise StoreError(f"cache {path} appeared while memtui was creating it; rerun") from None
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_full(path, "creating the cache") from None
+                raise StoreError(
+                    f"cannot create cache {path}: {exc.strerror or exc}; pass --cache in a writable folder"
+                ) from None
             created.append(path)
-            os.chmod(path, 0o600)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create cache {path}: {exc.strerror or exc}; pass --cache in a writable folder"
-            ) from None
-        return False
+            existed = False
+        else:
+            if not (st.st_mode & stat.S_IWUSR) or not os.access(path, os.W_OK):
+                raise StoreError(f"cache {path} is read-only; chmod u+w {path} or pass --cache NEW_PATH")
+            tighten(path, st)
+            _classify(path, st)
+            existed = True
+        for companion in ("-wal", "-shm"):  # ours from the start: nobody can slip one in before SQLite
+            side = path.with_name(path.name + companion)
+            try:
+                if create_exclusive(side) and not existed:
+                    created.append(side)
+            except OSError:
+                pass  # SQLite makes it itself (never through a link)
+        return existed
 
     @staticmethod
     def _connect(path: Path, existed: bool) -> sqlite3.Connection:
@@ -267,14 +360,7 @@ class CacheStore:
                     raise StoreError(f"cache {path} is corrupt ({check}); {_FIX}")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            text = _reason(exc)
-            if "not a database" in text:
-                raise StoreError(f"{path} is not a memtui cache (file is not a database); {_FIX}") from None
-            if "readonly" in text or "read-only" in text:
-                raise StoreError(f"cache {path} is read-only ({text}); make it and its folder writable") from None
-            if "locked" in text:
-                raise StoreError(f"cache {path} is locked by another process; wait for it or pass --cache NEW_PATH") from None
-            raise StoreError(f"cache {path} is corrupt or unreadable ({text}); {_FIX}") from None
+            raise _open_error(path, exc) from None
         except BaseException:
             conn.close()
             raise
@@ -306,6 +392,8 @@ class CacheStore:
         except sqlite3.DatabaseError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if "full" in _reason(exc):
+                raise disk_full(path, "creating the cache") from None
             raise StoreError(f"cannot initialise cache {path} ({_reason(exc)}); {_FIX}") from None
         stored_model = meta.get("model_id", "")
         if stored_model != model_id:
@@ -413,8 +501,9 @@ class CacheStore:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"writing cache {self.path} failed ({_reason(exc)}); {self._write_fix(exc)}") from None
+                if isinstance(exc, sqlite3.Error):  # disk full, I/O error: a runtime failure, not bad input
+                    raise RuntimeFailure(f"writing cache {self.path} failed ({_reason(exc)}); "
+                                         f"{self._write_fix(exc)}") from None
                 raise
 
     def _blob(self, vector: np.ndarray) -> bytes:
@@ -446,6 +535,9 @@ class CacheStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._cache_lock is not None:
+                self._cache_lock.release()
+                self._cache_lock = None
 
     def __enter__(self) -> CacheStore:
         return self

@@ -8,15 +8,24 @@ per-domain summaries (its last domain may be cut short).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from memtui.embed.lock import CacheLock
 from memtui.embed.store import CacheStore, key_for, summarize_domain
-from memtui.errors import InputError
+from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import DomainGroup, InputStats, read_domains
+from memtui.jobs.source import InputSource
+from memtui.memory.units import format_bytes
+
+#: Disk a response's row and vector take in the cache, at most (a 384-dim float32 vector is 1.5 KB).
+BYTES_PER_RESPONSE = 4096
+#: Free space kept in hand beyond the estimate (SQLite's WAL, the trace, the report).
+DISK_MARGIN = 64 << 20
 
 
 class CacheJob:
@@ -34,6 +43,7 @@ class CacheJob:
         self.summaries = limit_texts is None
         self.stats = InputStats()
         self._store: CacheStore | None = None
+        self._source: InputSource | None = None
         self._done: set[str] = set()
 
     @property
@@ -43,9 +53,31 @@ class CacheJob:
         return self._store
 
     def open(self) -> JobTotals:
-        """Scan the input first (a bad input fails before any cache file exists), then open the cache."""
+        """Lock the cache, scan the input (a bad input fails before any cache file exists), open the cache.
+
+        The lock comes first when the cache's folder exists, so a second run on
+        the same cache refuses at once instead of after a long scan.
+        """
+        cache = Path(self.cache_path)
+        lock = CacheLock.acquire(cache) if cache.parent.is_dir() else None
+        try:
+            self._source = InputSource.open(self.input_path)
+            sizes = self._scan()
+            self._store = CacheStore.open(cache, self.model_id, lock=lock)
+        except BaseException:
+            if self._store is None and lock is not None:
+                lock.release()
+            self.close()
+            raise
+        self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
+        totals = JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
+                           items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines)
+        self._check_disk(totals.items - totals.items_done)
+        return totals
+
+    def _scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
-        for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=self.stats)):
+        for group in self._scoped(self._read(self.stats)):
             if group.domain in sizes and self.summaries:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
@@ -56,14 +88,30 @@ class CacheJob:
             bad = f" ({self.stats.bad_lines} bad line(s), e.g. {self.stats.bad_examples[0]})" if self.stats.bad_lines else ""
             raise InputError(f"{self.input_path} holds no valid responses{bad}; "
                              "check the file is JSON Lines with domain, model, prompt_type, response")
-        self._store = CacheStore.open(self.cache_path, self.model_id)
-        self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
-        return JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
-                         items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines)
+        return sizes
+
+    def _read(self, stats: InputStats) -> Iterator[DomainGroup]:
+        assert self._source is not None
+        return read_domains(self._source.path, strict=self.strict, stats=stats)
+
+    def _check_disk(self, items_left: int) -> None:
+        """Refuse to start (before the model loads) when the cache's disk cannot hold the work left."""
+        if items_left <= 0:
+            return
+        need = items_left * BYTES_PER_RESPONSE + DISK_MARGIN
+        try:
+            fs = os.statvfs(Path(self.cache_path).parent)
+        except OSError:
+            return
+        free = fs.f_bavail * fs.f_frsize
+        if free < need:
+            raise RuntimeFailure(
+                f"not enough free disk for cache {self.cache_path}: {format_bytes(free)} free, about "
+                f"{format_bytes(need)} needed for {items_left} responses; free space or pass --cache on another disk")
 
     def units(self) -> Iterator[DomainGroup]:
         # A second streaming pass: bad lines were counted by open(), so this one keeps its own stats.
-        for group in self._scoped(read_domains(self.input_path, strict=self.strict, stats=InputStats())):
+        for group in self._scoped(self._read(InputStats())):
             if group.domain not in self._done:
                 yield group
 
@@ -117,3 +165,6 @@ class CacheJob:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None

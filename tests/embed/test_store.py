@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from memtui.embed.store import CacheStore, DomainSummary, key_for, summarize_domain
-from memtui.errors import StoreError
+from memtui.errors import RuntimeFailure, StoreError, UsageError
 from memtui.jobs.input import Response
 
 MODEL = "test/model"
@@ -103,8 +103,9 @@ def test_failure_inside_the_transaction_leaves_nothing_partial(cache):
     vecs = vectors_for(rs)
     broken = DomainSummary("a", None, {}, None, 0.0)  # type: ignore[arg-type]  # NOT NULL fails last
     with CacheStore.open(cache, MODEL, DIM) as store:
-        with pytest.raises(StoreError, match=r"writing cache .* failed \(NOT NULL constraint"):
+        with pytest.raises(RuntimeFailure, match=r"writing cache .* failed \(NOT NULL constraint") as err:
             store.commit_batch(vecs, rs, [broken])
+        assert err.value.exit_code == 1  # a failed write is a runtime failure, not bad input
         assert store.missing(vecs) == set(vecs)
         store.commit_batch(vecs, rs, [])  # the connection is usable afterwards
     assert counts(cache) == (6, 6, 0)
@@ -273,6 +274,6 @@ def test_key_depends_on_model_and_text():
 
 
 def test_open_refuses_a_directory(tmp_path):
-    with pytest.raises(StoreError, match="is not a file"):
+    with pytest.raises(UsageError, match="is not a file"):
         CacheStore.open(tmp_path, MODEL)
     os.rmdir(tmp_path)  # still an empty directory: nothing was created inside it

@@ -1,0 +1,154 @@
+"""Files memtui creates beside the cache or where the user points: never through a planted link.
+
+memtui runs as root on shared servers, often with its cache in a folder other
+users can write (a sticky /tmp). Every file it creates, appends to or renames
+goes through here: opened with O_NOFOLLOW, owned by us, a regular file, 0600;
+temporary files are created with O_EXCL under a random name in the target's
+own folder and renamed over the target (a rename replaces a link, it never
+writes through it).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+import tempfile
+from pathlib import Path
+
+from memtui.errors import RuntimeFailure, UsageError
+
+PRIVATE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafeFile(UsageError):
+    """A file memtui would write is a link, not a regular file, or someone else's (exit 2)."""
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def describe_mode(st: os.stat_result) -> str:
+    return f"owner {owner_name(st.st_uid)}, mode {stat.filemode(st.st_mode)}"
+
+
+def check_private(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse anything but a regular file owned by the user memtui runs as."""
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        raise UnsafeFile(f"{what} {path} is a symbolic link (to {target}); memtui never writes through links: "
+                         "remove it or pass a real path")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(f"{what} {path} is not a file ({stat.filemode(st.st_mode)}); pass a file path")
+    if st.st_uid != os.geteuid():
+        raise UnsafeFile(f"{what} {path} belongs to another user ({describe_mode(st)}); memtui only writes "
+                         f"files of {owner_name(os.geteuid())}: pass a path of your own")
+
+
+def lstat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def check_existing(path: Path, what: str) -> os.stat_result | None:
+    """lstat + check_private; None when the file does not exist."""
+    st = lstat_or_none(path)
+    if st is not None:
+        check_private(path, st, what)
+    return st
+
+
+def tighten(path: Path, st: os.stat_result) -> bool:
+    """Make a checked file 0600 if its mode is looser; True if it changed."""
+    if stat.S_IMODE(st.st_mode) & 0o077 == 0:
+        return False
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700 | PRIVATE)
+    finally:
+        os.close(fd)
+    return True
+
+
+def open_private(path: Path, flags: int, what: str, *, create: bool = True) -> int:
+    """An fd on ``path`` (created 0600 if missing), refusing links, other owners and non-files.
+
+    The check is on the opened fd, so a file swapped in between a look and the
+    open is caught too.
+    """
+    all_flags = flags | _NOFOLLOW | _CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, all_flags, PRIVATE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+            check_existing(path, what)
+        raise
+    try:
+        st = os.fstat(fd)
+        check_private(path, st, what)
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, PRIVATE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_exclusive(path: Path) -> bool:
+    """Create an empty 0600 file that did not exist (O_EXCL: a planted link fails); False if one exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE))
+    except FileExistsError:
+        return False
+    os.chmod(path, PRIVATE)  # the umask may have taken bits off: a new regular file of ours, no link
+    return True
+
+
+def write_atomic(path: Path, data: bytes, what: str) -> None:
+    """Replace ``path`` with ``data`` all at once: a random O_EXCL temp file in its folder, fsync, rename.
+
+    A reader sees the old or the new content, never half; a link at ``path``
+    is replaced, not followed. Raises OSError for the caller to word.
+    """
+    st = lstat_or_none(path)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} {path} is a directory; pass a file path")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL, 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links, hard links or relative parts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(where: Path | str, doing: str) -> RuntimeFailure:
+    return RuntimeFailure(f"disk full while {doing} ({where}); free space there and rerun "
+                          "(what was committed is kept)")
