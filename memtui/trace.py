@@ -138,6 +138,12 @@ class RunTrace:
     def _open_append(self) -> TextIO | None:
         """The trace for appending: never through a link, never another user's file, always 0600."""
         try:
+            if not self.path.parent.is_dir():
+                old_umask = os.umask(0o077)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                finally:
+                    os.umask(old_umask)
             fd = open_private(self.path, os.O_WRONLY | os.O_APPEND, "trace")
         except (OSError, UsageError):
             return None  # the trace is a help, never a reason to fail a run
