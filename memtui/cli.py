@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from memtui import __version__
-from memtui.errors import MemtuiError, UsageError
+from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.memory.config import SETTINGS, MemoryConfig, env_name, load_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
+from memtui.jobs.source import STDIN_NAMES
+from memtui.safefs import same_file, write_atomic
+from memtui.stdio import dead_end_safe_stdio, write_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -154,6 +157,7 @@ def _resolve_input(path: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     monitor = make_monitor(args)
+    check_report_path(args.report, protected=_protected_paths(args))
     if args.mode == "monitor":
         from memtui.jobs.monitor import run_monitor_mode  # noqa: PLC0415 - only this mode needs it
 
@@ -172,6 +176,22 @@ def run(args: argparse.Namespace) -> int:
                     summary=summary_lines)
 
 
+def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """Files a --report must never replace: the input, the cache and everything beside it, the config."""
+    paths: dict[str, Path] = {}
+    if args.mode != "monitor":
+        if args.input is not None and str(args.input) not in STDIN_NAMES:
+            paths["input"] = args.input
+        cache = args.cache or default_cache()
+        paths["cache"] = cache
+        for suffix in ("-wal", "-shm", "-journal", ".trace", ".lock"):
+            paths[f"cache's {suffix.lstrip('.-')} file"] = cache.with_name(cache.name + suffix)
+    config = args.config or default_config()
+    if config is not None:
+        paths["config file"] = config
+    return paths
+
+
 def _run_tui(runner, theme: str | None) -> dict[str, Any]:
     from memtui.tui.app import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
 
@@ -188,21 +208,38 @@ def run_face(args: argparse.Namespace, *, tui: Callable[[], dict[str, Any]], hea
     from memtui.headless import setup_logging  # noqa: PLC0415
 
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
-    if use_tui:
-        core_log = logging.getLogger("memtui")  # never write over the screen
-        core_log.addHandler(logging.NullHandler())
-        core_log.propagate = False
-        report, out = tui(), sys.stdout
-    else:
-        setup_logging()
-        report, out = headless(), sys.stderr
-    for line in summary(report):
-        print(line, file=out)
-    if not use_tui:
-        print(json.dumps(report, indent=2))
+    with dead_end_safe_stdio():  # a terminal that went away (EIO) or a closed pipe (EPIPE) loses lines, not the exit
+        if use_tui:
+            core_log = logging.getLogger("memtui")  # never write over the screen
+            core_log.addHandler(logging.NullHandler())
+            core_log.propagate = False
+            report, out = tui(), sys.stdout
+        else:
+            setup_logging()
+            report, out = headless(), sys.stderr
+        for line in summary(report):
+            write_line(out, line)
+        if not use_tui:
+            write_line(sys.stdout, json.dumps(report, indent=2))
     if args.report:
-        write_report(args.report, report)
+        write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
     return int(report["exit_code"])
+
+
+def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> None:
+    """Before any work: --report must be writable and must not name the input, the cache or its companions."""
+    if report is None:
+        return
+    for what, path in protected.items():
+        if same_file(report, path):
+            raise UsageError(f"--report {report} is the {what} ({path}); writing the report there would destroy "
+                             "it: pass another --report path")
+    if report.is_dir():
+        raise UsageError(f"--report {report} is a directory; pass a file path such as {report / 'report.json'}")
+    folder = report.parent if str(report.parent) else Path(".")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--report {report}: cannot write in {existing}; pass a --report path in a writable folder")
 
 
 def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
@@ -226,13 +263,13 @@ def trace_path(cache: Path) -> Path:
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
+    """All at once (a temp file renamed over it): a reader never sees half, a link there is replaced, not followed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(path)
+        write_atomic(path, (json.dumps(report, indent=2) + "\n").encode(), "report")
     except OSError as exc:
-        raise UsageError(f"cannot write the report to {path} ({exc.strerror}); pick another --report path") from None
+        raise RuntimeFailure(f"the run ended ({report.get('status')}) but its report could not be written to "
+                             f"{path} ({exc.strerror or exc}); the report is on stdout") from None
 
 
 def cache_info(args: argparse.Namespace) -> int:

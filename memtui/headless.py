@@ -1,8 +1,10 @@
 """The headless face: log lines in the original guide's style, progress lines, a JSON report.
 
 It runs the Runner in a worker thread and reads it like any face: events and
-snapshots. Ctrl-C (or SIGTERM) asks the runner to stop after committing the
-batch in flight; a second Ctrl-C exits at once (committed work is safe).
+snapshots. Ctrl-C, SIGTERM or SIGHUP (the terminal or SSH session went away)
+asks the runner to stop after committing the batch in flight; a second Ctrl-C
+or SIGTERM exits at once (committed work is safe). SIGHUP never escalates: a
+hangup often arrives twice, and the report must still be written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 from typing import TYPE_CHECKING
 
 from memtui.events import BreakerChanged, CleanupRan, Event, MemoryWarning, PhaseChanged
+from memtui.stdio import LINE_LOCK, detach_dead_terminal, write_line
 
 if TYPE_CHECKING:  # the runner pulls in numpy; monitor mode reuses this module without it
     from memtui.runner import Runner, RunSnapshot
@@ -32,6 +35,7 @@ _LOGGED_BY_CORE = (MemoryWarning, CleanupRan, BreakerChanged)
 def setup_logging(stream: TextIO = sys.stderr, level: int = logging.INFO) -> logging.Handler:
     """The original guide's format: ``INFO:memtui:⚠️ Memory warning: 1.12GB``."""
     handler = logging.StreamHandler(stream)
+    handler.lock = LINE_LOCK  # one lock for every line memtui writes: threads never share a line
     handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
     logger = logging.getLogger("memtui")
     logger.addHandler(handler)
@@ -93,6 +97,8 @@ class HeadlessFace:
         self._report: dict[str, Any] | None = None
         self._done = threading.Event()
         self._interrupts = 0
+        self._ttys: tuple[int, ...] = ()  # stdout/stderr descriptors that were terminals at the start
+        self.hung_up = False
 
     def run(self) -> dict[str, Any]:
         worker = threading.Thread(target=self._work, name="memtui-runner", daemon=True)
@@ -131,24 +137,35 @@ class HeadlessFace:
 
     def _say(self, text: str, event: Event | None = None) -> None:
         level = (event.level if event else "info").upper()
-        print(f"{level}:memtui:{text}", file=self.err, flush=True)
+        write_line(self.err, f"{level}:memtui:{text}")
 
     def _interrupt(self, *_: object) -> None:
         self._interrupts += 1
         if self._interrupts > 1:
-            print("memtui: interrupted again, exiting now (committed batches are safe)", file=self.err, flush=True)
+            write_line(self.err, "memtui: interrupted again, exiting now (committed batches are safe)")
+            self.runner.record_hard_exit("interrupted twice")
             os._exit(130)
-        print("memtui: interrupted: finishing the sub-batch in flight and committing (Ctrl-C again to quit now)",
-              file=self.err, flush=True)
+        write_line(self.err, "memtui: interrupted: finishing the sub-batch in flight and committing "
+                             "(Ctrl-C again to quit now)")
+        self.runner.stop()
+
+    def _hangup(self, *_: object) -> None:
+        """The terminal went away: stop as SIGTERM would, with output to it going nowhere."""
+        self.hung_up = True
+        detach_dead_terminal(self._ttys)
+        write_line(self.err, "memtui: hangup: finishing the sub-batch in flight and committing")
         self.runner.stop()
 
     def _install_signals(self) -> dict[int, Any]:
-        """Ctrl-C and SIGTERM become a stop request instead of an exception at a random spot."""
+        """Ctrl-C, SIGTERM and SIGHUP become a stop request instead of an exception at a random spot."""
         if threading.current_thread() is not threading.main_thread():
             return {}
-        return {sig: signal.signal(sig, lambda *_: self._interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._ttys = tuple(fd for fd in (1, 2) if os.isatty(fd))
+        previous = {sig: signal.signal(sig, lambda *_: self._interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._hangup)
+        return previous
 
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # After a hangup, another one (the shell passing it on) must not kill the summary and report.
+            signal.signal(sig, signal.SIG_IGN if sig == signal.SIGHUP and self.hung_up else handler)

@@ -171,6 +171,12 @@ class Runner:
         self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
         return config
 
+    def record_hard_exit(self, why: str) -> None:
+        """Note in the trace why the process is about to exit without finishing (a second Ctrl-C),
+        so the next start says what happened instead of guessing at a kill."""
+        if self.trace is not None:
+            self.trace.end(why)
+
     # -- reading (any thread) -------------------------------------------------------
     def subscribe(self) -> EventQueue:
         return self._bus.subscribe()
@@ -212,14 +218,14 @@ class Runner:
         Faces call this before they start, so a bad path fails in one line
         before any screen opens; ``run()`` calls it if they did not.
         """
+        self._set_phase("scanning input", self.job.input_path)
+        totals = self.job.open()  # takes the cache's lock: the trace read next is no live run's
+        self._opened = True
         if self.trace is not None:
             previous = self.trace.previous_abnormal_end()
             if previous is not None:
                 self._previous_abnormal_end = previous.describe()
                 self._publish(Notice(self._previous_abnormal_end, level="warning"))
-        self._set_phase("scanning input", self.job.input_path)
-        totals = self.job.open()
-        self._opened = True
         with self._lock:
             self._units_total, self._items_total = totals.units, totals.items
             self._units_done, self._items_done = totals.units_done, totals.items_done

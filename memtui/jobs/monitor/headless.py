@@ -11,17 +11,15 @@ dropped and its descriptor pointed at /dev/null.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 from memtui.jobs.monitor.engine import MonitorEngine
+from memtui.stdio import detach_dead_terminal, write_line
 
 log = logging.getLogger("memtui")
 
@@ -39,74 +37,6 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"{limit}thresholds: warning {r['warning_memory_gb']:.2f}GB, breaker {r['max_memory_gb']:.2f}GB, "
                  f"reset below {r['reset_memory_gb']:.2f}GB")
     return lines
-
-
-#: Errors of a write to a terminal that hung up (EIO) or a pipe whose reader left (EPIPE).
-DEAD_END = (errno.EIO, errno.EPIPE)
-
-
-def to_devnull(fd: int) -> None:
-    """Point ``fd`` at /dev/null: later writes to it succeed and go nowhere."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-
-
-class DeadEndSafe:
-    """Wraps sys.stdout or sys.stderr: a write that fails with EIO/EPIPE is dropped, and the descriptor
-    goes to /dev/null so the interpreter's own final flush cannot fail either."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.dead = False
-
-    def _guard(self, call, *args):
-        if self.dead:
-            return None
-        try:
-            return call(*args)
-        except OSError as exc:
-            if exc.errno not in DEAD_END:
-                raise
-            self.dead = True
-            with contextlib.suppress(OSError, ValueError):
-                to_devnull(self._stream.fileno())
-            return None
-
-    def write(self, text: str) -> int:
-        self._guard(self._stream.write, text)
-        return len(text)
-
-    def flush(self) -> None:
-        self._guard(self._stream.flush)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-@contextlib.contextmanager
-def dead_end_safe_stdio() -> Iterator[None]:
-    """sys.stdout and sys.stderr wrapped in DeadEndSafe for the block (the face, its summary, its report)."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = DeadEndSafe(sys.stdout), DeadEndSafe(sys.stderr)
-    try:
-        yield
-    finally:
-        for wrapper in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                wrapper.flush()
-        sys.stdout, sys.stderr = saved
-
-
-def detach_dead_terminal(ttys: tuple[int, ...]) -> None:
-    """After a hangup: point those of ``ttys`` (descriptors that were terminals) that are a terminal no
-    more (a hung-up tty fails isatty with EIO) at /dev/null. Files and pipes are never touched."""
-    for fd in ttys:
-        if not os.isatty(fd):
-            with contextlib.suppress(OSError):
-                to_devnull(fd)
 
 
 class MonitorHeadless:
@@ -155,10 +85,7 @@ class MonitorHeadless:
 
     def _say(self, text: str) -> None:
         """One line to stderr; a terminal that went away loses it, and that is all."""
-        try:
-            print(text, file=self.err or sys.stderr, flush=True)
-        except (OSError, ValueError):
-            pass
+        write_line(self.err or sys.stderr, text)
 
     def _interrupt(self, *_: object) -> None:
         self._interrupts += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from memtui.jobs.monitor.engine import MonitorEngine
-from memtui.jobs.monitor.headless import MonitorHeadless, dead_end_safe_stdio, summary_lines
+from memtui.jobs.monitor.headless import MonitorHeadless, summary_lines
 from memtui.jobs.monitor.targets import Selection, discover, find_matching
 from memtui.memory.monitor import MemoryMonitor
 
@@ -38,9 +38,8 @@ def run_monitor_mode(args: argparse.Namespace, monitor: MemoryMonitor) -> int:
     from memtui.cli import run_face  # noqa: PLC0415 - cli imports this module lazily
 
     engine = build_engine(args, monitor)
-    with dead_end_safe_stdio():  # a terminal that went away (EIO) or a closed pipe (EPIPE) loses lines, not the exit
-        return run_face(args, tui=lambda: _run_tui(engine, args.theme),
-                        headless=lambda: MonitorHeadless(engine).run(), summary=summary_lines)
+    return run_face(args, tui=lambda: _run_tui(engine, args.theme),
+                    headless=lambda: MonitorHeadless(engine).run(), summary=summary_lines)
 
 
 def _run_tui(engine, theme):
