@@ -79,7 +79,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if r.get("unprocessed_domains"):
         names = ", ".join(r["unprocessed"][:5])
         more = f" and {r['unprocessed_domains'] - 5} more" if r["unprocessed_domains"] > 5 else ""
-        lines.append(f"Not processed: {r['unprocessed_domains']} domain(s): {names}{more} (rerun to resume)")
+        how = "rerun with the levels above to resume" if r.get("memory_floor_gb") else "rerun to resume"
+        lines.append(f"Not processed: {r['unprocessed_domains']} domain(s): {names}{more} ({how})")
+    if r.get("reason"):
+        lines.append(f"Why: {r['reason']}")
     if r.get("error"):
         lines.append(f"Error: {r['error']}")
     lines.append(f"Cache: {r['cache']}")

@@ -27,14 +27,13 @@ from memtui.memory.batching import Backoff, batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
+from memtui.memory.escalation import OpenBreakerWait
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
 
-#: Open-breaker backoff rounds (each with a cleanup) before the model is unloaded as a last resort.
-ESCALATE_AFTER_ROUNDS = 3
 #: Names of unprocessed domains kept in a report (the count is always exact).
 MAX_NAMED_UNPROCESSED = 1000
 
@@ -101,6 +100,7 @@ class Runner:
         self._units_done = self._units_total = 0
         self._items_done = self._items_total = self._items_skipped = self._items_embedded = 0
         self._bad_lines = 0
+        self._bad_line_details: tuple = ()
         self._batches = 0
         self._batch_size = monitor.config.batch_size_max
         self._in_flight: tuple[str, ...] = ()
@@ -109,6 +109,8 @@ class Runner:
         self._report: dict[str, Any] | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
+        self._abort_reason: str | None = None  # why the breaker gave up, in the operator's terms
+        self._floor_bytes: int | None = None   # memtui's measured floor, when that was why
         # loop state, touched only by the thread in run()
         self._opened = False
         self._batch_t0 = 0.0
@@ -231,10 +233,13 @@ class Runner:
             self._units_done, self._items_done = totals.units_done, totals.items_done
             self._items_skipped = totals.items_done
             self._bad_lines = totals.bad_lines
+            self._bad_line_details = totals.bad_line_details
         if totals.units_done:
             self._publish(Notice(f"♻️ Resuming: {totals.units_done} of {totals.units} domains already in the cache"))
         if totals.bad_lines:
-            self._publish(Notice(f"⚠️ {totals.bad_lines} bad input line(s) skipped", level="warning"))
+            first = "; ".join(str(bad) for bad in totals.bad_line_details[:3])
+            more = "; ..." if totals.bad_lines > 3 else ""
+            self._publish(Notice(f"⚠️ {totals.bad_lines} bad input line(s) skipped: {first}{more}", level="warning"))
 
     def run(self) -> dict[str, Any]:
         """Run the job to the end (or stop, or abort); returns the run report. Never raises MemtuiError."""
@@ -388,9 +393,7 @@ class Runner:
     def _checkpoint(self) -> Verdict:
         """Between (sub-)batches: run requested cleanups, hold while paused or while the breaker is open."""
         monitor = self.monitor
-        backoff = Backoff.from_config(monitor.config)
-        open_since: float | None = None
-        rounds = 0
+        wait: OpenBreakerWait | None = None
         while True:
             with self._wake:
                 cleanup, self._cleanup_requested = self._cleanup_requested, False
@@ -419,31 +422,23 @@ class Runner:
                 elif state is BreakerState.CLOSED:
                     self._cleaned_this_warning = False
                 return Verdict.CONTINUE
-            # The breaker is open: clean up, back off, escalate, and give up after the timeout.
-            now = self._clock()
-            if open_since is None:
-                open_since = now
+            # The breaker is open: clean up, back off, unload the model, and give up when waiting cannot help.
+            if wait is None:
+                wait = OpenBreakerWait(monitor.config, self._clock)
                 self._set_phase("waiting for memory")
-                monitor.cleanup("circuit breaker open")
-            elif now - open_since >= monitor.config.breaker_timeout_s:
-                self._publish(Notice(
-                    f"🚨 Circuit breaker stayed open {now - open_since:.0f}s (memory {monitor.rss_bytes / GB:.2f}GB, "
-                    f"reset below {monitor.config.reset_bytes / GB:.2f}GB); giving up after committing",
-                    level="error"))
+            step = wait.step(monitor.rss_bytes, self.job.executor.loaded)
+            if step.give_up is not None:
+                with self._lock:
+                    self._abort_reason, self._floor_bytes = step.give_up, step.floor_bytes
+                self._publish(Notice(f"🚨 {step.give_up}", level="error"))
                 return Verdict.ABORT
-            self._sleep_responsive(backoff.next_delay())
-            rounds += 1
-            if monitor.breaker.state is not BreakerState.OPEN:
-                continue
-            # Last resort, before giving up: unload the model (it reloads when memory is back).
-            escalate = rounds >= ESCALATE_AFTER_ROUNDS or self._clock() - open_since >= monitor.config.breaker_timeout_s / 2
-            if escalate and self.job.executor.loaded:
+            if step.unload:
                 self._publish(Notice("🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
                                      level="warning"))
                 self.job.executor.unload()
-                monitor.cleanup("model unloaded")
-            elif rounds % ESCALATE_AFTER_ROUNDS == 0:
-                monitor.cleanup("circuit breaker still open")
+            if step.cleanup is not None:
+                monitor.cleanup(step.cleanup)
+            self._sleep_responsive(step.sleep_s)
 
     def _sleep_responsive(self, seconds: float) -> None:
         """Sleep, but wake at once for a command (stop, resume, cleanup)."""
@@ -517,6 +512,7 @@ class Runner:
                 "unprocessed_domains": self._unprocessed_count,
                 "unprocessed": list(self._unprocessed),
                 "bad_lines": self._bad_lines,
+                "bad_line_details": [bad.as_dict() for bad in self._bad_line_details],
                 "limit_gb": round(memory.limit.bytes / GB, 3) if memory.limit else None,
                 "limit_source": memory.limit.source if memory.limit else None,
                 "warning_memory_gb": round(memory.warning_bytes / GB, 3),
@@ -532,6 +528,10 @@ class Runner:
             report["rss_file_gb"] = round(parts.file / GB, 3)
         if error:
             report["error"] = error
+        if self._abort_reason:
+            report["reason"] = self._abort_reason
+        if self._floor_bytes is not None:
+            report["memory_floor_gb"] = round(self._floor_bytes / GB, 3)
         if self._previous_abnormal_end:
             report["previous_abnormal_end"] = self._previous_abnormal_end
         return report
