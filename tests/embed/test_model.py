@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -120,3 +121,74 @@ def test_concurrent_load_loads_once_and_unload_lets_the_next_encode_reload(real_
     assert not embedder.loaded
     vector = embedder.encode(["back again"])
     assert embedder.loaded and vector.shape == (1, 384)
+
+
+# -- windows: what can never reach the model is cut before anything tokenizes it ------------------------
+
+def _long_texts() -> dict[str, str]:
+    rng = np.random.default_rng(7)
+    english = " ".join(WORDS[i % len(WORDS)] + ("," if i % 11 == 0 else "") for i in range(6000))
+    pieces = ["東京都の天気は晴れです。", "Ünïcödé", "cafe\u0301", "ΟΔΟΣ", "ΑΣ'Β", "naïve", "🙂🙃", "ﬁ", "İstanbul",
+              "Straße", "\u200b", "x\u0301\u0323", "한국어", "ภาษาไทย", "مرحبا", "\t\n", "  "]
+    unicode_heavy = "".join(pieces[i] for i in rng.integers(0, len(pieces), 8000))
+    spaces = "".join(f"{WORDS[i % len(WORDS)]}{' ' * int(rng.integers(1, 400))}\n\t" for i in range(600))
+    leading_spaces = " " * 50_000 + english[:20_000]
+    long_words = " ".join(("x" * 150) if i % 3 == 0 else WORDS[i % len(WORDS)] for i in range(3000))
+    one_giant_word = "a" * 30_000 + " " + english[:5_000]
+    giant_word_at_the_cut = english[:1_500] + " " + "b" * 20_000 + " " + english[:5_000]
+    only_one_word = "c" * 100_000
+    punctuation = "!?" * 20_000
+    return {"english": english, "unicode heavy": unicode_heavy, "whitespace heavy": spaces,
+            "leading spaces": leading_spaces, "long single tokens": long_words, "one giant word first": one_giant_word,
+            "giant word at the first cut": giant_word_at_the_cut, "only one word": only_one_word,
+            "punctuation": punctuation}
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", list(_long_texts()))
+def test_window_gives_the_model_the_same_ids_and_vector_as_the_whole_text(real_embedder, name):
+    text = _long_texts()[name]
+    model = real_embedder.load()
+    window = real_embedder.window(text)
+    assert text.startswith(window)
+    assert model.tokenize([window])["input_ids"].tolist() == model.tokenize([text])["input_ids"].tolist()
+    alone = model.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(real_embedder.encode([text]), alone, atol=1e-6)
+    assert real_embedder.token_lengths([text]) == [len(model.tokenize([text])["input_ids"][0])]
+    if name not in ("only one word",):
+        assert len(window) < len(text)  # the cut happened (a text that is one word cannot be cut)
+
+
+@pytest.mark.model
+def test_window_at_random_lengths_never_changes_the_ids(real_embedder):
+    """Texts of random words, random spacing and random scripts, cut wherever the doubling lands."""
+    model = real_embedder.load()
+    rng = np.random.default_rng(1729)
+    alphabet = list("abcdefghij é東ÖΣß🙂,.;'!-\t\n") + [" ", " ", " ", "  "]
+    for _ in range(12):
+        size = int(rng.integers(2_100, 40_000))
+        text = "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size))
+        window = real_embedder.window(text)
+        assert model.tokenize([window])["input_ids"].tolist() == model.tokenize([text])["input_ids"].tolist()
+
+
+@pytest.mark.model
+def test_short_texts_are_never_tokenized_for_a_window(real_embedder, monkeypatch):
+    text = "w" * (8 * real_embedder.max_seq_length)
+    monkeypatch.setattr("memtui.embed.model._settled_tokens", lambda *_: pytest.fail("tokenized a short text"))
+    assert real_embedder.window(text) is text
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_ten_million_characters_encode_in_bounded_memory_with_the_same_vector():
+    """In a child process (its VmHWM is its own): the window, not the 10M characters, reaches the tokenizer."""
+    child = Path(__file__).with_name("window_peak.py")
+    proc = subprocess.run([sys.executable, str(child), "english", "--compare"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["chars"] == 10_000_000 and result["window_chars"] < 10_000
+    assert result["ids_equal"] and result["ids"] == 256
+    assert result["max_abs_diff"] <= 1e-6
+    assert result["growth_mb"] < 100, result  # the whole text through the tokenizer: +1400 MB
