@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ import pytest
 
 from memtui.embed.store import CacheStore, key_for
 from memtui.jobs.input import Response
-from tests.support.cli import memtui, memtui_env
+from tests.support.cli import REPO, memtui, memtui_env
 from tests.support.data import write_input
 
 
@@ -69,6 +70,12 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "strict: non-UTF-8 bytes": lambda d: Case(
         ["--strict", "--input", str(write(d / "u.jsonl", GOOD_LINE.encode() + b"\n\xff\xfe bad\n"))], "u.jsonl:2",
         with_input=False),
+    "strict: line over 16 MiB": lambda d: Case(
+        ["--strict", "--input", str(write(d / "h.jsonl", (GOOD_LINE + "\n").encode() + b"x" * (17 << 20) + b"\n"))],
+        "h.jsonl:2: longer than 16 MiB, the most memtui reads per line", with_input=False),
+    "input only one line, over 16 MiB": lambda d: Case(
+        ["--input", str(write(d / "o.jsonl", b"\x00" * (17 << 20)))],
+        "no valid responses (1 bad line(s), e.g. ", with_input=False),
     "input domain split in two": lambda d: Case(
         ["--input", str(write(d / "s.jsonl", "\n".join([GOOD_LINE, GOOD_LINE.replace("a.com", "b.com"),
                                                          GOOD_LINE.replace("fine", "again")]).encode()))],
@@ -144,3 +151,69 @@ def test_a_read_only_cache_is_refused_and_kept(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "ro.sqlite" in result.stderr
     assert cache.read_bytes() == before
+
+
+# -- bad lines that are skipped: named in the log and listed in the report ----------------------------------
+
+FAKE_MODEL_CLI = """
+import sys
+import memtui.embed.model
+from tests.support.executors import FakeExecutor
+
+
+class FakeEmbedder(FakeExecutor):
+    model_id = "fake/model"
+
+    def __init__(self, _model=None, **_kwargs):
+        super().__init__()
+
+    def check(self):
+        pass
+
+
+memtui.embed.model.Embedder = FakeEmbedder
+from memtui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_skipped_bad_lines_are_named_in_the_log_and_listed_in_the_report(tmp_path):
+    """Through the CLI (its model swapped for the fast fake): every bad line counted, the first named."""
+    from memtui.jobs.input import MAX_LINE_BYTES
+
+    good = [json.loads(GOOD_LINE) | {"response": f"answer {i}"} for i in range(4)]
+    over_long = json.dumps(good[0] | {"response": "z" * MAX_LINE_BYTES}).encode()
+    data = b"\n".join([json.dumps(good[0]).encode(), b"{oops", json.dumps(good[1]).encode(), b"[1, 2]",
+                       over_long, b'{"domain": "a.com", "model": "x", "response": "y"}', json.dumps(good[2]).encode(),
+                       b"\xff\xfe", json.dumps(good[3]).encode()]) + b"\n"
+    source = write(tmp_path / "in.jsonl", data)
+    report_path = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-c", FAKE_MODEL_CLI, "run", "--headless", "--input", str(source),
+                             "--cache", str(tmp_path / "c.sqlite"), "--report", str(report_path)],
+                            capture_output=True, text=True, timeout=120, env=memtui_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "success" and report["items"] == 4 and report["bad_lines"] == 5
+    assert report["bad_line_details"] == [
+        {"line": 2, "reason": "malformed JSON (Expecting property name enclosed in double quotes at column 2)"},
+        {"line": 4, "reason": "expected a JSON object, got list"},
+        {"line": 5, "reason": "longer than 16 MiB, the most memtui reads per line"},
+        {"line": 6, "reason": "missing field 'prompt_type'"},
+        {"line": 8, "reason": "not valid UTF-8 (byte 0xff at column 1)"},
+    ]
+    assert ("⚠️ 5 bad input line(s) skipped: line 2: malformed JSON (Expecting property name enclosed in double "
+            "quotes at column 2); line 4: expected a JSON object, got list; line 5: longer than 16 MiB, the most "
+            "memtui reads per line; ...") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_clean_input_reports_no_bad_line_details(tmp_path):
+    report_path = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-c", FAKE_MODEL_CLI, "run", "--headless", "--input",
+                             str(write_input(tmp_path / "in.jsonl", domains=2)), "--cache", str(tmp_path / "c.sqlite"),
+                             "--report", str(report_path)], capture_output=True, text=True, timeout=120,
+                            env=memtui_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["bad_lines"] == 0 and report["bad_line_details"] == []
+    assert "bad input line" not in result.stderr

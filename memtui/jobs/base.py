@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from memtui.jobs.input import DomainGroup, Response
+from memtui.jobs.input import BadLine, DomainGroup, Response
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class JobTotals:
     units_done: int = 0   # already complete in the cache (resumed)
     items_done: int = 0
     bad_lines: int = 0
+    bad_line_details: tuple[BadLine, ...] = ()  # the first bad lines (line number, reason)
 
 
 @dataclass

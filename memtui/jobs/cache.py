@@ -71,7 +71,8 @@ class CacheJob:
             raise
         self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
         totals = JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
-                           items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines)
+                           items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines,
+                           bad_line_details=tuple(self.stats.bad_details))
         self._check_disk(totals.items - totals.items_done)
         return totals
 
@@ -85,7 +86,9 @@ class CacheJob:
                     "other domains; keep each domain's lines together (sort the file by domain)")
             sizes[group.domain] = sizes.get(group.domain, 0) + len(group.responses)
         if not sizes:
-            bad = f" ({self.stats.bad_lines} bad line(s), e.g. {self.stats.bad_examples[0]})" if self.stats.bad_lines else ""
+            first = self.stats.bad_details[0] if self.stats.bad_details else None
+            bad = (f" ({self.stats.bad_lines} bad line(s), e.g. {self.input_path}:{first.line}: {first.reason})"
+                   if first else "")
             raise InputError(f"{self.input_path} holds no valid responses{bad}; "
                              "check the file is JSON Lines with domain, model, prompt_type, response")
         return sizes

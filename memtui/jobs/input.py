@@ -3,6 +3,10 @@
 Only the current domain's group is ever held in memory, so the input's size
 never shows up in RSS; bad lines are counted and skipped (or raised with
 ``strict``) so one broken record does not lose a night's run.
+
+No line is held whole beyond ``MAX_LINE_BYTES``: a longer one (a runaway
+response, a binary file passed by mistake) is a bad line, read past in
+bounded chunks, never a memory spike.
 """
 
 from __future__ import annotations
@@ -22,7 +26,18 @@ from memtui.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 REQUIRED_FIELDS = ("domain", "model", "prompt_type", "response")
-MAX_BAD_EXAMPLES = 10
+#: The longest line (without its line ending) memtui reads; a longer line is a bad line.
+#: 16 MiB holds a 10-million-character response written as ASCII or mostly-ASCII JSON
+#: (the largest seen in the field; the bundled sample's largest is 26 thousand),
+#: while keeping one line's cost bounded: the bytes, their decoded text and the parsed
+#: response are all alive while a line is parsed (about 3x the line), and a text that
+#: cannot be cut to its window (one enormous word, or mostly whitespace) costs the
+#: tokenizer about 55 bytes a character (~0.9 GB at 16 MiB).
+MAX_LINE_BYTES = 16 << 20
+#: Lines are read in pieces of this size (the rest of an over-long line is read and dropped).
+CHUNK_BYTES = 1 << 20
+#: Bad lines kept with their line number and reason (all are counted).
+MAX_BAD_DETAILS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,20 @@ class DomainGroup:
     responses: tuple[Response, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """One skipped line: its number in the file and why it was skipped."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"line": self.line, "reason": self.reason}
+
+
 @dataclass
 class InputStats:
     """Counters updated while streaming.
@@ -56,12 +85,12 @@ class InputStats:
     skipped_domains: int = 0
     skipped_responses: int = 0
     repeated_domains: int = 0
-    bad_examples: list[str] = field(default_factory=list)
+    bad_details: list[BadLine] = field(default_factory=list)  # the first MAX_BAD_DETAILS
 
-    def _bad(self, reason: str) -> None:
+    def _bad(self, line: int, reason: str) -> None:
         self.bad_lines += 1
-        if len(self.bad_examples) < MAX_BAD_EXAMPLES:
-            self.bad_examples.append(reason)
+        if len(self.bad_details) < MAX_BAD_DETAILS:
+            self.bad_details.append(BadLine(line, reason))
 
 
 class _BadLine(Exception):
@@ -104,10 +133,49 @@ def _open(path: Path) -> Iterator[BinaryIO]:
             yield unzipped  # type: ignore[misc]
 
 
-def _parse(raw: bytes, line: int) -> dict:
-    """Validate one line; raise _BadLine with a short reason."""
+def _too_long() -> str:
+    return f"longer than {MAX_LINE_BYTES / (1 << 20):g} MiB, the most memtui reads per line"
+
+
+def _lines(fh: BinaryIO) -> Iterator[bytes | bytearray | None]:
+    """Each line with its line ending, or None for a line longer than MAX_LINE_BYTES.
+
+    Read in CHUNK_BYTES pieces (``readline`` with a limit never buffers more):
+    a line of one piece is passed on as it came; a longer one grows in one
+    bytearray (no join, so no second copy) up to MAX_LINE_BYTES, past which
+    it is dropped and the rest of it read and thrown away piece by piece.
+    """
+    while True:
+        piece = fh.readline(CHUNK_BYTES)
+        if not piece:
+            return
+        if len(piece) < CHUNK_BYTES or piece.endswith(b"\n"):
+            raw: bytes | bytearray = piece
+        else:
+            raw = bytearray(piece)
+            while not raw.endswith(b"\n") and len(raw) <= MAX_LINE_BYTES + 1:
+                piece = fh.readline(CHUNK_BYTES)
+                if not piece:
+                    break
+                raw += piece
+            if not raw.endswith(b"\n") and len(raw) > MAX_LINE_BYTES + 1:
+                raw = b""  # let it go before reading on
+                while piece and not piece.endswith(b"\n"):
+                    piece = fh.readline(CHUNK_BYTES)
+                yield None
+                continue
+        yield None if len(raw) - _ending(raw) > MAX_LINE_BYTES else raw
+
+
+def _ending(raw: bytes | bytearray) -> int:
+    return 2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r")) else 0
+
+
+def _parse(raw: bytes | bytearray, line: int) -> dict:
+    """Validate one line (line ending included); raise _BadLine with a short reason."""
     try:
-        text = raw.decode("utf-8")
+        with memoryview(raw) as view:  # decode without the line ending, and without copying the line to cut it
+            text = str(view[: len(raw) - _ending(raw)], "utf-8")
     except UnicodeDecodeError as exc:
         raise _BadLine(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
     if line == 1:
@@ -144,18 +212,19 @@ def _records(path: Path, stats: InputStats, strict: bool) -> Iterator[_Record]:
     line = 0
     with _open(path) as fh:
         try:
-            for raw in fh:
+            for raw in _lines(fh):
                 line += 1
                 stats.lines = line
-                if not raw.strip():
+                if raw is not None and raw.isspace():
                     continue
                 try:
-                    data = _parse(raw.rstrip(b"\r\n"), line)
+                    if raw is None:
+                        raise _BadLine(_too_long())
+                    data = _parse(raw, line)
                 except _BadLine as bad:
-                    reason = f"{where}:{line}: {bad}"
                     if strict:
-                        raise InputError(f"{reason}; fix the line or run without --strict") from None
-                    stats._bad(reason)
+                        raise InputError(f"{where}:{line}: {bad}; fix the line or run without --strict") from None
+                    stats._bad(line, str(bad))
                     continue
                 yield _Record(line, data)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -3,6 +3,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from memtui.errors import InputError
 from memtui.jobs import input as input_mod
-from memtui.jobs.input import InputStats, count_input, read_domains
+from memtui.jobs.input import MAX_LINE_BYTES, BadLine, InputStats, count_input, read_domains
 
 
 def row(domain: str, model: str = "claude", prompt_type: str = "trust", text: str | None = None, **extra) -> dict:
@@ -89,9 +91,29 @@ def test_every_kind_of_bad_line_is_counted_named_and_skipped(tmp_path):
     groups = list(read_domains(path, stats=stats))
     assert [(g.domain, [r.model for r in g.responses]) for g in groups] == [("a", ["claude", "gpt"])]
     assert stats.bad_lines == len(BAD_LINES) and stats.responses == 2
-    for number, (example, (_, reason)) in enumerate(zip(stats.bad_examples, BAD_LINES), start=2):
-        assert example.startswith(f"{path}:{number}: ") and reason in example, example
-        assert "\n" not in example
+    assert [bad.line for bad in stats.bad_details] == list(range(2, 2 + len(BAD_LINES)))
+    for bad, (_, reason) in zip(stats.bad_details, BAD_LINES):
+        assert reason in bad.reason and "\n" not in bad.reason and str(path) not in bad.reason, bad
+        assert str(bad) == f"line {bad.line}: {bad.reason}"
+        assert bad.as_dict() == {"line": bad.line, "reason": bad.reason}
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""], ids=["lf", "crlf", "none"])
+def test_a_bad_line_is_located_in_the_line_not_after_its_ending(tmp_path, ending):
+    path = write(tmp_path / "r.jsonl", b'{"domain": "a", "model": "claude"' + ending)
+    stats = InputStats()
+    list(read_domains(path, stats=stats))
+    assert stats.bad_details == [BadLine(1, "malformed JSON (Expecting ',' delimiter at column 34)")]
+
+
+def test_bad_line_details_keep_the_first_hundred_and_count_them_all(tmp_path):
+    path = write(tmp_path / "r.jsonl", lines([row("a")]) + b"{oops\n" * 250)
+    stats = InputStats()
+    list(read_domains(path, stats=stats))
+    assert stats.bad_lines == 250 and len(stats.bad_details) == input_mod.MAX_BAD_DETAILS == 100
+    assert stats.bad_details[0] == BadLine(2, "malformed JSON (Expecting property name enclosed in double quotes "
+                                              "at column 2)")
+    assert stats.bad_details[-1].line == 101
 
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_LINES[:1] + BAD_LINES[6:7])
@@ -179,3 +201,79 @@ def test_unreadable_file_is_an_input_error(tmp_path, monkeypatch):
     monkeypatch.setattr(input_mod, "open", denied, raising=False)
     with pytest.raises(InputError, match=r"cannot read .*r\.jsonl: permission denied"):
         list(read_domains(path))
+
+
+# -- line length: a documented maximum, enforced while reading ---------------------------------------------
+
+MIB = 1 << 20
+
+
+def over_long(limit: int, extra: int = 1) -> bytes:
+    """A valid JSON line whose content is ``limit + extra`` bytes."""
+    head = json.dumps(row("a", text="")).encode()[:-2]  # ...'"response": "'
+    return head + b"y" * (limit + extra - len(head) - 2) + b'"}'
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_a_line_at_the_limit_is_read_and_one_byte_more_is_a_bad_line(tmp_path, monkeypatch, gz, ending):
+    monkeypatch.setattr(input_mod, "MAX_LINE_BYTES", 300)
+    monkeypatch.setattr(input_mod, "CHUNK_BYTES", 7)
+    at_limit, too_long = over_long(300, 0), over_long(300, 1)
+    assert len(at_limit) == 300 and json.loads(too_long)
+    data = ending.join([at_limit, too_long, over_long(300, 5000), json.dumps(row("b")).encode(), too_long]) + ending
+    data += json.dumps(row("c")).encode() + ending + too_long  # the last line has no line ending
+    path = write(tmp_path / "r.jsonl", gzip.compress(data) if gz else data)
+    stats = InputStats()
+    groups = list(read_domains(path, stats=stats))
+    assert [(g.domain, [r.line for r in g.responses]) for g in groups] == [("a", [1]), ("b", [4]), ("c", [6])]
+    assert [b.line for b in stats.bad_details] == [2, 3, 5, 7] and stats.lines == 7
+    assert stats.bad_details[0].reason == "longer than 0.000286102 MiB, the most memtui reads per line"
+    with pytest.raises(InputError, match=r"r\.jsonl:2: longer than .* MiB, the most memtui reads per line; fix the line "
+                                         r"or run without --strict"):
+        list(read_domains(path, strict=True))
+
+
+def test_the_limit_is_16_mib_and_a_ten_million_character_response_fits(tmp_path):
+    assert MAX_LINE_BYTES == 16 * MIB
+    text = "A runaway answer repeats itself. " * 303_031
+    path = write(tmp_path / "big.jsonl", lines([row("a", text=text[:10_000_000]), row("b")]))
+    stats = InputStats()
+    groups = list(read_domains(path, stats=stats))
+    assert stats.bad_lines == 0 and len(groups[0].responses[0].text) == 10_000_000
+
+
+READER_PEAK = """
+import json, sys, tracemalloc
+from memtui.jobs.input import InputStats, read_domains
+tracemalloc.start()
+stats = InputStats()
+domains = [g.domain for g in read_domains(sys.argv[1], stats=stats)]
+peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+with open("/proc/self/status") as fh:
+    hwm = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
+print(json.dumps({"domains": domains, "bad": [b.as_dict() for b in stats.bad_details], "peak": peak, "hwm": hwm}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_a_40_mib_line_is_skipped_without_ever_being_held_whole(tmp_path, gz):
+    """Measured in a child process: tracemalloc's peak and the process's VmHWM stay far below the line."""
+    data = lines([row("a")]) + over_long(40 * MIB, 0) + b"\n" + lines([row("b")])
+    path = write(tmp_path / "huge.jsonl", gzip.compress(data, compresslevel=1) if gz else data)
+    empty = write(tmp_path / "empty.jsonl", lines([row("a")]))
+    runs = {}
+    for name, source in (("huge", path), ("baseline", empty)):
+        proc = subprocess.run([sys.executable, "-c", READER_PEAK, str(source)], capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).parents[2])
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads(proc.stdout)
+    huge = runs["huge"]
+    assert huge["domains"] == ["a", "b"]
+    assert huge["bad"] == [{"line": 2, "reason": "longer than 16 MiB, the most memtui reads per line"}]
+    # At most MAX_LINE_BYTES (in a bytearray that over-allocates by 1/8) and one read piece are ever alive;
+    # never the 40 MiB line, never a joined copy.
+    assert huge["peak"] < MAX_LINE_BYTES * 5 // 4 + 2 * MIB, huge
+    assert huge["hwm"] - runs["baseline"]["hwm"] < MAX_LINE_BYTES * 3 // 2, runs
