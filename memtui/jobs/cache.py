@@ -95,7 +95,7 @@ class CacheJob:
 
     def _read(self, stats: InputStats) -> Iterator[DomainGroup]:
         assert self._source is not None
-        return read_domains(self._source.path, strict=self.strict, stats=stats)
+        return read_domains(self._source.path, strict=self.strict, stats=stats, name=self._source.name)
 
     def _check_disk(self, items_left: int) -> None:
         """Refuse to start (before the model loads) when the cache's disk cannot hold the work left."""

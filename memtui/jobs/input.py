@@ -108,9 +108,8 @@ class _Record:
 
 
 @contextmanager
-def _open(path: Path) -> Iterator[BinaryIO]:
+def _open(path: Path, where: str) -> Iterator[BinaryIO]:
     """Open for binary reading; gzip is chosen by magic bytes, not by suffix."""
-    where = str(path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
@@ -206,11 +205,10 @@ def _parse(raw: bytes | bytearray, line: int) -> dict:
     return data
 
 
-def _records(path: Path, stats: InputStats, strict: bool) -> Iterator[_Record]:
-    """Yield valid lines in order; count and skip (or raise on) bad ones."""
-    where = str(path)
+def _records(path: Path, stats: InputStats, strict: bool, where: str) -> Iterator[_Record]:
+    """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``."""
     line = 0
-    with _open(path) as fh:
+    with _open(path, where) as fh:
         try:
             for raw in _lines(fh):
                 line += 1
@@ -265,8 +263,9 @@ def read_domains(
     strict: bool = False,
     stats: InputStats | None = None,
     skip: Callable[[str], bool] | None = None,
+    name: str | None = None,
 ) -> Iterator[DomainGroup]:
-    """Yield one group per contiguous run of a domain.
+    """Yield one group per contiguous run of a domain (messages call the input ``name``, default its path).
 
     A group is yielded only once the next domain (or the end) proves it
     complete; a stream that breaks mid-file therefore never yields a cut
@@ -286,7 +285,7 @@ def read_domains(
             return None
         return DomainGroup(current, tuple(group))
 
-    for record in _records(path, stats, strict):
+    for record in _records(path, stats, strict, name or str(path)):
         domain = record.data["domain"]
         if domain != current:
             done = finish()
