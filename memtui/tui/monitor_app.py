@@ -25,7 +25,7 @@ from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
-from memtui.tui.screens.form import TwoFieldScreen
+from memtui.tui.screens.form import Field, TwoFieldScreen
 from memtui.tui.text import gb, strip_icon
 from memtui.tui.widgets.gc_log import GcLog
 from memtui.tui.widgets.process_table import ProcessTable
@@ -50,8 +50,8 @@ class ConfirmSignalScreen(ConfirmScreen):
 
 class MonitorThresholdsScreen(TwoFieldScreen):
     TITLE_TEXT = "Thresholds for every watched process"
-    FIELDS = (("warning", "Warning: counted and logged as a memory warning"),
-              ("breaker", "Breaker: the target's breaker opens (and --on-breaker acts)"))
+    FIELDS = (Field("warning", "Warning", "counted and logged as a memory warning"),
+              Field("breaker", "Breaker", "the target's breaker opens (and --on-breaker acts)"))
     HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
 
 

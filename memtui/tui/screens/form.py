@@ -7,6 +7,7 @@ returns None on success or a one-line error (nothing applied) to show.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,13 +18,20 @@ from textual.widgets import Button, Input, Label, Static
 Apply = Callable[[str, str], "str | None"]
 
 
+class Field(NamedTuple):
+    """One row of the dialog: label | input | explanation."""
+
+    id: str
+    label: str
+    explanation: str
+
+
 class TwoFieldScreen(ModalScreen[bool]):
     """Base for the thresholds and batch-limits dialogs; dismisses True once applied."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     TITLE_TEXT = ""
-    #: (id, label, what it does): one row each, label | input | explanation.
-    FIELDS: tuple[tuple[str, str, str], tuple[str, str, str]] = (("first", "", ""), ("second", "", ""))
+    FIELDS: tuple[Field, Field] = (Field("first", "", ""), Field("second", "", ""))
     HINT = ""
 
     def __init__(self, first: str, second: str, apply: Apply) -> None:
@@ -34,11 +42,11 @@ class TwoFieldScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.TITLE_TEXT, classes="dialog-title")
-            for (field_id, label, explanation), value in zip(self.FIELDS, self._values):
+            for field, value in zip(self.FIELDS, self._values):
                 with Horizontal(classes="dialog-row"):
-                    yield Label(label, classes="dialog-label")
-                    yield Input(value=value, id=field_id, compact=True)
-                    yield Label(explanation, classes="dialog-explain")
+                    yield Label(field.label, classes="dialog-label")
+                    yield Input(value=value, id=field.id, compact=True)
+                    yield Label(field.explanation, classes="dialog-explain")
             yield Static(self.HINT, classes="dialog-hint", markup=False)
             yield Static("", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
@@ -60,7 +68,7 @@ class TwoFieldScreen(ModalScreen[bool]):
         self.dismiss(False)
 
     def submit(self) -> None:
-        first, second = (self.query_one(f"#{field[0]}", Input).value.strip() for field in self.FIELDS)
+        first, second = (self.query_one(f"#{field.id}", Input).value.strip() for field in self.FIELDS)
         error = self._apply(first, second)
         if error:
             self.show_error(error)
@@ -70,5 +78,5 @@ class TwoFieldScreen(ModalScreen[bool]):
     def show_error(self, message: str) -> None:
         box = self.query_one(".dialog-error", Static)
         box.update(f"✖ {message} (nothing changed)")
-        self.query_one(f"#{self.FIELDS[0][0]}", Input).focus()
+        self.query_one(f"#{self.FIELDS[0].id}", Input).focus()
         box.add_class("-visible")
