@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -29,7 +30,7 @@ from textual.worker import Worker, WorkerState
 from memtui.errors import ConfigError, UsageError
 from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.messages import JobCrashed, JobFinished
-from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, load_themes
+from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, load_theme, load_themes
 from memtui.tui.widgets.gc_log import GcLog
 
 
@@ -60,6 +61,10 @@ class EngineApp(App[dict]):
         self.last: Any = None  # the latest snapshot polled
         for t in load_themes():
             self.register_theme(t)
+        if theme is not None and is_theme_file(theme):  # an operator's own theme file
+            own = load_theme(Path(theme).expanduser())
+            self.register_theme(own)
+            theme = own.name
         wanted = theme or (NO_COLOR_THEME if self.no_color else DEFAULT_THEME)
         if wanted not in self.available_themes:
             raise UsageError(f"unknown theme {wanted!r}; choose one of: {', '.join(sorted(self.available_themes))}")

@@ -1,13 +1,15 @@
-"""Themes as data: TOML files in ``themes/`` turned into Textual themes at start.
+"""Themes as data: TOML files in the top-level ``themes/`` turned into Textual themes at start.
 
-They live inside the package (not a top-level ``themes/``) so ``pip install``
-carries them; pyproject declares ``memtui.tui = ["themes/*.toml"]``. A bad file
+pyproject maps ``themes/`` into the package as ``memtui.themes``, so ``pip
+install`` carries them; a source checkout or an editable install reads the
+folder itself. ``--theme PATH.toml`` loads an operator's own file. A bad file
 fails at start with its name, not later when someone picks the theme.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from pathlib import Path
 
@@ -16,7 +18,18 @@ from textual.theme import Theme
 
 from memtui.errors import ConfigError
 
-THEMES_DIR = Path(__file__).with_name("themes")
+def _themes_dir() -> Path:
+    """The installed ``memtui.themes`` package, else the checkout's ``themes/`` (editable installs too)."""
+    try:
+        spec = importlib.util.find_spec("memtui.themes")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "themes"
+
+
+THEMES_DIR = _themes_dir()
 DEFAULT_THEME = "memtui-dark"
 #: Under NO_COLOR, the theme that reads best without color (Textual then drops the colors).
 NO_COLOR_THEME = "memtui-contrast"
@@ -56,3 +69,8 @@ def _check_color(path: Path, key: str, value: object) -> None:
 
 def load_themes(directory: Path = THEMES_DIR) -> list[Theme]:
     return [load_theme(path) for path in sorted(directory.glob("*.toml"))]
+
+
+def is_theme_file(name: str) -> bool:
+    """``--theme`` names a file (an operator's own theme) rather than a registered theme."""
+    return name.endswith(".toml") or "/" in name

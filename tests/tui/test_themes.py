@@ -83,3 +83,52 @@ def test_tcss_uses_only_theme_variables_for_colors():
     for line in css.splitlines():
         if re.search(r"^\s*([\w-]*color|background|border(-top|-bottom|-left|-right)?)\s*:", line):
             assert "$" in line or "none" in line, f"not a theme variable: {line.strip()}"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_theme_files_live_in_the_top_level_themes_folder():
+    assert THEMES_DIR.resolve() == (REPO / "themes").resolve() or (THEMES_DIR / "dark.toml").exists()
+    assert sorted(p.name for p in (REPO / "themes").glob("*.toml")) == ["contrast.toml", "dark.toml", "light.toml"]
+
+
+def test_pyproject_lists_every_package_on_disk():
+    """The packages are listed by hand (a mapped folder defeats discovery): the list must not drift."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert listed == set(find_packages(str(REPO), include=["memtui*"])) | {"memtui.themes"}
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_themes(tmp_path: Path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("memtui-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"memtui/themes/dark.toml", "memtui/themes/light.toml", "memtui/themes/contrast.toml"} <= set(names)
+    assert "memtui/tui/app.tcss" in names
+
+
+def test_theme_path_loads_an_operators_own_file(make_rig, tmp_path: Path):
+    own = tmp_path / "night.toml"
+    own.write_text('name = "night-shift"\nprimary = "#ff8800"\ndark = true\n')
+    app = MemtuiApp(make_rig(domains=2).runner, theme=str(own))
+    assert app.theme == "night-shift"
+    assert app.current_theme.primary == "#ff8800"
+
+
+def test_a_bad_theme_path_fails_before_any_work(tmp_path: Path):
+    from tests.support.cli import memtui
+
+    cache = tmp_path / "c.sqlite"
+    result = memtui("run", "--headless", "--cache", cache, "--theme", tmp_path / "missing.toml", timeout=60)
+    assert result.returncode == 2 and "missing.toml" in result.stderr and "Traceback" not in result.stderr
+    assert not cache.exists()
