@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from memtui import __version__
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
-from memtui.memory.config import SETTINGS, MemoryConfig, env_name, load_config
+from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
@@ -64,8 +64,12 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value:  # nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    if not value <= DURATION_MAX_S:  # also inf; a bigger timed wait overflows
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {DURATION_MAX_S:.0f} seconds (30 days)")
     return value
 
 
@@ -99,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)")
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
     run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
-    run.add_argument("--theme", default=None, help="TUI theme (memtui-dark, memtui-light, memtui-contrast, ...)")
+    run.add_argument("--theme", default=None,
+                     help="TUI theme: memtui-dark, memtui-light, memtui-contrast, a Textual theme, or a PATH.toml")
     monitor = run.add_argument_group("monitor mode")
     monitor.add_argument("--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)")
     monitor.add_argument("--match", default=None, metavar="PATTERN",
@@ -143,8 +148,16 @@ def make_monitor(args: argparse.Namespace) -> MemoryMonitor:
     limit = discover_limit()
     flags = {setting: getattr(args, setting.replace("-", "_")) for setting in SETTINGS}
     config_file = args.config or default_config()
-    config = load_config(file=config_file, flags=flags, limit_bytes=limit.bytes or None)
-    return MemoryMonitor(config, limit=limit)
+    floor = None
+    if args.mode != "monitor":  # a default warning/reset level below the model's own need could never clear
+        from memtui.embed.footprint import estimate  # noqa: PLC0415 - file sizes only, no torch
+
+        floor = estimate(args.model).need_bytes
+    config, thresholds = resolve_config(file=config_file, flags=flags, limit_bytes=limit.bytes or None,
+                                        limit_source=limit.source, floor_bytes=floor)
+    monitor = MemoryMonitor(config, limit=limit)
+    monitor.thresholds = thresholds  # type: ignore[attr-defined]  # the run report's "thresholds"
+    return monitor
 
 
 def _resolve_input(path: Path | None) -> Path:
@@ -158,15 +171,24 @@ def _resolve_input(path: Path | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
+    _check_theme_file(args.theme)
     if args.mode == "monitor":
         from memtui.jobs.monitor import run_monitor_mode  # noqa: PLC0415 - only this mode needs it
 
+        monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
         return run_monitor_mode(args, monitor)
     if args.texts is not None and args.mode != "embeddings":
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
     runner = build_runner(args, monitor)
     try:
         runner.open()  # bad input, cache or config fails here, in one line, before any face starts
+        progress = runner.snapshot()
+        if progress.items_done < progress.items_total:  # a rerun over a complete cache loads no model
+            from memtui.embed.footprint import require_room  # noqa: PLC0415
+
+            lowered = monitor.config.max_bytes if monitor.thresholds.breaker_lowered else None
+            require_room(monitor.limit, args.model, lowered_breaker_bytes=lowered)  # too small: exit 1, no load
+        monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
     except MemtuiError:
         runner.job.close()
         raise
@@ -174,6 +196,16 @@ def run(args: argparse.Namespace) -> int:
 
     return run_face(args, tui=lambda: _run_tui(runner, args.theme), headless=lambda: HeadlessFace(runner).run(),
                     summary=summary_lines)
+
+
+def _check_theme_file(theme: str | None) -> None:
+    """A --theme PATH.toml is read before any work, so a typo fails in one line, not after the scan."""
+    if theme is None:
+        return
+    from memtui.tui.theming import is_theme_file, load_theme  # noqa: PLC0415 - Textual loads only with --theme
+
+    if is_theme_file(theme):
+        load_theme(Path(theme).expanduser())
 
 
 def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:

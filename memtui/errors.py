@@ -38,3 +38,9 @@ class ModelError(UsageError):
 
 class RuntimeFailure(MemtuiError):
     """The run could not go on for a reason outside the input: disk full, I/O error (exit 1)."""
+
+
+class ResourceError(MemtuiError):
+    """The machine or container cannot hold the job at all, e.g. a memory limit below what the model needs (exit 1)."""
+
+    exit_code = 1

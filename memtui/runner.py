@@ -520,6 +520,7 @@ class Runner:
                 "input": self.job.input_path,
                 "cache": self.job.cache_path,
                 "model": self.job.model_id,
+                "thresholds": self.monitor.thresholds.report() if hasattr(self.monitor, "thresholds") else None,
             }
         breakdown = getattr(self.monitor.probe, "breakdown", None)
         if breakdown is not None:  # file-backed RSS (mmapped weights) the kernel can drop; anon it cannot
