@@ -23,7 +23,7 @@ import pytest
 from memtui.embed.store import CacheStore, key_for
 from memtui.jobs.input import Response
 from tests.support.cli import REPO, memtui, memtui_env
-from tests.support.data import write_input
+from tests.support.inputs import write_input
 
 
 @dataclass
@@ -125,7 +125,7 @@ def test_bad_input_gets_one_line_exit_2_and_no_damage(name, tmp_path):
     case = CASES[name](tmp_path)
     args = ["run", "--headless", *case.args]
     if case.with_input:
-        args += ["--input", str(write_input(tmp_path / "good.jsonl", domains=1))]
+        args += ["--input", str(write_input(tmp_path / "good.jsonl", domains=1, per_domain=9))]
     if "--cache" not in args:
         args += ["--cache", str(tmp_path / "default.sqlite")]
     before = snapshot(tmp_path)
@@ -140,7 +140,7 @@ def test_bad_input_gets_one_line_exit_2_and_no_damage(name, tmp_path):
 
 def test_a_read_only_cache_is_refused_and_kept(tmp_path):
     cache = good_cache(tmp_path / "ro.sqlite")
-    source = write_input(tmp_path / "in.jsonl", domains=1)
+    source = write_input(tmp_path / "in.jsonl", domains=1, per_domain=9)
     if subprocess.run(["chattr", "+i", str(cache)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here (root ignores file modes)")
     try:
@@ -210,7 +210,7 @@ def test_skipped_bad_lines_are_named_in_the_log_and_listed_in_the_report(tmp_pat
 def test_a_clean_input_reports_no_bad_line_details(tmp_path):
     report_path = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-c", FAKE_MODEL_CLI, "run", "--headless", "--input",
-                             str(write_input(tmp_path / "in.jsonl", domains=2)), "--cache", str(tmp_path / "c.sqlite"),
+                             str(write_input(tmp_path / "in.jsonl", domains=2, per_domain=9)), "--cache", str(tmp_path / "c.sqlite"),
                              "--report", str(report_path)], capture_output=True, text=True, timeout=120,
                             env=memtui_env(), cwd=REPO)
     assert result.returncode == 0, result.stderr

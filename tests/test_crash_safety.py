@@ -18,7 +18,7 @@ import pytest
 from memtui.embed.model import DEFAULT_MODEL_ID
 from memtui.embed.store import key_for
 from tests.support.cli import memtui, popen_memtui
-from tests.support.data import write_input
+from tests.support.inputs import write_input
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -76,7 +76,7 @@ def admissions(trace: Path) -> list[str]:
 
 
 def test_ten_kills_and_resumes_lose_nothing_and_duplicate_nothing(tmp_path):
-    source = write_input(tmp_path / "in.jsonl", domains=DOMAINS, per_pair=3, words=40)
+    source = write_input(tmp_path / "in.jsonl", domains=DOMAINS, per_domain=27, words=40)
     cache = tmp_path / "cache.sqlite"
     kills = 0
     for delay in KILL_DELAYS_S:

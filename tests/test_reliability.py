@@ -15,7 +15,7 @@ from memtui.events import CleanupRan
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor, ProcessProbe
 from memtui.memory.units import GB, MB
-from tests.support.data import domain_names, write_input
+from tests.support.inputs import domain_names, write_input
 from tests.test_runner import HashExecutor
 
 CHUNK = 40 * MB  # one sub-batch's allocation
@@ -35,7 +35,7 @@ def guarded_runner(tmp_path, executor, *, domains=8, timeout_s=1.5):
     config = MemoryConfig(warning_memory_gb=(base + 120 * MB) / GB, max_memory_gb=(base + 240 * MB) / GB,
                           sample_interval_s=0.01, backoff_initial_s=0.02, backoff_max_s=0.1,
                           reset_hold_s=0.05, reset_hold_max_s=0.2, breaker_timeout_s=timeout_s)
-    source = write_input(tmp_path / "in.jsonl", domains=domains)
+    source = write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9)
     job = CacheJob(source, tmp_path / "cache.sqlite", executor, model_id="hash-test")
     return Runner(job, MemoryMonitor(config)), config
 

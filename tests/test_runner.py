@@ -20,7 +20,7 @@ from memtui.memory import BreakerState, MemoryConfig, MemoryLimit, MemoryMonitor
 from memtui.memory.units import GB
 from memtui.runner import Runner
 from tests.memory.fakes import ScriptedProbe
-from tests.support.data import domain_names, write_input
+from tests.support.inputs import domain_names, write_input
 from tests.support.executors import FakeExecutor
 
 
@@ -48,7 +48,7 @@ FAST = dict(sample_interval_s=0.01, backoff_initial_s=0.01, backoff_max_s=0.05, 
 
 
 def make_runner(tmp_path, *, domains=4, executor=None, probe=None, config=None, **job_kw):
-    source = write_input(tmp_path / "in.jsonl", domains=domains)
+    source = write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9)
     executor = executor or HashExecutor()
     job = CacheJob(source, tmp_path / "cache.sqlite", executor, model_id="hash-test", **job_kw)
     monitor = MemoryMonitor(config or MemoryConfig(**FAST), probe=probe)

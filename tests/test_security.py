@@ -12,7 +12,7 @@ from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.runner import Runner
 from memtui.trace import RunTrace
-from tests.support.data import write_input
+from tests.support.inputs import write_input
 from tests.support.executors import FakeExecutor
 
 PACKAGE = Path(__file__).resolve().parents[1] / "memtui"
@@ -42,7 +42,7 @@ def test_no_code_is_unpickled_or_evaluated_and_no_socket_is_opened():
 
 def test_a_run_creates_private_files_and_listens_on_nothing(tmp_path):
     cache = tmp_path / "private" / "cache.sqlite"
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=3), cache, FakeExecutor(delay_s=0.01), model_id="t")
+    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=3, per_domain=9), cache, FakeExecutor(delay_s=0.01), model_id="t")
     seen_listeners = []
 
     def look(_event=None):

@@ -12,10 +12,9 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 
 from memtui.embed.lock import CacheLock
-from memtui.embed.store import CacheStore, key_for, summarize_domain
+from memtui.embed.store import CacheStore, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import DomainGroup, InputStats, read_domains
@@ -154,15 +153,10 @@ class CacheJob:
                 completed.append(unit.domain)
                 items_completed += len(unit.responses)
                 if self.summaries:
-                    summaries.append(self._summary(unit, unit_keys, work.vectors))
+                    summaries.append(self.store.summarize(unit.domain, unit.responses, work.vectors))
         self.store.commit_batch(work.vectors, responses, summaries)
         return CommitResult(completed=tuple(completed), items_completed=items_completed,
                             vectors_written=len(work.vectors))
-
-    def _summary(self, unit: DomainGroup, keys: list[bytes], fresh: dict[bytes, np.ndarray]):
-        old = self.store.vectors_for({k for k in keys if k not in fresh})
-        lookup = {**old, **{k: fresh[k] for k in keys if k in fresh}}
-        return summarize_domain(unit.domain, unit.responses, lambda r, _lookup=lookup, _m=self.model_id: _lookup[key_for(_m, r.text)])
 
     def close(self) -> None:
         if self._store is not None:

@@ -138,12 +138,6 @@ class MemtuiApp(EngineApp):
         self.runner.resume()
         self.tick()
 
-    def action_toggle_pause(self) -> None:
-        if self.runner.snapshot().paused:
-            self.action_resume()
-        else:
-            self.action_pause()
-
     def action_cleanup(self) -> None:
         self.runner.request_cleanup()
         s = self.runner.snapshot()

@@ -33,10 +33,6 @@ class Selection:
     top_n: int = TOP_N
     all_users: bool = False  # --match also matches other users' processes
 
-    @property
-    def explicit(self) -> bool:
-        return bool(self.pids)
-
     def describe(self) -> str:
         parts = []
         if self.pids:
