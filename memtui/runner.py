@@ -23,11 +23,11 @@ from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, 
                            EventQueue, MemoryWarning, Notice, PhaseChanged, RunFinished)
 from memtui.jobs.base import EmbedJob, Work
 from memtui.jobs.input import DomainGroup
-from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
+from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
-from memtui.memory.escalation import OpenBreakerWait
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
 from memtui.trace import RunTrace
@@ -80,12 +80,17 @@ class RunSnapshot:
 
 class Runner:
     def __init__(self, job: EmbedJob, monitor: MemoryMonitor, *,
-                 clock: Callable[[], float] = time.monotonic, trace: RunTrace | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, trace: RunTrace | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """``clock`` and ``sleep`` drive the memory waits (backoff after a MemoryError, the open
+        breaker); the default sleep is a wait on the command condition, so stop, resume and a
+        requested cleanup wake it at once. Tests pass a fake clock and its sleep."""
         self.job = job
         self.monitor = monitor
         self.trace = trace
         self._previous_abnormal_end: str | None = None
         self._clock = clock
+        self._sleep = sleep if sleep is not None else self._sleep_responsive
         self._bus = EventBus()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -115,7 +120,7 @@ class Runner:
         self._opened = False
         self._batch_t0 = 0.0
         self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
-        self._cleaned_this_warning = False  # one cleanup per excursion above the warning level
+        self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
 
     # -- commands (any thread) ------------------------------------------------------
     def pause(self) -> None:
@@ -291,42 +296,33 @@ class Runner:
     def _loop(self) -> Verdict:
         units = self.job.units()
         pushback: collections.deque[DomainGroup] = collections.deque()
-        size_cap: int | None = None
-        memory_errors = 0
-        backoff = Backoff.from_config(self.monitor.config)
+        admission = Admission(self.monitor.config)  # batch sizes and MemoryError retries: one policy
         while True:
             verdict = self._checkpoint()
             if verdict is not Verdict.CONTINUE:
                 self._record_unprocessed(pushback, units)
                 return verdict
-            size = batch_size_for(self.monitor.breaker.state, self.monitor.config)
-            if size_cap is not None:
-                size = min(size, size_cap)
-            batch = _take(pushback, units, size)
+            batch = _take(pushback, units, admission.batch_size(self.monitor.breaker.state, self.monitor.config))
             if not batch:
                 return Verdict.CONTINUE
             work = self.job.prepare(batch)
             try:
                 verdict = self._embed(work)
             except MemoryError:
-                memory_errors += 1
                 self._commit(work, complete=False)  # keep every vector already made
                 pushback.extendleft(reversed(self._incomplete(batch)))
-                if memory_errors > self.monitor.config.memory_error_retries:
-                    self._publish(Notice(f"🚨 MemoryError {memory_errors} times in a row; giving up", level="error"))
+                retry = admission.memory_error(len(batch), self.monitor.config)
+                if retry.give_up:
+                    self._publish(Notice(f"🚨 MemoryError {retry.errors} times in a row; giving up", level="error"))
                     self._record_unprocessed(pushback, units)
                     return Verdict.ABORT
-                size_cap = max(1, len(batch) // 2)
-                self._publish(Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {size_cap}",
+                self._publish(Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {retry.size}",
                                      level="warning"))
                 self.monitor.cleanup("MemoryError")
-                self._sleep_responsive(backoff.next_delay())
+                self._sleep(retry.sleep_s)
                 continue
             self._commit(work, complete=verdict is Verdict.CONTINUE)
-            memory_errors = 0
-            backoff.reset()
-            if size_cap is not None:
-                size_cap = size_cap * 2 if size_cap * 2 < self.monitor.config.batch_size_max else None
+            admission.succeeded(self.monitor.config)
             self.monitor.sample()
             self.monitor.breaker.record_success()
             if verdict is not Verdict.CONTINUE:
@@ -412,15 +408,12 @@ class Runner:
             monitor.sample()
             if self.trace is not None:
                 self.trace.samples(lambda: monitor.snapshot().history, self._clock())
-            state = monitor.breaker.state
-            if state is not BreakerState.OPEN:
+            breaker = monitor.breaker.snapshot()
+            if breaker.state is not BreakerState.OPEN:
                 if self._phase in ("paused", "waiting for memory"):
                     self._set_phase("running")
-                if state is BreakerState.WARNING and not self._cleaned_this_warning:
-                    self._cleaned_this_warning = True
+                if self._warning_cleanup.due(breaker):
                     monitor.cleanup("memory warning")
-                elif state is BreakerState.CLOSED:
-                    self._cleaned_this_warning = False
                 return Verdict.CONTINUE
             # The breaker is open: clean up, back off, unload the model, and give up when waiting cannot help.
             if wait is None:
@@ -438,7 +431,7 @@ class Runner:
                 self.job.executor.unload()
             if step.cleanup is not None:
                 monitor.cleanup(step.cleanup)
-            self._sleep_responsive(step.sleep_s)
+            self._sleep(step.sleep_s)
 
     def _sleep_responsive(self, seconds: float) -> None:
         """Sleep, but wake at once for a command (stop, resume, cleanup)."""
@@ -457,7 +450,7 @@ class Runner:
         self._publish(PhaseChanged(phase, detail))
 
     def _on_breaker(self, t: BreakerTransition) -> None:
-        if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+        if t.counts_as_warning:
             self._publish(MemoryWarning(t.rss, level="warning"))
         level = "error" if t.new is BreakerState.OPEN else "info"
         self._publish(BreakerChanged(t.old, t.new, t.rss, t.reason, level=level))

@@ -14,14 +14,15 @@ import time
 import pytest
 
 from memtui.errors import ConfigError
-from memtui.events import BatchDone, BatchStarted, BreakerChanged, CleanupRan, RunFinished
+from memtui.events import BatchDone, BatchStarted, BreakerChanged, CleanupRan, Notice, RunFinished
 from memtui.jobs.cache import CacheJob
-from memtui.memory import BreakerState, MemoryConfig, MemoryLimit, MemoryMonitor
-from memtui.memory.units import GB
+from memtui.memory import BreakerState, Cleaner, MemoryConfig, MemoryLimit, MemoryMonitor
+from memtui.memory.units import GB, MB
 from memtui.runner import Runner
 from tests.memory.fakes import ScriptedProbe
 from tests.support.inputs import domain_names, write_input
 from tests.support.executors import FakeExecutor
+from tests.support.fakes import FakeClock
 
 
 class HashExecutor(FakeExecutor):
@@ -227,3 +228,158 @@ def test_requested_cleanup_runs_in_the_job_thread_and_is_reported(tmp_path):
     assert any(e.report.reason == "requested by operator" for e in cleanups)
     assert executor.cache_clears >= 1
     assert box["report"]["cleanups"] >= 1
+
+
+# -- the admission policy in the engine, on a fake clock ---------------------------------------
+# Every wait below (the backoff after a MemoryError, the open breaker) is a FakeClock sleep: no
+# real timer runs, and the time a wait took is exact.
+
+FAKE_TIME = dict(sample_interval_s=3600.0,  # the sampler thread stays quiet: the job samples at its checkpoints
+                 backoff_initial_s=0.25, backoff_max_s=4.0, reset_hold_s=1.0, reset_hold_max_s=8.0,
+                 breaker_timeout_s=30.0)
+
+
+def fake_time_runner(tmp_path, *, domains, executor=None, probe=None, **config):
+    """A Runner whose clock and sleep are one FakeClock (and so is its monitor's); returns it, the executor, the clock."""
+    clock = FakeClock()
+    base, executor = make_runner(tmp_path, domains=domains, executor=executor)
+    probe = probe or ScriptedProbe(rss=int(0.5 * GB))
+    monitor = MemoryMonitor(MemoryConfig(**{**FAKE_TIME, **config}), probe=probe, clock=clock)
+    monitor.cleaner = Cleaner(probe, clock=clock, collect=lambda: 0, trim=lambda: False)  # fake memory: no real gc
+    return Runner(base.job, monitor, clock=clock, sleep=clock.sleep), executor, clock
+
+
+def fail_at_sub_batch(n: int):
+    """on_sub_batch hook: MemoryError on the n-th sub-batch only (after n-1 sub-batches went through)."""
+    calls = {"n": 0}
+
+    def hook(texts):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise MemoryError("simulated")
+    return hook
+
+
+class OneDomainAtATime(HashExecutor):
+    """MemoryError whenever asked for more than one domain's texts (9) at once, before encoding any."""
+
+    def encode_iter(self, texts):
+        if len(texts) > 9:
+            raise MemoryError("simulated")
+        yield from super().encode_iter(texts)
+
+
+def test_a_memory_error_keeps_the_part_already_embedded(tmp_path):
+    # Sub-batches of 4: the 4th fails after 12 texts, the first domain (9) whole and 3 of the second.
+    runner, executor = fake_time_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_at_sub_batch(4)))[:2]
+    report = runner.run()
+    assert report["status"] == "success"
+    assert len(executor.encoded) == len(set(executor.encoded)) == 54, "a text was embedded twice"
+    assert report["items_embedded"] == 54 and report["domains_done"] == 6
+    vectors, keys, _ = committed(tmp_path)
+    assert vectors == keys == 54
+
+
+def test_after_a_memory_error_the_batch_halves_then_grows_back_one_by_one(tmp_path):
+    runner, _, clock = fake_time_runner(tmp_path, domains=20, executor=HashExecutor(on_sub_batch=fail_at_sub_batch(4)))
+    events = runner.subscribe()
+    report = runner.run()
+    assert report["status"] == "success" and report["domains_done"] == 20
+    started = [len(e.units) for e in events.drain() if isinstance(e, BatchStarted)]
+    # AIMD: 5 fails (one domain already whole), then 2, 3, 4 and the full 5 again; not 2, 4 (doubling
+    # jumps back to the size that failed) and not 2, 2, 2 (never relaxed).
+    assert started == [5, 2, 3, 4, 5, 5]
+    assert clock.sleeps == [0.25], "one backoff for the one MemoryError"
+
+
+def test_only_memory_errors_on_a_single_domain_count_towards_giving_up(tmp_path):
+    # memory_error_retries=1: two MemoryErrors in a row would end the run if every one counted.
+    runner, executor = fake_time_runner(tmp_path, domains=4, executor=OneDomainAtATime(), memory_error_retries=1)[:2]
+    events = runner.subscribe()
+    report = runner.run()
+    assert report["status"] == "success" and report["domains_done"] == 4
+    assert len(executor.encoded) == len(set(executor.encoded)) == 36
+    started = [len(e.units) for e in events.drain() if isinstance(e, BatchStarted)]
+    assert started[:3] == [4, 2, 1], "halved twice in a row without giving up"
+
+
+def test_a_domain_that_always_raises_ends_the_run_after_the_retries(tmp_path):
+    def poison(texts):
+        if any("site002" in t for t in texts):
+            raise MemoryError("simulated")
+
+    runner = fake_time_runner(tmp_path, domains=5, executor=HashExecutor(on_sub_batch=poison),
+                              memory_error_retries=2)[0]
+    events = runner.subscribe()
+    report = runner.run()
+    assert report["status"] == "aborted" and report["exit_code"] == 1
+    assert "site002.example" in report["unprocessed"] and report["domains_done"] == 2
+    notices = [e.message for e in events.drain() if isinstance(e, Notice)]
+    assert "🚨 MemoryError 3 times in a row; giving up" in notices
+
+
+def test_the_report_peak_is_the_highest_memory_of_the_run_not_the_last(tmp_path):
+    probe = ScriptedProbe(rss=int(0.5 * GB))
+
+    def spike(texts):  # the 3rd sub-batch peaks above the warning level, the 6th is back down
+        spike.n += 1
+        if spike.n == 3:
+            probe.set_gb(1.2)
+        elif spike.n == 6:
+            probe.set_gb(0.6)
+    spike.n = 0
+
+    runner, _, _ = fake_time_runner(tmp_path, domains=4, executor=HashExecutor(on_sub_batch=spike), probe=probe)
+    report = runner.run()
+    assert report["status"] == "success"
+    assert report["peak_memory_gb"] == pytest.approx(1.2)
+    assert report["memory_usage_gb"] == pytest.approx(0.6)
+    assert report["memory_warnings"] == 1
+
+
+def test_an_open_breaker_gives_up_at_the_timeout_exactly_on_a_fake_clock(tmp_path):
+    """breaker_timeout_s (30 s) of waiting, neither more (a doubled timeout, a backoff that overshoots
+    the deadline) nor less; memory keeps falling, so no floor ends it early."""
+    clock_box = {}
+    tripped = {"at": None}
+
+    def rss(_reads):
+        at = tripped["at"]
+        if at is None:
+            return int(0.5 * GB)
+        return int(3.0 * GB) - int(20 * MB * (clock_box["clock"].now() - at))  # 20 MB/s down, above 1.5 GB for 75 s
+
+    def leak(texts):
+        if tripped["at"] is None:
+            tripped["at"] = clock_box["clock"].now()
+
+    probe = ScriptedProbe(on_read=rss)
+    runner, executor, clock = fake_time_runner(tmp_path, domains=5, executor=HashExecutor(sub_batch=3, on_sub_batch=leak),
+                                               probe=probe)
+    clock_box["clock"] = clock
+    events = runner.subscribe()
+    report = runner.run()
+    assert report["status"] == "aborted" and report["exit_code"] == 1
+    assert "stayed open" in report["reason"] and "memory_floor_gb" not in report
+    waited = clock.now() - tripped["at"]
+    assert waited == pytest.approx(30.0), f"gave up after {waited}s of a 30 s timeout"
+    assert sum(clock.sleeps) == pytest.approx(30.0) and max(clock.sleeps) <= 4.0
+    assert executor.unloads == 1
+    assert report["breaker_trips"] == 1
+    vectors, _, domains = committed(tmp_path)
+    assert report["domains_done"] == len(domains) and vectors == len(executor.encoded)
+    assert any(isinstance(e, Notice) and "stayed open" in e.message for e in events.drain())
+
+
+def test_the_default_sleep_still_wakes_at_once_for_stop(tmp_path):
+    """Without an injected sleep, an open-breaker wait is the responsive one: stop ends it at once."""
+    probe = ScriptedProbe(rss=int(0.5 * GB))
+    executor = HashExecutor(sub_batch=3, on_sub_batch=lambda texts: probe.set_gb(2.0))
+    config = MemoryConfig(**{**FAST, "backoff_initial_s": 30.0, "backoff_max_s": 30.0, "breaker_timeout_s": 600.0})
+    runner, _ = make_runner(tmp_path, domains=3, executor=executor, probe=probe, config=config)
+    thread, box = run_in_thread(runner)
+    wait_until(lambda: runner.snapshot().phase == "waiting for memory")
+    started = time.monotonic()
+    runner.stop()
+    thread.join(timeout=10)
+    assert box["report"]["status"] == "interrupted" and time.monotonic() - started < 5

@@ -51,6 +51,16 @@ class BreakerTransition:
     at: float
     reason: str
 
+    @property
+    def counts_as_warning(self) -> bool:
+        """A memory warning is the breaker leaving CLOSED upward (to WARNING, or straight to OPEN).
+
+        The one place this rule lives: the monitor's warning count and log line, the runner's
+        MemoryWarning event and the pid watcher's per-target warnings all ask this. WARNING
+        reached from OPEN or HALF-OPEN is the same excursion, not a new warning.
+        """
+        return self.old is BreakerState.CLOSED and self.new in (BreakerState.WARNING, BreakerState.OPEN)
+
 
 @dataclass(frozen=True)
 class BreakerSnapshot:

@@ -250,7 +250,7 @@ class MemoryMonitor:
 
     def _on_transition(self, t: BreakerTransition) -> None:
         cfg = self._config
-        if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+        if t.counts_as_warning:
             with self._lock:
                 self._warnings += 1
             log.warning("⚠️ Memory warning: %s", format_gb(t.rss))

@@ -5,6 +5,10 @@ calls ``fn(batch)`` at most once per item (a batch that raised MemoryError
 counts as not processed and is retried smaller). While the breaker is open it
 cleans up and backs off; if memory does not come back within
 ``breaker_timeout_s`` it gives up and returns what was not processed.
+
+Every rule (batch sizes, MemoryError retries, the open-breaker wait) is
+``memtui.memory.admission``'s, shared with the engine; this loop only applies
+them to ``fn``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
-from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
 from memtui.memory.breaker import BreakerState
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor
@@ -48,73 +52,52 @@ class SmartBatchProcessor:
         results: list[Any] = []
         position = 0
         batches = 0
-        backoff = Backoff.from_config(self.config)
-        size_cap: int | None = None  # halved after a MemoryError, relaxed by one per success
-        memory_errors = 0
-        open_since: float | None = None
-        cleaned_for: tuple[BreakerState, float] | None = None
+        admission = Admission(self.config)
+        warning_cleanup = WarningCleanup()
+        wait: OpenBreakerWait | None = None  # the open-breaker episode under way, if any
         status, reason = "success", ""
 
         while position < len(pending):
             own_peak = max(own_peak, monitor.sample())
             snap = breaker.snapshot()
             state = snap.state
-            # Clean up once on every entry into a high state, keyed by when it was entered, so a
-            # re-trip from half-open (OPEN again, with no CLOSED in between) cleans up too.
-            if state in (BreakerState.WARNING, BreakerState.OPEN) and cleaned_for != (state, snap.since):
+            if warning_cleanup.due(snap):
                 monitor.cleanup(f"breaker {state.label}")
-                cleaned_for = (state, snap.since)
                 continue  # re-judge after the cleanup
-            size = batch_size_for(breaker.state, self.config)
-            if size == 0:
-                now = self._clock()
-                open_since = now if open_since is None else open_since
-                # Compare against a fixed deadline: "deadline - now" is exact, so sleeping it
-                # really reaches the deadline (a recomputed "timeout - elapsed" remainder can be
-                # smaller than the clock's resolution and never get there).
-                deadline = open_since + self.config.breaker_timeout_s
-                if now >= deadline:
+            if state is BreakerState.OPEN:
+                if wait is None:
+                    wait = OpenBreakerWait(self.config, self._clock, floor=False)
+                step = wait.step(monitor.rss_bytes, model_loaded=False)
+                if step.give_up is not None:
                     status = "aborted"
-                    reason = (f"circuit breaker stayed open for {now - open_since:.0f}s "
+                    reason = (f"circuit breaker stayed open for {wait.open_s:.0f}s "
                               f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up")
                     log.error("🚨 %s", reason)
                     break
-                # Never sleep past the deadline: a long backoff must not overshoot breaker_timeout_s.
-                self._sleep(min(backoff.next_delay(), deadline - now))
-                if backoff.attempts % 4 == 0:
-                    monitor.cleanup("breaker still open")
+                if step.cleanup is not None:
+                    monitor.cleanup(step.cleanup)
+                self._sleep(step.sleep_s)
                 continue
-            open_since = None
-            if size_cap is not None:
-                size = min(size, size_cap)
-            batch = pending[position:position + size]
+            wait = None
+            batch = pending[position:position + admission.batch_size(state, self.config)]
             try:
                 result = fn(batch)
             except MemoryError:
-                # Halving the batch is the retry; only failures of a single item count towards
-                # giving up, so a batch of any size gets memory_error_retries tries at size one.
-                if len(batch) == 1:
-                    memory_errors += 1
-                if memory_errors > self.config.memory_error_retries:
+                retry = admission.memory_error(len(batch), self.config)
+                if retry.give_up:
                     status = "aborted"
-                    reason = f"MemoryError {memory_errors} times in a row on a single item; gave up"
+                    reason = f"MemoryError {retry.errors} times in a row on a single item; gave up"
                     log.error("🚨 %s", reason)
                     break
-                size_cap = max(1, len(batch) // 2)
                 log.warning("⚠️ MemoryError on a batch of %d; cleaning up, retrying with %d",
-                            len(batch), size_cap)
+                            len(batch), retry.size)
                 monitor.cleanup("MemoryError")
-                self._sleep(backoff.next_delay())
+                self._sleep(retry.sleep_s)
                 continue
             results.append(result)
             position += len(batch)
             batches += 1
-            memory_errors = 0
-            backoff.reset()
-            if size_cap is not None:
-                # Grow back one item per success (AIMD): doubling would jump straight back to the
-                # size that just raised MemoryError and fail every other batch.
-                size_cap = size_cap + 1 if size_cap + 1 < self.config.batch_size_max else None
+            admission.succeeded(self.config)
             own_peak = max(own_peak, monitor.sample())
             breaker.record_success()
 

@@ -19,16 +19,14 @@ from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.config import MemoryConfig
 from memtui.memory.pid_probe import PidSample, ProcessAccessDenied
 from memtui.memory.units import GB, MB
+from tests.support.fakes import FakeClock
 
 CONFIG = MemoryConfig(max_memory_gb=1.5, warning_memory_gb=1.0, reset_hold_s=0.01, reset_hold_max_s=0.02)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+def Clock() -> FakeClock:
+    """The suite's fake clock, starting at 100 s."""
+    return FakeClock(100.0)
 
 
 class FakeProc:

@@ -5,30 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from memtui.memory.units import GB, MB
+from tests.support.fakes import FakeClock
 
-
-class FakeClock:
-    """A monotonic clock that moves only when told to; ``sleep`` advances it."""
-
-    def __init__(self, start: float = 1000.0, max_sleeps: int = 100_000) -> None:
-        self.t = float(start)
-        self.sleeps: list[float] = []
-        self.max_sleeps = max_sleeps  # a loop that never ends fails instead of hanging the suite
-
-    def now(self) -> float:
-        return self.t
-
-    __call__ = now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, f"negative sleep {seconds}"
-        self.sleeps.append(seconds)
-        if len(self.sleeps) > self.max_sleeps:
-            raise AssertionError(f"more than {self.max_sleeps} sleeps: a wait loop that never ends")
-        self.t += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+__all__ = ["FakeClock", "ScriptedProbe", "gb"]
 
 
 class ScriptedProbe:

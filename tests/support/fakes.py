@@ -1,4 +1,4 @@
-"""A fake clock and a fake process memory that a fake executor can drive, for frozen-time TUI snapshots."""
+"""The suite's fake clock, and a fake process memory that a fake executor can drive (frozen-time TUI snapshots)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,45 @@ from memtui.memory.units import MB
 
 
 class FakeClock:
-    """Monotonic time that moves only when told to (thread-safe: the job thread advances it)."""
+    """Monotonic time that moves only when told to: ``advance``, or ``sleep`` (which records the sleep).
 
-    def __init__(self, start: float = 1000.0) -> None:
+    The one fake clock of the suite (tests/memory/fakes.py re-exports it). Thread-safe, so a
+    job thread may advance it while a test reads it. ``max_sleeps`` makes a wait loop that
+    never ends fail instead of hanging the suite.
+    """
+
+    def __init__(self, start: float = 1000.0, max_sleeps: int = 100_000) -> None:
         self._t = float(start)
         self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+        self.max_sleeps = max_sleeps
 
-    def __call__(self) -> float:
+    @property
+    def t(self) -> float:
         with self._lock:
             return self._t
 
+    @t.setter
+    def t(self, value: float) -> None:
+        with self._lock:
+            self._t = float(value)
+
+    def now(self) -> float:
+        with self._lock:
+            return self._t
+
+    __call__ = now
+
     def advance(self, seconds: float) -> None:
         with self._lock:
+            self._t += seconds
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0, f"negative sleep {seconds}"
+        with self._lock:
+            self.sleeps.append(seconds)
+            if len(self.sleeps) > self.max_sleeps:
+                raise AssertionError(f"more than {self.max_sleeps} sleeps: a wait loop that never ends")
             self._t += seconds
 
 

@@ -270,7 +270,7 @@ class MonitorEngine:
                 ppids: dict[int, int] | None = None) -> None:
         """Publish a target's breaker transitions and apply the policy to them (lock held)."""
         for t in transitions:
-            if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+            if t.counts_as_warning:
                 self._publish(TargetWarning(tracker.pid, tracker.label, t.rss, level="warning"))
             level = "error" if t.new is BreakerState.OPEN else "info"
             self._publish(TargetBreakerChanged(tracker.pid, tracker.label, t.old, t.new, t.rss, t.reason,

@@ -205,7 +205,7 @@ class TargetTracker:
         out = list(self._transitions)
         self._transitions.clear()
         for t in out:
-            if t.old is BreakerState.CLOSED and t.new in (BreakerState.WARNING, BreakerState.OPEN):
+            if t.counts_as_warning:
                 self._warnings += 1
         return out
 

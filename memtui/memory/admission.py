@@ -1,0 +1,234 @@
+"""One admission policy: what the breaker admits, how a MemoryError is retried, how an open breaker is waited out.
+
+Both loops that feed batches to a breaker use this module and keep no rules of
+their own: the engine (``memtui.runner.Runner``) and the guide's integration
+API (``memtui.memory.processor.SmartBatchProcessor``). Nothing here sleeps or
+reads the clock on its own: time comes from an injected clock and the caller
+sleeps what it is told, so every rule is tested on a fake clock.
+
+- ``Admission``: one run's batch size and MemoryError retries.
+  The size is the breaker's (``batch_size_for``: max when CLOSED, min when
+  WARNING or HALF-OPEN, 0 when OPEN), capped after a MemoryError. The cap is
+  AIMD: halved on a MemoryError, grown back by one per successful batch.
+  Doubling it back (what the runner once did) jumps straight to the size that
+  just raised and fails every other batch; growing by one approaches the size
+  that fits from below.
+  Only a MemoryError on a batch of one item counts towards
+  ``memory_error_retries`` (as MemoryConfig documents): halving the batch is
+  the retry, so a batch of any size gets that many tries at size one before
+  the work gives up. Counting every MemoryError (what the runner once did)
+  gave up on a large batch after a few halvings, before the single item that
+  might fit was ever tried.
+- ``WarningCleanup``: one cleanup on every entry into WARNING.
+- ``OpenBreakerWait``: one episode of an open breaker (cleanups, backoff,
+  unloading the model, giving up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from memtui.memory.batching import Backoff, batch_size_for
+from memtui.memory.breaker import BreakerSnapshot, BreakerState
+from memtui.memory.config import MemoryConfig
+from memtui.memory.units import GB, format_gb
+
+#: Backoff rounds of an open breaker between two cleanups, and before the model is unloaded.
+ESCALATE_AFTER_ROUNDS = 3
+#: Rounds after the escalation during which memory must stay above the reset level to call it a floor.
+SETTLE_ROUNDS = 3
+#: Memory still falling by more than this over the settle rounds is not a floor yet.
+FALLING_BYTES = 16 << 20
+#: How much longer than its wait a round may take and still count in full (a slow cleanup, a busy box).
+SLACK_S = 2.0
+#: Less than this left of the breaker timeout counts as none: a remainder smaller than a clock
+#: reading's resolution (a monotonic clock at 1e10 s moves in ~2 us steps) would never be slept off.
+TIMEOUT_EPSILON_S = 1e-3
+
+
+# -- batch size and MemoryError retries ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Retry:
+    """What to do after a MemoryError: give up, or clean up, sleep ``sleep_s`` and retry at most ``size``."""
+
+    give_up: bool
+    errors: int      # consecutive MemoryErrors on a single item, this one included
+    size: int = 0    # the cap for the retry
+    sleep_s: float = 0.0
+
+
+class Admission:
+    """One run's admission state: the MemoryError cap (AIMD), the error count and the retry backoff.
+
+    The config is passed to each call, so thresholds and batch limits changed mid-run apply
+    to the next batch.
+    """
+
+    def __init__(self, config: MemoryConfig) -> None:
+        self.cap: int | None = None  # None: no MemoryError to remember, the breaker's size applies
+        self.errors = 0              # consecutive MemoryErrors on a single item
+        self._backoff = Backoff.from_config(config)
+
+    def batch_size(self, state: BreakerState, config: MemoryConfig) -> int:
+        """How many items the next batch may hold (0: none, the breaker is open)."""
+        size = batch_size_for(state, config)
+        return size if self.cap is None else min(size, self.cap)
+
+    def memory_error(self, batch_len: int, config: MemoryConfig) -> Retry:
+        """A batch of ``batch_len`` items raised MemoryError: give up, or retry with half of it."""
+        if batch_len <= 1:
+            self.errors += 1
+        if self.errors > config.memory_error_retries:
+            return Retry(give_up=True, errors=self.errors)
+        self.cap = max(1, batch_len // 2)
+        return Retry(give_up=False, errors=self.errors, size=self.cap, sleep_s=self._backoff.next_delay())
+
+    def succeeded(self, config: MemoryConfig) -> None:
+        """A batch went through: forget the errors, grow the cap back by one (AIMD)."""
+        self.errors = 0
+        self._backoff.reset()
+        if self.cap is not None:
+            self.cap = self.cap + 1 if self.cap + 1 < config.batch_size_max else None
+
+
+class WarningCleanup:
+    """One cleanup on every entry into WARNING, keyed by when it was entered.
+
+    So a WARNING reached again after an open spell (OPEN, HALF-OPEN, WARNING, with no
+    CLOSED in between) cleans up again: the open spell's cleanups ran under other
+    conditions, and one gc pass per entry is cheap next to the entries' spacing (the
+    breaker leaves a state only after a hold). An open breaker's cleanups are
+    ``OpenBreakerWait``'s.
+    """
+
+    def __init__(self) -> None:
+        self._done_for: float | None = None
+
+    def due(self, snap: BreakerSnapshot) -> bool:
+        if snap.state is BreakerState.WARNING and self._done_for != snap.since:
+            self._done_for = snap.since
+            return True
+        return False
+
+
+# -- the open breaker ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WaitStep:
+    """One round's orders: unload first, then clean up, then sleep; or give up with a reason."""
+
+    sleep_s: float = 0.0
+    cleanup: str | None = None
+    unload: bool = False
+    give_up: str | None = None
+    floor_bytes: int | None = None
+
+
+class OpenBreakerWait:
+    """What to do while the breaker stays open: clean up, back off, unload the model, and when to give up.
+
+    One episode of an open breaker, as a small state machine on an injected clock
+    (no sleeping here: the caller sleeps what it is told). Call ``step`` once per
+    round while the breaker is open; start a new instance for the next episode.
+
+    - It cleans up on entering (round 0) and every ``escalate_after`` rounds after
+      that; one cadence for every caller. Every 3 rounds rather than 4 so that the
+      settle window the floor is judged on (``SETTLE_ROUNDS``, 3) always holds a
+      cleanup, and the unload (round 3) comes with one.
+    - It never sleeps past the deadline: the last sleep is what is left of
+      ``breaker_timeout_s``, so the wait ends at the timeout, not up to
+      ``backoff_max_s`` after it.
+    - The timeout counts *running* time only: a process stopped with SIGSTOP or a
+      suspended VM does not use it up (a round that took far longer than the wait
+      it was given counts as that wait plus ``SLACK_S``).
+    - With ``floor=True`` (the engine) it gives up earlier, once the whole
+      escalation has run (cleanups, the model unloaded or never loaded) and memory
+      still stays above the reset level without falling: waiting cannot help, since
+      the only memory left is memtui's own floor. The reason names the floor it
+      measured and the flags that would let a rerun go on. SmartBatchProcessor
+      passes ``floor=False``: the memory it watches is its caller's whole process,
+      which other threads may still free, it has no model to unload, and the
+      flags the reason names are memtui's command line, not the caller's; it
+      waits out the timeout it was given.
+    """
+
+    def __init__(self, config: MemoryConfig, clock: Callable[[], float], *, floor: bool = True,
+                 escalate_after: int = ESCALATE_AFTER_ROUNDS, settle_rounds: int = SETTLE_ROUNDS) -> None:
+        self.config = config
+        self._clock = clock
+        self._backoff = Backoff.from_config(config)
+        self.floor = floor
+        self.escalate_after = escalate_after
+        self.settle_rounds = settle_rounds
+        self.rounds = 0
+        self.open_s = 0.0        # running time the breaker has been open
+        self.suspended_s = 0.0   # time left out of it (stopped, suspended)
+        self._last: float | None = None
+        self._allowed = 0.0      # the longest the current round may count for
+        self._escalated = False
+        self._since_escalation: list[int] = []
+
+    @property
+    def remaining_s(self) -> float:
+        """Running time left before the wait gives up."""
+        return max(0.0, self.config.breaker_timeout_s - self.open_s)
+
+    def step(self, rss: int, model_loaded: bool) -> WaitStep:
+        """Call once per round with the current RSS; do what the returned step says."""
+        now = self._clock()
+        if self._last is None:
+            self._last = now
+            return self._wait(cleanup="circuit breaker open")
+        gap = max(0.0, now - self._last)
+        self._last = now
+        counted = min(gap, self._allowed)
+        self.open_s += counted
+        self.suspended_s += gap - counted
+        if self.remaining_s < TIMEOUT_EPSILON_S:
+            return WaitStep(give_up=(
+                f"Circuit breaker stayed open {self.open_s:.0f}s (memory {format_gb(rss)}, reset below "
+                f"{format_gb(self.config.reset_bytes)}); giving up after committing"))
+        self.rounds += 1
+        if self._escalated or not model_loaded:
+            self._escalated = True  # with no model to unload, the escalation is already complete
+            self._since_escalation.append(rss)
+            floor = self._floor() if self.floor else None
+            if floor is not None:
+                return WaitStep(give_up=floor_reason(floor, self.config), floor_bytes=floor)
+        if model_loaded and (self.rounds >= self.escalate_after
+                             or self.open_s >= self.config.breaker_timeout_s / 2):
+            self._escalated = True
+            return self._wait(cleanup="model unloaded", unload=True)
+        cleanup = "circuit breaker still open" if self.rounds % self.escalate_after == 0 else None
+        return self._wait(cleanup=cleanup)
+
+    def _wait(self, *, cleanup: str | None = None, unload: bool = False) -> WaitStep:
+        # Never past the deadline: a long backoff must not overshoot breaker_timeout_s.
+        delay = min(self._backoff.next_delay(), self.remaining_s)
+        self._allowed = delay + SLACK_S
+        return WaitStep(sleep_s=delay, cleanup=cleanup, unload=unload)
+
+    def _floor(self) -> int | None:
+        """memtui's floor, once the rounds after the escalation (with a cleanup among them) stay above reset."""
+        seen = self._since_escalation
+        if len(seen) <= self.settle_rounds:
+            return None
+        recent, before = seen[-self.settle_rounds:], seen[:-self.settle_rounds]
+        floor = min(recent)
+        if floor <= self.config.reset_bytes or floor < min(before) - FALLING_BYTES:
+            return None
+        return floor
+
+
+def floor_reason(floor: int, config: MemoryConfig) -> str:
+    """Why the run ends, what was measured, and thresholds a rerun can live with."""
+    warning = math.ceil((floor / GB + 0.2) * 10) / 10
+    breaker = math.ceil(warning * 1.5 * 10) / 10
+    return (f"Memory cannot get below the reset level {format_gb(config.reset_bytes)}: after cleanups"
+            f" with the model unloaded it stays at {format_gb(floor)} (memtui's floor here), so the breaker"
+            f" {format_gb(config.max_bytes)} can never close. Rerun with levels above the floor, e.g."
+            f" --warning-memory {warning:.1f} --max-memory {breaker:.1f} (or a --reset-memory above"
+            f" {format_gb(floor)})")
