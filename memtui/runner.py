@@ -21,8 +21,7 @@ from typing import Any, Callable
 from memtui.errors import MemtuiError
 from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, EventBus,
                            EventQueue, MemoryWarning, Notice, PhaseChanged, RunFinished)
-from memtui.jobs.base import EmbedJob, Work
-from memtui.jobs.input import DomainGroup
+from memtui.jobs.base import EmbedJob, Unit, Work
 from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
 from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
@@ -295,7 +294,7 @@ class Runner:
 
     def _loop(self) -> Verdict:
         units = self.job.units()
-        pushback: collections.deque[DomainGroup] = collections.deque()
+        pushback: collections.deque[Unit] = collections.deque()
         admission = Admission(self.monitor.config)  # batch sizes and MemoryError retries: one policy
         while True:
             verdict = self._checkpoint()
@@ -330,9 +329,9 @@ class Runner:
                 self._record_unprocessed(pushback, units)
                 return verdict
 
-    def _incomplete(self, batch: list[DomainGroup]) -> list[DomainGroup]:
+    def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""
-        return [u for u in batch if u.domain not in self._completed_names]
+        return [u for u in batch if u.name not in self._completed_names]
 
     def _embed(self, work: Work) -> Verdict:
         """Encode the batch's missing texts sub-batch by sub-batch, honouring commands in between."""
@@ -468,13 +467,13 @@ class Runner:
             return (self._items_done - self._items_skipped) / (now - self._t0)
         return 0.0
 
-    def _record_unprocessed(self, pushback: collections.deque[DomainGroup], units: Iterator[DomainGroup]) -> None:
+    def _record_unprocessed(self, pushback: collections.deque[Unit], units: Iterator[Unit]) -> None:
         names: list[str] = []
         count = 0
         for unit in [*pushback, *units]:
             count += 1
             if len(names) < MAX_NAMED_UNPROCESSED:
-                names.append(unit.domain)
+                names.append(unit.name)
         pushback.clear()
         with self._lock:
             self._unprocessed, self._unprocessed_count = names, count
@@ -531,8 +530,8 @@ class Runner:
         return report
 
 
-def _take(pushback: collections.deque[DomainGroup], units: Iterator[DomainGroup], n: int) -> list[DomainGroup]:
-    batch: list[DomainGroup] = []
+def _take(pushback: collections.deque[Unit], units: Iterator[Unit], n: int) -> list[Unit]:
+    batch: list[Unit] = []
     while len(batch) < n and pushback:
         batch.append(pushback.popleft())
     while len(batch) < n:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from memtui.embed.store import CacheStore, key_for
-from memtui.jobs.input import Response
+from memtui.records import Response
 from tests.support.cli import REPO, memtui, memtui_env
 from tests.support.inputs import write_input
 

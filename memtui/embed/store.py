@@ -26,7 +26,7 @@ import numpy as np
 
 from memtui.embed.lock import CacheLock
 from memtui.errors import MemtuiError, RuntimeFailure, StoreError
-from memtui.jobs.input import Response
+from memtui.records import Response
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 SCHEMA_VERSION = 1

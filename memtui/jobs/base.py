@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from memtui.jobs.input import BadLine, DomainGroup, Response
+from memtui.jobs.input import BadLine
+from memtui.records import DomainGroup, Response
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,17 @@ class Executor(Protocol):
     def unload(self) -> None: ...
 
 
-class EmbedJob(Protocol):
+class Unit(Protocol):
+    """What the runner knows of a unit of work (a domain, for the cache job): its name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+U = TypeVar("U", bound=Unit)
+
+
+class EmbedJob(Protocol[U]):
     mode: str
     input_path: str
     cache_path: str
@@ -86,9 +97,9 @@ class EmbedJob(Protocol):
 
     def open(self) -> JobTotals: ...
 
-    def units(self) -> Iterator[DomainGroup]: ...
+    def units(self) -> Iterator[U]: ...
 
-    def prepare(self, units: Sequence[DomainGroup]) -> Work: ...
+    def prepare(self, units: Sequence[U]) -> Work: ...
 
     def commit(self, work: Work) -> CommitResult: ...
 

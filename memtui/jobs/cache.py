@@ -17,7 +17,8 @@ from memtui.embed.lock import CacheLock
 from memtui.embed.store import CacheStore, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
-from memtui.jobs.input import DomainGroup, InputStats, read_domains
+from memtui.jobs.input import InputStats, read_domains
+from memtui.records import DomainGroup
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from memtui.errors import InputError
+from memtui.records import DomainGroup, Response
 
 GZIP_MAGIC = b"\x1f\x8b"
 REQUIRED_FIELDS = ("domain", "model", "prompt_type", "response")
@@ -38,22 +39,6 @@ MAX_LINE_BYTES = 16 << 20
 CHUNK_BYTES = 1 << 20
 #: Bad lines kept with their line number and reason (all are counted).
 MAX_BAD_DETAILS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    id: str
-    domain: str
-    model: str
-    prompt_type: str
-    text: str
-    line: int
-
-
-@dataclass(frozen=True)
-class DomainGroup:
-    domain: str
-    responses: tuple[Response, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import pytest
 
 from memtui.embed.store import CacheStore, DomainSummary, key_for, summarize_domain
 from memtui.errors import RuntimeFailure, StoreError, UsageError
-from memtui.jobs.input import Response
+from memtui.records import Response
 
 MODEL = "test/model"
 DIM = 8
