@@ -22,6 +22,7 @@ from memtui.errors import RuntimeFailure, UsageError
 PRIVATE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at the path must not hang the open
 
 
 class UnsafeFile(UsageError):
@@ -50,6 +51,9 @@ def check_private(path: Path, st: os.stat_result, what: str) -> None:
     if st.st_uid != os.geteuid():
         raise UnsafeFile(f"{what} {path} belongs to another user ({describe_mode(st)}); memtui only writes "
                          f"files of {owner_name(os.geteuid())}: pass a path of your own")
+    if st.st_nlink > 1:  # a hard link planted to one of our files (where fs.protected_hardlinks is off)
+        raise UnsafeFile(f"{what} {path} has {st.st_nlink} hard links, so writing it would change another file "
+                         "too; remove the other links or pass another path")
 
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
@@ -83,18 +87,20 @@ def open_private(path: Path, flags: int, what: str, *, create: bool = True) -> i
     """An fd on ``path`` (created 0600 if missing), refusing links, other owners and non-files.
 
     The check is on the opened fd, so a file swapped in between a look and the
-    open is caught too.
+    open is caught too. The open does not block: a FIFO planted there is refused,
+    not waited on forever.
     """
-    all_flags = flags | _NOFOLLOW | _CLOEXEC | (os.O_CREAT if create else 0)
+    all_flags = flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK | (os.O_CREAT if create else 0)
     try:
         fd = os.open(path, all_flags, PRIVATE)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # O_NOFOLLOW met a link; a FIFO with no reader
             check_existing(path, what)
         raise
     try:
         st = os.fstat(fd)
         check_private(path, st, what)
+        os.set_blocking(fd, True)
         if stat.S_IMODE(st.st_mode) & 0o077:
             os.fchmod(fd, PRIVATE)
     except BaseException:
@@ -106,10 +112,13 @@ def open_private(path: Path, flags: int, what: str, *, create: bool = True) -> i
 def create_exclusive(path: Path) -> bool:
     """Create an empty 0600 file that did not exist (O_EXCL: a planted link fails); False if one exists."""
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE)
     except FileExistsError:
         return False
-    os.chmod(path, PRIVATE)  # the umask may have taken bits off: a new regular file of ours, no link
+    try:
+        os.fchmod(fd, PRIVATE)  # the umask may have taken bits off; on the fd: a name swapped since is not touched
+    finally:
+        os.close(fd)
     return True
 
 

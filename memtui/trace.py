@@ -10,6 +10,7 @@ the last samples and the batch that was in flight. The file is kept under
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from memtui.memory.units import format_gb
 from memtui.safefs import check_existing, check_private, open_private, write_atomic
 
 MAX_BYTES = 64 * 1024
+log = logging.getLogger("memtui")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,21 @@ class AbnormalEnd:
                 f"batch in flight: {batch}. Its committed batches are kept; this run resumes after them.")
 
 
+def _still_running(pid: int, since: float) -> bool:
+    """Whether ``pid`` is a live process, not this one, that started no later than ``since`` (so it is the
+    process that began that run, not a later one that got its pid)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False  # cannot tell: say what the trace says
+    return fields[0] not in ("Z", "X") and started <= since + 1.0  # btime has whole seconds
+
+
 class RunTrace:
     def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES,
                  sample_every_s: float = 1.0) -> None:
@@ -64,6 +81,8 @@ class RunTrace:
         run = records[begin_at:]
         if any(r.get("kind") == "end" for r in run):
             return None
+        if _still_running(int(run[0].get("pid", 0)), float(run[0].get("at", 0))):
+            return None  # it let go of the cache's lock and writes its end record next: it is ending, not killed
         samples = [tuple(s) for r in run if r.get("kind") == "samples" for s in r.get("samples", [])]
         batches = [r for r in run if r.get("kind") == "batch"]
         return AbnormalEnd(
@@ -77,7 +96,8 @@ class RunTrace:
 
     def _read(self) -> list[dict[str, Any]]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a planted link reads nothing
+            # A planted link reads nothing; a planted FIFO must not hang the start (O_NONBLOCK).
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return []
         with os.fdopen(fd, "rb") as fh:
@@ -145,8 +165,10 @@ class RunTrace:
                 finally:
                     os.umask(old_umask)
             fd = open_private(self.path, os.O_WRONLY | os.O_APPEND, "trace")
-        except (OSError, UsageError):
-            return None  # the trace is a help, never a reason to fail a run
+        except (OSError, UsageError) as exc:  # the trace is a help, never a reason to fail a run: say why it is off
+            reason = str(exc) if isinstance(exc, UsageError) else f"{self.path}: {exc.strerror or exc}"
+            log.warning(f"⚠️ no run trace this time: {reason}")
+            return None
         return os.fdopen(fd, "a", encoding="utf-8")
 
     def _compact(self, keep: dict[str, Any] | None = None) -> None:

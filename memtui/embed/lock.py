@@ -61,9 +61,20 @@ class CacheLock:
             if not same:  # the holder removed it between our open and our lock: take the new one
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode() + b"\n", 0)
-            return cls(path, fd)
+            lock = cls(path, fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode() + b"\n", 0)
+            except OSError as exc:  # a full disk: no traceback, and no lock file left behind
+                lock.release()
+                if is_disk_full(exc):
+                    raise disk_full(path, "creating the cache's lock file") from None
+                raise StoreError(f"cannot write the lock file {path} of cache {cache}: {exc.strerror or exc}; "
+                                 "pass --cache in a writable folder") from None
+            except BaseException:
+                lock.release()
+                raise
+            return lock
         raise CacheBusy(f"cache {cache}: could not take its lock {path} (it keeps changing); retry")
 
     @property

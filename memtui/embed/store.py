@@ -109,6 +109,25 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+#: Free space below which an SQLite I/O error is taken for a full disk.
+FULL_BELOW = 1 << 20
+
+
+def _is_full(path: Path, exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL, or an I/O error on a disk with no room left: SQLite reports a -wal or -shm it cannot
+    grow (ENOSPC) as a plain "disk I/O error"."""
+    if "full" in _reason(exc):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (code & 0xFF != 10) if code is not None else "I/O error" not in _reason(exc):  # SQLITE_IOERR_*
+        return False
+    try:
+        fs = os.statvfs(path.absolute().parent)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < FULL_BELOW
+
+
 def _check_header(path: Path) -> None:
     """Reject non-SQLite files before sqlite3 gets a chance to misread them."""
     try:
@@ -178,7 +197,7 @@ def _journal_version(path: Path) -> int:
 
 def _open_error(path: Path, exc: sqlite3.Error) -> MemtuiError:
     text = _reason(exc)
-    if "full" in text:
+    if _is_full(path, exc):
         return disk_full(path, "opening the cache")
     if "not a database" in text:
         return StoreError(f"{path} is not a memtui cache (file is not a database); {_FIX}")
@@ -311,11 +330,8 @@ class CacheStore:
         Nothing is opened through a link, and a database memtui did not make is
         refused before SQLite may write to it.
         """
-        for companion in SIDE_SUFFIXES:
-            side = path.with_name(path.name + companion)
-            st = check_existing(side, "cache companion")
-            if st is not None:
-                tighten(side, st)
+        sides = [(side, check_existing(side, "cache companion"))
+                 for side in (path.with_name(path.name + companion) for companion in SIDE_SUFFIXES)]
         st = check_existing(path, "cache")
         if st is None:
             try:
@@ -333,9 +349,12 @@ class CacheStore:
         else:
             if not (st.st_mode & stat.S_IWUSR) or not os.access(path, os.W_OK):
                 raise StoreError(f"cache {path} is read-only; chmod u+w {path} or pass --cache NEW_PATH")
+            _classify(path, st)  # first: another application's database keeps its mode too
             tighten(path, st)
-            _classify(path, st)
             existed = True
+        for side, side_st in sides:
+            if side_st is not None:
+                tighten(side, side_st)
         for companion in ("-wal", "-shm"):  # ours from the start: nobody can slip one in before SQLite
             side = path.with_name(path.name + companion)
             try:
@@ -392,7 +411,7 @@ class CacheStore:
         except sqlite3.DatabaseError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if "full" in _reason(exc):
+            if _is_full(path, exc):
                 raise disk_full(path, "creating the cache") from None
             raise StoreError(f"cannot initialise cache {path} ({_reason(exc)}); {_FIX}") from None
         stored_model = meta.get("model_id", "")
@@ -501,7 +520,9 @@ class CacheStore:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):  # disk full, I/O error: a runtime failure, not bad input
+                if isinstance(exc, sqlite3.Error) and _is_full(self.path, exc):
+                    raise disk_full(self.path, "writing the cache") from None
+                if isinstance(exc, sqlite3.Error):  # an I/O error: a runtime failure, not bad input
                     raise RuntimeFailure(f"writing cache {self.path} failed ({_reason(exc)}); "
                                          f"{self._write_fix(exc)}") from None
                 raise
