@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from memtui import __version__
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
@@ -23,6 +23,10 @@ from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 from memtui.jobs.source import STDIN_NAMES
 from memtui.safefs import same_file, write_atomic
 from memtui.stdio import dead_end_safe_stdio, write_line
+
+if TYPE_CHECKING:
+    from memtui.engine import Engine
+    from memtui.jobs.monitor.engine import MonitorEngine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -173,10 +177,8 @@ def run(args: argparse.Namespace) -> int:
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
     if args.mode == "monitor":
-        from memtui.jobs.monitor import run_monitor_mode  # noqa: PLC0415 - only this mode needs it
-
         monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
-        return run_monitor_mode(args, monitor)
+        return run_face(args, build_monitor_engine(args, monitor))  # UsageError (exit 2) if no target exists
     if args.texts is not None and args.mode != "embeddings":
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
     runner = build_runner(args, monitor)
@@ -192,10 +194,7 @@ def run(args: argparse.Namespace) -> int:
     except MemtuiError:
         runner.job.close()
         raise
-    from memtui.headless import HeadlessFace, summary_lines  # noqa: PLC0415
-
-    return run_face(args, tui=lambda: _run_tui(runner, args.theme), headless=lambda: HeadlessFace(runner).run(),
-                    summary=summary_lines)
+    return run_face(args, runner)
 
 
 def _check_theme_file(theme: str | None) -> None:
@@ -224,20 +223,15 @@ def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
-def _run_tui(runner, theme: str | None) -> dict[str, Any]:
-    from memtui.tui.app import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
-
-    return run_tui(runner, theme=theme)
-
-
-def run_face(args: argparse.Namespace, *, tui: Callable[[], dict[str, Any]], headless: Callable[[], dict[str, Any]],
-             summary: Callable[[dict[str, Any]], list[str]]) -> int:
-    """Run a job under the TUI (on a terminal, or --tui) or headless; print its summary; write --report.
+def run_face(args: argparse.Namespace, engine: Engine) -> int:
+    """Run an engine under the TUI (on a terminal, or --tui) or headless; print its summary; write --report.
 
     Headless, the log and summary go to stderr and the JSON report to stdout, so
     ``memtui run > report.json`` works; after the TUI, the summary goes to stdout.
     """
-    from memtui.headless import setup_logging  # noqa: PLC0415
+    from memtui.faces.headless import HeadlessFace, parts_for, setup_logging  # noqa: PLC0415
+
+    parts = parts_for(engine)
 
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
     with dead_end_safe_stdio():  # a terminal that went away (EIO) or a closed pipe (EPIPE) loses lines, not the exit
@@ -245,11 +239,13 @@ def run_face(args: argparse.Namespace, *, tui: Callable[[], dict[str, Any]], hea
             core_log = logging.getLogger("memtui")  # never write over the screen
             core_log.addHandler(logging.NullHandler())
             core_log.propagate = False
-            report, out = tui(), sys.stdout
+            from memtui.faces.tui import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+
+            report, out = run_tui(engine, theme=args.theme), sys.stdout
         else:
             setup_logging()
-            report, out = headless(), sys.stderr
-        for line in summary(report):
+            report, out = HeadlessFace(engine, parts=parts).run(), sys.stderr
+        for line in parts.summary(report):
             write_line(out, line)
         if not use_tui:
             write_line(sys.stdout, json.dumps(report, indent=2))
@@ -272,6 +268,27 @@ def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> Non
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--report {report}: cannot write in {existing}; pass a --report path in a writable folder")
+
+
+def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> MonitorEngine:
+    """Monitor mode: resolve the targets (UsageError if there are none) and build the engine from the flags."""
+    from memtui.jobs.monitor.engine import MonitorEngine  # noqa: PLC0415 - only this mode needs it
+    from memtui.jobs.monitor.targets import Selection, discover, find_matching  # noqa: PLC0415
+
+    selection = Selection(pids=tuple(args.pid), match=args.match, children=args.children,
+                          all_users=getattr(args, "all_users", False))
+    probes = discover(selection)
+    rescan = None
+    if selection.match is not None:
+        pattern = selection.match
+        rescan = lambda known: find_matching(pattern, selection.children, skip=known,  # noqa: E731
+                                             all_users=selection.all_users)
+    return MonitorEngine(
+        probes, monitor.config, interval_s=args.monitor_interval, duration_s=args.duration,
+        policy=args.on_breaker, children=args.children, selection=selection.describe(),
+        # A --match watch waits for new matches; explicit pids and the default list end when all exited.
+        end_when_all_exit=selection.match is None, rescan=rescan, limit=monitor.limit,
+        signal_other_users=getattr(args, "signal_other_users", False))
 
 
 def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):

@@ -1,7 +1,8 @@
 """The engine: one loop that admits batches under the memory core's rules.
 
-Faces drive it only through thread-safe commands (pause, resume, cleanup,
-set_thresholds, set_batch_limits, stop) and read it only through immutable
+``Runner`` is an Engine (memtui.engine). Faces drive it only through
+thread-safe commands (pause, resume, cleanup, set_thresholds,
+set_batch_limits, stop) and read it only through immutable
 ``snapshot()``s and the event stream (``subscribe()``). The loop runs in
 whichever thread calls ``run()``; it checks commands and the breaker between
 batches and between the sub-batches of a long encode.
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from memtui.engine import PROTOCOL_COMMANDS
 from memtui.errors import MemtuiError
 from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, EventBus,
                            EventQueue, MemoryWarning, Notice, PhaseChanged, RunFinished)
@@ -78,6 +80,11 @@ class RunSnapshot:
 
 
 class Runner:
+    """The embedding job's engine (an Engine: memtui.engine)."""
+
+    kind = "job"
+    commands = (*PROTOCOL_COMMANDS, "toggle_pause", "set_batch_limits")
+
     def __init__(self, job: EmbedJob, monitor: MemoryMonitor, *,
                  clock: Callable[[], float] = time.monotonic, trace: RunTrace | None = None,
                  sleep: Callable[[float], None] | None = None) -> None:
@@ -182,6 +189,10 @@ class Runner:
         so the next start says what happened instead of guessing at a kill."""
         if self.trace is not None:
             self.trace.end(why)
+
+    def emergency_exit(self, why: str) -> None:
+        """The process exits at once (Engine): committed batches are safe; the trace says why."""
+        self.record_hard_exit(why)
 
     # -- reading (any thread) -------------------------------------------------------
     def subscribe(self) -> EventQueue:

@@ -1,4 +1,4 @@
-"""Byte/GB conversions and threshold parsing shared by the core and its faces.
+"""Byte/GB conversions, threshold parsing and durations shared by the core and its faces.
 
 memtui's "GB" is a binary gigabyte (2**30 bytes), as in `free -g` and cgroup
 limits; the original guide's 1.5 GB breaker is 1.5 * 2**30 bytes.
@@ -30,6 +30,16 @@ def format_bytes(n_bytes: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float | None) -> str:
+    """``42s``, ``3m07s``, ``2h05m``; ``?`` when unknown. Every face says durations this way."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def parse_gb(text: str | float | int, *, limit_bytes: int | None = None, what: str = "value") -> float:

@@ -16,7 +16,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from memtui.errors import ConfigError, MemtuiError
+from memtui.errors import ConfigError
 from memtui.memory.units import GB, parse_gb
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
@@ -245,15 +245,3 @@ class MemtuiApp(EngineApp):
     def _quit_on_signal(self) -> None:
         self.stop_and_exit()
 
-
-def run_tui(runner: Runner, *, theme: str | None = None) -> dict[str, Any]:
-    """Run the TUI until the operator quits; returns the runner's report (the same one headless returns)."""
-    app = MemtuiApp(runner, theme=theme, handle_signals=True)
-    # No mouse: every action has a key, and without mouse tracking the terminal's own selection
-    # works, so an operator can copy a path or a log line out of an SSH session.
-    report = app.run(mouse=False)
-    if report is None:
-        report = app.report or runner.snapshot().report
-    if report is None:
-        raise MemtuiError("the TUI ended before the job could report; rerun with --headless to see why")
-    return report

@@ -9,7 +9,10 @@ the work in flight and the app exits with the report once the worker returns.
 Signals do the same in both: SIGTERM and SIGINT stop cleanly as a confirmed quit
 would, and SIGHUP (a dropped SSH session, a closed terminal window) too, after
 moving the app off the dead terminal, on a driver that survives it. Subclasses
-keep what differs: their widgets, ``tick()``, their keys and quit questions.
+keep what differs: their widgets, ``tick()``, their keys and quit questions
+(abstract methods: a subclass that forgets one cannot be built).
+
+memtui.faces.tui.run_tui picks the subclass for an engine and runs it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import signal
 import sys
 import threading
 import time
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import App
+from textual.message_pump import _MessagePumpMeta
 from textual.worker import Worker, WorkerState
 
+from memtui.engine import Engine
 from memtui.errors import ConfigError, UsageError
 from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.messages import JobCrashed, JobFinished
@@ -34,18 +40,26 @@ from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, loa
 from memtui.tui.widgets.gc_log import GcLog
 
 
-class EngineApp(App[dict]):
-    """Hosts an engine with ``run()``, ``snapshot()``, ``subscribe()``/``unsubscribe()``, ``stop()`` and
-    ``set_thresholds()``."""
+class _EngineAppMeta(_MessagePumpMeta, ABCMeta):
+    """Textual's metaclass with abstract methods enforced."""
+
+
+class EngineApp(App[dict], metaclass=_EngineAppMeta):
+    """Hosts any Engine (memtui.engine): runs it in a worker, polls its snapshots, steers by its commands."""
 
     #: The worker's name, and what the crash line calls the thread.
     WORKER_NAME = "memtui-job"
     THREAD_NOUN = "job"
+    #: What memtui.faces.tui.run_tui calls the app and the engine's work when the app ends without a report.
+    FACE_NOUN = "TUI"
+    WORK_NOUN = "job"
+    #: Mouse tracking (off: the terminal's own text selection keeps working over SSH).
+    MOUSE: ClassVar[bool] = False
     #: Signals that end the app through ``_quit_on_signal`` when ``handle_signals`` is on.
     QUIT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, engine: Any, *, theme: str | None, autostart: bool, poll_interval: float,
-                 handle_signals: bool, **app_options: Any) -> None:
+    def __init__(self, engine: Engine, *, theme: str | None = None, autostart: bool = True,
+                 poll_interval: float = 0.25, handle_signals: bool = False, **app_options: Any) -> None:
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
         if handle_signals and sys.platform.startswith("linux"):
             app_options.setdefault("driver_class", HangupSafeDriver)
@@ -72,19 +86,21 @@ class EngineApp(App[dict]):
 
     # -- what subclasses provide --------------------------------------------------------
     @property
+    @abstractmethod
     def job_log(self) -> GcLog:
         """The log the crash line goes to."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tick(self) -> None:
         """Poll one snapshot and drain the events: the only way the UI learns about the job."""
-        raise NotImplementedError
 
+    @abstractmethod
     def action_request_quit(self) -> None:
-        raise NotImplementedError
+        """q (and Textual's ctrl+q): ask or stop, then exit with the report."""
 
+    @abstractmethod
     def _quit_on_signal(self) -> None:
-        raise NotImplementedError
+        """SIGTERM, SIGINT (and SIGHUP, after the hangup handling): stop cleanly and exit with the report."""
 
     def _polling_started(self) -> None:
         """Once the first poll is shown and the timer set, before signals are caught and the job starts."""
@@ -250,9 +266,9 @@ def detach_from_terminal() -> None:
     _kept_fds.append(write_end)  # kept open: an empty pipe with a writer blocks instead of reading EOF
 
 
-def _exit_if_stuck(engine: Any) -> None:
+def _exit_if_stuck(engine: Engine) -> None:
     """Last resort after a hangup: once the engine has finished and reported, never hang around."""
-    while engine.snapshot().report is None:
+    while (report := engine.snapshot().report) is None:
         time.sleep(0.5)
     time.sleep(HANGUP_EXIT_GRACE_S)
-    os._exit(int(engine.snapshot().report["exit_code"]))
+    os._exit(int(report["exit_code"]))

@@ -8,21 +8,19 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
+from memtui.engine import call
 from memtui.errors import MemtuiError
 from memtui.events import Event
-from memtui.headless import format_duration
 from memtui.jobs.monitor.engine import MonitorEngine, MonitorSnapshot
 from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetBreakerChanged, TargetGone,
                                         TargetSampled, TargetWarning)
 from memtui.jobs.monitor.tracker import TargetState
 from memtui.memory.breaker import BreakerState
-from memtui.memory.units import GB
+from memtui.memory.units import GB, format_duration
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
@@ -78,6 +76,9 @@ class MonitorApp(EngineApp):
     TITLE = "memtui monitor"
     WORKER_NAME = "memtui-monitor"
     THREAD_NOUN = "monitor"
+    FACE_NOUN = "monitor TUI"
+    WORK_NOUN = "watch"
+    MOUSE = True  # a row of the process table can be clicked
     BINDINGS = [
         Binding("s", "signal('stop')", "Stop"),
         Binding("r", "signal('resume')", "Resume"),
@@ -128,7 +129,8 @@ class MonitorApp(EngineApp):
     def _header(self, s: MonitorSnapshot) -> str:
         live = sum(not t.gone for t in s.targets)
         span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
-        state = (f"finished: {s.report['end_reason']}" if s.report else "stopping" if s.stopping else "watching")
+        state = (f"finished: {s.report['end_reason']}" if s.report else "stopping" if s.stopping
+                 else "paused" if s.paused else "watching")
         return (f"{s.selection} · {live}/{len(s.targets)} live · every {s.interval_s:g}s · warning "
                 f"{gb(s.warning_bytes)} breaker {gb(s.max_bytes)} · on breaker: {s.policy.value} · {span} · {state}")
 
@@ -165,7 +167,7 @@ class MonitorApp(EngineApp):
         if not confirmed:
             return
         try:
-            action = getattr(self.engine, command)(pid)
+            action = call(self.engine, command, pid)
         except MemtuiError as exc:
             self.notify(str(exc), severity="error", timeout=5)
             return
@@ -191,13 +193,3 @@ class MonitorApp(EngineApp):
         """SIGTERM, SIGINT and SIGHUP (EngineApp) end the watch like q: memtui resumes what it stopped."""
         self.action_request_quit()
 
-
-def run_monitor_tui(engine: MonitorEngine, theme: str | None = None) -> dict[str, Any]:
-    """Run the monitor TUI until the operator quits; returns the engine's report (as headless does)."""
-    app = MonitorApp(engine, theme=theme, handle_signals=True)
-    report = app.run()
-    if report is None:
-        report = app.report or engine.snapshot().report
-    if report is None:
-        raise MemtuiError("the monitor TUI ended before the watch could report; rerun with --headless to see why")
-    return report

@@ -1,6 +1,6 @@
 """Small text helpers shared by the panels (pure functions, no widgets).
 
-Durations reuse the headless face's ``format_duration`` so both faces say
+Durations reuse memtui.memory.units.format_duration, so every face says
 "1m02s" the same way.
 """
 
@@ -11,9 +11,8 @@ import unicodedata
 
 from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, MemoryWarning,
                            Notice, PhaseChanged, RunFinished)
-from memtui.headless import format_duration
 from memtui.memory.breaker import BreakerState
-from memtui.memory.units import GB
+from memtui.memory.units import GB, format_duration
 
 __all__ = ["format_duration", "gb", "strip_icon", "classify", "short_path", "STATE_STYLE", "STATE_CLASS",
            "bar", "count"]

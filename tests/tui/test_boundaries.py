@@ -17,7 +17,8 @@ TUI_DIR = Path(memtui.tui.__file__).parent
 
 def test_engine_jobs_and_headless_import_no_textual():
     code = ("import importlib, json, sys\n"
-            "for m in ('memtui.runner', 'memtui.jobs.cache', 'memtui.headless', 'memtui.cli', 'memtui.events'):\n"
+            "for m in ('memtui.runner', 'memtui.jobs.cache', 'memtui.faces.headless', 'memtui.faces.job',"
+            " 'memtui.faces.monitor', 'memtui.engine', 'memtui.jobs.monitor', 'memtui.cli', 'memtui.events'):\n"
             "    importlib.import_module(m)\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext',"
             " 'plotext') or m.startswith('memtui.tui'))))\n")

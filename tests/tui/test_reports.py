@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from memtui.headless import HeadlessFace
+from memtui.faces.headless import HeadlessFace
 from memtui.tui.app import MemtuiApp
 
 from .conftest import wait_for

@@ -29,7 +29,7 @@ from pathlib import Path
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.runner import Runner
-from memtui.tui.app import run_tui
+from memtui.faces.tui import run_tui
 from tests.support.executors import FakeExecutor
 from tests.support.inputs import write_input
 

@@ -1,10 +1,14 @@
-"""MonitorEngine: watches processes memtui did not start, with the Runner's shape.
+"""MonitorEngine: watches processes memtui did not start; an Engine (memtui.engine) like the Runner.
 
-Faces drive it only through thread-safe commands (stop, pause_target,
-resume_target, terminate_target, set_thresholds) and read it only through
+Faces drive it only through thread-safe commands (the Engine's: stop, pause,
+resume, request_cleanup, set_thresholds, emergency_exit; and its own:
+pause_target, resume_target, terminate_target) and read it only through
 immutable ``snapshot()``s and the event stream (``subscribe()``). ``run()``
 samples every target once per interval in the calling thread until the
 duration is up, the operator stops it, or every explicit target has exited.
+While the watch is paused it samples nothing, so nothing a sample would drive
+happens (no breaker transitions, no --on-breaker signals); the operator's own
+per-target commands still work, and the duration keeps counting.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from typing import Any
 
 import psutil
 
+from memtui.engine import PROTOCOL_COMMANDS
 from memtui.errors import UsageError
-from memtui.events import Event, EventBus, EventQueue, Notice
+from memtui.events import CleanupRan, Event, EventBus, EventQueue, Notice
 from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetAdded, TargetBreakerChanged,
                                         TargetGone, TargetSampled, TargetWarning)
 from memtui.jobs.monitor.intervene import (SIGNALS, Policy, Sender, decide, protected_pids, refusal, send_signal,
                                            signal_target)
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
+from memtui.memory.cleanup import Cleaner
 from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
-from memtui.memory.probe import MemoryLimit
+from memtui.memory.probe import MemoryLimit, ProcessProbe
 from memtui.memory.units import GB
 
 #: How often a --match watch looks for new matching processes (or every interval, if longer).
@@ -46,6 +52,7 @@ class MonitorSnapshot:
     rounds: int
     round_cost_s: float        # what the last round of sampling took, all targets together
     stopping: bool
+    paused: bool               # the watch is paused: no sampling, so no breaker actions
     warning_bytes: int
     max_bytes: int
     reset_bytes: int
@@ -62,6 +69,11 @@ class MonitorSnapshot:
 
 
 class MonitorEngine:
+    """Monitor mode's engine (an Engine: memtui.engine)."""
+
+    kind = "monitor"
+    commands = (*PROTOCOL_COMMANDS, "pause_target", "resume_target", "terminate_target")
+
     def __init__(self, probes: Sequence[PidProbe], config: MemoryConfig, *, interval_s: float = 2.0,
                  duration_s: float | None = None, policy: Policy | str = Policy.NONE, children: bool = False,
                  selection: str = "", end_when_all_exit: bool = True,
@@ -92,6 +104,9 @@ class MonitorEngine:
         for probe in probes:
             self._trackers[probe.pid] = self._track(probe)
         self._stop_requested = False
+        self._paused = False
+        self._cleanup_requested = False
+        self._cleaner: Cleaner | None = None  # memtui's own cleanup, made at the first request
         self._t0: float | None = None
         self._t_end: float | None = None
         self._rounds = 0
@@ -108,6 +123,35 @@ class MonitorEngine:
             self._stop_requested = True
             self._wake.notify_all()
         self._publish(Notice("⏹️ Stop requested: ending the watch"))
+
+    def pause(self) -> None:
+        """Pause the watch: no sampling, so no breaker transitions and no --on-breaker signals, until resume()."""
+        with self._wake:
+            if self._paused:
+                return
+            self._paused = True
+            self._wake.notify_all()
+        self._publish(Notice("⏸️ Watch paused: no sampling and no breaker actions until resumed"))
+
+    def resume(self) -> None:
+        with self._wake:
+            if not self._paused:
+                return
+            self._paused = False
+            self._wake.notify_all()
+        self._publish(Notice("▶️ Watch resumed"))
+
+    def request_cleanup(self) -> None:
+        """Clean up memtui's own process (collect, trim) in the watch's thread, at once even while waiting.
+
+        The watched processes are not touched: memtui cannot free their memory, only its own."""
+        with self._wake:
+            self._cleanup_requested = True
+            self._wake.notify_all()
+
+    def emergency_exit(self, why: str) -> None:
+        """The process exits at once (a second Ctrl-C): resume every process memtui stopped first."""
+        self.release_all()
 
     def pause_target(self, pid: int) -> Action:
         """SIGSTOP the target (and its counted children) for the operator."""
@@ -155,6 +199,7 @@ class MonitorEngine:
                 selection=self.selection, policy=self.policy, children=self.children,
                 interval_s=self.interval_s, duration_s=self.duration_s, elapsed_s=self._elapsed(),
                 rounds=self._rounds, round_cost_s=self._round_cost, stopping=self._stop_requested,
+                paused=self._paused,
                 warning_bytes=cfg.warning_bytes, max_bytes=cfg.max_bytes, reset_bytes=cfg.reset_bytes,
                 limit=self.limit, targets=tuple(t.snapshot() for t in self._trackers.values()),
                 report=self._report,
@@ -174,9 +219,12 @@ class MonitorEngine:
         status, reason, exit_code = "success", "duration reached", 0
         try:
             while True:
-                self._sample_round()
+                with self._lock:
+                    paused = self._paused
+                if not paused:
+                    self._sample_round()
                 now = self._clock()
-                if self._rescan is not None and now >= next_rescan:
+                if not paused and self._rescan is not None and now >= next_rescan:
                     self._add_new_targets()
                     next_rescan = now + max(RESCAN_S, self.interval_s)
                 if self.end_when_all_exit and all(t.gone for t in self._trackers.values()):
@@ -185,14 +233,9 @@ class MonitorEngine:
                 while tick <= now:
                     tick += self.interval_s  # a slow round skips ticks instead of bunching them
                 end = None if self.duration_s is None else self._t0 + self.duration_s
-                with self._wake:
-                    if not self._stop_requested:
-                        wake_at = tick if end is None else min(tick, end)
-                        self._wake.wait_for(lambda: self._stop_requested,
-                                            timeout=max(0.0, wake_at - self._clock()))
-                    if self._stop_requested:
-                        status, reason, exit_code = "interrupted", "stopped by operator", 130
-                        break
+                if self._wait(tick if end is None else min(tick, end)):
+                    status, reason, exit_code = "interrupted", "stopped by operator", 130
+                    break
                 if end is not None and self._clock() >= end:
                     break
         finally:
@@ -203,6 +246,28 @@ class MonitorEngine:
             self._report = report
         self._publish(MonitorFinished(report, level="info" if exit_code == 0 else "warning"))
         return report
+
+    def _wait(self, until: float) -> bool:
+        """Wait for the next round (or the end), running requested cleanups meanwhile; True once stopped."""
+        while True:
+            with self._wake:
+                if not self._stop_requested and not self._cleanup_requested:
+                    self._wake.wait_for(lambda: self._stop_requested or self._cleanup_requested,
+                                        timeout=max(0.0, until - self._clock()))
+                stop, cleanup = self._stop_requested, self._cleanup_requested
+                self._cleanup_requested = False
+            if cleanup:
+                self._cleanup()
+            if stop:
+                return True
+            if not cleanup or self._clock() >= until:
+                return False
+
+    def _cleanup(self) -> None:
+        if self._cleaner is None:
+            self._cleaner = Cleaner(ProcessProbe())
+        report = self._cleaner.run("memtui's own memory, requested by the operator", clear_caches=False)
+        self._publish(CleanupRan(report))
 
     def _sample_round(self) -> None:
         t0 = time.perf_counter()

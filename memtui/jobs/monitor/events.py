@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from memtui.events import Event
-from memtui.headless import format_duration
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState
 from memtui.memory.breaker import BreakerState
-from memtui.memory.units import MB, format_gb
+from memtui.memory.units import MB, format_duration, format_gb
 
 
 def format_rate(bps: float | None) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from textual.content import Content
 from textual.widgets import Static
 
-from memtui.headless import summary_lines
+from memtui.faces.job import summary_lines
 
 _HEADLINE = {
     "success": ("✔ Run finished", "$success"),
