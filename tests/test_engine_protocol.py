@@ -138,7 +138,8 @@ def test_a_paused_watch_samples_nothing_and_says_so(watch):
     try:
         wait_until(lambda: watch.snapshot().rounds >= 2, what="two rounds")
         watch.pause()
-        assert watch.snapshot().paused
+        paused = watch.snapshot()
+        assert paused.paused and wire.loads(wire.dumps("snapshot", paused))[1] == paused
         time.sleep(0.1)  # a round already under way may still finish
         rounds = watch.snapshot().rounds
         time.sleep(0.4)  # eight intervals

@@ -52,13 +52,13 @@ class MonitorSnapshot:
     rounds: int
     round_cost_s: float        # what the last round of sampling took, all targets together
     stopping: bool
-    paused: bool               # the watch is paused: no sampling, so no breaker actions
     warning_bytes: int
     max_bytes: int
     reset_bytes: int
     limit: MemoryLimit | None
     targets: tuple[TargetSnapshot, ...]
     report: dict[str, Any] | None
+    paused: bool = False       # the watch is paused: no sampling, so no breaker actions (last: wire v1 without it)
 
     @property
     def finished(self) -> bool:
