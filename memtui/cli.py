@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SQLite cache file (default: $MEMTUI_CACHE or ~/.cache/memtui/embeddings.sqlite)")
     run.add_argument("--model", default=None,
                      help="sentence-transformers model folder (default: packaged all-MiniLM-L6-v2)")
+    run.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None,
+                     help="what runs the model: torch (exact fp32, default), onnx (fp32) or onnx-int8 (about 2x "
+                          "faster, cosine to fp32 >= 0.99; needs memtui[onnx]); env MEMTUI_BACKEND, config [embed] backend")
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N domains")
     run.add_argument("--texts", type=_positive_int, default=None, metavar="N",
                      help="embeddings mode: the first N texts of the input (default 1000)")
@@ -124,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "memtui or its parents")
     monitor.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop watching after S seconds")
 
+    tune = sub.add_parser("tune", help="compare the backends on a sample of your data",
+                          description="Run each available backend on the first N texts of --input; print texts/s, "
+                                      "peak RSS and cosine to torch fp32 side by side, with a recommendation.")
+    tune.add_argument("--input", type=Path, default=None, help="JSON Lines of responses (default: the bundled sample)")
+    tune.add_argument("--limit", type=_positive_int, default=500, metavar="N", help="texts to try (default 500)")
+    tune.add_argument("--model", default=None, help="sentence-transformers model folder")
+    tune.add_argument("--json", action="store_true", help="print the figures as JSON")
+
     cache = sub.add_parser("cache", help="inspect the cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
     info = cache_sub.add_parser("info", help="what is in the cache")
@@ -139,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "cache":
             return cache_info(args)
+        if args.command == "tune":
+            return tune(args)
         return run(args)
     except MemtuiError as exc:
         print(f"memtui: error: {exc}", file=sys.stderr)
@@ -297,7 +310,9 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
     from memtui.runner import Runner  # noqa: PLC0415
     from memtui.trace import RunTrace  # noqa: PLC0415
 
-    embedder = Embedder(args.model)
+    from memtui.embed.backends import resolve_backend  # noqa: PLC0415
+
+    embedder = Embedder(args.model, backend=resolve_backend(args.backend, args.config or default_config()))
     embedder.check()
     texts = (args.texts or 1000) if args.mode == "embeddings" else None
     job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
@@ -319,6 +334,19 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     except OSError as exc:
         raise RuntimeFailure(f"the run ended ({report.get('status')}) but its report could not be written to "
                              f"{path} ({exc.strerror or exc}); the report is on stdout") from None
+
+
+def tune(args: argparse.Namespace) -> int:
+    from memtui.embed.tune import format_table, tune as run_tune  # noqa: PLC0415
+
+    result = run_tune(_resolve_input(args.input), args.limit, args.model,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for line in format_table(result):
+            print(line)
+    return EXIT_OK
 
 
 def cache_info(args: argparse.Namespace) -> int:

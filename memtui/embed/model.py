@@ -6,6 +6,11 @@ cache) never pays their ~300 MB. Encoding is cut into token-budgeted
 sub-batches: activation memory follows batch x sequence length, and each
 sub-batch is short enough for the runner to pause or stop between them.
 
+``backend`` picks what runs the model (``memtui.embed.backends``): ``torch``
+(sentence-transformers, exact fp32, the default) or ``onnx`` / ``onnx-int8``
+(onnxruntime, which never imports torch). Sub-batching, windows, unload and
+the runner's checkpoints are the same on every backend.
+
 A text is cut to its window before anything tokenizes it whole: the model only
 ever sees its first ``max_seq_length`` tokens, yet a fast tokenizer builds
 every token of the whole text before truncating (measured: 1.4 GB for a
@@ -15,6 +20,7 @@ keeps the shortest prefix that provably yields the same first tokens.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -81,9 +87,10 @@ def _quiet_loading() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _is_oom(exc: RuntimeError) -> bool:
+def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text
+    return ("can't allocate memory" in text or "not enough memory" in text or "out of memory" in text
+            or "bad_alloc" in text or "bad allocation" in text or "failed to allocate" in text)
 
 
 def _settled_tokens(tokenizer: Any, prefix: str) -> int | None:
@@ -121,8 +128,12 @@ class Embedder:
         threads: int | None = None,
         token_budget: int = DEFAULT_TOKEN_BUDGET,
         max_batch: int = DEFAULT_MAX_BATCH,
+        backend: str = "torch",
     ) -> None:
+        from memtui.embed.backends import check_backend  # noqa: PLC0415 - numpy only
+
         self._name = None if model is None else str(model)
+        self.backend = check_backend(backend)
         self.device = device
         self.threads = threads or len(os.sched_getaffinity(0))
         self.token_budget = token_budget
@@ -162,6 +173,10 @@ class Embedder:
 
     def check(self) -> None:
         """Fail fast, without loading, on a model that cannot be found (before any cache is touched)."""
+        if self.backend != "torch":
+            from memtui.embed.backends import require_extra  # noqa: PLC0415
+
+            require_extra(self.backend)  # exit 2, naming the extra, before any work
         source = Path(self._source())
         if source.exists() and not any((source / name).exists() for name in ("modules.json", "config.json")):
             raise ModelError(f"model '{self._name}' did not load: {source} has no modules.json or config.json; {_FIX}")
@@ -184,6 +199,10 @@ class Embedder:
             # box: measured 5-10x slower encodes when the 2 cores were contended.
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             start = time.perf_counter()  # imports included: they are most of the wait
+            if self.backend != "torch":
+                self._model = self._load_onnx(source)
+                self.load_seconds = time.perf_counter() - start
+                return self._model
             try:
                 import torch
                 from sentence_transformers import SentenceTransformer
@@ -205,6 +224,15 @@ class Embedder:
             self._model = model
             return model
 
+    def _load_onnx(self, source: str) -> Any:
+        from memtui.embed.backends import load_onnx  # noqa: PLC0415
+
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ModelError(f"--backend {self.backend} needs a local model folder, not {source!r}; {_FIX}")
+        log = logging.getLogger("memtui").info
+        return load_onnx(folder, self.backend, threads=self.threads, log=log)
+
     def unload(self) -> None:
         """Drop the model so its memory can be returned; the next encode reloads it."""
         with self._lock:
@@ -217,8 +245,8 @@ class Embedder:
         (freed tensors go straight back to malloc, which the runner trims) and
         the Rust tokenizer keeps none. Only GPU devices have a cache to empty.
         """
-        if self._model is None:
-            return []
+        if self._model is None or self.backend != "torch":
+            return []  # onnxruntime runs without its memory arena here: nothing is held between calls
         import torch
 
         if self.device.startswith("cuda") and torch.cuda.is_available():
@@ -338,13 +366,17 @@ class Embedder:
         if not unique:
             return
         model = self.load()
-        import torch
+        if self.backend == "torch":
+            import torch
 
+            no_grad: Any = torch.inference_mode
+        else:
+            no_grad = contextlib.nullcontext
         windows = [self.window(text) for text in unique]
         for batch in self._plan(self._token_lengths(windows), token_budget):
             sub = [windows[j] for j in batch]
             try:
-                with torch.inference_mode():
+                with no_grad():
                     vectors = model.encode(
                         sub,
                         batch_size=len(sub),
@@ -352,7 +384,9 @@ class Embedder:
                         normalize_embeddings=True,
                         show_progress_bar=False,
                     )
-            except RuntimeError as exc:
+            except MemoryError:
+                raise
+            except Exception as exc:  # torch raises RuntimeError, onnxruntime its own types
                 if _is_oom(exc):
                     raise MemoryError(_short(exc)) from exc
                 raise

@@ -47,9 +47,35 @@ _TABLES = {"meta", "embeddings", "responses", "domains"}
 _FIX = "move it away or pass --cache NEW_PATH"
 
 
-def key_for(model_id: str, text: str) -> bytes:
-    """Cache key: the model is part of it, so vectors of two models never collide."""
-    return hashlib.sha256(model_id.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
+TORCH_BACKEND = "torch"
+
+# Backends (memtui.embed.backends) share one cache without a migration: the key
+# of a torch fp32 vector is what it always was, so every older cache stays valid
+# as it is; another backend's vectors get keys of their own (its name is hashed
+# in) and are listed in backend_vectors, their domains and responses in
+# backend_domains and backend_responses. Whatever those tables do not list is
+# torch fp32, the only backend before them. An older memtui ignores the extra
+# tables and still reads the torch vectors.
+_BACKEND_SCHEMA = """
+CREATE TABLE IF NOT EXISTS backend_vectors (key BLOB PRIMARY KEY, backend TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backend_domains (backend TEXT NOT NULL, domain TEXT NOT NULL, responses INTEGER NOT NULL,
+                                            counts TEXT NOT NULL, agreement REAL, done_at REAL NOT NULL,
+                                            PRIMARY KEY (backend, domain));
+CREATE TABLE IF NOT EXISTS backend_responses (backend TEXT NOT NULL, id TEXT NOT NULL, domain TEXT NOT NULL,
+                                              model TEXT NOT NULL, prompt_type TEXT NOT NULL, key BLOB NOT NULL,
+                                              PRIMARY KEY (backend, id));
+"""
+
+
+def key_for(model_id: str, text: str, backend: str = TORCH_BACKEND) -> bytes:
+    """Cache key: the model and the backend are part of it, so vectors of two models or backends never collide.
+
+    A torch fp32 vector's key leaves the backend out (it is the key every cache had before backends).
+    """
+    if backend == TORCH_BACKEND:
+        return hashlib.sha256(model_id.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
+    return hashlib.sha256(model_id.encode("utf-8") + b"\1" + backend.encode("utf-8") + b"\0"
+                          + text.encode("utf-8")).digest()
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -229,6 +255,7 @@ def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("embeddings", "responses", "domains")
         )
+        backends = _backend_counts(conn, vectors, domains)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cache {path} is corrupt or unreadable ({_reason(exc)}); {_FIX}") from None
     finally:
@@ -244,8 +271,24 @@ def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "vectors": vectors,
         "responses": responses,
         "domains_done": domains,
+        "backends": backends,
         "size_bytes": size,
     }
+
+
+def _backend_counts(conn: sqlite3.Connection, vectors: int, domains: int) -> dict[str, dict[str, int]]:
+    """Vectors and finished domains per backend; what backend_vectors does not list is torch fp32."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    out: dict[str, dict[str, int]] = {}
+    if "backend_vectors" in tables:
+        for backend, count in conn.execute("SELECT backend, count(*) FROM backend_vectors GROUP BY backend"):
+            out.setdefault(backend, {"vectors": 0, "domains_done": 0})["vectors"] = count
+    if "backend_domains" in tables:
+        for backend, count in conn.execute("SELECT backend, count(*) FROM backend_domains GROUP BY backend"):
+            out.setdefault(backend, {"vectors": 0, "domains_done": 0})["domains_done"] = count
+    torch = {"vectors": vectors - sum(v["vectors"] for v in out.values()), "domains_done": domains}
+    return {TORCH_BACKEND: torch, **dict(sorted(out.items()))} if torch["vectors"] or domains or not out \
+        else dict(sorted(out.items()))
 
 
 class _InfoAccessor:
@@ -263,8 +306,9 @@ class CacheStore:
     info = _InfoAccessor()
 
     def __init__(self, conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None,
-                 lock: CacheLock | None = None) -> None:
+                 lock: CacheLock | None = None, backend: str = TORCH_BACKEND) -> None:
         self._conn = conn
+        self.backend = backend
         self._cache_lock = lock
         self._lock = threading.Lock()
         self.path = path
@@ -275,7 +319,7 @@ class CacheStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], model_id: str, dim: int | None = None, *,
-             lock: CacheLock | None = None) -> CacheStore:
+             lock: CacheLock | None = None, backend: str = TORCH_BACKEND) -> CacheStore:
         """Open or create a cache for ``model_id`` and hold its lock (``lock`` if the caller took it already).
 
         On failure a new file leaves no trace and the lock is released.
@@ -290,6 +334,8 @@ class CacheStore:
             conn = cls._connect(path, existed)
             try:
                 stored_dim = cls._init_or_check(conn, path, model_id, dim)
+                if backend != TORCH_BACKEND:
+                    cls._add_backend_tables(conn, path)
             except BaseException:
                 conn.close()
                 raise
@@ -303,7 +349,22 @@ class CacheStore:
                     except OSError:
                         pass
             raise
-        return cls(conn, path, model_id, stored_dim, lock)
+        return cls(conn, path, model_id, stored_dim, lock, backend)
+
+    @staticmethod
+    def _add_backend_tables(conn: sqlite3.Connection, path: Path) -> None:
+        """The tables of non-torch backends (idempotent; a torch-only cache never gets them)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, _BACKEND_SCHEMA.split(";")):
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_full(path, exc):
+                raise disk_full(path, "opening the cache") from None
+            raise StoreError(f"cannot prepare cache {path} for other backends ({_reason(exc)}); {_FIX}") from None
 
     @staticmethod
     def _make_folders(path: Path, created: list[Path]) -> None:
@@ -459,14 +520,22 @@ class CacheStore:
                 out[key] = vec
         return out
 
+    def key(self, text: str) -> bytes:
+        """This store's key for ``text``: its model and backend."""
+        return key_for(self.model_id, text, self.backend)
+
     def done_domains(self) -> set[str]:
+        """Domains finished by this store's backend (another backend's summaries do not count)."""
+        if self.backend != TORCH_BACKEND:
+            return {row[0] for row in self._query("SELECT domain FROM backend_domains WHERE backend = ?",
+                                                  (self.backend,))}
         return {row[0] for row in self._query("SELECT domain FROM domains")}
 
     def summarize(
         self, domain: str, responses: Sequence[Response], fresh: Mapping[bytes, np.ndarray]
     ) -> DomainSummary:
         """summarize_domain with vectors from ``fresh`` first, then from the cache."""
-        keys = {r.id: key_for(self.model_id, r.text) for r in responses}
+        keys = {r.id: self.key(r.text) for r in responses}
         known = self.vectors_for(k for k in set(keys.values()) if k not in fresh)
 
         def lookup(r: Response) -> np.ndarray:
@@ -493,9 +562,7 @@ class CacheStore:
         the domain is redone on resume, finding its vectors already cached.
         """
         rows = [(key, self._blob(vec)) for key, vec in vectors.items()]
-        response_rows = [
-            (r.id, r.domain, r.model, r.prompt_type, key_for(self.model_id, r.text)) for r in responses
-        ]
+        response_rows = [(r.id, r.domain, r.model, r.prompt_type, self.key(r.text)) for r in responses]
         domain_rows = [
             (s.domain, s.responses, json.dumps(s.counts, sort_keys=True), s.agreement, s.done_at)
             for s in completed_domains
@@ -507,15 +574,26 @@ class CacheStore:
                 if self.dim is not None:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'dim' AND value = ''", (str(self.dim),))
                 conn.executemany("INSERT OR IGNORE INTO embeddings(key, vector) VALUES (?, ?)", rows)
-                conn.executemany(
-                    "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",
-                    response_rows,
-                )
-                conn.executemany(
-                    "INSERT OR REPLACE INTO domains(domain, responses, counts, agreement, done_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    domain_rows,
-                )
+                if self.backend == TORCH_BACKEND:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",
+                        response_rows,
+                    )
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO domains(domain, responses, counts, agreement, done_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        domain_rows,
+                    )
+                else:  # see _BACKEND_SCHEMA
+                    tag = (self.backend,)
+                    conn.executemany("INSERT OR IGNORE INTO backend_vectors(key, backend) VALUES (?, ?)",
+                                     [(key, self.backend) for key, _ in rows])
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO backend_responses(backend, id, domain, model, prompt_type, key)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", [tag + row for row in response_rows])
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO backend_domains(backend, domain, responses, counts, agreement, done_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", [tag + row for row in domain_rows])
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:

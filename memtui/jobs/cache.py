@@ -1,7 +1,7 @@
 """The cache job: every response of the input, domain by domain, into the SQLite cache.
 
 Resumable: a domain with a summary row is complete and skipped; a vector
-already in the cache (same model, same text) is never embedded again. The
+already in the cache (same model, same backend, same text) is never embedded again. The
 embeddings job is the same work limited to the first N texts, without the
 per-domain summaries (its last domain may be cut short).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from memtui.embed.lock import CacheLock
-from memtui.embed.store import CacheStore, key_for
+from memtui.embed.store import TORCH_BACKEND, CacheStore, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, read_domains
@@ -31,8 +31,10 @@ DISK_MARGIN = 64 << 20
 class CacheJob:
     def __init__(self, input_path: str | Path, cache_path: str | Path, executor: Executor, *,
                  model_id: str, mode: str = "cache", limit_domains: int | None = None,
-                 limit_texts: int | None = None, strict: bool = False) -> None:
+                 limit_texts: int | None = None, strict: bool = False, backend: str | None = None) -> None:
         self.mode = mode
+        # The backend is part of each vector's identity in the cache (store.key_for); default: the executor's.
+        self.backend = backend or getattr(executor, "backend", None) or TORCH_BACKEND
         self.input_path = str(input_path)
         self.cache_path = str(cache_path)
         self.executor = executor
@@ -63,7 +65,7 @@ class CacheJob:
         try:
             self._source = InputSource.open(self.input_path)
             sizes = self._scan()
-            self._store = CacheStore.open(cache, self.model_id, lock=lock)
+            self._store = CacheStore.open(cache, self.model_id, lock=lock, backend=self.backend)
         except BaseException:
             if self._store is None and lock is not None:
                 lock.release()
@@ -133,7 +135,7 @@ class CacheJob:
             yield group
 
     def prepare(self, units: Sequence[DomainGroup]) -> Work:
-        keys = [key_for(self.model_id, r.text) for unit in units for r in unit.responses]
+        keys = [key_for(self.model_id, r.text, self.backend) for unit in units for r in unit.responses]
         texts = {k: r.text for k, r in zip(keys, (r for unit in units for r in unit.responses))}
         missing = self.store.missing(set(keys))
         to_embed = [(k, texts[k]) for k in dict.fromkeys(keys) if k in missing]
