@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -146,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    previous = _interrupt_on_termination()
     try:
         args = build_parser().parse_args(argv)
         if args.command == "cache":
@@ -159,6 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt_on_termination() -> dict[int, Any]:
+    """Until a face takes over its signals (before work starts: a scan, a FIFO waiting for a writer),
+    SIGTERM and SIGHUP end memtui like Ctrl-C: one line, exit 130, nothing half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def make_monitor(args: argparse.Namespace) -> MemoryMonitor:

@@ -284,9 +284,9 @@ class Runner:
             self._publish(Notice(f"❌ unexpected error: {error}", level="error"))
         finally:
             try:
-                self.job.close()
-                if self.trace is not None:
+                if self.trace is not None:  # before the lock goes: a run starting next must find the end
                     self.trace.end(status)
+                self.job.close()
             finally:
                 self.monitor.cleaner.unregister("model caches")
                 self.monitor.breaker.remove_listener(self._on_breaker)

@@ -169,7 +169,9 @@ def test_input_source_refuses_a_terminal_on_stdin(monkeypatch):
         os.close(master)
 
 
-def test_ctrl_c_while_waiting_for_a_fifo_writer_ends_promptly_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_while_waiting_for_a_fifo_writer_ends_promptly_without_a_traceback(tmp_path, sig):
+    """Before any face runs (the FIFO waits for a writer), SIGTERM and SIGHUP end memtui as Ctrl-C does."""
     cache = tmp_path / "cache.sqlite"
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
@@ -177,7 +179,7 @@ def test_ctrl_c_while_waiting_for_a_fifo_writer_ends_promptly_without_a_tracebac
     with killing(w):
         wait_blocked_in_fifo_open(w.pid)
         sent = time.monotonic()
-        w.proc.send_signal(signal.SIGINT)
+        w.proc.send_signal(sig)
         code = w.wait(30)
         took = time.monotonic() - sent
     assert code == 130, w.stderr
