@@ -56,7 +56,14 @@ def missing_modules(backend: str, *, export: bool = False) -> list[str]:
     needs = list(_NEEDS.get(backend, ()))
     if export and backend != TORCH:
         needs += [m for m in _EXPORT_NEEDS if m not in needs]
-    return [m for m in needs if importlib.util.find_spec(m) is None]
+    return [m for m in needs if not _findable(m)]
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require_extra(backend: str) -> None:
