@@ -372,9 +372,69 @@ def role_latency(args: argparse.Namespace) -> None:
           "sub_batch_tokens": embedder.token_budget})
 
 
+# -- backends: onnx-int8 vs torch through memtui, and vs the plain encode, interleaved ------------------
+
+def role_backends(args: argparse.Namespace) -> None:
+    """One process, both backends loaded: memtui's cache job on torch and on onnx-int8 (fresh caches, same
+    texts) and plain ``model.encode`` at its best batch size, interleaved, who goes first alternating."""
+    from memtui.embed.model import Embedder
+
+    texts = read_texts(args.input)
+    torch_e, int8_e = Embedder(), Embedder(backend="onnx-int8")
+    t0 = time.perf_counter()
+    int8_e.load()
+    int8_load_s = time.perf_counter() - t0
+    model = torch_e.load()
+    for e in (torch_e, int8_e):
+        e.encode(["warm up the kernels"])
+    model.encode(["warm up the kernels"], show_progress_bar=False)
+    workdir = Path(tempfile.mkdtemp(prefix="memtui-bench-be-", dir=args.workdir))
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+
+    def run_memtui(embedder, tag: str) -> float:
+        runner, _ = make_runner(args.input, str(workdir / f"cache-{tag}.sqlite"), embedder, trace=False)
+        report = runner.run()
+        assert report["status"] == "success", report
+        return report["items"] / report["duration_s"]
+
+    def run_peer(bs: int) -> float:
+        t = time.perf_counter()
+        model.encode(texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+        return len(texts) / (time.perf_counter() - t)
+
+    reps: list[dict[str, Any]] = []
+    best_bs = None
+    for rep in range(args.repeats):
+        row: dict[str, Any] = {"loadavg": os.getloadavg()[0]}
+        peers = sizes if best_bs is None else [best_bs]
+        order = ["int8", "torch", *peers] if rep % 2 == 0 else [*peers, "torch", "int8"]
+        peer_rates: dict[int, float] = {}
+        for what in order:
+            if what == "int8":
+                row["int8_items_per_s"] = run_memtui(int8_e, f"int8-{rep}")
+            elif what == "torch":
+                row["torch_items_per_s"] = run_memtui(torch_e, f"torch-{rep}")
+            else:
+                peer_rates[what] = run_peer(what)
+        if best_bs is None:
+            best_bs = max(peer_rates, key=peer_rates.get)
+        row["peer_items_per_s"] = {str(k): v for k, v in peer_rates.items()}
+        row["peer_best_items_per_s"] = max(peer_rates.values())
+        row["backend_speedup"] = row["int8_items_per_s"] / row["torch_items_per_s"]
+        row["int8_throughput_ratio"] = row["int8_items_per_s"] / row["peer_best_items_per_s"]
+        row["torch_throughput_ratio"] = row["torch_items_per_s"] / row["peer_best_items_per_s"]
+        reps.append(row)
+    med = lambda key: statistics.median(r[key] for r in reps)  # noqa: E731
+    emit({"role": "backends", "texts": len(texts), "repeats": reps, "peer_best_batch_size": best_bs,
+          "int8_load_s": int8_load_s, "int8_file": str(int8_e.load().onnx_path),
+          "backend_speedup": med("backend_speedup"), "int8_throughput_ratio": med("int8_throughput_ratio"),
+          "torch_throughput_ratio": med("torch_throughput_ratio"),
+          "int8_items_per_s": med("int8_items_per_s"), "torch_items_per_s": med("torch_items_per_s")})
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("role", choices=["memtui", "naive", "throughput", "latency"])
+    ap.add_argument("role", choices=["memtui", "naive", "throughput", "latency", "backends"])
     ap.add_argument("--input", required=True)
     ap.add_argument("--cache", default=None)
     ap.add_argument("--workdir", default=None)
@@ -386,7 +446,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--token-budget", type=int, default=None)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args(argv)
-    {"memtui": role_memtui, "naive": role_naive, "throughput": role_throughput, "latency": role_latency}[args.role](args)
+    {"memtui": role_memtui, "naive": role_naive, "throughput": role_throughput, "latency": role_latency,
+     "backends": role_backends}[args.role](args)
 
 
 if __name__ == "__main__":

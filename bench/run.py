@@ -255,6 +255,116 @@ def resume_runs(input_path: Path, cache: Path, work: Path, runs: int) -> dict[st
             "report_duration_s": statistics.median(r["duration_s"] for r in reports)}
 
 
+# -- backends: the int8 accuracy gate and speed ----------------------------------------------------
+
+GATE = {"int8_cosine_mean": 0.99, "int8_cosine_p1": 0.98, "int8_knn_overlap": 0.95}
+GATE_TEXTS = {"smoke": 40, "quick": 2000, "full": None}  # distinct texts of the sample; None: all of them
+
+
+def gate_texts(n: int | None) -> list[str]:
+    """The bundled sample's first n distinct texts, in file order (all of them for None)."""
+    seen: dict[str, None] = {}
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            seen.setdefault(json.loads(line)["response"])
+            if n is not None and len(seen) >= n:
+                break
+    return list(seen)
+
+
+def backend_figures(prof: Profile, work: Path, tp_input: Path, log: Log) -> dict[str, Any]:
+    """The gate: onnx-int8 against torch fp32 on the same texts (each in its own process: peak RSS is its
+    own VmHWM, the int8 one never imports torch); then the speed pairs through memtui (child ``backends``)."""
+    import numpy as np
+
+    from memtui.embed.tune import cosines, knn_overlap
+
+    texts = gate_texts(GATE_TEXTS[prof.name])
+    texts_file = work / "gate-texts.json"
+    texts_file.write_text(json.dumps(texts))
+    runs: dict[str, dict[str, Any]] = {}
+    for backend in ("onnx-int8", "torch"):  # int8 first: a missing export is made (and timed) here
+        log(f"accuracy gate: {backend} on {len(texts)} distinct texts of the sample")
+        out = work / f"gate-{backend}.npy"
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "memtui.embed.tune", "--child", backend, "--texts",
+                               str(texts_file), "--out", str(out)], capture_output=True, text=True,
+                              env=child_env(), cwd=ROOT, timeout=6 * 3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gate child {backend} failed: {proc.stderr[-2000:]}")
+        runs[backend] = {**json.loads(proc.stdout.strip().splitlines()[-1]),
+                         "process_wall_s": round(time.monotonic() - t0, 2)}
+    vec = np.load(work / "gate-onnx-int8.npy")
+    ref = np.load(work / "gate-torch.npy").astype(np.float64)
+    cos = cosines(vec, ref)
+    knn = knn_overlap(vec, ref)
+    log(f"speed: onnx-int8 vs torch through memtui, and vs plain encode, {count_lines(tp_input)} texts")
+    speed = run_child("backends", "--input", str(tp_input), "--workdir", str(work), "--repeats",
+                      str(max(prof.repeats, 2) if prof.name != "smoke" else 1), "--batch-sizes", prof.batch_sizes)
+    from memtui.embed.backends import artifact_dir
+    from memtui.embed.model import _packaged_model_path
+
+    export = json.loads((artifact_dir(_packaged_model_path()) / "export.json").read_text())
+    return {
+        "backend_speedup": speed["backend_speedup"],
+        "int8_throughput_ratio": speed["int8_throughput_ratio"],
+        "int8_cosine_mean": cos["cosine_mean"], "int8_cosine_p1": cos["cosine_p1"], "int8_cosine_min": cos["cosine_min"],
+        "int8_knn_overlap": knn,
+        "int8_peak_rss_gb": runs["onnx-int8"]["peak_rss_bytes"] / GB,
+        "torch_peak_rss_gb": runs["torch"]["peak_rss_bytes"] / GB,
+        "gate_texts": len(texts),
+        "gate_passed": cos["cosine_mean"] >= GATE["int8_cosine_mean"] and cos["cosine_p1"] >= GATE["int8_cosine_p1"]
+        and knn >= GATE["int8_knn_overlap"],
+        "details": {"gate_runs": runs, "speed": speed, "export": export},
+    }
+
+
+def backend_table(b: dict[str, Any]) -> str:
+    sp = b["details"]["speed"]
+    runs = b["details"]["gate_runs"]
+    rows = [
+        ("backend_speedup (onnx-int8 / torch, both through memtui)", f"{b['backend_speedup']:.3f}", ">= 2.0",
+         f"{sp['int8_items_per_s']:.2f} vs {sp['torch_items_per_s']:.2f} texts/s, {sp['texts']} texts, median of "
+         f"{len(sp['repeats'])} interleaved pair(s)"),
+        ("int8_throughput_ratio (memtui int8 / best plain encode)", f"{b['int8_throughput_ratio']:.3f}", ">= 2.0",
+         f"peer bs {sp['peer_best_batch_size']}; torch through memtui: {sp['torch_throughput_ratio']:.3f}"),
+        ("int8_cosine_mean (per text, to torch fp32)", f"{b['int8_cosine_mean']:.4f}", ">= 0.99",
+         f"{b['gate_texts']} distinct texts of the sample; min {b['int8_cosine_min']:.4f}"),
+        ("int8_cosine_p1 (1st percentile)", f"{b['int8_cosine_p1']:.4f}", ">= 0.98", ""),
+        ("int8_knn_overlap (top-10 neighbours)", f"{b['int8_knn_overlap']:.4f}", ">= 0.95",
+         "gate " + ("PASSED" if b["gate_passed"] else "FAILED")),
+        ("int8_peak_rss_gb / torch_peak_rss_gb (encode the gate texts)",
+         f"{b['int8_peak_rss_gb']:.3f} / {b['torch_peak_rss_gb']:.3f}", "int8 <= torch",
+         f"texts/s there: {runs['onnx-int8']['texts_per_s']:.1f} vs {runs['torch']['texts_per_s']:.1f}; "
+         f"torch imported by int8: {runs['onnx-int8']['torch_imported']}"),
+        ("int8 export (once per model)", f"{sum(b['details']['export']['seconds'].values()):.1f} s", "",
+         ", ".join(f"{k} {v:.1f}s" for k, v in b["details"]["export"]["seconds"].items())),
+    ]
+    out = ["| figure | value | goal | notes |", "|---|---|---|---|"]
+    out += [f"| {a} | {v} | {g} | {n} |" for a, v, g, n in rows]
+    return "\n".join(out)
+
+
+def backends_only(prof: Profile, work: Path, log: Log, json_path: Path | None) -> int:
+    base = SAMPLE if prof.name == "full" else generate(work / "base-x1.jsonl.gz", prof.base_domains, 1,
+                                                        prof.base_responses)
+    tp_input = first_domains(base, work / "throughput.jsonl", prof.tp_domains)
+    started = time.time()
+    b = backend_figures(prof, work, tp_input, log)
+    mach = machine()
+    loads = log.loads + [os.getloadavg()[0]]
+    print(f"memtui bench backends ({prof.name}) at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
+          f"{time.time() - started:.0f}s, commit {mach['commit']}")
+    print(f"machine: {mach['nproc']} cores, {mach['cpu']}; load average (1 min) during the run "
+          f"{min(loads):.1f}..{max(loads):.1f} (median {statistics.median(loads):.1f})")
+    print()
+    print(backend_table(b))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({**b, "machine": mach, "load1": loads}, indent=2) + "\n")
+    return 0 if b["gate_passed"] else 1
+
+
 # -- the chart ---------------------------------------------------------------------------------
 
 def scaling_chart(scaling: dict[str, Any]) -> str:
@@ -321,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures here")
     ap.add_argument("--workdir", type=Path, default=None, help="keep data and caches here (default: a temp dir)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    ap.add_argument("--backends", choices=["auto", "only", "skip"], default="auto",
+                    help="the onnx-int8 figures: with the rest when memtui[onnx] is installed (auto), alone, or not")
     args = ap.parse_args(argv)
     prof = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     log = Log(args.quiet)
@@ -329,6 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_start = os.getloadavg()
     log(f"profile {prof.name}, work dir {work}")
+    from memtui.embed.backends import available
+
+    with_backends = args.backends == "only" or (args.backends == "auto" and available("onnx-int8"))
+    if args.backends == "only":
+        try:
+            return backends_only(prof, work, log, args.json)
+        finally:
+            if args.workdir is None:
+                shutil.rmtree(work, ignore_errors=True)
     try:
         # Data. The full profile's base is generate.py at its defaults: the bundled sample itself.
         if prof.name == "full":
@@ -375,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"latency: pause and breaker on {prof.long_texts} long texts")
         lat = run_child("latency", "--input", str(long_input), "--cache", str(work / "latency.sqlite"),
                         "--trials", str(prof.trials))
+        backends = backend_figures(prof, work, tp_input, log) if with_backends else None
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -411,12 +533,13 @@ def main(argv: list[str] | None = None) -> int:
         "breaker_latency_s": breaker.get("open_to_held_s"),
         "resume_s": resume["median_s"],
         "utilization": tp["utilization"],
+        **({k: v for k, v in backends.items() if k != "details"} if backends else {}),
         "machine": {**machine(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                     "load1_min": min(loads), "load1_max": max(loads), "load1_median": statistics.median(loads)},
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "details": {"throughput": tp, "memtui": m1, "naive": naive_runs[1], "drift": drift, "sampler": sampler,
-                    "latency": lat, "resume": resume,
+                    "latency": lat, "resume": resume, "backends": backends["details"] if backends else None,
                     "scaling_runs": {"memtui": {str(f): {k: v for k, v in r.items() if k != "report"}
                                                 for f, r in mem_runs.items()},
                                      "naive": {str(f): r for f, r in naive_runs.items()}}},
@@ -428,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(figures))
     print()
+    if backends:
+        print(backend_table(backends))
+        print()
     print(scaling_chart(scaling))
     notes = [f"{f}x: memtui {'capped at %ss after %d domains' % (prof.memtui_cap_s, d) if c else 'complete'}; "
              f"naive ended by {e}"
