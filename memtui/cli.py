@@ -164,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # A face that saw a hangup leaves SIGHUP ignored: a second one (the shell passing it on)
+            # must not kill memtui between its report and its exit.
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, handler)
 
 
 def _interrupt_on_termination() -> dict[int, Any]:
