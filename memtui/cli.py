@@ -22,6 +22,7 @@ from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_nam
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
+from memtui.records import Report, report_dict
 from memtui.jobs.source import STDIN_NAMES
 from memtui.safefs import same_file, write_atomic
 from memtui.stdio import dead_end_safe_stdio, write_line
@@ -282,7 +283,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
         for line in parts.summary(report):
             write_line(out, line)
         if not use_tui:
-            write_line(sys.stdout, json.dumps(report, indent=2))
+            write_line(sys.stdout, json.dumps(report_dict(report), indent=2))
     if args.report:
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
     return int(report["exit_code"])
@@ -347,11 +348,11 @@ def trace_path(cache: Path) -> Path:
     return cache.with_name(cache.name + ".trace")
 
 
-def write_report(path: Path, report: dict[str, Any]) -> None:
+def write_report(path: Path, report: Report) -> None:
     """All at once (a temp file renamed over it): a reader never sees half, a link there is replaced, not followed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, (json.dumps(report, indent=2) + "\n").encode(), "report")
+        write_atomic(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
     except OSError as exc:
         raise RuntimeFailure(f"the run ended ({report.get('status')}) but its report could not be written to "
                              f"{path} ({exc.strerror or exc}); the report is on stdout") from None

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from memtui.events import EventQueue
     from memtui.memory.config import MemoryConfig
+    from memtui.records import Report
 
 #: The commands every engine takes (``Engine.commands`` lists these and the engine's own).
 PROTOCOL_COMMANDS: tuple[str, ...] = ("stop", "pause", "resume", "request_cleanup", "set_thresholds")
@@ -37,7 +38,7 @@ class EngineSnapshot(Protocol):
     """What a face may read from any engine's snapshot (each engine's has more: its own fields)."""
 
     @property
-    def report(self) -> dict[str, Any] | None:
+    def report(self) -> Report | None:
         """The run report once ``run()`` has returned, else None."""
 
     @property
@@ -69,7 +70,7 @@ class Engine(Protocol):
     def commands(self) -> tuple[str, ...]:
         """Every command this engine takes: PROTOCOL_COMMANDS and its own (e.g. "pause_target")."""
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Report:
         """Do the work in the calling thread until done, stopped or aborted; return the report."""
         ...
 

@@ -10,11 +10,11 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from memtui.memory.breaker import BreakerState
 from memtui.memory.cleanup import CleanupReport
 from memtui.memory.units import format_gb
+from memtui.records import RunReport
 
 
 @dataclass(frozen=True)
@@ -111,13 +111,13 @@ class Notice(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    report: dict[str, Any]
+    report: RunReport
 
     @property
     def message(self) -> str:
         r = self.report
-        return (f"🏁 Run {r['status']}: {r['items']} responses in {r['duration_s']:.1f}s "
-                f"({r['items_per_s']:.1f}/s), peak {r['peak_memory_gb']:.2f}GB")
+        return (f"🏁 Run {r.status}: {r.items} responses in {r.duration_s:.1f}s "
+                f"({r.items_per_s:.1f}/s), peak {r.peak_memory_gb:.2f}GB")
 
 
 class EventQueue:

@@ -1,12 +1,14 @@
-"""The records the jobs read and the cache stores: a response, and a domain's group of them.
+"""The records memtui passes between its parts: responses, a domain's group of them, the run report.
 
 Their own module, so the cache (memtui.embed) needs nothing of the input reader
-(memtui.jobs.input) to know what it stores.
+(memtui.jobs.input) to know what it stores, and every face reads one typed report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, KeysView
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +30,86 @@ class DomainGroup:
     def name(self) -> str:
         """What the engine calls a unit of work (the runner knows units only by name)."""
         return self.domain
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a cache or embeddings run did, typed; its JSON form (``to_dict()``) keeps the keys users know.
+
+    ``report["exit_code"]`` and ``report.get(key)`` read the JSON form too, so code
+    that handles any engine's report (the monitor's is still a plain dict) needs
+    no special case; code that knows it holds a run report reads attributes.
+    """
+
+    status: str
+    exit_code: int
+    mode: str
+    memory_usage_gb: float
+    peak_memory_gb: float
+    memory_warnings: int
+    breaker_trips: int
+    cleanups: int
+    batches: int
+    items: int
+    items_embedded: int
+    items_skipped: int
+    items_total: int
+    items_per_s: float
+    duration_s: float
+    domains_done: int
+    domains_total: int
+    unprocessed_domains: int
+    unprocessed: tuple[str, ...]
+    bad_lines: int
+    bad_line_details: tuple[dict[str, Any], ...]
+    limit_gb: float | None
+    limit_source: str | None
+    warning_memory_gb: float
+    max_memory_gb: float
+    input: str
+    cache: str
+    model: str
+    thresholds: dict[str, Any] | None = None
+    # present in the JSON only when known
+    rss_anon_gb: float | None = None
+    rss_file_gb: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    memory_floor_gb: float | None = None
+    previous_abnormal_end: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _WHEN_KNOWN and value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def keys(self) -> KeysView[str]:
+        return self.to_dict().keys()
+
+
+#: Any engine's report: the run's typed one, or the monitor's JSON dict.
+Report = RunReport | dict[str, Any]
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The JSON form of any engine's report (what --report writes and the wire carries)."""
+    return report.to_dict() if isinstance(report, RunReport) else report
+
+
+_WHEN_KNOWN = frozenset({"rss_anon_gb", "rss_file_gb", "error", "reason", "memory_floor_gb", "previous_abnormal_end"})

@@ -31,6 +31,7 @@ from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
+from memtui.records import RunReport
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
@@ -72,7 +73,7 @@ class RunSnapshot:
     eta_s: float | None
     model_loaded: bool
     memory: MemorySnapshot
-    report: dict[str, Any] | None
+    report: RunReport | None
 
     @property
     def finished(self) -> bool:
@@ -117,7 +118,7 @@ class Runner:
         self._in_flight: tuple[str, ...] = ()
         self._in_flight_progress = (0, 0)
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
-        self._report: dict[str, Any] | None = None
+        self._report: RunReport | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
         self._abort_reason: str | None = None  # why the breaker gave up, in the operator's terms
@@ -256,7 +257,7 @@ class Runner:
             more = "; ..." if totals.bad_lines > 3 else ""
             self._publish(Notice(f"⚠️ {totals.bad_lines} bad input line(s) skipped: {first}{more}", level="warning"))
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunReport:
         """Run the job to the end (or stop, or abort); returns the run report. Never raises MemtuiError."""
         started_monitor = not self.monitor.running
         if started_monitor:
@@ -489,56 +490,52 @@ class Runner:
         with self._lock:
             self._unprocessed, self._unprocessed_count = names, count
 
-    def _build_report(self, status: str, error: str | None, exit_code: int) -> dict[str, Any]:
+    def _build_report(self, status: str, error: str | None, exit_code: int) -> RunReport:
         memory = self.monitor.snapshot()
+        breakdown = getattr(self.monitor.probe, "breakdown", None)
+        # file-backed RSS (mmapped weights) the kernel can drop; anon it cannot
+        parts = breakdown() if breakdown is not None else None
+        thresholds = getattr(self.monitor, "thresholds", None)
         with self._lock:
             duration = (self._t_end or self._clock()) - (self._t0 or self._clock())
             items = self._items_done - self._items_skipped
-            report: dict[str, Any] = {
-                "status": status,
-                "exit_code": exit_code,
-                "mode": self.job.mode,
-                "memory_usage_gb": round(memory.rss_gb, 3),
-                "peak_memory_gb": round(memory.peak_gb, 3),
-                "memory_warnings": memory.warnings,
-                "breaker_trips": memory.breaker.trips,
-                "cleanups": memory.cleanups,
-                "batches": self._batches,
-                "items": items,
-                "items_embedded": self._items_embedded,
-                "items_skipped": self._items_skipped,
-                "items_total": self._items_total,
-                "items_per_s": round(items / duration, 2) if duration > 0 else 0.0,
-                "duration_s": round(duration, 3),
-                "domains_done": self._units_done,
-                "domains_total": self._units_total,
-                "unprocessed_domains": self._unprocessed_count,
-                "unprocessed": list(self._unprocessed),
-                "bad_lines": self._bad_lines,
-                "bad_line_details": [bad.as_dict() for bad in self._bad_line_details],
-                "limit_gb": round(memory.limit.bytes / GB, 3) if memory.limit else None,
-                "limit_source": memory.limit.source if memory.limit else None,
-                "warning_memory_gb": round(memory.warning_bytes / GB, 3),
-                "max_memory_gb": round(memory.max_bytes / GB, 3),
-                "input": self.job.input_path,
-                "cache": self.job.cache_path,
-                "model": self.job.model_id,
-                "thresholds": self.monitor.thresholds.report() if hasattr(self.monitor, "thresholds") else None,
-            }
-        breakdown = getattr(self.monitor.probe, "breakdown", None)
-        if breakdown is not None:  # file-backed RSS (mmapped weights) the kernel can drop; anon it cannot
-            parts = breakdown()
-            report["rss_anon_gb"] = round(parts.anon / GB, 3)
-            report["rss_file_gb"] = round(parts.file / GB, 3)
-        if error:
-            report["error"] = error
-        if self._abort_reason:
-            report["reason"] = self._abort_reason
-        if self._floor_bytes is not None:
-            report["memory_floor_gb"] = round(self._floor_bytes / GB, 3)
-        if self._previous_abnormal_end:
-            report["previous_abnormal_end"] = self._previous_abnormal_end
-        return report
+            return RunReport(
+                status=status,
+                exit_code=exit_code,
+                mode=self.job.mode,
+                memory_usage_gb=round(memory.rss_gb, 3),
+                peak_memory_gb=round(memory.peak_gb, 3),
+                memory_warnings=memory.warnings,
+                breaker_trips=memory.breaker.trips,
+                cleanups=memory.cleanups,
+                batches=self._batches,
+                items=items,
+                items_embedded=self._items_embedded,
+                items_skipped=self._items_skipped,
+                items_total=self._items_total,
+                items_per_s=round(items / duration, 2) if duration > 0 else 0.0,
+                duration_s=round(duration, 3),
+                domains_done=self._units_done,
+                domains_total=self._units_total,
+                unprocessed_domains=self._unprocessed_count,
+                unprocessed=tuple(self._unprocessed),
+                bad_lines=self._bad_lines,
+                bad_line_details=tuple(bad.as_dict() for bad in self._bad_line_details),
+                limit_gb=round(memory.limit.bytes / GB, 3) if memory.limit else None,
+                limit_source=memory.limit.source if memory.limit else None,
+                warning_memory_gb=round(memory.warning_bytes / GB, 3),
+                max_memory_gb=round(memory.max_bytes / GB, 3),
+                input=self.job.input_path,
+                cache=self.job.cache_path,
+                model=self.job.model_id,
+                thresholds=thresholds.report() if thresholds is not None else None,
+                rss_anon_gb=round(parts.anon / GB, 3) if parts is not None else None,
+                rss_file_gb=round(parts.file / GB, 3) if parts is not None else None,
+                error=error or None,
+                reason=self._abort_reason or None,
+                memory_floor_gb=round(self._floor_bytes / GB, 3) if self._floor_bytes is not None else None,
+                previous_abnormal_end=self._previous_abnormal_end or None,
+            )
 
 
 def _take(pushback: collections.deque[Unit], units: Iterator[Unit], n: int) -> list[Unit]:

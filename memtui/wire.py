@@ -36,6 +36,7 @@ TYPES: dict[str, str] = {
     "CleanupReport": "memtui.memory.cleanup",
     # the embedding engine
     "RunSnapshot": "memtui.runner",
+    "RunReport": "memtui.records",
     "PhaseChanged": "memtui.events",
     "BatchStarted": "memtui.events",
     "BatchDone": "memtui.events",

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 from memtui.engine import Engine
 from memtui.events import Event
+from memtui.records import Report
 from memtui.stdio import LINE_LOCK, detach_dead_terminal, write_line
 
 PROGRESS_EVERY_S = 5.0
@@ -63,7 +64,7 @@ class HeadlessParts:
     #: What a stop request does, as the interrupt and hangup lines say it ("ending the watch").
     stopping: str
     #: The summary lines printed after the run, from its report.
-    summary: Callable[[dict[str, Any]], list[str]]
+    summary: Callable[[Any], list[str]]  # the engine's own report type
     #: Said after "exiting now" on a second Ctrl-C (what is safe anyway), with its leading space.
     hard_exit_note: str = ""
     #: A progress line from a snapshot, printed every ``progress_every_s``; None prints none.
@@ -99,14 +100,14 @@ class HeadlessFace:
         self.err = err
         self.progress_every_s = progress_every_s
         self._events = engine.subscribe()
-        self._report: dict[str, Any] | None = None
+        self._report: Report | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._interrupts = 0
         self._ttys: tuple[int, ...] = ()  # stdout/stderr descriptors that were terminals at the start
         self.hung_up = False
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Report:
         worker = threading.Thread(target=self._work, name=self.parts.thread_name, daemon=True)
         previous = self._install_signals()
         worker.start()

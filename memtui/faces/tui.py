@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from memtui.engine import Engine
 from memtui.errors import MemtuiError
+from memtui.records import Report
 
 if TYPE_CHECKING:
     from memtui.tui.engine_app import EngineApp
@@ -31,7 +32,7 @@ def app_class(engine: Engine) -> type[EngineApp]:
     return cls
 
 
-def run_tui(engine: Engine, *, theme: str | None = None) -> dict[str, Any]:
+def run_tui(engine: Engine, *, theme: str | None = None) -> Report:
     """Run the engine's app until the operator quits; returns the engine's report (the one headless returns)."""
     cls = app_class(engine)
     app = cls(engine, theme=theme, handle_signals=True)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
-
 from textual.app import App
 from textual.binding import Binding
 
 from memtui.errors import ConfigError
 from memtui.memory.units import GB, parse_gb
+from memtui.records import Report, RunReport
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import MemtuiCommands
 from memtui.tui.engine_app import EngineApp
@@ -89,7 +88,8 @@ class MemtuiApp(EngineApp):
     def job_log(self) -> GcLog:
         return self.dashboard.gc_log
 
-    def _show_report(self, report: dict[str, Any]) -> None:
+    def _show_report(self, report: Report) -> None:
+        assert isinstance(report, RunReport), "the job's app hosts a Runner"
         self.dashboard.show_report(report)
 
     def _show_stopping(self) -> None:

@@ -34,6 +34,7 @@ from textual.worker import Worker, WorkerState
 
 from memtui.engine import Engine
 from memtui.errors import ConfigError, UsageError
+from memtui.records import Report
 from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, load_theme, load_themes
@@ -44,7 +45,7 @@ class _EngineAppMeta(_MessagePumpMeta, ABCMeta):
     """Textual's metaclass with abstract methods enforced."""
 
 
-class EngineApp(App[dict], metaclass=_EngineAppMeta):
+class EngineApp(App["Report"], metaclass=_EngineAppMeta):
     """Hosts any Engine (memtui.engine): runs it in a worker, polls its snapshots, steers by its commands."""
 
     #: The worker's name, and what the crash line calls the thread.
@@ -70,7 +71,7 @@ class EngineApp(App[dict], metaclass=_EngineAppMeta):
         self._handle_signals = handle_signals
         self._events = engine.subscribe()
         self._worker: Worker | None = None
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
         self.last: Any = None  # the latest snapshot polled
         for t in load_themes():
@@ -105,7 +106,7 @@ class EngineApp(App[dict], metaclass=_EngineAppMeta):
     def _polling_started(self) -> None:
         """Once the first poll is shown and the timer set, before signals are caught and the job starts."""
 
-    def _show_report(self, report: dict[str, Any]) -> None:
+    def _show_report(self, report: Report) -> None:
         """After the final tick, when the job has reported."""
 
     def _show_stopping(self) -> None:
@@ -131,7 +132,7 @@ class EngineApp(App[dict], metaclass=_EngineAppMeta):
             self._worker = self.run_worker(self._run_job, name=self.WORKER_NAME, group="job", thread=True,
                                            exit_on_error=False)
 
-    def _run_job(self) -> dict[str, Any]:
+    def _run_job(self) -> Report:
         """Runs in the worker thread: the only place the job runs; it reports back by message."""
         report = self._engine.run()
         self.post_message(JobFinished(report))

@@ -7,15 +7,15 @@ reacts on its own thread.
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.message import Message
+
+from memtui.records import Report
 
 
 class JobFinished(Message):
     """The runner returned its report (success, interrupted, aborted or failed)."""
 
-    def __init__(self, report: dict[str, Any]) -> None:
+    def __init__(self, report: Report) -> None:
         super().__init__()
         self.report = report
 

@@ -77,7 +77,7 @@ def classify(event: Event) -> tuple[str, str] | None:
     if isinstance(event, BatchStarted):
         return None
     if isinstance(event, RunFinished):
-        return "DONE", "success" if event.report.get("status") == "success" else "error"
+        return "DONE", "success" if event.report.status == "success" else "error"
     if isinstance(event, PhaseChanged):
         return ("PHASE", "info") if event.phase in _LOGGED_PHASES else None
     if isinstance(event, Notice):

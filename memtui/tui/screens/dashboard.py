@@ -9,7 +9,6 @@ lower area: the chart if toggled on, else the run report once the job is over
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,6 +16,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from memtui.records import RunReport
 from memtui.runner import RunSnapshot
 from memtui.tui.history import RssHistory
 from memtui.tui.widgets import (BatchPanel, BreakerPanel, GcLog, MemoryChart, MemoryPanel, ProgressPanel,
@@ -93,7 +93,7 @@ class DashboardScreen(Screen):
         self.history.extend(m.history)
         self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes, force=force_chart)
 
-    def show_report(self, report: dict[str, Any]) -> None:
+    def show_report(self, report: RunReport) -> None:
         self.finished = True
         self.banner.show_report(report)
         self.apply_layout()

@@ -18,7 +18,7 @@ class ProgressPanel(Panel):
         pct = f" {fraction * 100:5.1f}%"
         width = max(4, self.content_size.width - len(pct)) if self.content_size.width else 40
         filled, empty = bar(fraction, width)
-        bar_style = "$success" if s.finished and s.report and s.report.get("status") == "success" else "$primary"
+        bar_style = "$success" if s.finished and s.report and s.report.status == "success" else "$primary"
         line1 = Content.assemble((filled, bar_style), (empty, "$text-muted"), (pct, "bold"))
         line2 = Content.assemble(
             (count(s.items_done), "bold"), ("/", "$text-muted"), count(s.items_total), (" responses", "$text-muted"),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from textual.content import Content
 from textual.widgets import Static
 
 from memtui.faces.job import summary_lines
+from memtui.records import RunReport
 
 _HEADLINE = {
     "success": ("✔ Run finished", "$success"),
@@ -30,8 +30,8 @@ class ReportBanner(Static):
         self.update(Content.assemble(("Stopping: ", "bold $warning"),
                                      "committing the batch in flight, then quitting…"))
 
-    def show_report(self, report: dict[str, Any]) -> None:
-        status = report.get("status", "failed")
+    def show_report(self, report: RunReport) -> None:
+        status = report.status
         headline, style = _HEADLINE.get(status, (f"Run {status}", "$error"))
         self.has_text = True
         self.set_classes(f"-{status}")

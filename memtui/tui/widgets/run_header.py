@@ -24,7 +24,7 @@ PHASE_STYLE = {
 def phase_of(s: RunSnapshot) -> str:
     """What the job is doing, as the operator would say it (a requested pause is 'pausing' until it holds)."""
     if s.finished:
-        return s.report["status"] if s.report else s.phase
+        return s.report.status if s.report else s.phase
     if s.stopping:
         return "stopping"
     if s.paused:
