@@ -102,6 +102,33 @@ class RunReport:
     def keys(self) -> KeysView[str]:
         return self.to_dict().keys()
 
+    def summary_lines(self) -> list[str]:
+        """The run in a few lines, as the headless face prints them and the TUI's report panel shows them."""
+        r = self
+        lines = [
+            f"Run {r.status} ({r.mode}): {r.items} responses embedded or checked in {r.duration_s:.1f}s "
+            f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
+            f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
+            f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
+            f"breaker trips {r.breaker_trips} · cleanups {r.cleanups}",
+        ]
+        if r.limit_gb:
+            lines.append(f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
+                         f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB")
+        if r.bad_lines:
+            lines.append(f"{r.bad_lines} bad input line(s) skipped")
+        if r.unprocessed_domains:
+            names = ", ".join(r.unprocessed[:5])
+            more = f" and {r.unprocessed_domains - 5} more" if r.unprocessed_domains > 5 else ""
+            how = "rerun with the levels above to resume" if r.memory_floor_gb else "rerun to resume"
+            lines.append(f"Not processed: {r.unprocessed_domains} domain(s): {names}{more} ({how})")
+        if r.reason:
+            lines.append(f"Why: {r.reason}")
+        if r.error:
+            lines.append(f"Error: {r.error}")
+        lines.append(f"Cache: {r.cache}")
+        return lines
+
 
 #: Any engine's report: the run's typed one, or the monitor's JSON dict.
 Report = RunReport | dict[str, Any]

@@ -8,8 +8,9 @@ from memtui.events import BreakerChanged, CleanupRan, Event, MemoryWarning, Phas
 from memtui.faces.headless import HeadlessParts
 from memtui.memory.units import format_duration
 
+from memtui.records import RunReport
+
 if TYPE_CHECKING:  # the runner pulls in numpy; the faces import without it
-    from memtui.records import RunReport
     from memtui.runner import RunSnapshot
 
 # These the memory core already logs itself (same words); printing the events too would say it twice.
@@ -25,31 +26,8 @@ def progress_line(s: RunSnapshot) -> str:
             f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB · breaker {m.state.label} · batch {s.batch_size} · {state}")
 
 
-def summary_lines(report: RunReport) -> list[str]:
-    r = report
-    lines = [
-        f"Run {r.status} ({r.mode}): {r.items} responses embedded or checked in {r.duration_s:.1f}s "
-        f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
-        f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
-        f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
-        f"breaker trips {r.breaker_trips} · cleanups {r.cleanups}",
-    ]
-    if r.limit_gb:
-        lines.append(f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
-                     f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB")
-    if r.bad_lines:
-        lines.append(f"{r.bad_lines} bad input line(s) skipped")
-    if r.unprocessed_domains:
-        names = ", ".join(r.unprocessed[:5])
-        more = f" and {r.unprocessed_domains - 5} more" if r.unprocessed_domains > 5 else ""
-        how = "rerun with the levels above to resume" if r.memory_floor_gb else "rerun to resume"
-        lines.append(f"Not processed: {r.unprocessed_domains} domain(s): {names}{more} ({how})")
-    if r.reason:
-        lines.append(f"Why: {r.reason}")
-    if r.error:
-        lines.append(f"Error: {r.error}")
-    lines.append(f"Cache: {r.cache}")
-    return lines
+#: The run's summary lines (the report words itself: the TUI's report panel shows the same lines).
+summary_lines = RunReport.summary_lines
 
 
 def shows(event: Event) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from memtui.faces.job import summary_lines
 from memtui.records import RunReport
 
 _HEADLINE = {
@@ -37,4 +36,4 @@ class ReportBanner(Static):
         self.set_classes(f"-{status}")
         self.border_title = Content.assemble((headline, f"bold {style}"))
         self.border_subtitle = "q quits"
-        self.update(Content("\n").join([Content(line) for line in summary_lines(report)]))
+        self.update(Content("\n").join([Content(line) for line in report.summary_lines()]))
