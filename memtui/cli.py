@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)")
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
     run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
+    run.add_argument("--detach", action="store_true",
+                     help="run in the background (its own session, no terminal); print its id and return once it "
+                          "accepts viewers ('memtui attach ID')")
     run.add_argument("--theme", default=None,
                      help="TUI theme: memtui-dark, memtui-light, memtui-contrast, a Textual theme, or a PATH.toml")
     monitor = run.add_argument_group("monitor mode")
@@ -138,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--model", default=None, help="sentence-transformers model folder")
     tune.add_argument("--json", action="store_true", help="print the figures as JSON")
 
+    ls = sub.add_parser("ls", help="list the running runs (any of them can be attached to)")
+    ls.add_argument("--json", action="store_true", help="one JSON list: id, pid, mode, input, cache, phase, ...")
+    attach = sub.add_parser("attach", help="watch and steer a running run (d detaches, q asks)")
+    attach.add_argument("id", nargs="?", default=None, help="the run's id from 'memtui ls' (default: the only run)")
+    attach.add_argument("--json", action="store_true", help="stream its snapshots and events as JSON lines")
+    attach.add_argument("--theme", default=None, help="TUI theme (as for run)")
+    stop = sub.add_parser("stop", help="stop a running run cleanly (it commits first) and wait for it to end")
+    stop.add_argument("id", nargs="?", default=None, help="the run's id from 'memtui ls' (default: the only run)")
+
     cache = sub.add_parser("cache", help="inspect the cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
     info = cache_sub.add_parser("info", help="what is in the cache")
@@ -156,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cache_info(args)
         if args.command == "tune":
             return tune(args)
+        if args.command in ("ls", "attach", "stop"):
+            from memtui.attach import commands  # noqa: PLC0415
+
+            return {"ls": commands.list_runs, "attach": commands.attach, "stop": commands.stop}[args.command](args)
+        if args.detach:
+            from memtui.attach.commands import detach  # noqa: PLC0415
+
+            return detach(sys.argv[1:] if argv is None else argv, args)
         return run(args)
     except MemtuiError as exc:
         print(f"memtui: error: {exc}", file=sys.stderr)
@@ -269,6 +289,9 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
     parts = parts_for(engine)
 
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
+    from memtui.attach.commands import serve  # noqa: PLC0415
+
+    server = serve(args, engine)  # any run can be attached to ('memtui attach'); None if it cannot
     with dead_end_safe_stdio():  # a terminal that went away (EIO) or a closed pipe (EPIPE) loses lines, not the exit
         if use_tui:
             core_log = logging.getLogger("memtui")  # never write over the screen
@@ -284,6 +307,8 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             write_line(out, line)
         if not use_tui:
             write_line(sys.stdout, json.dumps(report_dict(report), indent=2))
+    if server is not None:
+        server.finish(report)  # viewers get the report before the socket goes
     if args.report:
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
     return int(report["exit_code"])

@@ -12,12 +12,14 @@ from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.runner import Runner
 from memtui.trace import RunTrace
-from tests.support.inputs import write_input
 from tests.support.executors import FakeExecutor
+from tests.support.inputs import write_input
 
 PACKAGE = Path(__file__).resolve().parents[1] / "memtui"
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "shelve", "marshal", "socket", "socketserver", "http.server"}
+#: The only modules that may import ``socket``: the attach server and client (Unix sockets only, checked below).
+SOCKET_MODULES = {PACKAGE / "attach" / "server.py", PACKAGE / "attach" / "client.py"}
 
 
 def python_files() -> list[Path]:
@@ -33,11 +35,30 @@ def test_no_code_is_unpickled_or_evaluated_and_no_socket_is_opened():
                 offenders.append(f"{path.name}:{node.lineno} calls {node.func.id}()")
             if isinstance(node, ast.Import):
                 offenders += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
-                              if a.name in FORBIDDEN_MODULES]
+                              if a.name in FORBIDDEN_MODULES
+                              and not (a.name == "socket" and path in SOCKET_MODULES)]
             if isinstance(node, ast.ImportFrom) and node.module in FORBIDDEN_MODULES:
                 offenders.append(f"{path.name}:{node.lineno} imports from {node.module}")
     assert len(python_files()) > 10
     assert not offenders, offenders
+
+
+def test_the_attach_modules_open_unix_sockets_only():
+    """The attach server and client: AF_UNIX stream sockets, never AF_INET/AF_INET6, nothing else from socket."""
+    allowed = {"socket", "AF_UNIX", "SOCK_STREAM", "SOL_SOCKET", "SO_PEERCRED", "SHUT_RDWR"}
+    for path in SOCKET_MODULES:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        used = {node.attr for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "socket"}
+        assert "AF_UNIX" in used, path
+        assert not used - allowed, f"{path.name} uses socket.{sorted(used - allowed)}"
+        calls = [node for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "socket"
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "socket"]
+        assert calls, path
+        for node in calls:
+            assert [ast.unparse(a) for a in node.args[:1]] == ["socket.AF_UNIX"], ast.unparse(node)
+        assert "AF_INET" not in path.read_text()
 
 
 def test_a_run_creates_private_files_and_listens_on_nothing(tmp_path):

@@ -1,0 +1,229 @@
+"""A viewer's end of an attach socket: ``RemoteEngine`` (an Engine a face can host) and plain streams.
+
+``RemoteEngine(socket_path)`` connects (a Unix socket only), reads the run's
+"hello" and first snapshot, then a reader thread keeps ``snapshot()`` (the last
+one received) and a local event bus (``subscribe()``, with the recent past the
+server replayed) current. Commands go out as wire "command" messages and wait
+briefly for their "reply"; ``set_thresholds`` raises ConfigError as the engine
+does. ``run()`` waits until the run reports (its report) or the connection is
+lost without one (``RunLost``). ``detach()`` closes the connection: the run goes
+on, and every command after it (a face's stop on unmount) does nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from memtui import wire
+from memtui.errors import ConfigError, RuntimeFailure, UsageError
+from memtui.events import EventBus, EventQueue
+
+CONNECT_TIMEOUT_S = 5.0
+REPLY_TIMEOUT_S = 5.0
+
+__all__ = ["RemoteEngine", "RunLost", "connect", "read_lines"]
+
+
+class RunLost(RuntimeFailure):
+    """The connection to the run ended before the run reported: it was killed or crashed (exit 1)."""
+
+
+def connect(path: str, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot attach to {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def read_lines(sock: socket.socket) -> Iterator[bytes]:
+    """The lines the server sends, until it closes the connection."""
+    buffer = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line
+
+
+def _refused(kind: str, body: Any) -> None:
+    if kind == "reply" and isinstance(body, dict) and not body.get("ok"):
+        raise UsageError(f"the run refused this viewer: {body.get('error')}")
+
+
+class RemoteEngine:
+    """An Engine (memtui.engine) whose work runs in another process, reached through its attach socket."""
+
+    def __init__(self, socket_path: str, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self._sock = connect(socket_path, timeout)
+        self._lines = read_lines(self._sock)
+        self.hello: dict[str, Any] = {}
+        self._last: Any = None
+        self._bus = EventBus(replay=500)
+        self._report: dict[str, Any] | None = None
+        self._ended = threading.Event()
+        self.lost = False
+        self.detached = False
+        self._numbers = itertools.count(1)
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._reply_ready = threading.Condition()
+        self._send_lock = threading.Lock()
+        try:
+            for raw in self._lines:
+                kind, body = wire.loads(raw)
+                _refused(kind, body)
+                if kind == "hello":
+                    self.hello = body
+                elif kind == "snapshot":
+                    self._last = body
+                    break
+            else:
+                raise UsageError(f"the run at {socket_path} closed the connection before its first snapshot")
+        except TimeoutError:
+            self._sock.close()
+            raise UsageError(f"the run at {socket_path} did not answer within {timeout:g}s") from None
+        except BaseException:
+            self._sock.close()
+            raise
+        self._reader = threading.Thread(target=self._read_loop, name="memtui-remote", daemon=True)
+        self._reader.start()
+
+    # -- what the server says ---------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            for raw in self._lines:
+                try:
+                    kind, body = wire.loads(raw)
+                except wire.WireError:
+                    continue
+                if kind == "snapshot":
+                    self._last = body
+                elif kind == "event":
+                    self._bus.publish(body)
+                elif kind == "report":
+                    self._report = body
+                elif kind == "reply":
+                    with self._reply_ready:
+                        self._replies[body.get("id") or 0] = body
+                        self._reply_ready.notify_all()
+        finally:
+            if self._report is None and not self.detached:
+                self.lost = True
+            self._ended.set()
+            with self._reply_ready:
+                self._reply_ready.notify_all()
+
+    # -- the Engine protocol ----------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return str(self.hello.get("kind", "job"))
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        return tuple(self.hello.get("commands", ()))
+
+    @property
+    def run_id(self) -> str:
+        return str(self.hello.get("id", "?"))
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        return self._report
+
+    @property
+    def children(self) -> bool:  # the monitor app reads it
+        return bool(getattr(self._last, "children", False))
+
+    def run(self) -> dict[str, Any]:
+        """Wait for the run to end: its report, or RunLost if the connection ended without one."""
+        self._ended.wait()
+        if self._report is not None:
+            return self._report
+        if self.detached:
+            raise RunLost(f"detached from run {self.run_id}")
+        raise RunLost(f"the run {self.run_id} ended abnormally (pid {self.hello.get('pid')}: its connection "
+                      "closed without a report; it was killed or crashed)")
+
+    def snapshot(self) -> Any:
+        return self._last
+
+    def subscribe(self) -> EventQueue:
+        return self._bus.subscribe()
+
+    def unsubscribe(self, queue: EventQueue) -> None:
+        self._bus.unsubscribe(queue)
+
+    def stop(self) -> None:
+        self.send_command("stop")
+
+    def pause(self) -> None:
+        self.send_command("pause")
+
+    def resume(self) -> None:
+        self.send_command("resume")
+
+    def request_cleanup(self) -> None:
+        self.send_command("request_cleanup")
+
+    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> None:
+        self.send_command("set_thresholds", warning=warning, max=max)
+
+    def emergency_exit(self, why: str) -> None:
+        """A viewer leaving at once must not end the run: it only detaches."""
+        self.detach()
+
+    def __getattr__(self, name: str) -> Any:
+        # The engine's own commands (set_batch_limits, pause_target, ...), as memtui.engine.call finds them.
+        if name.startswith("_") or name not in self.__dict__.get("hello", {}).get("commands", ()):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.send_command(name, *args, **kwargs)
+
+    # -- commands ---------------------------------------------------------------------
+    def send_command(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Send one command and wait for its reply; ConfigError/ValueError as the engine raised them."""
+        if self.detached or self._ended.is_set():
+            return
+        number = next(self._numbers)
+        body = {"id": number, "name": name, "args": list(args), "kwargs": kwargs}
+        line = (wire.dumps("command", body) + "\n").encode()
+        try:
+            with self._send_lock:
+                self._sock.sendall(line)
+        except OSError:
+            return  # the run is gone: run() says so
+        with self._reply_ready:
+            self._reply_ready.wait_for(lambda: number in self._replies or self._ended.is_set(), REPLY_TIMEOUT_S)
+            reply = self._replies.pop(number, None)
+        if reply is None or reply.get("ok"):
+            return
+        error = str(reply.get("error"))
+        if reply.get("type") == "ConfigError":
+            raise ConfigError(error)
+        raise ValueError(error)
+
+    def detach(self) -> None:
+        """Leave the run running; close the connection."""
+        if self.detached:
+            return
+        self.detached = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()

@@ -1,0 +1,262 @@
+"""The attach subcommands: ``run --detach``, ``ls``, ``attach``, ``stop``; and serving a run (``serve``).
+
+memtui.cli parses the flags and calls these; Textual loads only for ``attach``
+without ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memtui.attach.runs import RunEntry, ensure_runs_dir, entries, find, new_run_id
+from memtui.errors import MemtuiError, RuntimeFailure, UsageError
+from memtui.safefs import open_private
+
+if TYPE_CHECKING:
+    from memtui.attach.server import AttachServer
+    from memtui.engine import Engine
+
+#: How long ``run --detach`` waits for the run to accept viewers (env MEMTUI_DETACH_TIMEOUT).
+DETACH_TIMEOUT_S = 120.0
+#: How long ``stop`` waits for the run's process to end once it has reported.
+STOP_WAIT_S = 60.0
+RUN_ID_ENV = "MEMTUI_RUN_ID"
+LOG_ENV = "MEMTUI_RUN_LOG"
+
+
+# -- serving a run ------------------------------------------------------------------------
+
+def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
+    """Serve ``engine`` on its attach socket; None (with a warning line) if that is not possible."""
+    from memtui.attach.server import AttachServer  # noqa: PLC0415
+
+    run_id = os.environ.pop(RUN_ID_ENV, None) or new_run_id()
+    if args.mode == "monitor":
+        pids = ", ".join(map(str, args.pid))
+        what = f"pid {pids}" if args.pid else f"match {args.match!r}" if args.match else "default targets"
+        where = ""
+    else:
+        from memtui.paths import default_cache  # noqa: PLC0415
+
+        what = str(args.input or "sample")
+        where = str(args.cache or default_cache())
+    log_path = os.environ.pop(LOG_ENV, "")
+    try:
+        server = AttachServer(engine, run_id=run_id, mode=args.mode, input=what, cache=where,
+                              log_path=log_path, report_path=str(args.report or "")).start()
+    except (OSError, MemtuiError) as exc:
+        print(f"memtui: warning: this run cannot be attached to ({exc}); it runs anyway", file=sys.stderr)
+        return None
+    atexit.register(server.finish, flush_s=0.5)  # a face that raised: no socket or entry left behind
+    return server
+
+
+# -- run --detach -------------------------------------------------------------------------
+
+def child_argv(argv: Sequence[str], run_dir: Path, run_id: str, has_report: bool) -> list[str]:
+    """The run's own arguments for the detached process: headless, no --detach, a report in the run folder."""
+    out = [a for a in argv if a not in ("--detach", "--tui", "--headless")]
+    out.append("--headless")
+    if not has_report:
+        out += ["--report", str(run_dir / f"{run_id}.report.json")]
+    return out
+
+
+def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """Start the run in its own session with no terminal; return once it accepts viewers."""
+    from memtui.attach.client import connect  # noqa: PLC0415
+
+    run_dir = ensure_runs_dir()
+    run_id = new_run_id()
+    log_path = run_dir / f"{run_id}.log"
+    log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND, "run log")
+    env = dict(os.environ, **{RUN_ID_ENV: run_id, LOG_ENV: str(log_path), "PYTHONUNBUFFERED": "1"})
+    argv = list(argv)
+    command = [sys.executable, "-m", "memtui", *child_argv(argv, run_dir, run_id, args.report is not None)]
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
+                                start_new_session=True, env=env, close_fds=True)
+    finally:
+        os.close(log_fd)
+    timeout = float(os.environ.get("MEMTUI_DETACH_TIMEOUT", DETACH_TIMEOUT_S))
+    deadline = time.monotonic() + timeout
+    sock_path = run_dir / f"{run_id}.sock"
+    while True:
+        code = proc.poll()
+        if code is not None:
+            tail = _tail(log_path)
+            raise RuntimeFailure(f"the detached run ended before it accepted viewers (exit {code}); "
+                                 f"its log {log_path}:\n{tail}") if code != 2 else UsageError(tail.strip() or
+                                                                                              f"exit {code}")
+        if sock_path.exists():
+            try:
+                connect(str(sock_path), timeout=1.0).close()
+                break
+            except UsageError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"the detached run (pid {proc.pid}) did not accept viewers within {timeout:g}s "
+                                 f"(MEMTUI_DETACH_TIMEOUT); it may still be starting: see its log {log_path}")
+        time.sleep(0.1)
+    proc.returncode = 0  # it lives on in its own session; nobody here waits for it
+    print(f"memtui: run {run_id} detached: pid {proc.pid}, log {log_path}; attach with: memtui attach {run_id}")
+    return 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- ls -----------------------------------------------------------------------------------
+
+FIELDS = ("id", "pid", "mode", "input", "cache", "phase", "items_done", "items_total", "rss_gb", "breaker", "viewers")
+
+
+def status(entry: RunEntry, timeout: float = 2.0) -> dict[str, Any]:
+    """An entry and its live state (asked over its socket; "?" where it did not answer)."""
+    from memtui.attach.client import connect, read_lines  # noqa: PLC0415
+    from memtui.wire import WireError, loads  # noqa: PLC0415
+
+    row: dict[str, Any] = {"id": entry.id, "pid": entry.pid, "mode": entry.mode, "input": entry.input,
+                           "cache": entry.cache, "phase": "?", "items_done": None, "items_total": None,
+                           "rss_gb": None, "breaker": "?", "viewers": None}
+    try:
+        sock = connect(entry.socket, timeout)
+    except UsageError:
+        return row
+    try:
+        for raw in read_lines(sock):
+            kind, body = loads(raw)
+            if kind == "hello":
+                row["viewers"] = max(0, int(body.get("viewers", 1)) - 1)  # not counting ls itself
+            elif kind == "snapshot":
+                _fill(row, body)
+                break
+    except (OSError, WireError):
+        pass
+    finally:
+        sock.close()
+    return row
+
+
+def _fill(row: dict[str, Any], s: Any) -> None:
+    if hasattr(s, "items_done"):
+        row.update(phase="paused" if s.paused else s.phase, items_done=s.items_done, items_total=s.items_total,
+                   rss_gb=round(s.memory.rss_gb, 3), breaker=s.memory.state.value)
+    else:  # the monitor: its targets' total
+        row.update(phase="paused" if s.paused else "finished" if s.finished else "watching",
+                   items_done=sum(1 for t in s.targets if t.state.value != "gone"), items_total=len(s.targets),
+                   rss_gb=round(sum(getattr(t, "rss_bytes", 0) for t in s.targets) / 1024**3, 3),
+                   breaker="-")
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    rows = [status(e) for e in entries()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no memtui run is running")
+        return 0
+    print(f"{'ID':<8} {'PID':>7} {'MODE':<10} {'PHASE':<10} {'DONE':>15} {'RSS':>8} {'BREAKER':<9} "
+          f"{'VIEWERS':>7}  INPUT")
+    for r in rows:
+        done = f"{r['items_done']}/{r['items_total']}" if r["items_total"] is not None else "?"
+        rss = f"{r['rss_gb']:.2f}GB" if r["rss_gb"] is not None else "?"
+        viewers = "?" if r["viewers"] is None else r["viewers"]
+        print(f"{r['id']:<8} {r['pid']:>7} {r['mode']:<10} {r['phase']:<10} {done:>15} {rss:>8} {r['breaker']:<9} "
+              f"{viewers:>7}  {r['input']}")
+    return 0
+
+
+# -- attach -------------------------------------------------------------------------------
+
+def attach(args: argparse.Namespace) -> int:
+    entry = find(args.id)
+    if args.json:
+        return stream_json(entry)
+    from memtui.attach.client import RemoteEngine  # noqa: PLC0415
+
+    engine = RemoteEngine(entry.socket)
+    from memtui.faces.headless import parts_for  # noqa: PLC0415
+    from memtui.tui.attached import attached_app_class  # noqa: PLC0415
+
+    core_log = logging.getLogger("memtui")
+    core_log.addHandler(logging.NullHandler())
+    core_log.propagate = False
+    app = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True)
+    result = app.run(mouse=app.MOUSE)
+    if app.lost:
+        print(f"memtui: {app.lost}", file=sys.stderr)
+        return 1
+    report = result or engine.report
+    if report is None:
+        print(f"memtui: detached from run {entry.id} (it goes on: 'memtui attach {entry.id}' comes back)")
+        return 0
+    for line in parts_for(engine).summary(report):  # type: ignore[arg-type]
+        print(line)
+    return int(report["exit_code"])
+
+
+def stream_json(entry: RunEntry) -> int:
+    """Every wire line the run sends, to stdout, until it ends: its exit code, or 1 if it ended abnormally."""
+    from memtui.attach.client import connect, read_lines  # noqa: PLC0415
+    from memtui.wire import WireError, loads  # noqa: PLC0415
+
+    sock = connect(entry.socket)
+    code = None
+    try:
+        for raw in read_lines(sock):
+            try:
+                sys.stdout.write(raw.decode() + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                return 0
+            try:
+                kind, body = loads(raw)
+            except WireError:
+                continue
+            if kind == "reply" and not body.get("ok"):
+                raise UsageError(f"the run refused this viewer: {body.get('error')}")
+            if kind == "report":
+                code = int(body["exit_code"])
+    finally:
+        sock.close()
+    if code is None:
+        print(f"memtui: the run {entry.id} ended abnormally (its connection closed without a report)", file=sys.stderr)
+        return 1
+    return code
+
+
+# -- stop ---------------------------------------------------------------------------------
+
+def stop(args: argparse.Namespace) -> int:
+    from memtui.attach.client import RemoteEngine, RunLost  # noqa: PLC0415
+
+    entry = find(args.id)
+    engine = RemoteEngine(entry.socket)
+    print(f"memtui: stopping run {entry.id} (pid {entry.pid}): committing the batch in flight", file=sys.stderr)
+    engine.stop()
+    try:
+        report = engine.run()
+    except RunLost as exc:
+        print(f"memtui: {exc}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + STOP_WAIT_S
+    while entry.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(f"memtui: run {entry.id} ended: {report.get('status')} (exit {report['exit_code']})", file=sys.stderr)
+    return 0

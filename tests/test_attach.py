@@ -1,0 +1,257 @@
+"""Attachable runs, with real processes and the real model on small inputs.
+
+``memtui run --detach`` starts a run in its own session; ``ls`` lists it; ``attach``
+(the Textual dashboard over a RemoteEngine, driven here by Pilot) and
+``attach --json`` watch it; ``stop`` ends it cleanly. A viewer killed with -9
+leaves the run going; a run killed with -9 makes its viewer exit 1 within
+seconds. Another uid is refused by the server's SO_PEERCRED check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import make_sample, memtui, memtui_env, popen_memtui
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+DETACHED = re.compile(r"^memtui: run (\w+) detached: pid (\d+), log (\S+); attach with: memtui attach \1$")
+
+
+@pytest.fixture
+def place(tmp_path):
+    """A short run folder (a Unix socket path has a 108-byte limit) and an env pointing at it."""
+    runs = Path(tempfile.mkdtemp(prefix="mtr", dir="/tmp"))
+    (runs / "runs").mkdir(mode=0o700)
+    env = memtui_env(MEMTUI_RUN_DIR=str(runs / "runs"), MEMTUI_CACHE=str(tmp_path / "cache.sqlite"))
+    started: list[int] = []
+    yield runs / "runs", env, started
+    for pid in started:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(runs, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attach-inputs")
+    return {"small": make_sample(folder / "small.jsonl", 4), "big": make_sample(folder / "big.jsonl", 80)}
+
+
+def detach(place, inputs, size="big", *extra) -> tuple[str, int, Path]:
+    _runs, env, started = place
+    done = memtui("run", "--input", inputs[size], *extra, "--detach", env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    match = DETACHED.match(done.stdout.strip())
+    assert match, done.stdout
+    run_id, pid, log = match.group(1), int(match.group(2)), Path(match.group(3))
+    started.append(pid)
+    return run_id, pid, log
+
+
+def ls(env) -> list[dict]:
+    done = memtui("ls", "--json", env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_detach_ls_and_stop(place, inputs):
+    runs, env, _ = place
+    run_id, pid, log = detach(place, inputs)
+    assert alive(pid)
+    assert os.getsid(pid) == pid  # its own session: no terminal, no hangup from ours
+    assert stat.S_IMODE(runs.stat().st_mode) == 0o700
+    sock = runs / f"{run_id}.sock"
+    assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+    for path in (runs / f"{run_id}.json", log):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    [row] = ls(env)
+    assert set(row) == {"id", "pid", "mode", "input", "cache", "phase", "items_done", "items_total", "rss_gb",
+                        "breaker", "viewers"}
+    assert row["id"] == run_id and row["pid"] == pid and row["mode"] == "cache" and row["viewers"] == 0
+    assert row["items_total"] > 0 and row["breaker"] == "closed" and row["rss_gb"] > 0
+    table = memtui("ls", env=env, timeout=30)
+    assert run_id in table.stdout and "PHASE" in table.stdout
+
+    done = memtui("stop", run_id, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "exit 130" in done.stderr
+    assert not alive(pid)
+    report = json.loads((runs / f"{run_id}.report.json").read_text())
+    assert report["exit_code"] == 130 and report["status"] == "interrupted"
+    assert not sock.exists() and not (runs / f"{run_id}.json").exists()
+    assert ls(env) == []
+    assert "interrupted" in log.read_text()
+
+
+def test_attach_json_streams_the_run_to_its_end(place, inputs):
+    _runs, env, _ = place
+    run_id, pid, _ = detach(place, inputs, "small")
+    viewer = popen_memtui("attach", run_id, "--json", env=env)
+    out, err = viewer.communicate(timeout=180)
+    assert viewer.returncode == 0, err
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds[0] == "hello" and kinds[1] == "snapshot" and kinds[-1] == "report"
+    first = json.loads(out.splitlines()[1])["body"]
+    assert first["__type__"] == "RunSnapshot" and "history" in first["memory"]
+    assert json.loads(out.splitlines()[-1])["body"]["status"] == "success"
+    wait_until(lambda: not alive(pid), 30, "the run to exit")
+
+
+def test_a_viewer_killed_with_9_leaves_the_run_going(place, inputs):
+    _runs, env, _ = place
+    run_id, pid, _ = detach(place, inputs)
+    viewer = popen_memtui("attach", run_id, "--json", env=env)
+    assert json.loads(viewer.stdout.readline())["kind"] == "hello"
+    wait_until(lambda: ls(env)[0]["viewers"] == 1, 10, "ls to count the viewer")
+    viewer.kill()
+    viewer.wait(10)
+    wait_until(lambda: ls(env)[0]["viewers"] == 0, 10, "the dead viewer to be forgotten")
+    assert alive(pid)
+    done = memtui("stop", run_id, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_run_killed_with_9_ends_its_viewer_with_exit_1(place, inputs):
+    runs, env, _ = place
+    run_id, pid, _ = detach(place, inputs)
+    viewer = popen_memtui("attach", run_id, "--json", env=env)
+    assert json.loads(viewer.stdout.readline())["kind"] == "hello"
+    os.kill(pid, signal.SIGKILL)
+    start = time.monotonic()
+    _, err = viewer.communicate(timeout=10)
+    assert viewer.returncode == 1
+    assert time.monotonic() - start < 5
+    assert "ended abnormally" in err
+    wait_until(lambda: not alive(pid), 10, "the run to be gone")
+    assert (runs / f"{run_id}.json").exists()  # left behind by the kill...
+    assert ls(env) == []  # ...and cleaned away by ls
+    assert not (runs / f"{run_id}.json").exists() and not (runs / f"{run_id}.sock").exists()
+
+
+REFUSED_CHILD = """
+import os, socket, sys
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+except OSError as exc:
+    print("connect-failed", exc.errno); sys.exit(0)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a child under another uid (os.setuid(65534))")
+def test_another_uid_is_refused(place, inputs):
+    runs, env, _ = place
+    run_id, pid, _ = detach(place, inputs)
+    sock = runs / f"{run_id}.sock"
+    # As set up: the 0700 folder and the 0600 socket keep another uid out before any check.
+    out = subprocess.run([sys.executable, "-c", REFUSED_CHILD, str(sock)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("connect-failed"), out
+    # With both opened up by mistake, the server's SO_PEERCRED check still refuses it.
+    os.chmod(runs.parent, 0o711)  # (the test's own temporary folder above it)
+    os.chmod(runs, 0o711)
+    os.chmod(sock, 0o666)
+    out = subprocess.run([sys.executable, "-c", REFUSED_CHILD, str(sock)], capture_output=True, text=True, timeout=30)
+    reply = json.loads(out.stdout.strip().splitlines()[-1])
+    assert reply["kind"] == "reply" and reply["body"]["ok"] is False and "refused" in reply["body"]["error"]
+    assert "snapshot" not in out.stdout and "hello" not in out.stdout
+    os.chmod(runs, 0o700)
+    os.chmod(sock, 0o600)
+    assert alive(pid)
+    assert "refused a viewer of uid 65534" in (runs / f"{run_id}.log").read_text()
+    assert memtui("stop", run_id, env=env, timeout=120).returncode == 0
+
+
+async def test_attach_pilot_pause_detach_then_quit_and_stop(place, inputs, monkeypatch):
+    """The same dashboard over a RemoteEngine: p pauses the run, d detaches (the run goes on),
+    q asks stop / detach / cancel, and stop ends the run with its report (exit 130)."""
+    from memtui.attach.client import RemoteEngine
+    from memtui.attach.runs import find
+    from memtui.tui.attached import AttachedMemtuiApp, AttachQuitScreen
+
+    runs, env, _ = place
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
+    run_id, pid, _ = detach(place, inputs)
+    engine = RemoteEngine(find(run_id).socket)
+    app = AttachedMemtuiApp(engine, poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.last.mode == "cache" and app.last.memory.history  # the last minute of memory, replayed
+        await pilot.press("p")
+        deadline = time.monotonic() + 20
+        while not engine.snapshot().paused:
+            assert time.monotonic() < deadline
+            await pilot.pause(0.1)
+        await pilot.press("d")
+        await pilot.pause()
+    assert app.detached and app.return_value is None
+    time.sleep(0.5)
+    assert alive(pid)
+    [row] = ls(env)
+    assert row["phase"] == "paused" and row["viewers"] == 0
+
+    engine = RemoteEngine(find(run_id).socket)
+    app = AttachedMemtuiApp(engine, poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.last.paused
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, AttachQuitScreen)
+        await pilot.press("n")  # cancel
+        await pilot.pause()
+        assert not isinstance(app.screen, AttachQuitScreen) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("s")  # stop the run: it commits first
+        deadline = time.monotonic() + 60
+        while app.is_running:
+            assert time.monotonic() < deadline, "the stopped run did not report"
+            await pilot.pause(0.1)
+    assert app.return_value is not None and app.return_value["exit_code"] == 130
+    wait_until(lambda: not alive(pid), 30, "the stopped run to exit")
+
+
+def test_the_attach_command_on_no_run_is_a_usage_error(place):
+    _, env, _ = place
+    done = memtui("attach", env=env, timeout=30)
+    assert done.returncode == 2 and "no memtui run is running" in done.stderr
+    assert memtui("stop", "abc", env=env, timeout=30).returncode == 2
