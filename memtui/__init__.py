@@ -8,9 +8,22 @@ The integration API for existing scripts::
     result = SmartBatchProcessor(monitor).process_with_memory_awareness(items, fn)
 """
 
-from memtui.memory import (CircuitBreaker, MemoryBreakerOpen, MemoryConfig, MemoryMonitor,
-                           SmartBatchProcessor, memory_guard)
+from memtui.memory import (
+    CircuitBreaker,
+    MemoryBreakerOpen,
+    MemoryConfig,
+    MemoryMonitor,
+    SmartBatchProcessor,
+    memory_guard,
+)
 
 __version__ = "0.1.0"
-__all__ = ["MemoryConfig", "MemoryMonitor", "SmartBatchProcessor", "memory_guard", "MemoryBreakerOpen",
-           "CircuitBreaker", "__version__"]
+__all__ = [
+    "CircuitBreaker",
+    "MemoryBreakerOpen",
+    "MemoryConfig",
+    "MemoryMonitor",
+    "SmartBatchProcessor",
+    "__version__",
+    "memory_guard",
+]

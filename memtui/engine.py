@@ -88,8 +88,7 @@ class Engine(Protocol):
         """Run memtui's own cleanup (collect, trim, clear caches) soon, in the engine's thread."""
         ...
 
-    def set_thresholds(self, *, warning: str | float | None = None,
-                       max: str | float | None = None) -> MemoryConfig:
+    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> MemoryConfig:
         """New warning/breaker levels (GB, MB or a percent of the limit); ConfigError applies nothing."""
         ...
 
@@ -109,6 +108,7 @@ def call(engine: Engine, command: str, *args: Any, **kwargs: Any) -> Any:
 
     ValueError if the engine takes no such command: a name from outside never reaches any other method."""
     if command not in engine.commands:
-        raise ValueError(f"the {engine.kind} engine takes no command {command!r} "
-                         f"(it takes: {', '.join(engine.commands)})")
+        raise ValueError(
+            f"the {engine.kind} engine takes no command {command!r} (it takes: {', '.join(engine.commands)})"
+        )
     return getattr(engine, command)(*args, **kwargs)

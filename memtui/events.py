@@ -47,8 +47,10 @@ class BatchStarted(Event):
 
     @property
     def message(self) -> str:
-        return (f"🔍 Starting operation (Memory: {format_gb(self.rss)}) batch {self.number}: "
-                f"{len(self.units)} domain(s), {self.items} responses, {self.to_embed} to embed")
+        return (
+            f"🔍 Starting operation (Memory: {format_gb(self.rss)}) batch {self.number}: "
+            f"{len(self.units)} domain(s), {self.items} responses, {self.to_embed} to embed"
+        )
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,10 @@ class BatchDone(Event):
     @property
     def message(self) -> str:
         what = "committed" if self.complete else "partly committed (stopped mid-batch)"
-        return (f"📦 Batch {self.number} {what}: {len(self.units)} domain(s), {self.items} responses, "
-                f"{self.embedded} embedded in {self.duration_s:.1f}s (Memory: {format_gb(self.rss)})")
+        return (
+            f"📦 Batch {self.number} {what}: {len(self.units)} domain(s), {self.items} responses, "
+            f"{self.embedded} embedded in {self.duration_s:.1f}s (Memory: {format_gb(self.rss)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,10 @@ class RunFinished(Event):
     @property
     def message(self) -> str:
         r = self.report
-        return (f"🏁 Run {r.status}: {r.items} responses in {r.duration_s:.1f}s "
-                f"({r.items_per_s:.1f}/s), peak {r.peak_memory_gb:.2f}GB")
+        return (
+            f"🏁 Run {r.status}: {r.items} responses in {r.duration_s:.1f}s "
+            f"({r.items_per_s:.1f}/s), peak {r.peak_memory_gb:.2f}GB"
+        )
 
 
 class EventQueue:

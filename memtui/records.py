@@ -113,8 +113,10 @@ class RunReport:
             f"breaker trips {r.breaker_trips} · cleanups {r.cleanups}",
         ]
         if r.limit_gb:
-            lines.append(f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
-                         f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB")
+            lines.append(
+                f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
+                f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB"
+            )
         if r.bad_lines:
             lines.append(f"{r.bad_lines} bad input line(s) skipped")
         if r.unprocessed_domains:

@@ -15,14 +15,24 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
 
 from memtui.engine import PROTOCOL_COMMANDS
 from memtui.errors import MemtuiError
-from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, EventBus,
-                           EventQueue, MemoryWarning, Notice, PhaseChanged, RunFinished)
+from memtui.events import (
+    BatchDone,
+    BatchStarted,
+    BreakerChanged,
+    CleanupRan,
+    Event,
+    EventBus,
+    EventQueue,
+    MemoryWarning,
+    Notice,
+    PhaseChanged,
+    RunFinished,
+)
 from memtui.jobs.base import EmbedJob, Unit, Work
 from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
 from memtui.memory.batching import batch_size_for
@@ -42,8 +52,8 @@ MAX_NAMED_UNPROCESSED = 1000
 
 class Verdict(enum.Enum):
     CONTINUE = "continue"
-    STOP = "stop"      # the operator asked to stop (q, Ctrl-C)
-    ABORT = "abort"    # the breaker stayed open past its timeout
+    STOP = "stop"  # the operator asked to stop (q, Ctrl-C)
+    ABORT = "abort"  # the breaker stayed open past its timeout
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,15 @@ class Runner:
     kind = "job"
     commands = (*PROTOCOL_COMMANDS, "toggle_pause", "set_batch_limits")
 
-    def __init__(self, job: EmbedJob, monitor: MemoryMonitor, *,
-                 clock: Callable[[], float] = time.monotonic, trace: RunTrace | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        job: EmbedJob,
+        monitor: MemoryMonitor,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        trace: RunTrace | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         """``clock`` and ``sleep`` drive the memory waits (backoff after a MemoryError, the open
         breaker); the default sleep is a wait on the command condition, so stop, resume and a
         requested cleanup wake it at once. Tests pass a fake clock and its sleep."""
@@ -122,7 +138,7 @@ class Runner:
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
         self._abort_reason: str | None = None  # why the breaker gave up, in the operator's terms
-        self._floor_bytes: int | None = None   # memtui's measured floor, when that was why
+        self._floor_bytes: int | None = None  # memtui's measured floor, when that was why
         # loop state, touched only by the thread in run()
         self._opened = False
         self._batch_t0 = 0.0
@@ -171,8 +187,9 @@ class Runner:
         limit = self.monitor.limit.bytes if self.monitor.limit else None
         changes = threshold_changes(warning=warning, max=max, limit_bytes=limit)
         config = self.monitor.update_config(**changes)
-        self._publish(Notice(f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, "
-                             f"breaker {config.max_memory_gb:.2f}GB"))
+        self._publish(
+            Notice(f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, breaker {config.max_memory_gb:.2f}GB")
+        )
         return config
 
     def set_batch_limits(self, *, minimum: int | None = None, maximum: int | None = None) -> MemoryConfig:
@@ -216,17 +233,32 @@ class Runner:
             eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
             cfg = self.monitor.config
             return RunSnapshot(
-                mode=self.job.mode, input=self.job.input_path, cache=self.job.cache_path,
-                model=self.job.model_id, phase=self._phase, paused=self._paused,
-                stopping=self._stop_requested, units_done=self._units_done, units_total=self._units_total,
-                items_done=self._items_done, items_total=self._items_total,
-                items_skipped=self._items_skipped, items_embedded=self._items_embedded,
-                bad_lines=self._bad_lines, batches=self._batches,
-                batch_size=batch_size_for(memory.state, cfg), batch_min=cfg.batch_size_min,
-                batch_max=cfg.batch_size_max, in_flight=self._in_flight,
-                in_flight_progress=self._in_flight_progress, elapsed_s=elapsed,
+                mode=self.job.mode,
+                input=self.job.input_path,
+                cache=self.job.cache_path,
+                model=self.job.model_id,
+                phase=self._phase,
+                paused=self._paused,
+                stopping=self._stop_requested,
+                units_done=self._units_done,
+                units_total=self._units_total,
+                items_done=self._items_done,
+                items_total=self._items_total,
+                items_skipped=self._items_skipped,
+                items_embedded=self._items_embedded,
+                bad_lines=self._bad_lines,
+                batches=self._batches,
+                batch_size=batch_size_for(memory.state, cfg),
+                batch_min=cfg.batch_size_min,
+                batch_max=cfg.batch_size_max,
+                in_flight=self._in_flight,
+                in_flight_progress=self._in_flight_progress,
+                elapsed_s=elapsed,
                 items_per_s=(self._items_done - self._items_skipped) / elapsed if elapsed > 0 else 0.0,
-                eta_s=eta, model_loaded=self.job.executor.loaded, memory=memory, report=self._report,
+                eta_s=eta,
+                model_loaded=self.job.executor.loaded,
+                memory=memory,
+                report=self._report,
             )
 
     # -- the loop -------------------------------------------------------------------
@@ -274,8 +306,11 @@ class Runner:
             if self.trace is not None:
                 self.trace.begin(mode=self.job.mode, input=self.job.input_path, model=self.job.model_id)
             verdict = self._loop()
-            status, exit_code = {Verdict.CONTINUE: ("success", 0), Verdict.STOP: ("interrupted", 130),
-                                 Verdict.ABORT: ("aborted", 1)}[verdict]
+            status, exit_code = {
+                Verdict.CONTINUE: ("success", 0),
+                Verdict.STOP: ("interrupted", 130),
+                Verdict.ABORT: ("aborted", 1),
+            }[verdict]
         except MemtuiError as exc:
             error, exit_code = str(exc), exc.exit_code
             self._publish(Notice(f"❌ {error}", level="error"))
@@ -327,8 +362,9 @@ class Runner:
                     self._publish(Notice(f"🚨 MemoryError {retry.errors} times in a row; giving up", level="error"))
                     self._record_unprocessed(pushback, units)
                     return Verdict.ABORT
-                self._publish(Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {retry.size}",
-                                     level="warning"))
+                self._publish(
+                    Notice(f"⚠️ MemoryError on a batch of {len(batch)}; retrying with {retry.size}", level="warning")
+                )
                 self.monitor.cleanup("MemoryError")
                 self._sleep(retry.sleep_s)
                 continue
@@ -350,8 +386,9 @@ class Runner:
         with self._lock:
             self._in_flight = work.names
             self._in_flight_progress = (0, len(work.to_embed))
-        self._publish(BatchStarted(self._batches + 1, work.names, work.items, len(work.to_embed),
-                                   self.monitor.rss_bytes))
+        self._publish(
+            BatchStarted(self._batches + 1, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes)
+        )
         if self.trace is not None:
             self.trace.batch(self._batches + 1, list(work.names), self.monitor.rss_bytes)
         self._batch_t0 = self._clock()
@@ -394,8 +431,17 @@ class Runner:
             self._rate_window.append((now, self._items_done))
             self._completed_names = frozenset(result.completed)
             number = self._batches
-        self._publish(BatchDone(number, work.names, work.items, embedded, now - self._batch_t0,
-                                self.monitor.rss_bytes, complete=complete))
+        self._publish(
+            BatchDone(
+                number,
+                work.names,
+                work.items,
+                embedded,
+                now - self._batch_t0,
+                self.monitor.rss_bytes,
+                complete=complete,
+            )
+        )
 
     def _checkpoint(self) -> Verdict:
         """Between (sub-)batches: run requested cleanups, hold while paused or while the breaker is open."""
@@ -413,8 +459,9 @@ class Runner:
             if paused:
                 self._set_phase("paused")
                 with self._wake:
-                    self._wake.wait_for(lambda: not self._paused or self._stop_requested or self._cleanup_requested,
-                                        timeout=0.5)
+                    self._wake.wait_for(
+                        lambda: not self._paused or self._stop_requested or self._cleanup_requested, timeout=0.5
+                    )
                 continue
             monitor.sample()
             if self.trace is not None:
@@ -437,8 +484,12 @@ class Runner:
                 self._publish(Notice(f"🚨 {step.give_up}", level="error"))
                 return Verdict.ABORT
             if step.unload:
-                self._publish(Notice("🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
-                                     level="warning"))
+                self._publish(
+                    Notice(
+                        "🧯 Memory still high after cleanups: unloading the model (reloads when memory is back)",
+                        level="warning",
+                    )
+                )
                 self.job.executor.unload()
             if step.cleanup is not None:
                 monitor.cleanup(step.cleanup)

@@ -44,16 +44,22 @@ def check_private(path: Path, st: os.stat_result, what: str) -> None:
     """Refuse anything but a regular file owned by the user memtui runs as."""
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
-        raise UnsafeFile(f"{what} {path} is a symbolic link (to {target}); memtui never writes through links: "
-                         "remove it or pass a real path")
+        raise UnsafeFile(
+            f"{what} {path} is a symbolic link (to {target}); memtui never writes through links: "
+            "remove it or pass a real path"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(f"{what} {path} is not a file ({stat.filemode(st.st_mode)}); pass a file path")
     if st.st_uid != os.geteuid():
-        raise UnsafeFile(f"{what} {path} belongs to another user ({describe_mode(st)}); memtui only writes "
-                         f"files of {owner_name(os.geteuid())}: pass a path of your own")
+        raise UnsafeFile(
+            f"{what} {path} belongs to another user ({describe_mode(st)}); memtui only writes "
+            f"files of {owner_name(os.geteuid())}: pass a path of your own"
+        )
     if st.st_nlink > 1:  # a hard link planted to one of our files (where fs.protected_hardlinks is off)
-        raise UnsafeFile(f"{what} {path} has {st.st_nlink} hard links, so writing it would change another file "
-                         "too; remove the other links or pass another path")
+        raise UnsafeFile(
+            f"{what} {path} has {st.st_nlink} hard links, so writing it would change another file "
+            "too; remove the other links or pass another path"
+        )
 
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
@@ -159,5 +165,4 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def disk_full(where: Path | str, doing: str) -> RuntimeFailure:
-    return RuntimeFailure(f"disk full while {doing} ({where}); free space there and rerun "
-                          "(what was committed is kept)")
+    return RuntimeFailure(f"disk full while {doing} ({where}); free space there and rerun (what was committed is kept)")

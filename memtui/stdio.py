@@ -96,5 +96,3 @@ def detach_dead_terminal(ttys: tuple[int, ...]) -> None:
         if not os.isatty(fd):
             with contextlib.suppress(OSError):
                 to_devnull(fd)
-
-

@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from memtui.errors import UsageError
 from memtui.memory.units import format_gb
@@ -37,13 +38,17 @@ class AbnormalEnd:
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.last_seen_at))
         samples = ", ".join(format_gb(r) for _, r in self.last_samples[-5:]) or "none"
-        batch = ", ".join(self.last_batch[:5]) + (" ..." if len(self.last_batch) > 5 else "") if self.last_batch else "none"
+        batch = (
+            ", ".join(self.last_batch[:5]) + (" ..." if len(self.last_batch) > 5 else "") if self.last_batch else "none"
+        )
         # No end record says only that it did not finish cleanly: SIGKILL and the OOM killer leave
         # none, but neither do a crash, a power cut or a trace that could not be written (a full disk).
-        return (f"⚠️ The previous run (pid {self.pid}) ended abnormally: it left no end record (killed by a "
-                f"signal such as SIGKILL or the OOM killer, a crash, or a trace it could not write) after {when}: "
-                f"last memory samples {samples}; peak {format_gb(self.rss_peak)}; "
-                f"batch in flight: {batch}. Its committed batches are kept; this run resumes after them.")
+        return (
+            f"⚠️ The previous run (pid {self.pid}) ended abnormally: it left no end record (killed by a "
+            f"signal such as SIGKILL or the OOM killer, a crash, or a trace it could not write) after {when}: "
+            f"last memory samples {samples}; peak {format_gb(self.rss_peak)}; "
+            f"batch in flight: {batch}. Its committed batches are kept; this run resumes after them."
+        )
 
 
 def _still_running(pid: int, since: float) -> bool:
@@ -53,8 +58,9 @@ def _still_running(pid: int, since: float) -> bool:
         return False
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
     except (OSError, ValueError, IndexError, StopIteration):
         return False  # cannot tell: say what the trace says
@@ -62,13 +68,14 @@ def _still_running(pid: int, since: float) -> bool:
 
 
 class RunTrace:
-    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES,
-                 sample_every_s: float = 1.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES, sample_every_s: float = 1.0
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.sample_every_s = sample_every_s
         self._last_sample = 0.0
-        self._fh = None
+        self._fh: TextIO | None = None
         self._begin: dict[str, Any] | None = None
 
     # -- reading --------------------------------------------------------------------
@@ -131,8 +138,8 @@ class RunTrace:
         if now - self._last_sample < self.sample_every_s:
             return
         self._last_sample = now
-        history = history()
-        self._write({"kind": "samples", "samples": [[round(t, 3), r] for t, r in history[-10:]]})
+        recent = history()[-10:]
+        self._write({"kind": "samples", "samples": [[round(t, 3), r] for t, r in recent]})
 
     def end(self, status: str) -> None:
         self._write({"kind": "end", "status": status})
@@ -180,8 +187,8 @@ class RunTrace:
             data = "\n".join(json.dumps(r) for r in self._read()).encode() + b"\n"
         except (OSError, UsageError):
             return  # not ours to rewrite: _open_append will refuse it too
-        tail = data[len(data) - self.max_bytes // 2:]
-        tail = tail[tail.find(b"\n") + 1:]
+        tail = data[len(data) - self.max_bytes // 2 :]
+        tail = tail[tail.find(b"\n") + 1 :]
         if keep is not None:
             tail = json.dumps(keep).encode() + b"\n" + tail
         try:

@@ -13,9 +13,9 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -29,17 +29,19 @@ from tests.support.inputs import write_input
 @dataclass
 class Case:
     args: list[str]
-    expect: str                      # a fragment the one-line error must contain
+    expect: str  # a fragment the one-line error must contain
     env: dict[str, str] = field(default_factory=dict)
-    with_input: bool = True          # add --input <a good file> unless the case gives its own
+    with_input: bool = True  # add --input <a good file> unless the case gives its own
 
 
 def good_cache(path: Path, model_id: str = "sentence-transformers/all-MiniLM-L6-v2") -> Path:
     store = CacheStore.open(path, model_id)
     text = "an answer already embedded"
     vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
-    store.commit_batch({key_for(model_id, text): vector},
-                       [Response(id="r1", domain="a.com", model="claude", prompt_type="security", text=text, line=1)])
+    store.commit_batch(
+        {key_for(model_id, text): vector},
+        [Response(id="r1", domain="a.com", model="claude", prompt_type="security", text=text, line=1)],
+    )
     store.close()
     return path
 
@@ -56,42 +58,75 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "input missing": lambda d: Case(["--input", str(d / "nope.jsonl")], "nope.jsonl", with_input=False),
     "input is a folder": lambda d: Case(["--input", str(d)], str(d), with_input=False),
     "input empty": lambda d: Case(["--input", str(write(d / "e.jsonl", b""))], "no valid responses", with_input=False),
-    "input all lines bad": lambda d: Case(["--input", str(write(d / "b.jsonl", b"nope\n{\n"))], "b.jsonl:1",
-                                          with_input=False),
+    "input all lines bad": lambda d: Case(
+        ["--input", str(write(d / "b.jsonl", b"nope\n{\n"))], "b.jsonl:1", with_input=False
+    ),
     "strict: malformed JSON": lambda d: Case(
-        ["--strict", "--input", str(write(d / "m.jsonl", (GOOD_LINE + "\n{oops\n").encode()))], "m.jsonl:2",
-        with_input=False),
+        ["--strict", "--input", str(write(d / "m.jsonl", (GOOD_LINE + "\n{oops\n").encode()))],
+        "m.jsonl:2",
+        with_input=False,
+    ),
     "strict: missing field": lambda d: Case(
         ["--strict", "--input", str(write(d / "f.jsonl", b'{"domain": "a.com", "model": "x", "response": "y"}\n'))],
-        "prompt_type", with_input=False),
+        "prompt_type",
+        with_input=False,
+    ),
     "strict: empty response": lambda d: Case(
-        ["--strict", "--input", str(write(d / "r.jsonl", b'{"domain":"a","model":"x","prompt_type":"p","response":"  "}\n'))],
-        "r.jsonl:1", with_input=False),
+        [
+            "--strict",
+            "--input",
+            str(write(d / "r.jsonl", b'{"domain":"a","model":"x","prompt_type":"p","response":"  "}\n')),
+        ],
+        "r.jsonl:1",
+        with_input=False,
+    ),
     "strict: non-UTF-8 bytes": lambda d: Case(
-        ["--strict", "--input", str(write(d / "u.jsonl", GOOD_LINE.encode() + b"\n\xff\xfe bad\n"))], "u.jsonl:2",
-        with_input=False),
+        ["--strict", "--input", str(write(d / "u.jsonl", GOOD_LINE.encode() + b"\n\xff\xfe bad\n"))],
+        "u.jsonl:2",
+        with_input=False,
+    ),
     "strict: line over 16 MiB": lambda d: Case(
         ["--strict", "--input", str(write(d / "h.jsonl", (GOOD_LINE + "\n").encode() + b"x" * (17 << 20) + b"\n"))],
-        "h.jsonl:2: longer than 16 MiB, the most memtui reads per line", with_input=False),
+        "h.jsonl:2: longer than 16 MiB, the most memtui reads per line",
+        with_input=False,
+    ),
     "input only one line, over 16 MiB": lambda d: Case(
         ["--input", str(write(d / "o.jsonl", b"\x00" * (17 << 20)))],
-        "no valid responses (1 bad line(s), e.g. ", with_input=False),
+        "no valid responses (1 bad line(s), e.g. ",
+        with_input=False,
+    ),
     "input domain split in two": lambda d: Case(
-        ["--input", str(write(d / "s.jsonl", "\n".join([GOOD_LINE, GOOD_LINE.replace("a.com", "b.com"),
-                                                         GOOD_LINE.replace("fine", "again")]).encode()))],
-        "s.jsonl:3", with_input=False),
+        [
+            "--input",
+            str(
+                write(
+                    d / "s.jsonl",
+                    "\n".join(
+                        [GOOD_LINE, GOOD_LINE.replace("a.com", "b.com"), GOOD_LINE.replace("fine", "again")]
+                    ).encode(),
+                )
+            ),
+        ],
+        "s.jsonl:3",
+        with_input=False,
+    ),
     "truncated gzip": lambda d: Case(
         ["--input", str(write(d / "t.jsonl.gz", gzip.compress((GOOD_LINE + "\n").encode() * 2000)[:300]))],
-        "t.jsonl.gz", with_input=False),
+        "t.jsonl.gz",
+        with_input=False,
+    ),
     # -- the config file --------------------------------------------------------------
     "config missing": lambda d: Case(["--config", str(d / "none.toml")], "none.toml"),
     "config not TOML": lambda d: Case(["--config", str(write(d / "c.toml", b"max-memory = = 1\n"))], "c.toml"),
-    "config unknown setting": lambda d: Case(["--config", str(write(d / "c.toml", b"[memory]\nmax_mem = 1\n"))],
-                                             "max_mem"),
-    "config bad size": lambda d: Case(["--config", str(write(d / "c.toml", b'[memory]\nmax-memory = "lots"\n'))],
-                                      "lots"),
+    "config unknown setting": lambda d: Case(
+        ["--config", str(write(d / "c.toml", b"[memory]\nmax_mem = 1\n"))], "max_mem"
+    ),
+    "config bad size": lambda d: Case(
+        ["--config", str(write(d / "c.toml", b'[memory]\nmax-memory = "lots"\n'))], "lots"
+    ),
     "config warning above max": lambda d: Case(
-        ["--config", str(write(d / "c.toml", b"[memory]\nwarning-memory = 2.0\nmax-memory = 1.5\n"))], "warning"),
+        ["--config", str(write(d / "c.toml", b"[memory]\nwarning-memory = 2.0\nmax-memory = 1.5\n"))], "warning"
+    ),
     # -- flags ------------------------------------------------------------------------
     "flag max not a size": lambda d: Case(["--max-memory", "abc"], "abc"),
     "flag warning above max": lambda d: Case(["--warning-memory", "2", "--max-memory", "1.5"], "below max"),
@@ -106,18 +141,25 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "env warning negative": lambda d: Case([], "warning", env={"MEMTUI_WARNING_MEMORY": "-1"}),
     "env config missing": lambda d: Case([], "gone.toml", env={"MEMTUI_CONFIG": str(d / "gone.toml")}),
     # -- the cache file ---------------------------------------------------------------
-    "cache not SQLite": lambda d: Case(["--cache", str(write(d / "c.sqlite", b"hello, not a database" * 100))],
-                                       "c.sqlite"),
+    "cache not SQLite": lambda d: Case(
+        ["--cache", str(write(d / "c.sqlite", b"hello, not a database" * 100))], "c.sqlite"
+    ),
     "cache truncated": lambda d: Case(
-        ["--cache", str(write(d / "t.sqlite", good_cache(d / "g.sqlite").read_bytes()[:1500]))], "t.sqlite"),
-    "cache of another model": lambda d: Case(["--cache", str(good_cache(d / "o.sqlite", "other/model"))], "other/model"),
+        ["--cache", str(write(d / "t.sqlite", good_cache(d / "g.sqlite").read_bytes()[:1500]))], "t.sqlite"
+    ),
+    "cache of another model": lambda d: Case(
+        ["--cache", str(good_cache(d / "o.sqlite", "other/model"))], "other/model"
+    ),
     "cache in a file, not a folder": lambda d: Case(["--cache", str(write(d / "f", b"x") / "c.sqlite")], "c.sqlite"),
 }
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -183,14 +225,44 @@ def test_skipped_bad_lines_are_named_in_the_log_and_listed_in_the_report(tmp_pat
 
     good = [json.loads(GOOD_LINE) | {"response": f"answer {i}"} for i in range(4)]
     over_long = json.dumps(good[0] | {"response": "z" * MAX_LINE_BYTES}).encode()
-    data = b"\n".join([json.dumps(good[0]).encode(), b"{oops", json.dumps(good[1]).encode(), b"[1, 2]",
-                       over_long, b'{"domain": "a.com", "model": "x", "response": "y"}', json.dumps(good[2]).encode(),
-                       b"\xff\xfe", json.dumps(good[3]).encode()]) + b"\n"
+    data = (
+        b"\n".join(
+            [
+                json.dumps(good[0]).encode(),
+                b"{oops",
+                json.dumps(good[1]).encode(),
+                b"[1, 2]",
+                over_long,
+                b'{"domain": "a.com", "model": "x", "response": "y"}',
+                json.dumps(good[2]).encode(),
+                b"\xff\xfe",
+                json.dumps(good[3]).encode(),
+            ]
+        )
+        + b"\n"
+    )
     source = write(tmp_path / "in.jsonl", data)
     report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "-c", FAKE_MODEL_CLI, "run", "--headless", "--input", str(source),
-                             "--cache", str(tmp_path / "c.sqlite"), "--report", str(report_path)],
-                            capture_output=True, text=True, timeout=120, env=memtui_env(), cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FAKE_MODEL_CLI,
+            "run",
+            "--headless",
+            "--input",
+            str(source),
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+            "--report",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=memtui_env(),
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["status"] == "success" and report["items"] == 4 and report["bad_lines"] == 5
@@ -201,18 +273,36 @@ def test_skipped_bad_lines_are_named_in_the_log_and_listed_in_the_report(tmp_pat
         {"line": 6, "reason": "missing field 'prompt_type'"},
         {"line": 8, "reason": "not valid UTF-8 (byte 0xff at column 1)"},
     ]
-    assert ("⚠️ 5 bad input line(s) skipped: line 2: malformed JSON (Expecting property name enclosed in double "
-            "quotes at column 2); line 4: expected a JSON object, got list; line 5: longer than 16 MiB, the most "
-            "memtui reads per line; ...") in result.stderr
+    assert (
+        "⚠️ 5 bad input line(s) skipped: line 2: malformed JSON (Expecting property name enclosed in double "
+        "quotes at column 2); line 4: expected a JSON object, got list; line 5: longer than 16 MiB, the most "
+        "memtui reads per line; ..."
+    ) in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_clean_input_reports_no_bad_line_details(tmp_path):
     report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "-c", FAKE_MODEL_CLI, "run", "--headless", "--input",
-                             str(write_input(tmp_path / "in.jsonl", domains=2, per_domain=9)), "--cache", str(tmp_path / "c.sqlite"),
-                             "--report", str(report_path)], capture_output=True, text=True, timeout=120,
-                            env=memtui_env(), cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FAKE_MODEL_CLI,
+            "run",
+            "--headless",
+            "--input",
+            str(write_input(tmp_path / "in.jsonl", domains=2, per_domain=9)),
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+            "--report",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=memtui_env(),
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["bad_lines"] == 0 and report["bad_line_details"] == []

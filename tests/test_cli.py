@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memtui.embed.store import key_for
 from memtui.embed.model import DEFAULT_MODEL_ID
+from memtui.embed.store import key_for
 from tests.support.cli import make_sample, memtui, popen_memtui
 
 pytestmark = pytest.mark.model
@@ -57,8 +57,9 @@ def small_input(tmp_path_factory) -> Path:
 
 def test_cache_run_embeds_every_distinct_text_once_and_rerun_skips_the_model(small_input, tmp_path):
     cache, report_path = tmp_path / "cache.sqlite", tmp_path / "report.json"
-    first = memtui("run", "--mode", "cache", "--headless", "--input", small_input, "--cache", cache,
-                   "--report", report_path)
+    first = memtui(
+        "run", "--mode", "cache", "--headless", "--input", small_input, "--cache", cache, "--report", report_path
+    )
     assert first.returncode == 0, first.stderr
     report = json.loads(report_path.read_text())
     assert json.loads(first.stdout) == report
@@ -67,8 +68,18 @@ def test_cache_run_embeds_every_distinct_text_once_and_rerun_skips_the_model(sma
     assert report["status"] == "success"
     assert report["items"] == len(records) and report["domains_done"] == 3
     assert report["items_embedded"] == len(distinct)
-    for key in ("memory_usage_gb", "peak_memory_gb", "memory_warnings", "breaker_trips", "cleanups",
-                "batches", "items_per_s", "duration_s", "limit_gb", "limit_source"):
+    for key in (
+        "memory_usage_gb",
+        "peak_memory_gb",
+        "memory_warnings",
+        "breaker_trips",
+        "cleanups",
+        "batches",
+        "items_per_s",
+        "duration_s",
+        "limit_gb",
+        "limit_source",
+    ):
         assert key in report
     assert "🔍 Starting operation (Memory: " in first.stderr
     assert "Traceback" not in first.stderr

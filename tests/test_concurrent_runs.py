@@ -50,8 +50,9 @@ def test_a_second_run_on_a_cache_in_use_refuses_at_once_naming_the_first(tmp_pat
         first.wait_for("Batch 1 committed")
 
         started = time.monotonic()
-        second = memtui("run", "--headless", "--input", small, "--cache", tmp_path / "alias" / "cache.sqlite",
-                        timeout=120)
+        second = memtui(
+            "run", "--headless", "--input", small, "--cache", tmp_path / "alias" / "cache.sqlite", timeout=120
+        )
         second_took = time.monotonic() - started
 
         assert first.proc.poll() is None, "the first run ended before the second was refused: use a bigger input"
@@ -77,8 +78,11 @@ def test_a_second_run_on_a_cache_in_use_refuses_at_once_naming_the_first(tmp_pat
     assert report["domains_done"] == DOMAINS and report["items"] == DOMAINS * PER_DOMAIN
     assert report["items_embedded"] == DOMAINS * PER_DOMAIN
     assert "ended abnormally" not in first.stderr
-    assert cache_counts(cache) == {"embeddings": DOMAINS * PER_DOMAIN, "responses": DOMAINS * PER_DOMAIN,
-                                   "domains": DOMAINS}
+    assert cache_counts(cache) == {
+        "embeddings": DOMAINS * PER_DOMAIN,
+        "responses": DOMAINS * PER_DOMAIN,
+        "domains": DOMAINS,
+    }
     assert not lock_path(cache).exists()
 
 
@@ -105,8 +109,11 @@ def test_a_lock_left_by_a_sigkilled_run_does_not_block_the_next_which_resumes(tm
     assert f"pid {first.pid}) ended abnormally" in second.stderr  # this one really did
     assert "Resuming" in second.stderr
     assert time.monotonic() - started < 120
-    assert cache_counts(cache) == {"embeddings": DOMAINS * PER_DOMAIN, "responses": DOMAINS * PER_DOMAIN,
-                                   "domains": DOMAINS}
+    assert cache_counts(cache) == {
+        "embeddings": DOMAINS * PER_DOMAIN,
+        "responses": DOMAINS * PER_DOMAIN,
+        "domains": DOMAINS,
+    }
     assert not lock.exists()
 
 
@@ -145,8 +152,14 @@ ENDING_RUN = textwrap.dedent("""
 def test_a_run_that_starts_as_another_ends_does_not_call_the_other_abnormal(tmp_path):
     cache = tmp_path / "cache.sqlite"
     inp = write_input(tmp_path / "in.jsonl", 3, 2)
-    ending = subprocess.Popen([sys.executable, "-c", ENDING_RUN, str(cache)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=memtui_env())
+    ending = subprocess.Popen(
+        [sys.executable, "-c", ENDING_RUN, str(cache)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=memtui_env(),
+    )
     try:
         assert ending.stdout.readline().strip() == "released"
 

@@ -35,7 +35,9 @@ def read_cache(path: Path) -> dict:
         return {
             "keys": [k for (k,) in con.execute("SELECT key FROM embeddings")],
             "responses": con.execute("SELECT id, domain, key FROM responses").fetchall(),
-            "domains": {d: (n, json.loads(c)) for d, n, c in con.execute("SELECT domain, responses, counts FROM domains")},
+            "domains": {
+                d: (n, json.loads(c)) for d, n, c in con.execute("SELECT domain, responses, counts FROM domains")
+            },
         }
     finally:
         con.close()

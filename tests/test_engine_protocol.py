@@ -65,8 +65,7 @@ def held_runner(tmp_path: Path) -> Iterator[tuple[Runner, FakeExecutor]]:
     """A real Runner parked at its first sub-batch until it is asked to stop."""
     executor = FakeExecutor(sub_batch=2, gate=threading.Event())
     # (FakeExecutor.clear_caches returns the cleared names; memtui.jobs.base.Executor says None: not this test's)
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=6), tmp_path / "c.sqlite",
-                   executor, model_id="fake")  # type: ignore[arg-type]
+    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=6), tmp_path / "c.sqlite", executor, model_id="fake")  # type: ignore[arg-type]
     runner = Runner(job, MemoryMonitor(MemoryConfig()))
     executor.stop_check = lambda: runner.snapshot().stopping
     runner.open()
@@ -157,8 +156,9 @@ def test_a_paused_watch_samples_nothing_and_says_so(watch):
 
 def test_a_paused_watch_takes_no_breaker_action(sleeper):
     sent: list[int] = []
-    engine = MonitorEngine([PidProbe(sleeper.pid)], MemoryConfig(), interval_s=0.05, policy="stop",
-                           send=lambda proc, sig: sent.append(sig))
+    engine = MonitorEngine(
+        [PidProbe(sleeper.pid)], MemoryConfig(), interval_s=0.05, policy="stop", send=lambda proc, sig: sent.append(sig)
+    )
     engine.pause()
     engine.set_thresholds(warning="1MB", max="2MB")  # the sleeper is far above both
     worker = threading.Thread(target=engine.run)
@@ -231,8 +231,10 @@ def _signal_when(ready: Callable[[], bool], *sigs: signal.Signals, gap_s: float 
 
 def _engines(held_runner, watch) -> list[tuple[Engine, Callable[[], bool], str]]:
     runner, executor = held_runner
-    return [(runner, executor.holding.is_set, "finishing the sub-batch in flight and committing"),
-            (watch, lambda: watch.snapshot().rounds >= 1, "ending the watch")]
+    return [
+        (runner, executor.holding.is_set, "finishing the sub-batch in flight and committing"),
+        (watch, lambda: watch.snapshot().rounds >= 1, "ending the watch"),
+    ]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -363,16 +365,22 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-ENGINE_FILES = [*sorted((ROOT / "memtui" / "jobs").rglob("*.py")), ROOT / "memtui" / "runner.py",
-                ROOT / "memtui" / "engine.py", ROOT / "memtui" / "events.py"]
+ENGINE_FILES = [
+    *sorted((ROOT / "memtui" / "jobs").rglob("*.py")),
+    ROOT / "memtui" / "runner.py",
+    ROOT / "memtui" / "engine.py",
+    ROOT / "memtui" / "events.py",
+]
 
 
 @pytest.mark.parametrize("path", ENGINE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_engines_import_no_face_and_no_cli(path):
     """jobs/ holds engines only: cli -> jobs -> cli (the old monitor-mode cycle) cannot come back."""
-    bad = sorted(name for name in _imports(path)
-                 if name.split(".")[:2] in (["memtui", "cli"], ["memtui", "faces"], ["memtui", "tui"],
-                                            ["memtui", "headless"]))
+    bad = sorted(
+        name
+        for name in _imports(path)
+        if name.split(".")[:2] in (["memtui", "cli"], ["memtui", "faces"], ["memtui", "tui"], ["memtui", "headless"])
+    )
     assert bad == [], f"{path.relative_to(ROOT)} imports a face or the CLI: {bad}"
 
 
@@ -380,7 +388,19 @@ def test_mypy_sees_both_engines_as_engines():
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
     if mypy is None:
         pytest.skip("mypy is not installed")
-    out = subprocess.run([mypy, "--follow-imports=silent", "--ignore-missing-imports", "--no-incremental",
-                          "memtui/engine.py", "memtui/faces", __file__],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            mypy,
+            "--follow-imports=silent",
+            "--ignore-missing-imports",
+            "--no-incremental",
+            "memtui/engine.py",
+            "memtui/faces",
+            __file__,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -28,8 +28,22 @@ from memtui.embed.model import DEFAULT_MODEL_ID
 from memtui.embed.store import CacheStore
 from memtui.trace import MAX_BYTES
 from tests.support.cli import memtui, memtui_env
-from tests.support.hostile import (NOBODY, Watched, cache_counts, error_lines, fill_up, fingerprint, killing,
-                                   make_victim, mode_of, plant_file, plant_link, require_root, sticky_folder, tmpfs)
+from tests.support.hostile import (
+    NOBODY,
+    Watched,
+    cache_counts,
+    error_lines,
+    fill_up,
+    fingerprint,
+    killing,
+    make_victim,
+    mode_of,
+    plant_file,
+    plant_link,
+    require_root,
+    sticky_folder,
+    tmpfs,
+)
 from tests.support.inputs import write_input
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -56,9 +70,26 @@ def inp(tmp_path) -> Path:
 def run(inp: Path, cache: Path, *extra, umask: int | None = None) -> subprocess.CompletedProcess[str]:
     if umask is None:
         return memtui("run", "--headless", "--input", inp, "--cache", cache, *extra, timeout=120)
-    return subprocess.run([sys.executable, "-m", "memtui", "run", "--headless", "--input", str(inp),
-                           "--cache", str(cache), *map(str, extra)], capture_output=True, text=True, timeout=120,
-                          env=memtui_env(), stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(umask))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memtui",
+            "run",
+            "--headless",
+            "--input",
+            str(inp),
+            "--cache",
+            str(cache),
+            *map(str, extra),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=memtui_env(),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: os.umask(umask),
+    )
 
 
 def assert_success(done: subprocess.CompletedProcess[str]) -> dict:
@@ -87,6 +118,7 @@ def make_cache(path: Path) -> Path:
 
 
 # -- the trace ---------------------------------------------------------------------------------------------
+
 
 def test_a_link_planted_at_the_trace_is_never_written_through_and_the_run_says_so(shared, victim, inp):
     cache = shared / "cache.sqlite"
@@ -176,11 +208,13 @@ def test_the_trace_folder_created_for_a_new_cache_is_0700(tmp_path, inp):
 
 # -- the cache and its companions -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("suffix", "cache_exists"), [
-    (suffix, exists) for suffix in ("-wal", "-shm", "-journal", ".lock") for exists in (False, True)] + [("", False)],
-    ids=lambda v: {True: "existing-cache", False: "new-cache", "": "cache-itself"}.get(v, v))
-def test_a_link_beside_the_cache_or_at_it_is_refused_in_one_line_naming_it(shared, victim, inp, suffix,
-                                                                          cache_exists):
+
+@pytest.mark.parametrize(
+    ("suffix", "cache_exists"),
+    [(suffix, exists) for suffix in ("-wal", "-shm", "-journal", ".lock") for exists in (False, True)] + [("", False)],
+    ids=lambda v: {True: "existing-cache", False: "new-cache", "": "cache-itself"}.get(v, v),
+)
+def test_a_link_beside_the_cache_or_at_it_is_refused_in_one_line_naming_it(shared, victim, inp, suffix, cache_exists):
     cache = shared / "cache.sqlite"
     if cache_exists:
         make_cache(cache)
@@ -240,7 +274,7 @@ def test_a_world_readable_cache_wal_and_shm_become_0600(shared, inp):
     os.chmod(cache, 0o644)
     wal, shm = shared / "cache.sqlite-wal", shared / "cache.sqlite-shm"
     reader = sqlite3.connect(cache)  # keeps the -wal and -shm alive through the run (SQLite drops them
-    try:                             # when the last connection closes)
+    try:  # when the last connection closes)
         reader.execute("SELECT count(*) FROM meta").fetchone()
         assert wal.exists() and shm.exists()
         os.chmod(wal, 0o644)
@@ -256,6 +290,7 @@ def test_a_world_readable_cache_wal_and_shm_become_0600(shared, inp):
 
 
 # -- another application's SQLite database -----------------------------------------------------------------
+
 
 def _rollback_db(path: Path) -> None:
     con = sqlite3.connect(path)
@@ -285,8 +320,10 @@ def _wal_db(path: Path) -> None:
 def _objects_and_journal(path: Path) -> tuple[list[tuple], str]:
     con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     try:
-        return (con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
-                "wal" if path.read_bytes()[18] == 2 else "rollback")
+        return (
+            con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+            "wal" if path.read_bytes()[18] == 2 else "rollback",
+        )
     finally:
         con.close()
 
@@ -364,20 +401,26 @@ def test_a_hard_link_to_a_victim_at_the_trace_is_not_appended_to(shared, victim,
 
 # -- --report -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", ["cache", "input", "link-to-cache", "link-to-input", "cache-wal", "cache-trace",
-                                    "cache-lock", "relative-cache"])
+
+@pytest.mark.parametrize(
+    "target",
+    ["cache", "input", "link-to-cache", "link-to-input", "cache-wal", "cache-trace", "cache-lock", "relative-cache"],
+)
 @pytest.mark.parametrize("cache_exists", [False, True], ids=["no-cache", "cache"])
-def test_a_report_naming_the_input_or_the_cache_files_is_refused_before_any_work(tmp_path, inp, target,
-                                                                                 cache_exists):
+def test_a_report_naming_the_input_or_the_cache_files_is_refused_before_any_work(tmp_path, inp, target, cache_exists):
     cache = tmp_path / "cache.sqlite"
     if cache_exists:
         make_cache(cache)
         for suffix in ("-wal", ".trace", ".lock"):
             cache.with_name(cache.name + suffix).write_bytes(b"")
     report = {
-        "cache": cache, "input": inp, "cache-wal": tmp_path / "cache.sqlite-wal",
-        "cache-trace": tmp_path / "cache.sqlite.trace", "cache-lock": tmp_path / "cache.sqlite.lock",
-        "link-to-cache": tmp_path / "r1.json", "link-to-input": tmp_path / "r2.json",
+        "cache": cache,
+        "input": inp,
+        "cache-wal": tmp_path / "cache.sqlite-wal",
+        "cache-trace": tmp_path / "cache.sqlite.trace",
+        "cache-lock": tmp_path / "cache.sqlite.lock",
+        "link-to-cache": tmp_path / "r1.json",
+        "link-to-input": tmp_path / "r2.json",
         "relative-cache": Path(os.path.relpath(cache, Path.cwd())),
     }[target]
     if target == "link-to-cache":
@@ -445,6 +488,7 @@ def test_a_report_that_cannot_be_written_after_the_run_is_exit_1_with_the_report
 
 
 # -- a full disk --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("free_kib", [0, 4, 8, 12, 16, 24, 32, 48, 64, 128])
 @pytest.mark.parametrize("folder", ["", "new/"], ids=["folder-exists", "new-folder"])

@@ -28,8 +28,7 @@ def test_import_pulls_in_no_ui_ml_or_sqlite(module):
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
         "print(json.dumps(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -63,13 +62,16 @@ def test_no_textual_import_in_core_jobs_embed_runner(path):
     assert hits == [], f"{path.relative_to(ROOT)} imports Textual: {hits}"
 
 
-@pytest.mark.parametrize("line, bad", [
-    ("import textual", True),
-    ("    from textual.app import App", True),
-    ("from textual import on", True),
-    ("import textual_plotext", False),
-    ("# we never import textual here", False),
-    ("from memtui.textual_free import x", False),
-])
+@pytest.mark.parametrize(
+    "line, bad",
+    [
+        ("import textual", True),
+        ("    from textual.app import App", True),
+        ("from textual import on", True),
+        ("import textual_plotext", False),
+        ("# we never import textual here", False),
+        ("from memtui.textual_free import x", False),
+    ],
+)
 def test_the_pattern(line, bad):
     assert bool(TEXTUAL_IMPORT.search(line)) is bad

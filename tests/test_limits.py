@@ -87,10 +87,11 @@ def _remove(folder: Path | None) -> None:
 
 
 def memtui_in(procs: Path, *args: str | os.PathLike[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    script = f"echo $$ > {shlex.quote(str(procs))} && exec \"$@\""
+    script = f'echo $$ > {shlex.quote(str(procs))} && exec "$@"'
     cmd = ["sh", "-c", script, "sh", sys.executable, "-m", "memtui", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=memtui_env(),
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=memtui_env(), stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +101,23 @@ def small_input(tmp_path_factory) -> Path:
 
 # -- a memory limit the model cannot fit ------------------------------------------------------
 
+
 def test_a_350mb_cgroup_is_refused_before_loading_with_exit_1(small_input, tmp_path):
     with memory_cgroup(350 * MB) as procs:
-        result = memtui_in(procs, "run", "--mode", "cache", "--headless", "--input", small_input,
-                           "--cache", tmp_path / "c.sqlite", "--config", os.devnull, timeout=120)
+        result = memtui_in(
+            procs,
+            "run",
+            "--mode",
+            "cache",
+            "--headless",
+            "--input",
+            small_input,
+            "--cache",
+            tmp_path / "c.sqlite",
+            "--config",
+            os.devnull,
+            timeout=120,
+        )
     assert result.returncode == 1, (result.returncode, result.stderr)  # not 137: refused, not killed
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -115,8 +129,18 @@ def test_a_350mb_cgroup_is_refused_before_loading_with_exit_1(small_input, tmp_p
 
 def test_a_limit_whose_lowered_breaker_cannot_hold_the_model_is_refused_too(small_input, tmp_path):
     with memory_cgroup(600 * MB) as procs:
-        result = memtui_in(procs, "run", "--headless", "--input", small_input, "--cache", tmp_path / "c.sqlite",
-                           "--config", os.devnull, timeout=120)
+        result = memtui_in(
+            procs,
+            "run",
+            "--headless",
+            "--input",
+            small_input,
+            "--cache",
+            tmp_path / "c.sqlite",
+            "--config",
+            os.devnull,
+            timeout=120,
+        )
     assert result.returncode == 1, result.stderr
     assert "leaves a default breaker of 0.50GB" in result.stderr and "--max-memory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -126,8 +150,21 @@ def test_a_limit_whose_lowered_breaker_cannot_hold_the_model_is_refused_too(smal
 def test_a_1gb_cgroup_runs_with_lowered_defaults_and_is_never_killed(small_input, tmp_path):
     report_path = tmp_path / "report.json"
     with memory_cgroup(1024 * MB) as procs:
-        result = memtui_in(procs, "run", "--mode", "cache", "--headless", "--input", small_input,
-                           "--cache", tmp_path / "c.sqlite", "--report", report_path, "--config", os.devnull)
+        result = memtui_in(
+            procs,
+            "run",
+            "--mode",
+            "cache",
+            "--headless",
+            "--input",
+            small_input,
+            "--cache",
+            tmp_path / "c.sqlite",
+            "--report",
+            report_path,
+            "--config",
+            os.devnull,
+        )
         cgroup = procs.parent
         failcnt = _read(cgroup / "memory.failcnt").strip()
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
@@ -150,8 +187,22 @@ def test_a_1gb_cgroup_runs_with_lowered_defaults_and_is_never_killed(small_input
 def test_an_explicit_breaker_above_the_limit_is_kept_and_warned_about(tmp_path):
     # monitor mode loads no model, so this runs in a 350 MB cgroup in a second
     with memory_cgroup(350 * MB) as procs:
-        result = memtui_in(procs, "run", "--mode", "monitor", "--headless", "--pid", os.getpid(), "--duration", "0.5",
-                           "--max-memory", "1.5", "--config", os.devnull, timeout=60)
+        result = memtui_in(
+            procs,
+            "run",
+            "--mode",
+            "monitor",
+            "--headless",
+            "--pid",
+            os.getpid(),
+            "--duration",
+            "0.5",
+            "--max-memory",
+            "1.5",
+            "--config",
+            os.devnull,
+            timeout=60,
+        )
     assert result.returncode == 0, result.stderr
     assert "--max-memory 1.50GB is above the memory limit 0.34GB (cgroup " in result.stderr
     assert "the kernel will kill memtui before its breaker acts; lower it" in result.stderr
@@ -184,8 +235,9 @@ HUGE = [
 @pytest.mark.parametrize("flag, value, needle", HUGE, ids=[f"{f}={v}"[:40] for f, v, _ in HUGE])
 def test_huge_numbers_are_one_line_usage_errors(flag, value, needle, tmp_path):
     mode = ["--mode", "monitor", "--pid", str(os.getpid())] if flag in ("--monitor-interval", "--duration") else []
-    result = memtui("run", "--headless", *mode, flag, value, "--cache", tmp_path / "c.sqlite",
-                    "--config", os.devnull, timeout=60)
+    result = memtui(
+        "run", "--headless", *mode, flag, value, "--cache", tmp_path / "c.sqlite", "--config", os.devnull, timeout=60
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("memtui: error: "), result.stderr
@@ -196,19 +248,29 @@ def test_huge_numbers_are_one_line_usage_errors(flag, value, needle, tmp_path):
 
 def test_huge_numbers_from_the_environment_name_the_variable(tmp_path):
     env = memtui_env(MEMTUI_BACKOFF_MAX="1e300")
-    result = subprocess.run([sys.executable, "-m", "memtui", "run", "--headless", "--cache", str(tmp_path / "c"),
-                             "--config", os.devnull], capture_output=True, text=True, env=env, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "memtui", "run", "--headless", "--cache", str(tmp_path / "c"), "--config", os.devnull],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == ("memtui: error: backoff max (MEMTUI_BACKOFF_MAX) must be at most 86400 s "
-                                     "(1 day), got 1e+300; lower MEMTUI_BACKOFF_MAX")
+    assert result.stderr.strip() == (
+        "memtui: error: backoff max (MEMTUI_BACKOFF_MAX) must be at most 86400 s "
+        "(1 day), got 1e+300; lower MEMTUI_BACKOFF_MAX"
+    )
 
 
 def test_cross_field_errors_name_the_flags_and_file_keys_typed(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("[memory]\nbackoff_initial = 20\n")
-    result = memtui("run", "--headless", "--config", config, "--backoff-max", "10", "--cache", tmp_path / "c",
-                    timeout=60)
+    result = memtui(
+        "run", "--headless", "--config", config, "--backoff-max", "10", "--cache", tmp_path / "c", timeout=60
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"memtui: error: backoff max 10.0s must be >= backoff initial 20.0s; "
-                                     f"raise --backoff-max or lower {config}: backoff_initial")
+    assert result.stderr.strip() == (
+        f"memtui: error: backoff max 10.0s must be >= backoff initial 20.0s; "
+        f"raise --backoff-max or lower {config}: backoff_initial"
+    )

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from memtui.errors import InputError
+
 try:
     from memtui.faces.headless import setup_logging
 except ImportError:  # before the faces package
@@ -34,8 +35,18 @@ except ImportError:  # before the faces package
 from memtui.jobs.source import InputSource
 from memtui.stdio import write_line
 from tests.support.cli import memtui, memtui_env
-from tests.support.hostile import (Watched, cache_counts, controlling_tty_preexec, drain, error_lines, fill_up,
-                                   killing, open_pty, wait_blocked_in_fifo_open, tmpfs)
+from tests.support.hostile import (
+    Watched,
+    cache_counts,
+    controlling_tty_preexec,
+    drain,
+    error_lines,
+    fill_up,
+    killing,
+    open_pty,
+    tmpfs,
+    wait_blocked_in_fifo_open,
+)
 from tests.support.inputs import write_input
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -52,13 +63,33 @@ def write_mixed_input(path: Path, domains: int = 5, per_domain: int = 4) -> tupl
             domain = f"pipe{d:02d}.example"
             for r in range(per_domain):
                 text = f"{domain} says {r}: " + " ".join(f"t{d}_{r}_{k}" for k in range(10))
-                fh.write(json.dumps({"id": f"{domain}-{r}", "domain": domain, "model": MODELS[r % 3],
-                                     "prompt_type": "trust", "response": text}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": f"{domain}-{r}",
+                            "domain": domain,
+                            "model": MODELS[r % 3],
+                            "prompt_type": "trust",
+                            "response": text,
+                        }
+                    )
+                    + "\n"
+                )
                 valid += 1
                 texts.add(text)
             # the same text again from another model: one vector, two responses
-            fh.write(json.dumps({"id": f"{domain}-again", "domain": domain, "model": "other",
-                                 "prompt_type": "trust", "response": text}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"{domain}-again",
+                        "domain": domain,
+                        "model": "other",
+                        "prompt_type": "trust",
+                        "response": text,
+                    }
+                )
+                + "\n"
+            )
             valid += 1
             fh.write(json.dumps({"id": f"{domain}-bad", "domain": domain, "model": "x"}) + "\n")  # no response
     return valid, len(texts)
@@ -94,13 +125,20 @@ def assert_everything_cached(done_stdout: str, code: int, stderr: str, cache: Pa
 
 # -- input that is not a regular file ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["-", "/dev/stdin"])
 def test_input_piped_from_cat_is_embedded_in_full(tmp_path, mixed, name):
     path, valid, distinct = mixed
     cache = tmp_path / "cache.sqlite"
     cat = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
-    done = subprocess.run(run_cmd("--input", name, "--cache", cache), stdin=cat.stdout, capture_output=True,
-                          text=True, timeout=300, env=memtui_env())
+    done = subprocess.run(
+        run_cmd("--input", name, "--cache", cache),
+        stdin=cat.stdout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=memtui_env(),
+    )
     cat.stdout.close()
     cat.wait(30)
     report = assert_everything_cached(done.stdout, done.returncode, done.stderr, cache, valid, distinct)
@@ -111,8 +149,14 @@ def test_a_gzip_stream_through_a_pipe_is_embedded_in_full(tmp_path, mixed):
     path, valid, distinct = mixed
     cache = tmp_path / "cache.sqlite"
     zipped = subprocess.Popen(["gzip", "-c", str(path)], stdout=subprocess.PIPE)
-    done = subprocess.run(run_cmd("--input", "-", "--cache", cache), stdin=zipped.stdout, capture_output=True,
-                          text=True, timeout=300, env=memtui_env())
+    done = subprocess.run(
+        run_cmd("--input", "-", "--cache", cache),
+        stdin=zipped.stdout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=memtui_env(),
+    )
     zipped.stdout.close()
     zipped.wait(30)
     assert_everything_cached(done.stdout, done.returncode, done.stderr, cache, valid, distinct)
@@ -128,14 +172,20 @@ def test_a_fifo_fed_by_a_writer_thread_is_embedded_in_full(tmp_path, mixed):
     def feed() -> None:
         with open(fifo, "wb") as fh:  # waits for memtui to open the other end
             for i in range(0, len(data), 1000):
-                fh.write(data[i:i + 1000])
+                fh.write(data[i : i + 1000])
                 fh.flush()
                 time.sleep(0.001)
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    done = subprocess.run(run_cmd("--input", fifo, "--cache", cache), capture_output=True, text=True,
-                          timeout=300, env=memtui_env(), stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        run_cmd("--input", fifo, "--cache", cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=memtui_env(),
+        stdin=subprocess.DEVNULL,
+    )
     writer.join(10)
     assert not writer.is_alive()
     assert_everything_cached(done.stdout, done.returncode, done.stderr, cache, valid, distinct)
@@ -145,8 +195,14 @@ def test_a_fifo_fed_by_a_writer_thread_is_embedded_in_full(tmp_path, mixed):
 def test_standard_input_on_a_terminal_is_refused(tmp_path, mixed, name):
     master, slave = open_pty()
     try:
-        done = subprocess.run(run_cmd("--input", name, "--cache", tmp_path / "cache.sqlite"), stdin=slave,
-                              capture_output=True, text=True, timeout=120, env=memtui_env())
+        done = subprocess.run(
+            run_cmd("--input", name, "--cache", tmp_path / "cache.sqlite"),
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=memtui_env(),
+        )
     finally:
         os.close(slave)
         os.close(master)
@@ -195,8 +251,14 @@ def test_a_full_spool_disk_for_piped_input_is_exit_1_saying_disk_full(tmp_path):
         # Room for Python's probe of TMPDIR (a full one it silently swaps for /tmp), not for the input.
         os.truncate(filler, filler.stat().st_size - 16 * 1024)
         with inp.open("rb") as stdin:
-            done = subprocess.run(run_cmd("--input", "-", "--cache", tmp_path / "cache.sqlite"), stdin=stdin,
-                                  capture_output=True, text=True, timeout=120, env=memtui_env(TMPDIR=str(spool)))
+            done = subprocess.run(
+                run_cmd("--input", "-", "--cache", tmp_path / "cache.sqlite"),
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=memtui_env(TMPDIR=str(spool)),
+            )
         assert sorted(p.name for p in spool.iterdir()) == ["filler"]
     assert done.returncode == 1, done.stderr
     errors = error_lines(done.stderr)
@@ -214,8 +276,7 @@ def test_hangup_stops_a_headless_run_like_sigterm_and_a_rerun_completes(tmp_path
     inp = write_input(tmp_path / "in.jsonl", DOMAINS, PER_DOMAIN)
     cache = tmp_path / "cache.sqlite"
     report_file = tmp_path / "report.json"
-    w = Watched(["run", "--headless", "--input", inp, "--cache", cache, "--batch-max", "1",
-                 "--report", report_file])
+    w = Watched(["run", "--headless", "--input", inp, "--cache", cache, "--batch-max", "1", "--report", report_file])
     with killing(w):
         w.wait_for("Batch 3 committed")
         w.proc.send_signal(sig)
@@ -241,8 +302,11 @@ def test_hangup_stops_a_headless_run_like_sigterm_and_a_rerun_completes(tmp_path
     assert rest["status"] == "success" and "previous_abnormal_end" not in rest
     assert rest["items_skipped"] == report["items"]
     assert rest["items_embedded"] == DOMAINS * PER_DOMAIN - report["items_embedded"]  # nothing embedded twice
-    assert cache_counts(cache) == {"embeddings": DOMAINS * PER_DOMAIN, "responses": DOMAINS * PER_DOMAIN,
-                                   "domains": DOMAINS}
+    assert cache_counts(cache) == {
+        "embeddings": DOMAINS * PER_DOMAIN,
+        "responses": DOMAINS * PER_DOMAIN,
+        "domains": DOMAINS,
+    }
 
 
 def test_a_terminal_that_goes_away_ends_a_headless_run_with_its_report(tmp_path):
@@ -253,9 +317,14 @@ def test_a_terminal_that_goes_away_ends_a_headless_run_with_its_report(tmp_path)
     seen: list[bytes] = []
     stop = threading.Event()
     reader = drain(master, stop, seen)
-    proc = subprocess.Popen(run_cmd("--input", inp, "--cache", cache, "--batch-max", "1", "--report", report_file),
-                            stdin=slave, stdout=slave, stderr=slave, env=memtui_env(),
-                            preexec_fn=controlling_tty_preexec(slave))
+    proc = subprocess.Popen(
+        run_cmd("--input", inp, "--cache", cache, "--batch-max", "1", "--report", report_file),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=memtui_env(),
+        preexec_fn=controlling_tty_preexec(slave),
+    )
     os.close(slave)
     try:
         deadline = time.monotonic() + 120
@@ -283,9 +352,13 @@ def test_a_terminal_that_goes_away_ends_a_headless_run_with_its_report(tmp_path)
 def test_a_reader_that_leaves_the_pipe_does_not_change_the_exit(tmp_path):
     inp = write_input(tmp_path / "in.jsonl", 3, 3)
     cache = tmp_path / "cache.sqlite"
-    proc = subprocess.Popen(run_cmd("--input", inp, "--cache", cache, "--report", tmp_path / "r.json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=memtui_env(),
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        run_cmd("--input", inp, "--cache", cache, "--report", tmp_path / "r.json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=memtui_env(),
+        stdin=subprocess.DEVNULL,
+    )
     proc.stdout.close()  # `memtui run | head -0`: nobody reads the JSON report
     err = proc.stderr.read().decode()
     code = proc.wait(300)
@@ -295,6 +368,7 @@ def test_a_reader_that_leaves_the_pipe_does_not_change_the_exit(tmp_path):
 
 
 # -- whole lines ----------------------------------------------------------------------------------------
+
 
 class SlowStream(io.TextIOBase):
     """A stream whose write takes its time and lands in two pieces, as a slow terminal or pipe may."""

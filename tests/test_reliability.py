@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import sqlite3
 
-
 from memtui.events import CleanupRan
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor, ProcessProbe
@@ -32,9 +31,16 @@ def guarded_runner(tmp_path, executor, *, domains=8, timeout_s=1.5):
 
     gc.collect()
     base = ProcessProbe().rss_bytes()
-    config = MemoryConfig(warning_memory_gb=(base + 120 * MB) / GB, max_memory_gb=(base + 240 * MB) / GB,
-                          sample_interval_s=0.01, backoff_initial_s=0.02, backoff_max_s=0.1,
-                          reset_hold_s=0.05, reset_hold_max_s=0.2, breaker_timeout_s=timeout_s)
+    config = MemoryConfig(
+        warning_memory_gb=(base + 120 * MB) / GB,
+        max_memory_gb=(base + 240 * MB) / GB,
+        sample_interval_s=0.01,
+        backoff_initial_s=0.02,
+        backoff_max_s=0.1,
+        reset_hold_s=0.05,
+        reset_hold_max_s=0.2,
+        breaker_timeout_s=timeout_s,
+    )
     source = write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9)
     job = CacheJob(source, tmp_path / "cache.sqlite", executor, model_id="hash-test")
     return Runner(job, MemoryMonitor(config)), config

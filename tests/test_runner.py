@@ -20,9 +20,9 @@ from memtui.memory import BreakerState, Cleaner, MemoryConfig, MemoryLimit, Memo
 from memtui.memory.units import GB, MB
 from memtui.runner import Runner
 from tests.memory.fakes import ScriptedProbe
-from tests.support.inputs import domain_names, write_input
 from tests.support.executors import FakeExecutor
 from tests.support.fakes import FakeClock
+from tests.support.inputs import domain_names, write_input
 
 
 class HashExecutor(FakeExecutor):
@@ -44,8 +44,15 @@ class HashExecutor(FakeExecutor):
             self.encoded.extend(texts[i] for i in indices)
             yield indices, vectors
 
-FAST = dict(sample_interval_s=0.01, backoff_initial_s=0.01, backoff_max_s=0.05, reset_hold_s=0.01,
-            reset_hold_max_s=0.05, breaker_timeout_s=0.5)
+
+FAST = dict(
+    sample_interval_s=0.01,
+    backoff_initial_s=0.01,
+    backoff_max_s=0.05,
+    reset_hold_s=0.01,
+    reset_hold_max_s=0.05,
+    breaker_timeout_s=0.5,
+)
 
 
 def make_runner(tmp_path, *, domains=4, executor=None, probe=None, config=None, **job_kw):
@@ -189,7 +196,7 @@ def test_memory_error_is_retried_smaller(tmp_path):
         if calls["n"] == 4:  # after three sub-batches: the first domain (9 texts) is already whole
             raise MemoryError("simulated")
 
-    runner, executor = make_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_once))
+    runner, _executor = make_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_once))
     events = runner.subscribe()
     report = runner.run()
     assert report["status"] == "success"
@@ -234,13 +241,18 @@ def test_requested_cleanup_runs_in_the_job_thread_and_is_reported(tmp_path):
 # Every wait below (the backoff after a MemoryError, the open breaker) is a FakeClock sleep: no
 # real timer runs, and the time a wait took is exact.
 
-FAKE_TIME = dict(sample_interval_s=3600.0,  # the sampler thread stays quiet: the job samples at its checkpoints
-                 backoff_initial_s=0.25, backoff_max_s=4.0, reset_hold_s=1.0, reset_hold_max_s=8.0,
-                 breaker_timeout_s=30.0)
+FAKE_TIME = dict(
+    sample_interval_s=3600.0,  # the sampler thread stays quiet: the job samples at its checkpoints
+    backoff_initial_s=0.25,
+    backoff_max_s=4.0,
+    reset_hold_s=1.0,
+    reset_hold_max_s=8.0,
+    breaker_timeout_s=30.0,
+)
 
 
 def fake_time_runner(tmp_path, *, domains, executor=None, probe=None, **config):
-    """A Runner whose clock and sleep are one FakeClock (and so is its monitor's); returns it, the executor, the clock."""
+    """A Runner whose clock and sleep are one FakeClock (its monitor's too); returns it, the executor, the clock."""
     clock = FakeClock()
     base, executor = make_runner(tmp_path, domains=domains, executor=executor)
     probe = probe or ScriptedProbe(rss=int(0.5 * GB))
@@ -257,6 +269,7 @@ def fail_at_sub_batch(n: int):
         calls["n"] += 1
         if calls["n"] == n:
             raise MemoryError("simulated")
+
     return hook
 
 
@@ -271,7 +284,9 @@ class OneDomainAtATime(HashExecutor):
 
 def test_a_memory_error_keeps_the_part_already_embedded(tmp_path):
     # Sub-batches of 4: the 4th fails after 12 texts, the first domain (9) whole and 3 of the second.
-    runner, executor = fake_time_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_at_sub_batch(4)))[:2]
+    runner, executor = fake_time_runner(tmp_path, domains=6, executor=HashExecutor(on_sub_batch=fail_at_sub_batch(4)))[
+        :2
+    ]
     report = runner.run()
     assert report["status"] == "success"
     assert len(executor.encoded) == len(set(executor.encoded)) == 54, "a text was embedded twice"
@@ -308,8 +323,9 @@ def test_a_domain_that_always_raises_ends_the_run_after_the_retries(tmp_path):
         if any("site002" in t for t in texts):
             raise MemoryError("simulated")
 
-    runner = fake_time_runner(tmp_path, domains=5, executor=HashExecutor(on_sub_batch=poison),
-                              memory_error_retries=2)[0]
+    runner = fake_time_runner(tmp_path, domains=5, executor=HashExecutor(on_sub_batch=poison), memory_error_retries=2)[
+        0
+    ]
     events = runner.subscribe()
     report = runner.run()
     assert report["status"] == "aborted" and report["exit_code"] == 1
@@ -327,6 +343,7 @@ def test_the_report_peak_is_the_highest_memory_of_the_run_not_the_last(tmp_path)
             probe.set_gb(1.2)
         elif spike.n == 6:
             probe.set_gb(0.6)
+
     spike.n = 0
 
     runner, _, _ = fake_time_runner(tmp_path, domains=4, executor=HashExecutor(on_sub_batch=spike), probe=probe)
@@ -354,8 +371,9 @@ def test_an_open_breaker_gives_up_at_the_timeout_exactly_on_a_fake_clock(tmp_pat
             tripped["at"] = clock_box["clock"].now()
 
     probe = ScriptedProbe(on_read=rss)
-    runner, executor, clock = fake_time_runner(tmp_path, domains=5, executor=HashExecutor(sub_batch=3, on_sub_batch=leak),
-                                               probe=probe)
+    runner, executor, clock = fake_time_runner(
+        tmp_path, domains=5, executor=HashExecutor(sub_batch=3, on_sub_batch=leak), probe=probe
+    )
     clock_box["clock"] = clock
     events = runner.subscribe()
     report = runner.run()

@@ -60,6 +60,7 @@ def _read_records(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- determinism
 
+
 def test_regeneration_is_byte_identical(gen, tmp_path, raw_lines):
     # Default domains/seed, exactly what `python sample_data/generate.py` writes;
     # fast compression level because only the decompressed bytes are compared.
@@ -89,6 +90,7 @@ def test_small_set_is_deterministic_and_seed_sensitive(gen, tmp_path):
 
 
 # --------------------------------------------------------- committed content
+
 
 def test_counts(records):
     assert len(records) == 16_350
@@ -178,6 +180,7 @@ def test_file_is_reasonably_small():
 
 # ------------------------------------------------------------- CLI options
 
+
 def test_domains_option(gen, tmp_path):
     out = tmp_path / "small.jsonl.gz"
     gen.main(["--out", str(out), "--domains", "20", "--quiet"])
@@ -210,7 +213,9 @@ def test_cli_runs_as_script(tmp_path):
     out = tmp_path / "cli.jsonl.gz"
     proc = subprocess.run(
         [sys.executable, str(GENERATOR), "--out", str(out), "--domains", "3", "--seed", "5"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stderr

@@ -27,8 +27,9 @@ def round_trip(kind: str, value):
 
 
 def test_a_runs_snapshots_events_and_report_round_trip(tmp_path):
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=4), tmp_path / "c.sqlite", FakeExecutor(),
-                   model_id="fake")
+    job = CacheJob(
+        write_input(tmp_path / "in.jsonl", domains=4), tmp_path / "c.sqlite", FakeExecutor(), model_id="fake"
+    )
     runner = Runner(job, MemoryMonitor(MemoryConfig()))
     events = runner.subscribe()
     runner.open()
@@ -37,8 +38,13 @@ def test_a_runs_snapshots_events_and_report_round_trip(tmp_path):
     report = runner.run()
     after = runner.snapshot()
     seen = events.drain()
-    assert {type(e).__name__ for e in seen} >= {"PhaseChanged", "BatchStarted", "BatchDone", "CleanupRan",
-                                                 "RunFinished"}
+    assert {type(e).__name__ for e in seen} >= {
+        "PhaseChanged",
+        "BatchStarted",
+        "BatchDone",
+        "CleanupRan",
+        "RunFinished",
+    }
     for snapshot in (before, after):
         back = round_trip("snapshot", snapshot)
         assert back == snapshot
@@ -67,14 +73,17 @@ def test_a_watchs_snapshots_and_events_round_trip():
         child.wait()
 
 
-@pytest.mark.parametrize("line, why", [
-    ('{"memtui_wire": 2, "kind": "event", "body": null}', "version 2"),
-    ('{"kind": "event"}', "not a memtui wire message"),
-    ('{"memtui_wire": 1, "kind": "exec", "body": null}', "unknown message kind"),
-    ('{"memtui_wire": 1, "kind": "event", "body": {"__type__": "Popen", "args": ["sh"]}}', "unknown type 'Popen'"),
-    ('{"memtui_wire": 1, "kind": "event", "body": {"__enum__": "Signals", "value": 9}}', "unknown type 'Signals'"),
-    ("not json", "not JSON"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ('{"memtui_wire": 2, "kind": "event", "body": null}', "version 2"),
+        ('{"kind": "event"}', "not a memtui wire message"),
+        ('{"memtui_wire": 1, "kind": "exec", "body": null}', "unknown message kind"),
+        ('{"memtui_wire": 1, "kind": "event", "body": {"__type__": "Popen", "args": ["sh"]}}', "unknown type 'Popen'"),
+        ('{"memtui_wire": 1, "kind": "event", "body": {"__enum__": "Signals", "value": 9}}', "unknown type 'Signals'"),
+        ("not json", "not JSON"),
+    ],
+)
 def test_anything_else_is_refused_and_builds_nothing(line, why):
     with pytest.raises(wire.WireError, match=why):
         wire.loads(line)

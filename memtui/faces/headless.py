@@ -90,8 +90,15 @@ def parts_for(engine: Engine) -> HeadlessParts:
 class HeadlessFace:
     """Hosts one Engine without a screen: ``run()`` returns the engine's report."""
 
-    def __init__(self, engine: Engine, *, parts: HeadlessParts | None = None, out: TextIO | None = None,
-                 err: TextIO | None = None, progress_every_s: float = PROGRESS_EVERY_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        parts: HeadlessParts | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        progress_every_s: float = PROGRESS_EVERY_S,
+    ) -> None:
         """``err`` takes the log lines (sys.stderr at the time of writing if None); ``out`` is kept for
         callers that pass it: the JSON report goes to stdout through memtui.cli.run_face."""
         self.engine = engine

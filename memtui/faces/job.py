@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from memtui.events import BreakerChanged, CleanupRan, Event, MemoryWarning, PhaseChanged
 from memtui.faces.headless import HeadlessParts
 from memtui.memory.units import format_duration
-
 from memtui.records import RunReport
 
 if TYPE_CHECKING:  # the runner pulls in numpy; the faces import without it
@@ -21,9 +20,11 @@ def progress_line(s: RunSnapshot) -> str:
     pct = 100.0 * s.items_done / s.items_total if s.items_total else 0.0
     m = s.memory
     state = "paused" if s.paused else s.phase
-    return (f"⏳ {s.items_done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
-            f"{s.items_per_s:.1f}/s · ETA {format_duration(s.eta_s)} · "
-            f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB · breaker {m.state.label} · batch {s.batch_size} · {state}")
+    return (
+        f"⏳ {s.items_done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
+        f"{s.items_per_s:.1f}/s · ETA {format_duration(s.eta_s)} · "
+        f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB · breaker {m.state.label} · batch {s.batch_size} · {state}"
+    )
 
 
 #: The run's summary lines (the report words itself: the TUI's report panel shows the same lines).

@@ -9,7 +9,7 @@ commands. Textual is imported here only when ``run_tui`` is called.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from memtui.engine import Engine
 from memtui.errors import MemtuiError
@@ -42,6 +42,7 @@ def run_tui(engine: Engine, *, theme: str | None = None) -> Report:
     if report is None:
         report = app.report or engine.snapshot().report
     if report is None:
-        raise MemtuiError(f"the {cls.FACE_NOUN} ended before the {cls.WORK_NOUN} could report; "
-                          "rerun with --headless to see why")
+        raise MemtuiError(
+            f"the {cls.FACE_NOUN} ended before the {cls.WORK_NOUN} could report; rerun with --headless to see why"
+        )
     return report

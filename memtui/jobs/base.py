@@ -21,9 +21,9 @@ from memtui.records import DomainGroup, Response
 
 @dataclass(frozen=True)
 class JobTotals:
-    units: int            # domains in scope
-    items: int            # responses in scope
-    units_done: int = 0   # already complete in the cache (resumed)
+    units: int  # domains in scope
+    items: int  # responses in scope
+    units_done: int = 0  # already complete in the cache (resumed)
     items_done: int = 0
     bad_lines: int = 0
     bad_line_details: tuple[BadLine, ...] = ()  # the first bad lines (line number, reason)
@@ -34,7 +34,7 @@ class Work:
     """One admitted batch: its domains, their responses' keys, and the texts still to embed."""
 
     units: tuple[DomainGroup, ...]
-    keys: list[bytes]                 # one per response, in order
+    keys: list[bytes]  # one per response, in order
     to_embed: list[tuple[bytes, str]]  # distinct (key, text) pairs missing from the cache
     vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
 
@@ -54,8 +54,8 @@ class Work:
 
 @dataclass(frozen=True)
 class CommitResult:
-    completed: tuple[str, ...]   # domains now complete in the cache
-    items_completed: int         # their responses
+    completed: tuple[str, ...]  # domains now complete in the cache
+    items_completed: int  # their responses
     vectors_written: int
 
     @property

@@ -12,15 +12,14 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-
 from memtui.embed.lock import CacheLock
-from memtui.embed.store import TORCH_BACKEND, CacheStore, key_for
+from memtui.embed.store import TORCH_BACKEND, CacheStore, DomainSummary, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, read_domains
-from memtui.records import DomainGroup
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
+from memtui.records import DomainGroup, Response
 
 #: Disk a response's row and vector take in the cache, at most (a 384-dim float32 vector is 1.5 KB).
 BYTES_PER_RESPONSE = 4096
@@ -29,9 +28,19 @@ DISK_MARGIN = 64 << 20
 
 
 class CacheJob:
-    def __init__(self, input_path: str | Path, cache_path: str | Path, executor: Executor, *,
-                 model_id: str, mode: str = "cache", limit_domains: int | None = None,
-                 limit_texts: int | None = None, strict: bool = False, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        input_path: str | Path,
+        cache_path: str | Path,
+        executor: Executor,
+        *,
+        model_id: str,
+        mode: str = "cache",
+        limit_domains: int | None = None,
+        limit_texts: int | None = None,
+        strict: bool = False,
+        backend: str | None = None,
+    ) -> None:
         self.mode = mode
         # The backend is part of each vector's identity in the cache (store.key_for); default: the executor's.
         self.backend = backend or getattr(executor, "backend", None) or TORCH_BACKEND
@@ -72,9 +81,14 @@ class CacheJob:
             self.close()
             raise
         self._done = self._store.done_domains() & sizes.keys() if self.summaries else set()
-        totals = JobTotals(units=len(sizes), items=sum(sizes.values()), units_done=len(self._done),
-                           items_done=sum(sizes[d] for d in self._done), bad_lines=self.stats.bad_lines,
-                           bad_line_details=tuple(self.stats.bad_details))
+        totals = JobTotals(
+            units=len(sizes),
+            items=sum(sizes.values()),
+            units_done=len(self._done),
+            items_done=sum(sizes[d] for d in self._done),
+            bad_lines=self.stats.bad_lines,
+            bad_line_details=tuple(self.stats.bad_details),
+        )
         self._check_disk(totals.items - totals.items_done)
         return totals
 
@@ -85,14 +99,20 @@ class CacheJob:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
                     f"{self.input_path}:{group.responses[0].line}: domain {group.domain!r} appears again after "
-                    "other domains; keep each domain's lines together (sort the file by domain)")
+                    "other domains; keep each domain's lines together (sort the file by domain)"
+                )
             sizes[group.domain] = sizes.get(group.domain, 0) + len(group.responses)
         if not sizes:
             first = self.stats.bad_details[0] if self.stats.bad_details else None
-            bad = (f" ({self.stats.bad_lines} bad line(s), e.g. {self.input_path}:{first.line}: {first.reason})"
-                   if first else "")
-            raise InputError(f"{self.input_path} holds no valid responses{bad}; "
-                             "check the file is JSON Lines with domain, model, prompt_type, response")
+            bad = (
+                f" ({self.stats.bad_lines} bad line(s), e.g. {self.input_path}:{first.line}: {first.reason})"
+                if first
+                else ""
+            )
+            raise InputError(
+                f"{self.input_path} holds no valid responses{bad}; "
+                "check the file is JSON Lines with domain, model, prompt_type, response"
+            )
         return sizes
 
     def _read(self, stats: InputStats) -> Iterator[DomainGroup]:
@@ -112,7 +132,8 @@ class CacheJob:
         if free < need:
             raise RuntimeFailure(
                 f"not enough free disk for cache {self.cache_path}: {format_bytes(free)} free, about "
-                f"{format_bytes(need)} needed for {items_left} responses; free space or pass --cache on another disk")
+                f"{format_bytes(need)} needed for {items_left} responses; free space or pass --cache on another disk"
+            )
 
     def units(self) -> Iterator[DomainGroup]:
         # A second streaming pass: bad lines were counted by open(), so this one keeps its own stats.
@@ -144,11 +165,13 @@ class CacheJob:
     def commit(self, work: Work) -> CommitResult:
         """One transaction: the new vectors, the responses that have a vector, finished domains' summaries."""
         pending = {k for k, _ in work.to_embed if k not in work.vectors}
-        responses, completed, summaries = [], [], []
+        responses: list[Response] = []
+        completed: list[str] = []
+        summaries: list[DomainSummary] = []
         items_completed = 0
         offset = 0
         for unit in work.units:
-            unit_keys = work.keys[offset:offset + len(unit.responses)]
+            unit_keys = work.keys[offset : offset + len(unit.responses)]
             offset += len(unit.responses)
             have = [(r, k) for r, k in zip(unit.responses, unit_keys) if k not in pending]
             responses.extend(r for r, _ in have)
@@ -158,8 +181,9 @@ class CacheJob:
                 if self.summaries:
                     summaries.append(self.store.summarize(unit.domain, unit.responses, work.vectors))
         self.store.commit_batch(work.vectors, responses, summaries)
-        return CommitResult(completed=tuple(completed), items_completed=items_completed,
-                            vectors_written=len(work.vectors))
+        return CommitResult(
+            completed=tuple(completed), items_completed=items_completed, vectors_written=len(work.vectors)
+        )
 
     def close(self) -> None:
         if self._store is not None:

@@ -85,7 +85,7 @@ class _BadLine(Exception):
 class _Record:
     """One valid line as its raw dict: a Response is built only for domains not skipped."""
 
-    __slots__ = ("line", "data")
+    __slots__ = ("data", "line")
 
     def __init__(self, line: int, data: dict) -> None:
         self.line = line
@@ -216,7 +216,9 @@ def _records(path: Path, stats: InputStats, strict: bool, where: str) -> Iterato
                 "re-create the file (the complete domains before it were read)"
             ) from None
         except OSError as exc:
-            raise InputError(f"{where}: read failed after line {line} ({exc.strerror or exc}); check the file") from None
+            raise InputError(
+                f"{where}: read failed after line {line} ({exc.strerror or exc}); check the file"
+            ) from None
 
 
 def _response(record: _Record, seen: dict[str, int]) -> Response:

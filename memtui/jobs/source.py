@@ -40,8 +40,10 @@ class InputSource:
         name = str(name)
         if name in STDIN_NAMES:
             if sys.stdin is None or sys.stdin.isatty():
-                raise InputError(f"--input {name} reads standard input, which is a terminal; "
-                                 "pipe the data in (zcat in.jsonl.gz | memtui run --input -) or pass a file")
+                raise InputError(
+                    f"--input {name} reads standard input, which is a terminal; "
+                    "pipe the data in (zcat in.jsonl.gz | memtui run --input -) or pass a file"
+                )
             return cls._spooled(name, os.dup(sys.stdin.fileno()))
         try:
             st = os.stat(name)
@@ -57,12 +59,15 @@ class InputSource:
             except OSError as exc:
                 raise InputError(f"cannot open {name}: {exc.strerror or exc}; check the path") from None
             return cls._spooled(name, fd)
-        raise InputError(f"{name} is not a file or a pipe ({stat.filemode(st.st_mode)}); "
-                         "pass a .jsonl or .jsonl.gz file, or pipe the data to --input -")
+        raise InputError(
+            f"{name} is not a file or a pipe ({stat.filemode(st.st_mode)}); "
+            "pass a .jsonl or .jsonl.gz file, or pipe the data to --input -"
+        )
 
     @classmethod
     def _spooled(cls, name: str, fd: int) -> InputSource:
-        spool = tempfile.TemporaryFile(prefix="memtui-input-")  # O_TMPFILE / unlinked at once: no name to attack
+        # O_TMPFILE / unlinked at once: no name to attack; closed by close()
+        spool = tempfile.TemporaryFile(prefix="memtui-input-")  # noqa: SIM115
         try:
             with os.fdopen(fd, "rb", buffering=0) as pipe:
                 shutil.copyfileobj(pipe, spool, CHUNK)
@@ -70,8 +75,9 @@ class InputSource:
         except OSError as exc:
             spool.close()
             if is_disk_full(exc):
-                raise disk_full(tempfile.gettempdir(), f"keeping a copy of the piped input {name} "
-                                "(set TMPDIR to a bigger disk)") from None
+                raise disk_full(
+                    tempfile.gettempdir(), f"keeping a copy of the piped input {name} (set TMPDIR to a bigger disk)"
+                ) from None
             raise InputError(f"reading {name} failed ({exc.strerror or exc}); check what feeds the pipe") from None
         except BaseException:
             spool.close()

@@ -50,13 +50,14 @@ TIMEOUT_EPSILON_S = 1e-3
 
 # -- batch size and MemoryError retries ---------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Retry:
     """What to do after a MemoryError: give up, or clean up, sleep ``sleep_s`` and retry at most ``size``."""
 
     give_up: bool
-    errors: int      # consecutive MemoryErrors on a single item, this one included
-    size: int = 0    # the cap for the retry
+    errors: int  # consecutive MemoryErrors on a single item, this one included
+    size: int = 0  # the cap for the retry
     sleep_s: float = 0.0
 
 
@@ -69,7 +70,7 @@ class Admission:
 
     def __init__(self, config: MemoryConfig) -> None:
         self.cap: int | None = None  # None: no MemoryError to remember, the breaker's size applies
-        self.errors = 0              # consecutive MemoryErrors on a single item
+        self.errors = 0  # consecutive MemoryErrors on a single item
         self._backoff = Backoff.from_config(config)
 
     def batch_size(self, state: BreakerState, config: MemoryConfig) -> int:
@@ -116,6 +117,7 @@ class WarningCleanup:
 
 # -- the open breaker ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WaitStep:
     """One round's orders: unload first, then clean up, then sleep; or give up with a reason."""
@@ -155,8 +157,15 @@ class OpenBreakerWait:
       waits out the timeout it was given.
     """
 
-    def __init__(self, config: MemoryConfig, clock: Callable[[], float], *, floor: bool = True,
-                 escalate_after: int = ESCALATE_AFTER_ROUNDS, settle_rounds: int = SETTLE_ROUNDS) -> None:
+    def __init__(
+        self,
+        config: MemoryConfig,
+        clock: Callable[[], float],
+        *,
+        floor: bool = True,
+        escalate_after: int = ESCALATE_AFTER_ROUNDS,
+        settle_rounds: int = SETTLE_ROUNDS,
+    ) -> None:
         self.config = config
         self._clock = clock
         self._backoff = Backoff.from_config(config)
@@ -164,10 +173,10 @@ class OpenBreakerWait:
         self.escalate_after = escalate_after
         self.settle_rounds = settle_rounds
         self.rounds = 0
-        self.open_s = 0.0        # running time the breaker has been open
-        self.suspended_s = 0.0   # time left out of it (stopped, suspended)
+        self.open_s = 0.0  # running time the breaker has been open
+        self.suspended_s = 0.0  # time left out of it (stopped, suspended)
         self._last: float | None = None
-        self._allowed = 0.0      # the longest the current round may count for
+        self._allowed = 0.0  # the longest the current round may count for
         self._escalated = False
         self._since_escalation: list[int] = []
 
@@ -188,9 +197,12 @@ class OpenBreakerWait:
         self.open_s += counted
         self.suspended_s += gap - counted
         if self.remaining_s < TIMEOUT_EPSILON_S:
-            return WaitStep(give_up=(
-                f"Circuit breaker stayed open {self.open_s:.0f}s (memory {format_gb(rss)}, reset below "
-                f"{format_gb(self.config.reset_bytes)}); giving up after committing"))
+            return WaitStep(
+                give_up=(
+                    f"Circuit breaker stayed open {self.open_s:.0f}s (memory {format_gb(rss)}, reset below "
+                    f"{format_gb(self.config.reset_bytes)}); giving up after committing"
+                )
+            )
         self.rounds += 1
         if self._escalated or not model_loaded:
             self._escalated = True  # with no model to unload, the escalation is already complete
@@ -198,8 +210,7 @@ class OpenBreakerWait:
             floor = self._floor() if self.floor else None
             if floor is not None:
                 return WaitStep(give_up=floor_reason(floor, self.config), floor_bytes=floor)
-        if model_loaded and (self.rounds >= self.escalate_after
-                             or self.open_s >= self.config.breaker_timeout_s / 2):
+        if model_loaded and (self.rounds >= self.escalate_after or self.open_s >= self.config.breaker_timeout_s / 2):
             self._escalated = True
             return self._wait(cleanup="model unloaded", unload=True)
         cleanup = "circuit breaker still open" if self.rounds % self.escalate_after == 0 else None
@@ -216,7 +227,7 @@ class OpenBreakerWait:
         seen = self._since_escalation
         if len(seen) <= self.settle_rounds:
             return None
-        recent, before = seen[-self.settle_rounds:], seen[:-self.settle_rounds]
+        recent, before = seen[-self.settle_rounds :], seen[: -self.settle_rounds]
         floor = min(recent)
         if floor <= self.config.reset_bytes or floor < min(before) - FALLING_BYTES:
             return None
@@ -227,8 +238,10 @@ def floor_reason(floor: int, config: MemoryConfig) -> str:
     """Why the run ends, what was measured, and thresholds a rerun can live with."""
     warning = math.ceil((floor / GB + 0.2) * 10) / 10
     breaker = math.ceil(warning * 1.5 * 10) / 10
-    return (f"Memory cannot get below the reset level {format_gb(config.reset_bytes)}: after cleanups"
-            f" with the model unloaded it stays at {format_gb(floor)} (memtui's floor here), so the breaker"
-            f" {format_gb(config.max_bytes)} can never close. Rerun with levels above the floor, e.g."
-            f" --warning-memory {warning:.1f} --max-memory {breaker:.1f} (or a --reset-memory above"
-            f" {format_gb(floor)})")
+    return (
+        f"Memory cannot get below the reset level {format_gb(config.reset_bytes)}: after cleanups"
+        f" with the model unloaded it stays at {format_gb(floor)} (memtui's floor here), so the breaker"
+        f" {format_gb(config.max_bytes)} can never close. Rerun with levels above the floor, e.g."
+        f" --warning-memory {warning:.1f} --max-memory {breaker:.1f} (or a --reset-memory above"
+        f" {format_gb(floor)})"
+    )

@@ -28,7 +28,7 @@ class Backoff:
         self.attempts = 0
 
     @classmethod
-    def from_config(cls, config: MemoryConfig) -> "Backoff":
+    def from_config(cls, config: MemoryConfig) -> Backoff:
         return cls(config.backoff_initial_s, config.backoff_max_s)
 
     def next_delay(self) -> float:

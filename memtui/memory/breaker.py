@@ -22,8 +22,8 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from memtui.memory.config import MemoryConfig
 
@@ -125,7 +125,7 @@ class CircuitBreaker:
         """How long memory must stay low before an open breaker half-opens (grows per trip)."""
         cfg = self._config
         extra = max(0, self._consecutive - 1)
-        return min(cfg.reset_hold_s * (2 ** extra), cfg.reset_hold_max_s)
+        return min(cfg.reset_hold_s * (2**extra), cfg.reset_hold_max_s)
 
     def snapshot(self) -> BreakerSnapshot:
         with self._lock:
@@ -198,8 +198,9 @@ class CircuitBreaker:
         self._notify(fired)
 
     # -- internals (called with the lock held) -------------------------------------
-    def _trip(self, rss: int, now: float, fired: list[BreakerTransition],
-              reason: str = "memory above breaker level") -> None:
+    def _trip(
+        self, rss: int, now: float, fired: list[BreakerTransition], reason: str = "memory above breaker level"
+    ) -> None:
         self._forget_old_trips(now)
         self._trips += 1
         self._consecutive += 1
@@ -212,8 +213,11 @@ class CircuitBreaker:
         Checked on every sample and again when tripping, so a long quiet batch with no
         samples in between is not mistaken for a consecutive trip.
         """
-        if (self._consecutive and self._state in (BreakerState.CLOSED, BreakerState.WARNING)
-                and now - self._shut_since >= self._config.reset_hold_max_s):
+        if (
+            self._consecutive
+            and self._state in (BreakerState.CLOSED, BreakerState.WARNING)
+            and now - self._shut_since >= self._config.reset_hold_max_s
+        ):
             self._consecutive = 0
 
     def _held_below(self, rss: int, level: int, now: float, hold: float) -> bool:
@@ -224,13 +228,11 @@ class CircuitBreaker:
             self._below_since = now
         return now - self._below_since >= hold
 
-    def _move(self, new: BreakerState, rss: int, now: float, reason: str,
-              fired: list[BreakerTransition]) -> None:
+    def _move(self, new: BreakerState, rss: int, now: float, reason: str, fired: list[BreakerTransition]) -> None:
         old = self._state
         self._state = new
         self._since = now
-        if old in (BreakerState.OPEN, BreakerState.HALF_OPEN) and new in (BreakerState.CLOSED,
-                                                                          BreakerState.WARNING):
+        if old in (BreakerState.OPEN, BreakerState.HALF_OPEN) and new in (BreakerState.CLOSED, BreakerState.WARNING):
             self._shut_since = now
         self._below_since = None
         fired.append(BreakerTransition(old=old, new=new, rss=rss, at=now, reason=reason))

@@ -13,8 +13,8 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from memtui.memory.probe import Probe
 from memtui.memory.units import MB, format_gb
@@ -66,8 +66,10 @@ class CleanupReport:
         """A longer line for logs and the GC panel: before -> after and freed."""
         freed_mb = self.freed / MB
         extra = f", cleared {', '.join(self.cleared)}" if self.cleared else ""
-        return (f"{self.objects} objects, {format_gb(self.rss_before)} -> {format_gb(self.rss_after)} "
-                f"(freed {freed_mb:.0f} MB){extra}")
+        return (
+            f"{self.objects} objects, {format_gb(self.rss_before)} -> {format_gb(self.rss_after)} "
+            f"(freed {freed_mb:.0f} MB){extra}"
+        )
 
 
 CacheClearer = Callable[[], object]
@@ -76,8 +78,14 @@ CacheClearer = Callable[[], object]
 class Cleaner:
     """Runs the cleanup steps in order; cache clearers can be added and removed by jobs."""
 
-    def __init__(self, probe: Probe, *, clock: Callable[[], float] = time.perf_counter,
-                 collect: Callable[[], int] = gc.collect, trim: Callable[[], bool] = malloc_trim) -> None:
+    def __init__(
+        self,
+        probe: Probe,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        collect: Callable[[], int] = gc.collect,
+        trim: Callable[[], bool] = malloc_trim,
+    ) -> None:
         self._probe = probe
         self._clock = clock
         # Injectable so fake-clock tests need not pay for a full collection per cleanup.
@@ -110,5 +118,12 @@ class Cleaner:
         objects = self._collect()
         trimmed = self._trim()
         after = self._probe.rss_bytes()
-        return CleanupReport(objects=objects, rss_before=before, rss_after=after, trimmed=trimmed,
-                             cleared=tuple(cleared), duration_s=self._clock() - start, reason=reason)
+        return CleanupReport(
+            objects=objects,
+            rss_before=before,
+            rss_after=after,
+            trimmed=trimmed,
+            cleared=tuple(cleared),
+            duration_s=self._clock() - start,
+            reason=reason,
+        )

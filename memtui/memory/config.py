@@ -28,10 +28,11 @@ import logging
 import math
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field as dc_field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from memtui.errors import ConfigError
 from memtui.memory.units import GB, parse_gb
@@ -51,9 +52,9 @@ FLOOR_ROOM = 0.9
 DAY_S = 86_400.0
 #: field -> (largest accepted value, how the bound reads in a message)
 BOUNDS: dict[str, tuple[float, str]] = {
-    "max_memory_gb": (1024.0 ** 2, "1048576 GB (1 PiB)"),
-    "warning_memory_gb": (1024.0 ** 2, "1048576 GB (1 PiB)"),
-    "reset_memory_gb": (1024.0 ** 2, "1048576 GB (1 PiB)"),
+    "max_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
+    "warning_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
+    "reset_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
     "sample_interval_s": (DAY_S, "86400 s (1 day)"),
     "breaker_timeout_s": (30 * DAY_S, "2592000 s (30 days)"),
     "reset_hold_s": (DAY_S, "86400 s (1 day)"),
@@ -88,7 +89,10 @@ class _Naming:
         return self.fixes.get(field, self.label(field))
 
 
-_NAMING: contextvars.ContextVar[_Naming] = contextvars.ContextVar("memtui_config_naming", default=_Naming())
+_NAMING: contextvars.ContextVar[_Naming] = contextvars.ContextVar(
+    "memtui_config_naming",
+    default=_Naming(),  # noqa: B039 - the default is never mutated, only replaced
+)
 
 
 @contextlib.contextmanager
@@ -147,7 +151,7 @@ class MemoryConfig:
         level = self.warning_memory_gb if self.reset_memory_gb is None else self.reset_memory_gb
         return int(level * GB)
 
-    def replace(self, **changes: Any) -> "MemoryConfig":
+    def replace(self, **changes: Any) -> MemoryConfig:
         """A validated copy with ``changes`` applied (the config itself never mutates)."""
         return dataclasses.replace(self, **changes)
 
@@ -166,8 +170,16 @@ class MemoryConfig:
             if value > most:
                 raise bad(f"{name(field)} must be at most {text}, got {value!r}; lower {fix(field)}")
 
-        for field in ("max_memory_gb", "warning_memory_gb", "sample_interval_s", "breaker_timeout_s",
-                      "reset_hold_s", "reset_hold_max_s", "backoff_initial_s", "backoff_max_s"):
+        for field in (
+            "max_memory_gb",
+            "warning_memory_gb",
+            "sample_interval_s",
+            "breaker_timeout_s",
+            "reset_hold_s",
+            "reset_hold_max_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+        ):
             value = getattr(self, field)
             # NaN fails "> 0"; infinity would overflow the int byte levels and timed waits derived from it.
             if number(value) and not math.isfinite(value):
@@ -189,33 +201,42 @@ class MemoryConfig:
         lo, hi = "batch_size_min", "batch_size_max"
         if self.batch_size_min > self.batch_size_max:
             raise bad(
-                f"batch size min {self.batch_size_min} is above max {self.batch_size_max}; "
-                f"make {fix(lo)} <= {fix(hi)}"
+                f"batch size min {self.batch_size_min} is above max {self.batch_size_max}; make {fix(lo)} <= {fix(hi)}"
             )
         r = "reset_memory_gb"
         if self.reset_memory_gb is not None:
             if number(self.reset_memory_gb) and math.isfinite(self.reset_memory_gb):
                 bounded(r, self.reset_memory_gb)
-            if not (number(self.reset_memory_gb) and math.isfinite(self.reset_memory_gb)
-                    and 0 < self.reset_memory_gb < self.max_memory_gb):
+            if not (
+                number(self.reset_memory_gb)
+                and math.isfinite(self.reset_memory_gb)
+                and 0 < self.reset_memory_gb < self.max_memory_gb
+            ):
                 shown = f"{self.reset_memory_gb:.2f}GB" if number(self.reset_memory_gb) else repr(self.reset_memory_gb)
-                raise bad(f"reset memory {shown} must be between 0 and max memory "
-                          f"{self.max_memory_gb:.2f}GB; lower {fix(r)} or raise {fix(m)}")
+                raise bad(
+                    f"reset memory {shown} must be between 0 and max memory "
+                    f"{self.max_memory_gb:.2f}GB; lower {fix(r)} or raise {fix(m)}"
+                )
         h = "warning_hysteresis"
         if not (number(self.warning_hysteresis) and 0 <= self.warning_hysteresis < 1):
             raise bad(f"{name(h)} must be in [0, 1), got {self.warning_hysteresis!r}")
         lo, hi = "backoff_initial_s", "backoff_max_s"
         if self.backoff_max_s < self.backoff_initial_s:
-            raise bad(f"backoff max {self.backoff_max_s}s must be >= backoff initial {self.backoff_initial_s}s; "
-                      f"raise {fix(hi)} or lower {fix(lo)}")
+            raise bad(
+                f"backoff max {self.backoff_max_s}s must be >= backoff initial {self.backoff_initial_s}s; "
+                f"raise {fix(hi)} or lower {fix(lo)}"
+            )
         lo, hi = "reset_hold_s", "reset_hold_max_s"
         if self.reset_hold_max_s < self.reset_hold_s:
             # Otherwise the "growing" hold after repeated trips would be shorter than the first one.
-            raise bad(f"reset hold max {self.reset_hold_max_s}s must be >= reset hold {self.reset_hold_s}s; "
-                      f"raise {fix(hi)} or lower {fix(lo)}")
+            raise bad(
+                f"reset hold max {self.reset_hold_max_s}s must be >= reset hold {self.reset_hold_s}s; "
+                f"raise {fix(hi)} or lower {fix(lo)}"
+            )
 
 
 # -- layering ---------------------------------------------------------------------
+
 
 def _int(text: Any, *, what: str, limit_bytes: int | None) -> int:
     try:
@@ -263,8 +284,9 @@ SETTINGS: dict[str, tuple[str, Callable[..., Any]]] = {
 _FIELD_TO_SETTING = {field: name for name, (field, _) in SETTINGS.items()}
 
 
-def threshold_changes(*, warning: str | float | None = None, max: str | float | None = None,
-                      limit_bytes: int | None = None) -> dict[str, float]:
+def threshold_changes(
+    *, warning: str | float | None = None, max: str | float | None = None, limit_bytes: int | None = None
+) -> dict[str, float]:
     """MemoryConfig changes for new warning/breaker levels typed by an operator (GB, MB or a percent)."""
     changes: dict[str, float] = {}
     try:
@@ -325,8 +347,13 @@ class ThresholdOrigin:
         return "; ".join(parts) + tail
 
     def report(self) -> dict[str, Any]:
-        return {"max_memory_gb": round(self.max_memory_gb, 3), "warning_memory_gb": round(self.warning_memory_gb, 3),
-                "reset_memory_gb": round(self.reset_memory_gb, 3), "why": self.why, "warnings": list(self.warnings)}
+        return {
+            "max_memory_gb": round(self.max_memory_gb, 3),
+            "warning_memory_gb": round(self.warning_memory_gb, 3),
+            "reset_memory_gb": round(self.reset_memory_gb, 3),
+            "why": self.why,
+            "warnings": list(self.warnings),
+        }
 
     def log(self, logger: logging.Logger | None = None) -> None:
         logger = logger or logging.getLogger("memtui")
@@ -350,9 +377,14 @@ def _consequence(limit_source: str | None) -> str:
     return "the kernel will kill memtui before its breaker acts"
 
 
-def cap_defaults(values: dict[str, Any], given: Mapping[str, str], *, limit_bytes: int | None,
-                 limit_source: str | None = None, floor_bytes: int | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def cap_defaults(
+    values: dict[str, Any],
+    given: Mapping[str, str],
+    *,
+    limit_bytes: int | None,
+    limit_source: str | None = None,
+    floor_bytes: int | None = None,
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Fit default levels under the memory limit; keep given ones, with a warning if above the limit.
 
     ``values`` holds field values (defaults for every field not in ``given``, which maps
@@ -381,7 +413,7 @@ def cap_defaults(values: dict[str, Any], given: Mapping[str, str], *, limit_byte
         out[m] = cap
     if w not in given and _num(out[w]) and _num(out[m]):
         by_limit = cap is not None and cap < out[m]  # an explicit breaker above the limit
-        breaker = cap if by_limit else out[m]
+        breaker: float = cap if cap is not None and by_limit else out[m]
         ceiling = WARNING_RATIO * breaker
         if out[w] > ceiling:
             of = f"{BREAKER_FRACTION:.0%} of the memory limit" if by_limit else "the breaker"
@@ -440,8 +472,9 @@ def resolve_config(
         if raw is not None:
             _apply(values, setting, raw, where=f"--{setting}", limit_bytes=limit_bytes)
             given[SETTINGS[setting][0]] = f"--{setting}"
-    values, sources, warnings = cap_defaults(values, given, limit_bytes=limit_bytes, limit_source=limit_source,
-                                             floor_bytes=floor_bytes)
+    values, sources, warnings = cap_defaults(
+        values, given, limit_bytes=limit_bytes, limit_source=limit_source, floor_bytes=floor_bytes
+    )
     labels, fixes = dict(given), dict(given)
     for field, setting in _FIELD_TO_SETTING.items():
         if field not in given:
@@ -454,9 +487,13 @@ def resolve_config(
     except TypeError as exc:  # pragma: no cover - a programming error, not user input
         raise ConfigError(str(exc)) from None
     origin = ThresholdOrigin(
-        max_memory_gb=config.max_memory_gb, warning_memory_gb=config.warning_memory_gb,
-        reset_memory_gb=config.reset_bytes / GB, sources=sources,
-        limit_text=_limit_text(limit_bytes, limit_source), warnings=tuple(warnings))
+        max_memory_gb=config.max_memory_gb,
+        warning_memory_gb=config.warning_memory_gb,
+        reset_memory_gb=config.reset_bytes / GB,
+        sources=sources,
+        limit_text=_limit_text(limit_bytes, limit_source),
+        warnings=tuple(warnings),
+    )
     return config, origin
 
 
@@ -485,7 +522,9 @@ def _read_toml_keys(path: Path) -> dict[str, tuple[str, Any]]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check --config or MEMTUI_CONFIG") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__}); check its permissions") from None
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.__class__.__name__}); check its permissions"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
     if "memory" in data:

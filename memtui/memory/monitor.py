@@ -12,14 +12,13 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from memtui.memory.breaker import (BreakerSnapshot, BreakerState, BreakerTransition,
-                                   CircuitBreaker, Clock)
+from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker, Clock
 from memtui.memory.cleanup import Cleaner, CleanupReport
 from memtui.memory.config import MemoryConfig
-from memtui.memory.probe import MemoryLimit, ProcessProbe, Probe
+from memtui.memory.probe import MemoryLimit, Probe, ProcessProbe
 from memtui.memory.units import GB, format_gb
 
 log = logging.getLogger("memtui")
@@ -62,8 +61,9 @@ class MemorySnapshot:
         return seconds_to_level(self.history, self.rss_bytes, self.max_bytes, window_s)
 
 
-def seconds_to_level(history: tuple[tuple[float, int], ...], rss: int, level: int,
-                     window_s: float = 60.0) -> float | None:
+def seconds_to_level(
+    history: tuple[tuple[float, int], ...], rss: int, level: int, window_s: float = 60.0
+) -> float | None:
     """Time until RSS reaches ``level`` at the least-squares trend of the last ``window_s``; None if not rising.
 
     A fitted slope, not first-versus-last sample: an embedding job's RSS is a
@@ -93,8 +93,14 @@ CleanupListener = Callable[[CleanupReport], None]
 
 
 class MemoryMonitor:
-    def __init__(self, config: MemoryConfig | None = None, *, probe: Probe | None = None,
-                 clock: Clock = time.monotonic, limit: MemoryLimit | None = None) -> None:
+    def __init__(
+        self,
+        config: MemoryConfig | None = None,
+        *,
+        probe: Probe | None = None,
+        clock: Clock = time.monotonic,
+        limit: MemoryLimit | None = None,
+    ) -> None:
         self._config = config or MemoryConfig()
         self.probe: Probe = probe or ProcessProbe()
         self._clock = clock
@@ -172,7 +178,7 @@ class MemoryMonitor:
             self._peak = self._rss
 
     # -- the sampler thread ---------------------------------------------------------
-    def start(self) -> "MemoryMonitor":
+    def start(self) -> MemoryMonitor:
         if self._thread is not None and self._thread.is_alive():
             return self
         self._stop.clear()
@@ -198,7 +204,7 @@ class MemoryMonitor:
             except Exception:  # the sampler must never die silently mid-run
                 log.exception("memory sampler failed")
 
-    def __enter__(self) -> "MemoryMonitor":
+    def __enter__(self) -> MemoryMonitor:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -255,10 +261,17 @@ class MemoryMonitor:
                 self._warnings += 1
             log.warning("⚠️ Memory warning: %s", format_gb(t.rss))
         if t.new is BreakerState.OPEN:
-            log.error("🚨 Circuit breaker OPEN at %s (breaker %s): batch size 0 until memory is back below %s",
-                      format_gb(t.rss), format_gb(cfg.max_bytes), format_gb(cfg.reset_bytes))
+            log.error(
+                "🚨 Circuit breaker OPEN at %s (breaker %s): batch size 0 until memory is back below %s",
+                format_gb(t.rss),
+                format_gb(cfg.max_bytes),
+                format_gb(cfg.reset_bytes),
+            )
         elif t.new is BreakerState.HALF_OPEN:
-            log.info("🔄 Circuit breaker HALF-OPEN: memory back to %s, probing with batch size %d",
-                     format_gb(t.rss), cfg.batch_size_min)
+            log.info(
+                "🔄 Circuit breaker HALF-OPEN: memory back to %s, probing with batch size %d",
+                format_gb(t.rss),
+                cfg.batch_size_min,
+            )
         elif t.new is BreakerState.CLOSED and t.old is not BreakerState.CLOSED:
             log.info("✅ Circuit breaker CLOSED: memory normal at %s", format_gb(t.rss))

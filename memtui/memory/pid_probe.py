@@ -35,13 +35,13 @@ class ProcessAccessDenied(PidProbeError):
 
 @dataclass(frozen=True)
 class PidSample:
-    rss: int                 # bytes, summed over ``processes``
-    uss: int | None          # None when not asked for, denied or unsupported
+    rss: int  # bytes, summed over ``processes``
+    uss: int | None  # None when not asked for, denied or unsupported
     pss: int | None
-    processes: int           # the process plus the descendants counted
-    status: str              # psutil status of the process itself ("running", "sleeping", "stopped", ...)
+    processes: int  # the process plus the descendants counted
+    status: str  # psutil status of the process itself ("running", "sleeping", "stopped", ...)
     detail_cost_s: float | None = None  # what reading USS/PSS took
-    detail_denied: bool = False          # USS/PSS asked for but not readable (another user's process)
+    detail_denied: bool = False  # USS/PSS asked for but not readable (another user's process)
 
 
 def ppid_map() -> dict[int, int]:
@@ -59,7 +59,7 @@ def ppid_map() -> dict[int, int]:
             with open(f"/proc/{entry.name}/stat", "rb") as fh:
                 stat = fh.read()
             # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
-            out[int(entry.name)] = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
+            out[int(entry.name)] = int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
         except (OSError, ValueError):
             continue  # exited mid-scan
     return out
@@ -151,8 +151,9 @@ class PidProbe:
         denied = False
         if detail:
             uss, pss, cost, denied = self._detail(procs)
-        return PidSample(rss=rss, uss=uss, pss=pss, processes=counted, status=status,
-                         detail_cost_s=cost, detail_denied=denied)
+        return PidSample(
+            rss=rss, uss=uss, pss=pss, processes=counted, status=status, detail_cost_s=cost, detail_denied=denied
+        )
 
     def _detail(self, procs: list[psutil.Process]) -> tuple[int | None, int | None, float, bool]:
         t0 = time.perf_counter()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import resource
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from memtui.memory.units import format_bytes
 
@@ -48,7 +48,7 @@ class ProcessProbe:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = -1
-        self._psutil_proc = None
+        self._psutil_proc: Any = None  # a psutil.Process once needed (psutil loads lazily)
 
     def _statm_fd(self) -> int | None:
         pid = os.getpid()
@@ -97,7 +97,7 @@ class ProcessProbe:
 
     def _psutil(self):
         if self._psutil_proc is None or self._psutil_proc.pid != os.getpid():
-            import psutil
+            import psutil  # noqa: PLC0415 - only where /proc is missing
 
             self._psutil_proc = psutil.Process()
         return self._psutil_proc
@@ -153,9 +153,12 @@ def _cgroup_paths(proc_root: Path) -> tuple[str | None, str | None]:
     return v2, v1
 
 
-def discover_limit(proc_root: str | os.PathLike[str] = "/proc",
-                   cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
-                   *, getrlimit: Callable[[int], tuple[int, int]] | None = resource.getrlimit) -> MemoryLimit:
+def discover_limit(
+    proc_root: str | os.PathLike[str] = "/proc",
+    cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    *,
+    getrlimit: Callable[[int], tuple[int, int]] | None = resource.getrlimit,
+) -> MemoryLimit:
     """The smallest of physical RAM, cgroup v2 memory.max/high up the tree, a v1 limit and RLIMIT_AS/RSS.
 
     ``getrlimit=None`` leaves rlimits out (tests on fake trees must not see the real process's).

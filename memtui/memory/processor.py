@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
 from memtui.memory.breaker import BreakerState
@@ -30,9 +30,14 @@ T = TypeVar("T")
 
 
 class SmartBatchProcessor:
-    def __init__(self, monitor: MemoryMonitor, config: MemoryConfig | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        monitor: MemoryMonitor,
+        config: MemoryConfig | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.monitor = monitor
         if config is not None:
             monitor.set_config(config)
@@ -70,8 +75,10 @@ class SmartBatchProcessor:
                 step = wait.step(monitor.rss_bytes, model_loaded=False)
                 if step.give_up is not None:
                     status = "aborted"
-                    reason = (f"circuit breaker stayed open for {wait.open_s:.0f}s "
-                              f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up")
+                    reason = (
+                        f"circuit breaker stayed open for {wait.open_s:.0f}s "
+                        f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up"
+                    )
                     log.error("🚨 %s", reason)
                     break
                 if step.cleanup is not None:
@@ -79,7 +86,7 @@ class SmartBatchProcessor:
                 self._sleep(step.sleep_s)
                 continue
             wait = None
-            batch = pending[position:position + admission.batch_size(state, self.config)]
+            batch = pending[position : position + admission.batch_size(state, self.config)]
             try:
                 result = fn(batch)
             except MemoryError:
@@ -89,8 +96,7 @@ class SmartBatchProcessor:
                     reason = f"MemoryError {retry.errors} times in a row on a single item; gave up"
                     log.error("🚨 %s", reason)
                     break
-                log.warning("⚠️ MemoryError on a batch of %d; cleaning up, retrying with %d",
-                            len(batch), retry.size)
+                log.warning("⚠️ MemoryError on a batch of %d; cleaning up, retrying with %d", len(batch), retry.size)
                 monitor.cleanup("MemoryError")
                 self._sleep(retry.sleep_s)
                 continue

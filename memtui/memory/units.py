@@ -15,7 +15,7 @@ def to_gb(n_bytes: float) -> float:
 
 
 def gb_to_bytes(gb: float) -> int:
-    return int(round(gb * GB))
+    return round(gb * GB)
 
 
 def format_gb(n_bytes: float, digits: int = 2) -> str:
@@ -36,7 +36,7 @@ def format_duration(seconds: float | None) -> str:
     """``42s``, ``3m07s``, ``2h05m``; ``?`` when unknown. Every face says durations this way."""
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
@@ -59,7 +59,14 @@ def parse_gb(text: str | float | int, *, limit_bytes: int | None = None, what: s
             if not 0 < percent <= 100:
                 raise ValueError(f"{what}: {raw!r} must be a percentage between 0 and 100")
             return limit_bytes * percent / 100 / GB
-        for suffix, scale in (("gib", 1.0), ("gb", 1.0), ("g", 1.0), ("mib", 1 / 1024), ("mb", 1 / 1024), ("m", 1 / 1024)):
+        for suffix, scale in (
+            ("gib", 1.0),
+            ("gb", 1.0),
+            ("g", 1.0),
+            ("mib", 1 / 1024),
+            ("mb", 1 / 1024),
+            ("m", 1 / 1024),
+        ):
             if lowered.endswith(suffix):
                 return float(lowered[: -len(suffix)]) * scale
         return float(lowered)

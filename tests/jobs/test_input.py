@@ -16,8 +16,13 @@ from memtui.jobs.input import MAX_LINE_BYTES, BadLine, InputStats, count_input, 
 
 
 def row(domain: str, model: str = "claude", prompt_type: str = "trust", text: str | None = None, **extra) -> dict:
-    return {"domain": domain, "model": model, "prompt_type": prompt_type,
-            "response": text if text is not None else f"{model} on {domain} ({prompt_type})", **extra}
+    return {
+        "domain": domain,
+        "model": model,
+        "prompt_type": prompt_type,
+        "response": text if text is not None else f"{model} on {domain} ({prompt_type})",
+        **extra,
+    }
 
 
 def lines(rows: list[dict]) -> bytes:
@@ -31,8 +36,11 @@ def write(path: Path, data: bytes) -> Path:
 
 def many_rows(domains: int, per_domain: int = 9) -> list[dict]:
     models, prompts = ("claude", "gpt", "gemini"), ("trust", "risk", "ethics")
-    return [row(f"d{d:03}", models[i % 3], prompts[i // 3 % 3], f"domain {d} answer {i} " + "word " * (i % 7))
-            for d in range(domains) for i in range(per_domain)]
+    return [
+        row(f"d{d:03}", models[i % 3], prompts[i // 3 % 3], f"domain {d} answer {i} " + "word " * (i % 7))
+        for d in range(domains)
+        for i in range(per_domain)
+    ]
 
 
 def test_groups_follow_contiguous_domains_and_a_reappearing_domain_is_another_group(tmp_path):
@@ -111,8 +119,9 @@ def test_bad_line_details_keep_the_first_hundred_and_count_them_all(tmp_path):
     stats = InputStats()
     list(read_domains(path, stats=stats))
     assert stats.bad_lines == 250 and len(stats.bad_details) == input_mod.MAX_BAD_DETAILS == 100
-    assert stats.bad_details[0] == BadLine(2, "malformed JSON (Expecting property name enclosed in double quotes "
-                                              "at column 2)")
+    assert stats.bad_details[0] == BadLine(
+        2, "malformed JSON (Expecting property name enclosed in double quotes at column 2)"
+    )
     assert stats.bad_details[-1].line == 101
 
 
@@ -229,8 +238,11 @@ def test_a_line_at_the_limit_is_read_and_one_byte_more_is_a_bad_line(tmp_path, m
     assert [(g.domain, [r.line for r in g.responses]) for g in groups] == [("a", [1]), ("b", [4]), ("c", [6])]
     assert [b.line for b in stats.bad_details] == [2, 3, 5, 7] and stats.lines == 7
     assert stats.bad_details[0].reason == "longer than 0.000286102 MiB, the most memtui reads per line"
-    with pytest.raises(InputError, match=r"r\.jsonl:2: longer than .* MiB, the most memtui reads per line; fix the line "
-                                         r"or run without --strict"):
+    with pytest.raises(
+        InputError,
+        match=r"r\.jsonl:2: longer than .* MiB, the most memtui reads per line; fix the line "
+        r"or run without --strict",
+    ):
         list(read_domains(path, strict=True))
 
 
@@ -266,8 +278,13 @@ def test_a_40_mib_line_is_skipped_without_ever_being_held_whole(tmp_path, gz):
     empty = write(tmp_path / "empty.jsonl", lines([row("a")]))
     runs = {}
     for name, source in (("huge", path), ("baseline", empty)):
-        proc = subprocess.run([sys.executable, "-c", READER_PEAK, str(source)], capture_output=True, text=True,
-                              timeout=300, cwd=Path(__file__).parents[2])
+        proc = subprocess.run(
+            [sys.executable, "-c", READER_PEAK, str(source)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).parents[2],
+        )
         assert proc.returncode == 0, proc.stderr
         runs[name] = json.loads(proc.stdout)
     huge = runs["huge"]

@@ -14,10 +14,15 @@ import pytest
 from tests.support.cli import memtui, popen_memtui
 
 #: Holds 20 MB until its stdin closes.
-SLEEPER = "import sys\nb = bytearray(20 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ok', flush=True)\nsys.stdin.read()"
+SLEEPER = (
+    "import sys\nb = bytearray(20 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    "print('ok', flush=True)\nsys.stdin.read()"
+)
 
-LINE = re.compile(r"^INFO:memtui:🔍 pid (\d+) python -c import sys b = bytearray\(20 <…: "
-                  r"\d+\.\d\dGB \((\?|[+-]\d+\.\d) MB/s, peak \d+\.\d\dGB\) breaker closed( · USS \d+\.\d\dGB)?$")
+LINE = re.compile(
+    r"^INFO:memtui:🔍 pid (\d+) python -c import sys b = bytearray\(20 <…: "
+    r"\d+\.\d\dGB \((\?|[+-]\d+\.\d) MB/s, peak \d+\.\d\dGB\) breaker closed( · USS \d+\.\d\dGB)?$"
+)
 
 
 @pytest.fixture
@@ -47,8 +52,21 @@ def test_a_pattern_that_matches_nothing_is_exit_2():
 
 def test_headless_lines_duration_and_report(sleeper, tmp_path):
     report_path = tmp_path / "monitor.json"
-    out = memtui("run", "--mode", "monitor", "--pid", str(sleeper.pid), "--headless", "--monitor-interval", "0.2",
-                 "--duration", "0.9", "--report", report_path, timeout=60)
+    out = memtui(
+        "run",
+        "--mode",
+        "monitor",
+        "--pid",
+        str(sleeper.pid),
+        "--headless",
+        "--monitor-interval",
+        "0.2",
+        "--duration",
+        "0.9",
+        "--report",
+        report_path,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("INFO:memtui:🔍 pid")]
     assert 4 <= len(lines) <= 6, out.stderr  # one per interval
@@ -69,8 +87,9 @@ def test_headless_lines_duration_and_report(sleeper, tmp_path):
 
 
 def test_ctrl_c_ends_the_watch_with_exit_130_and_a_report(sleeper):
-    proc = popen_memtui("run", "--mode", "monitor", "--pid", str(sleeper.pid), "--headless",
-                        "--monitor-interval", "0.1")
+    proc = popen_memtui(
+        "run", "--mode", "monitor", "--pid", str(sleeper.pid), "--headless", "--monitor-interval", "0.1"
+    )
     try:
         deadline = time.monotonic() + 30
         for line in proc.stderr:  # wait until it is really watching

@@ -62,8 +62,9 @@ CHILD = textwrap.dedent("""
 
 class Child:
     def __init__(self, *extra_args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *extra_args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, *extra_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.pid = self.proc.pid
         self.step("alloc 0")
         self.baseline = psutil.Process(self.pid).memory_info().rss
@@ -128,9 +129,12 @@ def shm_path() -> Iterator[str]:
 
 def config_for(child: Child, *, warning_mb: int = 30, max_mb: int = 80) -> MemoryConfig:
     """Warning and breaker levels this many MB above the child's baseline; short holds."""
-    return MemoryConfig(warning_memory_gb=(child.baseline + warning_mb * MB) / GB,
-                        max_memory_gb=(child.baseline + max_mb * MB) / GB,
-                        reset_hold_s=0.1, reset_hold_max_s=0.4)
+    return MemoryConfig(
+        warning_memory_gb=(child.baseline + warning_mb * MB) / GB,
+        max_memory_gb=(child.baseline + max_mb * MB) / GB,
+        reset_hold_s=0.1,
+        reset_hold_max_s=0.4,
+    )
 
 
 def make_engine(children: list[Child], config: MemoryConfig, **kw) -> MonitorEngine:
@@ -276,8 +280,10 @@ def test_memtui_resumes_what_it_stopped_when_the_watch_ends(spawn, watch):
     w.engine.stop()
     report = w.finish()
     assert child.status != "stopped" and report["targets"][0]["state"] == "running"
-    assert [(a["action"], a["by"]) for a in report["targets"][0]["actions"]] == [("stop", "breaker"),
-                                                                               ("resume", "memtui")]
+    assert [(a["action"], a["by"]) for a in report["targets"][0]["actions"]] == [
+        ("stop", "breaker"),
+        ("resume", "memtui"),
+    ]
 
 
 def test_term_policy_terminates_the_child_and_the_watch_ends(spawn, watch):
@@ -347,8 +353,13 @@ def test_match_picks_up_processes_that_start_later(spawn, watch, monkeypatch):
     first = spawn(token)
     probes = find_matching(token, children=False)
     assert [p.pid for p in probes] == [first.pid]
-    engine = MonitorEngine(probes, config_for(first), interval_s=0.05, end_when_all_exit=False,
-                           rescan=lambda known: find_matching(token, False, skip=known))
+    engine = MonitorEngine(
+        probes,
+        config_for(first),
+        interval_s=0.05,
+        end_when_all_exit=False,
+        rescan=lambda known: find_matching(token, False, skip=known),
+    )
     w = watch(engine)
     second = spawn(token)
     wait_for(lambda: w.target(second.pid), "the new match")

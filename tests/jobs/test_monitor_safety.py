@@ -20,7 +20,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from memtui.jobs.monitor.targets import find_matching, memtui_lineage
@@ -54,8 +53,9 @@ def started(cmd: list[str], **kw):
 def sleeper(*, uid: int | None = None, token: str | None = None):
     """A real process doing nothing for a minute; as another user with ``uid``; ``token`` in its command line."""
     # With a token, sleep runs under that name (argv[0]): any user can run it, and its command line matches.
-    return started([token or "sleep", "60"], executable="sleep",
-                   preexec_fn=(lambda: os.setuid(uid)) if uid is not None else None)
+    return started(
+        [token or "sleep", "60"], executable="sleep", preexec_fn=(lambda: os.setuid(uid)) if uid is not None else None
+    )
 
 
 def report_of(out: subprocess.CompletedProcess[str]) -> dict:
@@ -70,33 +70,57 @@ def only_target(report: dict) -> dict:
 
 # -- A4: an invalid --match regex is a usage error ----------------------------------------------------
 
+
 def test_an_invalid_regex_is_exit_2_with_one_line_naming_pattern_and_reason():
     out = memtui("run", "--mode", "monitor", "--match", "(", "--headless", timeout=60)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [
         "memtui: error: --match '(': not a valid regular expression (missing ), unterminated subpattern at "
-        "position 0); escape special characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])"]
+        "position 0); escape special characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])"
+    ]
 
 
 def test_an_invalid_regex_is_refused_even_with_a_pid_to_watch():
     with sleeper() as target:
-        out = memtui("run", "--mode", "monitor", "--pid", str(target.pid), "--match", "a[", "--headless",
-                     "--duration", "5", timeout=60)
+        out = memtui(
+            "run",
+            "--mode",
+            "monitor",
+            "--pid",
+            str(target.pid),
+            "--match",
+            "a[",
+            "--headless",
+            "--duration",
+            "5",
+            timeout=60,
+        )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("memtui: error: --match 'a[': not a valid regular expression (unterminated "
-                                 "character set at position 1)")
+    assert out.stderr.startswith(
+        "memtui: error: --match 'a[': not a valid regular expression (unterminated character set at position 1)"
+    )
 
 
 # -- A3: --match never picks memtui's lineage, nor (by default) other users' processes ----------------
+
 
 def test_match_picks_neither_memtui_nor_the_shell_that_started_it():
     """memtui's own command line and its parent shell's both contain the pattern; only the sibling is picked."""
     token = f"memtui-safety-{time.monotonic_ns()}"
     with sleeper(token=token) as target:
-        cmd = (f"{sys.executable} -m memtui run --mode monitor --match {token} --headless --duration 0.3 "
-               f"--monitor-interval 0.1; exit $?")
-        out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60, env=memtui_env(),
-                             cwd=REPO, stdin=subprocess.DEVNULL)
+        cmd = (
+            f"{sys.executable} -m memtui run --mode monitor --match {token} --headless --duration 0.3 "
+            f"--monitor-interval 0.1; exit $?"
+        )
+        out = subprocess.run(
+            ["sh", "-c", cmd],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=memtui_env(),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
     assert out.returncode == 0, out.stderr
     assert [t["pid"] for t in report_of(out)["targets"]] == [target.pid]
 
@@ -117,13 +141,24 @@ def test_match_takes_only_my_processes_unless_all_users():
         assert out.returncode == 2
         assert out.stderr.splitlines() == [
             f"memtui: error: no process matches '{token}' among the processes of user root (--all-users for "
-            f"everyone's); check with: pgrep -af {token}"]
+            f"everyone's); check with: pgrep -af {token}"
+        ]
         with sleeper(token=token) as mine:
             out = memtui("run", "--mode", "monitor", "--match", token, "--headless", "--duration", "0.3", timeout=60)
             assert out.returncode == 0, out.stderr
             assert [t["pid"] for t in report_of(out)["targets"]] == [mine.pid]
-            out = memtui("run", "--mode", "monitor", "--match", token, "--all-users", "--headless",
-                         "--duration", "0.3", timeout=60)
+            out = memtui(
+                "run",
+                "--mode",
+                "monitor",
+                "--match",
+                token,
+                "--all-users",
+                "--headless",
+                "--duration",
+                "0.3",
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
             assert sorted(t["pid"] for t in report_of(out)["targets"]) == sorted([mine.pid, theirs.pid])
 
@@ -147,8 +182,15 @@ PARENT = textwrap.dedent("""
 
 
 def run_parent(*args: str, prefix: tuple[str, ...] = ()) -> dict:
-    out = subprocess.run([*prefix, sys.executable, "-c", PARENT, *args], capture_output=True, text=True, timeout=90,
-                         env=memtui_env(), cwd=REPO, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [*prefix, sys.executable, "-c", PARENT, *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=memtui_env(),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode == 0, f"memtui's parent ended with {out.returncode}: {out.stderr}"
     result = json.loads(out.stdout)
     assert result["got"] == [], "a signal reached memtui's parent"
@@ -178,14 +220,21 @@ def test_a_children_tree_holding_memtui_is_never_signalled():
 
 def _can_unshare() -> bool:
     try:
-        return subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", "true"], capture_output=True,
-                              timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                ["unshare", "--fork", "--pid", "--mount-proc", "true"], capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs unshare --pid --mount-proc (root or user namespaces) to "
-                                               "give the test a pid 1 of its own; the real pid 1 is never a target")
+@pytest.mark.skipif(
+    not _can_unshare(),
+    reason="needs unshare --pid --mount-proc (root or user namespaces) to "
+    "give the test a pid 1 of its own; the real pid 1 is never a target",
+)
 def test_pid_1_is_watched_but_never_signalled():
     """In a fresh pid namespace the test's own process is pid 1, with handlers that would see any signal."""
     result = run_parent("init", "--on-breaker", "term", *TINY, prefix=("unshare", "--fork", "--pid", "--mount-proc"))
@@ -198,25 +247,57 @@ def test_pid_1_is_watched_but_never_signalled():
 
 # -- A2: other users' processes only with --signal-other-users ------------------------------------------
 
+
 @as_root
 def test_another_users_process_is_not_stopped_without_the_flag():
     with sleeper(uid=NOBODY) as theirs:
-        out = memtui("run", "--mode", "monitor", "--pid", str(theirs.pid), "--on-breaker", "stop", *TINY,
-                     "--headless", "--monitor-interval", "0.05", "--duration", "0.5", timeout=60)
+        out = memtui(
+            "run",
+            "--mode",
+            "monitor",
+            "--pid",
+            str(theirs.pid),
+            "--on-breaker",
+            "stop",
+            *TINY,
+            "--headless",
+            "--monitor-interval",
+            "0.05",
+            "--duration",
+            "0.5",
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         (action,) = only_target(report_of(out))["actions"]
         assert action["ok"] is False and action["error"] == (
-            f"refused: pid {theirs.pid} (sleep) belongs to user nobody, not root; pass --signal-other-users to allow it")
-        assert f"pid {theirs.pid} (sleep 60) is watched but never signalled: pid {theirs.pid} (sleep) belongs to " \
-               "user nobody" in out.stderr
+            f"refused: pid {theirs.pid} (sleep) belongs to user nobody, not root; pass --signal-other-users to allow it"
+        )
+        assert (
+            f"pid {theirs.pid} (sleep 60) is watched but never signalled: pid {theirs.pid} (sleep) belongs to "
+            "user nobody" in out.stderr
+        )
         assert state(theirs.pid) == "S" and theirs.poll() is None
 
 
 @as_root
 def test_signal_other_users_lets_the_policy_stop_it_and_memtui_resumes_it():
     with sleeper(uid=NOBODY) as theirs:
-        proc = popen_memtui("run", "--mode", "monitor", "--pid", str(theirs.pid), "--on-breaker", "stop", *TINY,
-                            "--signal-other-users", "--headless", "--monitor-interval", "0.05", "--duration", "1")
+        proc = popen_memtui(
+            "run",
+            "--mode",
+            "monitor",
+            "--pid",
+            str(theirs.pid),
+            "--on-breaker",
+            "stop",
+            *TINY,
+            "--signal-other-users",
+            "--headless",
+            "--monitor-interval",
+            "0.05",
+            "--duration",
+            "1",
+        )
         try:
             deadline = time.monotonic() + 30
             while state(theirs.pid) != "T":  # really stopped, by the real signal path
@@ -227,16 +308,31 @@ def test_signal_other_users_lets_the_policy_stop_it_and_memtui_resumes_it():
             proc.kill()
         assert proc.returncode == 0, stderr
         actions = only_target(json.loads(stdout))["actions"]
-        assert [(a["action"], a["ok"], a["by"]) for a in actions] == [("stop", True, "breaker"),
-                                                                      ("resume", True, "memtui")]
+        assert [(a["action"], a["ok"], a["by"]) for a in actions] == [
+            ("stop", True, "breaker"),
+            ("resume", True, "memtui"),
+        ]
         assert state(theirs.pid) == "S"
 
 
 # -- B: SIGHUP ends a headless watch like SIGTERM: report, exit 130, stopped processes continued ----------
 
+
 def watch_until_stopped(target_pid: int, *extra: str) -> subprocess.Popen[str]:
-    proc = popen_memtui("run", "--mode", "monitor", "--pid", str(target_pid), "--on-breaker", "stop", *TINY,
-                        "--headless", "--monitor-interval", "0.05", *extra)
+    proc = popen_memtui(
+        "run",
+        "--mode",
+        "monitor",
+        "--pid",
+        str(target_pid),
+        "--on-breaker",
+        "stop",
+        *TINY,
+        "--headless",
+        "--monitor-interval",
+        "0.05",
+        *extra,
+    )
     deadline = time.monotonic() + 30
     while state(target_pid) != "T":
         assert time.monotonic() < deadline and proc.poll() is None, "memtui never stopped the target"
@@ -270,9 +366,28 @@ def test_a_headless_watch_whose_terminal_goes_away_exits_130_and_writes_its_repo
         pid, fd = pty.fork()
         if pid == 0:
             os.chdir(REPO)
-            os.execve(sys.executable, [sys.executable, "-m", "memtui", "run", "--mode", "monitor", "--pid",
-                                       str(target.pid), "--on-breaker", "stop", *TINY, "--headless",
-                                       "--monitor-interval", "0.05", "--report", str(report_path)], memtui_env())
+            os.execve(
+                sys.executable,
+                [
+                    sys.executable,
+                    "-m",
+                    "memtui",
+                    "run",
+                    "--mode",
+                    "monitor",
+                    "--pid",
+                    str(target.pid),
+                    "--on-breaker",
+                    "stop",
+                    *TINY,
+                    "--headless",
+                    "--monitor-interval",
+                    "0.05",
+                    "--report",
+                    str(report_path),
+                ],
+                memtui_env(),
+            )
         try:
             deadline = time.monotonic() + 30
             while state(target.pid) != "T":
@@ -307,10 +422,30 @@ def test_a_closed_stdout_pipe_does_not_crash_the_exit():
     with sleeper() as target:
         read_end, write_end = os.pipe()
         os.close(read_end)
-        proc = subprocess.run([sys.executable, "-m", "memtui", "run", "--mode", "monitor", "--pid", str(target.pid),
-                               "--headless", "--duration", "0.2", "--monitor-interval", "0.05"], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=60, env=memtui_env(), cwd=REPO,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "memtui",
+                "run",
+                "--mode",
+                "monitor",
+                "--pid",
+                str(target.pid),
+                "--headless",
+                "--duration",
+                "0.2",
+                "--monitor-interval",
+                "0.05",
+            ],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=memtui_env(),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
         os.close(write_end)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

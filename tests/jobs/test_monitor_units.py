@@ -80,7 +80,7 @@ def test_growth_rate_and_time_to_the_breaker_level():
 def test_rate_forgets_samples_older_than_the_window_and_eta_needs_growth():
     clock = Clock()
     tracker = TargetTracker(FakeProbe(), CONFIG, clock=clock, interval_s=1.0)
-    tracker.record(sample(10 * MB), 0.0)   # long ago: a spike that is over
+    tracker.record(sample(10 * MB), 0.0)  # long ago: a spike that is over
     clock.t += 60
     tracker.record(sample(500 * MB), 0.0)
     clock.t += 5
@@ -107,16 +107,19 @@ def t(old: BreakerState, new: BreakerState) -> BreakerTransition:
     return BreakerTransition(old=old, new=new, rss=int(1.6 * GB), at=0.0, reason="")
 
 
-@pytest.mark.parametrize("policy, old, new, held_by, expected", [
-    (Policy.NONE, BreakerState.WARNING, BreakerState.OPEN, None, None),
-    (Policy.STOP, BreakerState.WARNING, BreakerState.OPEN, None, "stop"),
-    (Policy.STOP, BreakerState.WARNING, BreakerState.OPEN, "operator", None),  # already paused by hand
-    (Policy.TERM, BreakerState.CLOSED, BreakerState.OPEN, None, "terminate"),
-    (Policy.STOP, BreakerState.OPEN, BreakerState.HALF_OPEN, "breaker", "resume"),
-    (Policy.STOP, BreakerState.OPEN, BreakerState.HALF_OPEN, "operator", None),  # the operator's pause stands
-    (Policy.NONE, BreakerState.OPEN, BreakerState.HALF_OPEN, None, None),
-    (Policy.STOP, BreakerState.CLOSED, BreakerState.WARNING, None, None),
-])
+@pytest.mark.parametrize(
+    "policy, old, new, held_by, expected",
+    [
+        (Policy.NONE, BreakerState.WARNING, BreakerState.OPEN, None, None),
+        (Policy.STOP, BreakerState.WARNING, BreakerState.OPEN, None, "stop"),
+        (Policy.STOP, BreakerState.WARNING, BreakerState.OPEN, "operator", None),  # already paused by hand
+        (Policy.TERM, BreakerState.CLOSED, BreakerState.OPEN, None, "terminate"),
+        (Policy.STOP, BreakerState.OPEN, BreakerState.HALF_OPEN, "breaker", "resume"),
+        (Policy.STOP, BreakerState.OPEN, BreakerState.HALF_OPEN, "operator", None),  # the operator's pause stands
+        (Policy.NONE, BreakerState.OPEN, BreakerState.HALF_OPEN, None, None),
+        (Policy.STOP, BreakerState.CLOSED, BreakerState.WARNING, None, None),
+    ],
+)
 def test_policy_decisions(policy, old, new, held_by, expected):
     decision = decide(policy, t(old, new), held_by, CONFIG.reset_bytes, CONFIG.max_bytes)
     assert (decision[0] if decision else None) == expected
@@ -135,8 +138,10 @@ def test_target_line_says_stopped_and_time_to_limit():
     tracker.record(sample(int(0.5 * GB)), 0.0)
     clock.t += 10
     tracker.record(sample(int(0.5 * GB) + 100 * MB, uss=int(0.4 * GB)), 0.0)
-    assert target_line(tracker.snapshot()) == ("🔍 pid 7 python3 train.py: 0.60GB (+10.0 MB/s, peak 0.60GB) "
-                                               "breaker closed · USS 0.40GB · breaker level in 1m32s")
+    assert target_line(tracker.snapshot()) == (
+        "🔍 pid 7 python3 train.py: 0.60GB (+10.0 MB/s, peak 0.60GB) "
+        "breaker closed · USS 0.40GB · breaker level in 1m32s"
+    )
     tracker.add_action(Action(at="", elapsed_s=1.0, action="stop", signal="SIGSTOP", reason="", by="operator", ok=True))
     tracker.held_by = "operator"
     snap = tracker.snapshot()
@@ -149,8 +154,15 @@ def test_target_line_says_stopped_and_time_to_limit():
 
 def run_engine(probes, policy=Policy.NONE, send=None, **kw):
     sent = []
-    engine = MonitorEngine(probes, CONFIG, interval_s=0.01, duration_s=0.15, policy=policy,
-                           send=send or (lambda proc, sig: sent.append((proc.pid, sig))), **kw)
+    engine = MonitorEngine(
+        probes,
+        CONFIG,
+        interval_s=0.01,
+        duration_s=0.15,
+        policy=policy,
+        send=send or (lambda proc, sig: sent.append((proc.pid, sig))),
+        **kw,
+    )
     events = engine.subscribe()
     report = engine.run()
     return engine, report, events.drain(), sent
@@ -168,8 +180,10 @@ def test_an_unreadable_target_is_shown_as_access_denied_and_the_watch_goes_on():
     assert engine.snapshot().target(1).state is TargetState.DENIED
     assert [t["state"] for t in report["targets"]] == ["access denied", "running"]
     gone = [e.message for e in events if isinstance(e, TargetGone)]
-    assert gone == ["🔒 pid 1 (python3 train.py): access denied: run memtui as its owner or root to read it; "
-                    "peak 0.00GB; still watching 1"]
+    assert gone == [
+        "🔒 pid 1 (python3 train.py): access denied: run memtui as its owner or root to read it; "
+        "peak 0.00GB; still watching 1"
+    ]
     assert report["end_reason"] == "duration reached"
 
 
@@ -201,8 +215,11 @@ def test_a_protected_target_gets_nothing_not_even_its_children(pid):
     outcome = signal_target(tree, "terminate", send=lambda proc, sig: sent.append(proc.pid))
     assert sent == [] and outcome.sent == ()
     why = {1: "pid 1 is init", os.getpid(): f"pid {pid} is memtui itself"}.get(pid)
-    assert outcome.error == f"refused: {why}" if why else outcome.error.startswith(
-        f"refused: pid {pid} is memtui's own parent (")
+    assert (
+        outcome.error == f"refused: {why}"
+        if why
+        else outcome.error.startswith(f"refused: pid {pid} is memtui's own parent (")
+    )
 
 
 def test_another_users_process_needs_the_flag():
@@ -211,7 +228,7 @@ def test_another_users_process_needs_the_flag():
     probe.processes = lambda ppids=None: [FakeProc(4242, uid=other)]
     sent = []
     outcome = signal_target(probe, "stop", send=lambda proc, sig: sent.append(proc.pid))
-    assert sent == [] and outcome.error.startswith(f"refused: pid 4242 (fake) belongs to user ")
+    assert sent == [] and outcome.error.startswith("refused: pid 4242 (fake) belongs to user ")
     assert outcome.error.endswith("; pass --signal-other-users to allow it")
     assert signal_target(probe, "stop", send=lambda proc, sig: sent.append(proc.pid), other_users=True).ok
     assert sent == [4242]

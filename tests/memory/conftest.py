@@ -24,9 +24,18 @@ def probe() -> ScriptedProbe:
 @pytest.fixture
 def config() -> MemoryConfig:
     """The issue's thresholds with short, round timings."""
-    return MemoryConfig(max_memory_gb=1.5, warning_memory_gb=1.0, batch_size_max=5, batch_size_min=1,
-                        reset_hold_s=1.0, reset_hold_max_s=8.0, warning_hysteresis=0.05,
-                        backoff_initial_s=0.25, backoff_max_s=2.0, breaker_timeout_s=10.0)
+    return MemoryConfig(
+        max_memory_gb=1.5,
+        warning_memory_gb=1.0,
+        batch_size_max=5,
+        batch_size_min=1,
+        reset_hold_s=1.0,
+        reset_hold_max_s=8.0,
+        warning_hysteresis=0.05,
+        backoff_initial_s=0.25,
+        backoff_max_s=2.0,
+        breaker_timeout_s=10.0,
+    )
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ class ScriptedProbe:
     last value sticks. ``on_read`` may compute RSS from the read count.
     """
 
-    def __init__(self, rss: int = 0, script: Iterable[int] = (),
-                 on_read: Callable[[int], int] | None = None) -> None:
+    def __init__(self, rss: int = 0, script: Iterable[int] = (), on_read: Callable[[int], int] | None = None) -> None:
         self.rss = int(rss)
         self._script = list(script)
         self._on_read = on_read

@@ -11,14 +11,14 @@ import json
 import pytest
 
 from memtui.memory import BreakerState, BreakerTransition, CircuitBreaker, MemoryConfig
-from memtui.memory.admission import (ESCALATE_AFTER_ROUNDS, SETTLE_ROUNDS, Admission, OpenBreakerWait,
-                                     WarningCleanup)
+from memtui.memory.admission import ESCALATE_AFTER_ROUNDS, SETTLE_ROUNDS, Admission, OpenBreakerWait, WarningCleanup
 from tests.memory.fakes import FakeClock, gb
 from tests.support.cli import memtui
 from tests.support.inputs import write_input
 
-CONFIG = MemoryConfig(max_memory_gb=0.5, warning_memory_gb=0.4, breaker_timeout_s=300,
-                      backoff_initial_s=0.25, backoff_max_s=8.0)
+CONFIG = MemoryConfig(
+    max_memory_gb=0.5, warning_memory_gb=0.4, breaker_timeout_s=300, backoff_initial_s=0.25, backoff_max_s=8.0
+)
 
 
 def drive(wait: OpenBreakerWait, clock: FakeClock, rss_of_round, loaded: list[bool], rounds: int = 100):
@@ -53,7 +53,7 @@ def test_a_floor_above_the_reset_level_ends_the_wait_early_naming_it_and_the_fla
     assert "0.52GB" in last.give_up and "--max-memory" in last.give_up and "--warning-memory" in last.give_up
     assert wait.open_s < 60 < CONFIG.breaker_timeout_s, "it did not sit out the 5-minute timeout"
     assert len(steps) == 1 + ESCALATE_AFTER_ROUNDS + SETTLE_ROUNDS + 1
-    assert any(s.cleanup for s in steps[ESCALATE_AFTER_ROUNDS + 1:-1]), "a cleanup ran after the unload"
+    assert any(s.cleanup for s in steps[ESCALATE_AFTER_ROUNDS + 1 : -1]), "a cleanup ran after the unload"
 
 
 def test_memory_still_falling_is_not_a_floor():
@@ -96,8 +96,21 @@ def test_the_timeout_counts_running_time_only():
 def test_the_cli_ends_early_when_the_breaker_is_below_memtuis_own_floor(tmp_path):
     """The issue's case in a real process: levels below what Python itself needs. Ends in seconds, not 5 min."""
     data = write_input(tmp_path / "in.jsonl", domains=3)
-    result = memtui("run", "--headless", "--input", data, "--cache", tmp_path / "c.sqlite",
-                    "--max-memory", "0.05", "--warning-memory", "0.04", "--backoff-max", "0.5", timeout=120)
+    result = memtui(
+        "run",
+        "--headless",
+        "--input",
+        data,
+        "--cache",
+        tmp_path / "c.sqlite",
+        "--max-memory",
+        "0.05",
+        "--warning-memory",
+        "0.04",
+        "--backoff-max",
+        "0.5",
+        timeout=120,
+    )
     report = json.loads(result.stdout)
     assert result.returncode == 1, result.stderr
     assert report["status"] == "aborted" and report["memory_floor_gb"] > 0.04
@@ -108,15 +121,15 @@ def test_the_cli_ends_early_when_the_breaker_is_below_memtuis_own_floor(tmp_path
 
 # -- batch size and MemoryError retries --------------------------------------------------------
 
-POLICY = MemoryConfig(batch_size_max=8, batch_size_min=2, memory_error_retries=2,
-                      backoff_initial_s=0.25, backoff_max_s=2.0)
+POLICY = MemoryConfig(
+    batch_size_max=8, batch_size_min=2, memory_error_retries=2, backoff_initial_s=0.25, backoff_max_s=2.0
+)
 
 
 def test_the_batch_size_follows_the_breaker_until_a_memory_error():
     admission = Admission(POLICY)
     sizes = {state: admission.batch_size(state, POLICY) for state in BreakerState}
-    assert sizes == {BreakerState.CLOSED: 8, BreakerState.WARNING: 2, BreakerState.HALF_OPEN: 2,
-                     BreakerState.OPEN: 0}
+    assert sizes == {BreakerState.CLOSED: 8, BreakerState.WARNING: 2, BreakerState.HALF_OPEN: 2, BreakerState.OPEN: 0}
 
 
 def test_a_memory_error_halves_the_cap_and_each_success_grows_it_by_one():
@@ -160,6 +173,7 @@ def test_a_mid_run_config_change_applies_to_the_next_batch():
 
 # -- cleanups and warnings ------------------------------------------------------------------------
 
+
 def test_one_warning_cleanup_per_entry_into_warning():
     clock = FakeClock()
     breaker = CircuitBreaker(MemoryConfig(reset_hold_s=1.0, reset_hold_max_s=8.0), clock=clock)
@@ -180,20 +194,24 @@ def test_one_warning_cleanup_per_entry_into_warning():
     assert dues == [False, True, False, False, True, False]
 
 
-@pytest.mark.parametrize("old, new, warns", [
-    (BreakerState.CLOSED, BreakerState.WARNING, True),
-    (BreakerState.CLOSED, BreakerState.OPEN, True),
-    (BreakerState.WARNING, BreakerState.OPEN, False),
-    (BreakerState.HALF_OPEN, BreakerState.WARNING, False),
-    (BreakerState.HALF_OPEN, BreakerState.OPEN, False),
-    (BreakerState.OPEN, BreakerState.HALF_OPEN, False),
-    (BreakerState.WARNING, BreakerState.CLOSED, False),
-])
+@pytest.mark.parametrize(
+    "old, new, warns",
+    [
+        (BreakerState.CLOSED, BreakerState.WARNING, True),
+        (BreakerState.CLOSED, BreakerState.OPEN, True),
+        (BreakerState.WARNING, BreakerState.OPEN, False),
+        (BreakerState.HALF_OPEN, BreakerState.WARNING, False),
+        (BreakerState.HALF_OPEN, BreakerState.OPEN, False),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN, False),
+        (BreakerState.WARNING, BreakerState.CLOSED, False),
+    ],
+)
 def test_leaving_closed_upward_is_what_counts_as_a_warning(old, new, warns):
     assert BreakerTransition(old, new, gb(1), 0.0, "").counts_as_warning is warns
 
 
 # -- the open breaker: the rules both loops share --------------------------------------------------
+
 
 def test_the_wait_never_sleeps_past_the_deadline():
     clock = FakeClock()

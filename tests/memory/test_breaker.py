@@ -8,8 +8,12 @@ from memtui.memory import BreakerState, CircuitBreaker
 
 from .fakes import gb
 
-CLOSED, WARNING, OPEN, HALF_OPEN = (BreakerState.CLOSED, BreakerState.WARNING, BreakerState.OPEN,
-                                    BreakerState.HALF_OPEN)
+CLOSED, WARNING, OPEN, HALF_OPEN = (
+    BreakerState.CLOSED,
+    BreakerState.WARNING,
+    BreakerState.OPEN,
+    BreakerState.HALF_OPEN,
+)
 
 
 @pytest.fixture

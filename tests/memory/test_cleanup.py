@@ -46,8 +46,9 @@ def test_report_before_after_and_freed():
 
 
 def test_message_in_the_guides_words():
-    report = CleanupReport(objects=1247, rss_before=gb(1.12), rss_after=gb(0.94), trimmed=True,
-                           cleared=("model",), duration_s=0.01)
+    report = CleanupReport(
+        objects=1247, rss_before=gb(1.12), rss_after=gb(0.94), trimmed=True, cleared=("model",), duration_s=0.01
+    )
     assert report.message == "Cleanup: 1247 objects collected, now 0.94GB"
     assert report.describe().endswith(", cleared model")
 
@@ -125,8 +126,9 @@ def test_duration_uses_the_clock():
     assert Cleaner(SlowProbe(), clock=clock).run().duration_s == pytest.approx(0.5)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None,
-                    reason="malloc_trim is glibc's")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None, reason="malloc_trim is glibc's"
+)
 def test_malloc_trim_available_on_glibc():
     assert malloc_trim() is True
 

@@ -5,8 +5,17 @@ import math
 import pytest
 
 from memtui.errors import ConfigError, UsageError
-from memtui.memory.config import (BOUNDS, BREAKER_FRACTION, SETTINGS, WARNING_RATIO, MemoryConfig, cap_defaults,
-                                   env_name, load_config, resolve_config)
+from memtui.memory.config import (
+    BOUNDS,
+    BREAKER_FRACTION,
+    SETTINGS,
+    WARNING_RATIO,
+    MemoryConfig,
+    cap_defaults,
+    env_name,
+    load_config,
+    resolve_config,
+)
 from memtui.memory.units import GB
 
 
@@ -17,6 +26,7 @@ def one_line(exc: BaseException) -> str:
 
 
 # -- the dataclass ------------------------------------------------------------------
+
 
 def test_defaults_are_the_guides():
     cfg = MemoryConfig()
@@ -45,28 +55,31 @@ def test_frozen_and_replace_validates():
         cfg.replace(warning_memory_gb=2.0)
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"warning_memory_gb": 1.5}, "must be below max memory"),
-    ({"warning_memory_gb": 2.0}, "must be below max memory"),
-    ({"max_memory_gb": 0}, "max memory (max_memory_gb) must be a positive number"),
-    ({"max_memory_gb": -1.0}, "max memory (max_memory_gb) must be a positive number"),
-    ({"warning_memory_gb": math.nan}, "warning memory (warning_memory_gb) must be a finite number"),
-    ({"max_memory_gb": math.inf}, "max memory (max_memory_gb) must be a finite number"),
-    ({"sample_interval_s": 0}, "sample interval (sample_interval_s) must be a positive number"),
-    ({"breaker_timeout_s": -1}, "breaker timeout (breaker_timeout_s) must be a positive number"),
-    ({"max_memory_gb": True}, "max memory (max_memory_gb) must be a positive number"),
-    ({"max_memory_gb": "1.5"}, "max memory (max_memory_gb) must be a positive number"),
-    ({"batch_size_min": 0}, "(batch_size_min) must be a whole number >= 1"),
-    ({"batch_size_max": 2.5}, "(batch_size_max) must be a whole number >= 1"),
-    ({"batch_size_min": 6}, "batch size min 6 is above max 5"),
-    ({"history_size": 0}, "history_size"),
-    ({"reset_memory_gb": 1.5}, "reset memory"),
-    ({"reset_memory_gb": 0.0}, "reset memory"),
-    ({"warning_hysteresis": 1.0}, "warning_hysteresis"),
-    ({"warning_hysteresis": -0.1}, "warning_hysteresis"),
-    ({"backoff_initial_s": 4.0, "backoff_max_s": 2.0}, "backoff_max_s"),
-    ({"reset_hold_s": 10.0, "reset_hold_max_s": 5.0}, "reset_hold_max_s"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"warning_memory_gb": 1.5}, "must be below max memory"),
+        ({"warning_memory_gb": 2.0}, "must be below max memory"),
+        ({"max_memory_gb": 0}, "max memory (max_memory_gb) must be a positive number"),
+        ({"max_memory_gb": -1.0}, "max memory (max_memory_gb) must be a positive number"),
+        ({"warning_memory_gb": math.nan}, "warning memory (warning_memory_gb) must be a finite number"),
+        ({"max_memory_gb": math.inf}, "max memory (max_memory_gb) must be a finite number"),
+        ({"sample_interval_s": 0}, "sample interval (sample_interval_s) must be a positive number"),
+        ({"breaker_timeout_s": -1}, "breaker timeout (breaker_timeout_s) must be a positive number"),
+        ({"max_memory_gb": True}, "max memory (max_memory_gb) must be a positive number"),
+        ({"max_memory_gb": "1.5"}, "max memory (max_memory_gb) must be a positive number"),
+        ({"batch_size_min": 0}, "(batch_size_min) must be a whole number >= 1"),
+        ({"batch_size_max": 2.5}, "(batch_size_max) must be a whole number >= 1"),
+        ({"batch_size_min": 6}, "batch size min 6 is above max 5"),
+        ({"history_size": 0}, "history_size"),
+        ({"reset_memory_gb": 1.5}, "reset memory"),
+        ({"reset_memory_gb": 0.0}, "reset memory"),
+        ({"warning_hysteresis": 1.0}, "warning_hysteresis"),
+        ({"warning_hysteresis": -0.1}, "warning_hysteresis"),
+        ({"backoff_initial_s": 4.0, "backoff_max_s": 2.0}, "backoff_max_s"),
+        ({"reset_hold_s": 10.0, "reset_hold_max_s": 5.0}, "reset_hold_max_s"),
+    ],
+)
 def test_validation_errors_are_clear(changes, needle):
     with pytest.raises(ConfigError) as info:
         MemoryConfig(**changes)
@@ -85,6 +98,7 @@ def test_min_equal_max_is_fine():
 
 
 # -- layering -------------------------------------------------------------------------
+
 
 def write(tmp_path, text: str):
     path = tmp_path / "memtui.toml"
@@ -113,20 +127,23 @@ def test_file_table_and_top_level_keys(tmp_path):
     table = write(tmp_path, '[memory]\nmax-memory = "2GB"\nwarning_memory_gb = 1.25\nbatch_max = 8\n')
     cfg = load_config(file=table, env={})
     assert (cfg.max_memory_gb, cfg.warning_memory_gb, cfg.batch_size_max) == (2.0, 1.25, 8)
-    top = write(tmp_path, 'max_memory = 3\nsample-interval = 0.5\nbreaker_timeout_s = 12\n')
+    top = write(tmp_path, "max_memory = 3\nsample-interval = 0.5\nbreaker_timeout_s = 12\n")
     cfg = load_config(file=top, env={})
     assert (cfg.max_memory_gb, cfg.sample_interval_s, cfg.breaker_timeout_s) == (3.0, 0.5, 12.0)
 
 
-@pytest.mark.parametrize("layers, expected", [
-    ({"file"}, 1.1),
-    ({"env"}, 1.2),
-    ({"flags"}, 1.3),
-    ({"file", "env"}, 1.2),
-    ({"file", "flags"}, 1.3),
-    ({"env", "flags"}, 1.3),
-    ({"file", "env", "flags"}, 1.3),
-])
+@pytest.mark.parametrize(
+    "layers, expected",
+    [
+        ({"file"}, 1.1),
+        ({"env"}, 1.2),
+        ({"flags"}, 1.3),
+        ({"file", "env"}, 1.2),
+        ({"file", "flags"}, 1.3),
+        ({"env", "flags"}, 1.3),
+        ({"file", "env", "flags"}, 1.3),
+    ],
+)
 def test_precedence_file_env_flags(tmp_path, layers, expected):
     file = write(tmp_path, "[memory]\nwarning-memory = 1.1\n") if "file" in layers else None
     env = {"MEMTUI_WARNING_MEMORY": "1.2"} if "env" in layers else {}
@@ -153,8 +170,7 @@ def test_env_defaults_to_process_environment(monkeypatch):
 def test_percent_of_limit_in_every_layer(tmp_path):
     limit = 2 * GB
     file = write(tmp_path, '[memory]\nmax-memory = "75%"\n')
-    cfg = load_config(file=file, env={"MEMTUI_WARNING_MEMORY": "50%"}, flags={"reset-memory": "40%"},
-                      limit_bytes=limit)
+    cfg = load_config(file=file, env={"MEMTUI_WARNING_MEMORY": "50%"}, flags={"reset-memory": "40%"}, limit_bytes=limit)
     assert cfg.max_memory_gb == pytest.approx(1.5)
     assert cfg.warning_memory_gb == pytest.approx(1.0)
     assert cfg.reset_memory_gb == pytest.approx(0.8)
@@ -167,12 +183,19 @@ def test_percent_without_limit_names_the_variable():
     assert "MEMTUI_MAX_MEMORY" in text and "no memory limit is known" in text
 
 
-@pytest.mark.parametrize("where, kwargs, needle", [
-    ("env", {"env": {"MEMTUI_BATCH_MAX": "lots"}}, "environment variable MEMTUI_BATCH_MAX: 'lots' is not a whole number"),
-    ("env", {"env": {"MEMTUI_SAMPLE_INTERVAL": "fast"}}, "MEMTUI_SAMPLE_INTERVAL: 'fast' is not a number"),
-    ("flag", {"env": {}, "flags": {"max-memory": "huge"}}, "--max-memory: 'huge' is not a memory size"),
-    ("flag", {"env": {}, "flags": {"batch-min": "2.5"}}, "--batch-min: '2.5' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "where, kwargs, needle",
+    [
+        (
+            "env",
+            {"env": {"MEMTUI_BATCH_MAX": "lots"}},
+            "environment variable MEMTUI_BATCH_MAX: 'lots' is not a whole number",
+        ),
+        ("env", {"env": {"MEMTUI_SAMPLE_INTERVAL": "fast"}}, "MEMTUI_SAMPLE_INTERVAL: 'fast' is not a number"),
+        ("flag", {"env": {}, "flags": {"max-memory": "huge"}}, "--max-memory: 'huge' is not a memory size"),
+        ("flag", {"env": {}, "flags": {"batch-min": "2.5"}}, "--batch-min: '2.5' is not a whole number"),
+    ],
+)
 def test_parse_errors_say_where(where, kwargs, needle):
     with pytest.raises(ConfigError) as info:
         load_config(**kwargs)
@@ -209,10 +232,20 @@ def test_file_errors(tmp_path):
 
 
 def test_every_setting_has_an_env_var_that_works():
-    samples = {"max-memory": "3", "warning-memory": "0.5", "reset-memory": "0.4", "batch-max": "7",
-               "batch-min": "2", "sample-interval": "0.3", "breaker-timeout": "9", "reset-hold": "2",
-               "reset-hold-max": "40", "backoff-initial": "0.5", "backoff-max": "9",
-               "warning-hysteresis": "0.1"}
+    samples = {
+        "max-memory": "3",
+        "warning-memory": "0.5",
+        "reset-memory": "0.4",
+        "batch-max": "7",
+        "batch-min": "2",
+        "sample-interval": "0.3",
+        "breaker-timeout": "9",
+        "reset-hold": "2",
+        "reset-hold-max": "40",
+        "backoff-initial": "0.5",
+        "backoff-max": "9",
+        "warning-hysteresis": "0.1",
+    }
     for setting, (field, _parse) in SETTINGS.items():
         assert setting in samples, f"no sample value for {setting}"
         cfg = load_config(env={env_name(setting): samples[setting]})
@@ -240,9 +273,9 @@ def test_a_shared_config_file_keeps_other_tools_tables(tmp_path):
     path = tmp_path / "shared.toml"
     path.write_text('[memory]\nmax-memory = "2.0"\n\n[tool.other]\nanything = true\n')
     assert load_config(file=path, env={}).max_memory_gb == 2.0
-    path.write_text('max-memory = 2.0\n\n[tool.other]\nanything = true\n')
+    path.write_text("max-memory = 2.0\n\n[tool.other]\nanything = true\n")
     assert load_config(file=path, env={}).max_memory_gb == 2.0
-    path.write_text('memory = 3\n')
+    path.write_text("memory = 3\n")
     with pytest.raises(ConfigError, match="must be a table"):
         load_config(file=path, env={})
 
@@ -284,23 +317,27 @@ def test_defaults_stay_where_the_limit_allows_them(limit_gb):
 
 
 def test_a_limit_between_the_levels_lowers_only_what_does_not_fit():
-    cfg, origin = resolve(1.5)  # 85%: 1.275 GB breaker; 2/3 of it is 0.85, below the 1.0 default warning
+    cfg, _origin = resolve(1.5)  # 85%: 1.275 GB breaker; 2/3 of it is 0.85, below the 1.0 default warning
     assert cfg.max_memory_gb == pytest.approx(1.275)
     assert cfg.warning_memory_gb == pytest.approx(0.85)
-    cfg, origin = resolve(1.7)  # 1.445 GB breaker; 2/3 is 0.963
+    cfg, _origin = resolve(1.7)  # 1.445 GB breaker; 2/3 is 0.963
     assert cfg.warning_memory_gb == pytest.approx(WARNING_RATIO * 1.7 * BREAKER_FRACTION)
 
 
-@pytest.mark.parametrize("source, kwargs, label", [
-    ("flag", {"flags": {"max-memory": "1.5"}}, "--max-memory"),
-    ("env", {"env": {"MEMTUI_MAX_MEMORY": "1.5GB"}}, "MEMTUI_MAX_MEMORY"),
-])
+@pytest.mark.parametrize(
+    "source, kwargs, label",
+    [
+        ("flag", {"flags": {"max-memory": "1.5"}}, "--max-memory"),
+        ("env", {"env": {"MEMTUI_MAX_MEMORY": "1.5GB"}}, "MEMTUI_MAX_MEMORY"),
+    ],
+)
 def test_an_explicit_breaker_above_the_limit_is_kept_with_a_warning(source, kwargs, label):
     cfg, origin = resolve(0.34, **kwargs)
     assert cfg.max_memory_gb == 1.5
     assert origin.warnings == (
         f"{label} 1.50GB is above the memory limit 0.34GB ({CGROUP}): the kernel will kill memtui before its "
-        "breaker acts; lower it",)
+        "breaker acts; lower it",
+    )
     assert origin.report()["warnings"] == list(origin.warnings)
     assert f"max-memory 1.50GB from {label}" in origin.why
     # the default warning level still fits the limit, not 2/3 of the too-high breaker
@@ -313,16 +350,21 @@ def test_an_explicit_level_from_the_file_above_the_limit_is_named_as_written(tmp
     file = write(tmp_path, "[memory]\nwarning_memory = 0.5\nmax-memory = 0.6\n")
     cfg, origin = resolve(0.34, file=file)
     assert (cfg.max_memory_gb, cfg.warning_memory_gb) == (0.6, 0.5)
-    assert [w.split(" is above")[0] for w in origin.warnings] == [f"{file}: max-memory 0.60GB",
-                                                                  f"{file}: warning_memory 0.50GB"]
+    assert [w.split(" is above")[0] for w in origin.warnings] == [
+        f"{file}: max-memory 0.60GB",
+        f"{file}: warning_memory 0.50GB",
+    ]
     assert "memtui will be killed before it gets there" in origin.warnings[1]
 
 
-@pytest.mark.parametrize("source, consequence", [
-    ("RLIMIT_AS", "allocations will fail before its breaker acts"),
-    ("physical RAM", "the machine will swap or kill memtui before its breaker acts"),
-    ("cgroup memory.max (/a)", "the kernel will kill memtui before its breaker acts"),
-])
+@pytest.mark.parametrize(
+    "source, consequence",
+    [
+        ("RLIMIT_AS", "allocations will fail before its breaker acts"),
+        ("physical RAM", "the machine will swap or kill memtui before its breaker acts"),
+        ("cgroup memory.max (/a)", "the kernel will kill memtui before its breaker acts"),
+    ],
+)
 def test_the_warning_says_what_happens_at_that_kind_of_limit(source, consequence):
     _cfg, origin = resolve_config(env={}, flags={"max-memory": "2"}, limit_bytes=GB, limit_source=source)
     assert origin.warnings[0].endswith(f"({source}): {consequence}; lower it")
@@ -345,8 +387,10 @@ def test_an_explicit_warning_above_the_lowered_breaker_is_an_error_naming_both()
         resolve(1.0, env={"MEMTUI_WARNING_MEMORY": "0.95"})
     text = one_line(info.value)
     assert "warning memory 0.95GB must be below max memory 0.85GB" in text
-    assert "lower MEMTUI_WARNING_MEMORY or raise --max-memory (its default 1.50GB lowered to 85% of the memory " \
-           "limit)" in text
+    assert (
+        "lower MEMTUI_WARNING_MEMORY or raise --max-memory (its default 1.50GB lowered to 85% of the memory "
+        "limit)" in text
+    )
 
 
 def test_a_default_reset_level_from_the_base_is_kept_under_the_warning_level():
@@ -396,17 +440,32 @@ def test_load_config_is_resolve_config_without_the_reason():
 
 # -- validation errors name the setting as the operator wrote it (B) ---------------------------
 
-@pytest.mark.parametrize("setting, bad", [
-    ("max-memory", "-1"), ("warning-memory", "0"), ("sample-interval", "-2"), ("breaker-timeout", "0"),
-    ("reset-hold", "-1"), ("reset-hold-max", "0"), ("backoff-initial", "-1"), ("backoff-max", "0"),
-    ("batch-max", "0"), ("batch-min", "0"), ("warning-hysteresis", "1.5"), ("reset-memory", "-1"),
-])
+
+@pytest.mark.parametrize(
+    "setting, bad",
+    [
+        ("max-memory", "-1"),
+        ("warning-memory", "0"),
+        ("sample-interval", "-2"),
+        ("breaker-timeout", "0"),
+        ("reset-hold", "-1"),
+        ("reset-hold-max", "0"),
+        ("backoff-initial", "-1"),
+        ("backoff-max", "0"),
+        ("batch-max", "0"),
+        ("batch-min", "0"),
+        ("warning-hysteresis", "1.5"),
+        ("reset-memory", "-1"),
+    ],
+)
 def test_every_single_setting_error_names_its_source(tmp_path, setting, bad):
     field = SETTINGS[setting][0]
     file = write(tmp_path, f'[memory]\n{field} = "{bad}"\n')
-    for kwargs, label in [({"flags": {setting: bad}}, f"--{setting}"),
-                          ({"env": {env_name(setting): bad}}, env_name(setting)),
-                          ({"file": file}, f"{file}: {field}")]:
+    for kwargs, label in [
+        ({"flags": {setting: bad}}, f"--{setting}"),
+        ({"env": {env_name(setting): bad}}, env_name(setting)),
+        ({"file": file}, f"{file}: {field}"),
+    ]:
         kwargs.setdefault("env", {})
         with pytest.raises(ConfigError) as info:
             load_config(**kwargs)
@@ -418,17 +477,26 @@ def test_every_single_setting_error_names_its_source(tmp_path, setting, bad):
     assert field in one_line(info.value)
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"flags": {"warning-memory": "2", "max-memory": "1.5"}},
-     "warning memory 2.00GB must be below max memory 1.50GB; lower --warning-memory or raise --max-memory"),
-    ({"env": {"MEMTUI_WARNING_MEMORY": "2"}},
-     "warning memory 2.00GB must be below max memory 1.50GB; lower MEMTUI_WARNING_MEMORY or raise --max-memory"),
-    ({"env": {"MEMTUI_RESET_MEMORY": "1.6"}, "flags": {"max-memory": "1.5"}},
-     "lower MEMTUI_RESET_MEMORY or raise --max-memory"),
-    ({"env": {"MEMTUI_BACKOFF_INITIAL": "9"}}, "raise --backoff-max or lower MEMTUI_BACKOFF_INITIAL"),
-    ({"flags": {"reset-hold": "40"}}, "raise --reset-hold-max or lower --reset-hold"),
-    ({"env": {"MEMTUI_BATCH_MIN": "9"}, "flags": {"batch-max": "3"}}, "make MEMTUI_BATCH_MIN <= --batch-max"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (
+            {"flags": {"warning-memory": "2", "max-memory": "1.5"}},
+            "warning memory 2.00GB must be below max memory 1.50GB; lower --warning-memory or raise --max-memory",
+        ),
+        (
+            {"env": {"MEMTUI_WARNING_MEMORY": "2"}},
+            "warning memory 2.00GB must be below max memory 1.50GB; lower MEMTUI_WARNING_MEMORY or raise --max-memory",
+        ),
+        (
+            {"env": {"MEMTUI_RESET_MEMORY": "1.6"}, "flags": {"max-memory": "1.5"}},
+            "lower MEMTUI_RESET_MEMORY or raise --max-memory",
+        ),
+        ({"env": {"MEMTUI_BACKOFF_INITIAL": "9"}}, "raise --backoff-max or lower MEMTUI_BACKOFF_INITIAL"),
+        ({"flags": {"reset-hold": "40"}}, "raise --reset-hold-max or lower --reset-hold"),
+        ({"env": {"MEMTUI_BATCH_MIN": "9"}, "flags": {"batch-max": "3"}}, "make MEMTUI_BATCH_MIN <= --batch-max"),
+    ],
+)
 def test_cross_field_errors_name_every_source(kwargs, needle):
     kwargs.setdefault("env", {})
     with pytest.raises(ConfigError) as info:

@@ -45,9 +45,8 @@ def test_warns_when_starting_under_pressure(monitor, probe, memlog):
 def test_refuses_to_start_while_open(monitor, probe):
     probe.set_gb(1.6)
     entered = []
-    with pytest.raises(MemoryBreakerOpen) as info:
-        with memory_guard(monitor, "embedding_generation"):
-            entered.append(True)
+    with pytest.raises(MemoryBreakerOpen) as info, memory_guard(monitor, "embedding_generation"):
+        entered.append(True)
     assert entered == []
     err = info.value
     assert isinstance(err, MemtuiError)
@@ -75,10 +74,9 @@ def test_half_open_block_that_raises_does_not(monitor, probe, clock):
     probe.set_gb(0.5)
     monitor.sample()
     clock.advance(1)
-    with pytest.raises(MemoryError):
-        with memory_guard(monitor):
-            probe.set_gb(0.9)
-            raise MemoryError
+    with pytest.raises(MemoryError), memory_guard(monitor):
+        probe.set_gb(0.9)
+        raise MemoryError
     assert monitor.breaker.state is BreakerState.HALF_OPEN
     assert monitor.rss_bytes == gb(0.9)  # still sampled on the way out
 
@@ -87,14 +85,17 @@ def test_trips_inside_are_seen_on_exit(monitor, probe):
     with memory_guard(monitor):
         probe.set_gb(1.7)
     assert monitor.breaker.state is BreakerState.OPEN
-    with pytest.raises(MemoryBreakerOpen):
-        with memory_guard(monitor):
-            pass
+    with pytest.raises(MemoryBreakerOpen), memory_guard(monitor):
+        pass
 
 
 def test_public_names():
-    from memtui import MemoryBreakerOpen as A, MemoryConfig, MemoryMonitor, SmartBatchProcessor, memory_guard as g
+    from memtui import MemoryBreakerOpen as A
+    from memtui import MemoryConfig, MemoryMonitor, SmartBatchProcessor
+    from memtui import memory_guard as g
+
     assert A is MemoryBreakerOpen and g is memory_guard
-    assert {"MemoryConfig", "MemoryMonitor", "SmartBatchProcessor", "memory_guard",
-            "MemoryBreakerOpen"} <= set(memtui.__all__)
+    assert {"MemoryConfig", "MemoryMonitor", "SmartBatchProcessor", "memory_guard", "MemoryBreakerOpen"} <= set(
+        memtui.__all__
+    )
     assert MemoryConfig().max_memory_gb == 1.5 and callable(SmartBatchProcessor) and callable(MemoryMonitor)

@@ -120,7 +120,10 @@ def test_snapshot_carries_levels_and_limit(config, probe, clock):
     monitor = MemoryMonitor(config, probe=probe, clock=clock, limit=limit)
     snap = monitor.snapshot()
     assert (snap.warning_bytes, snap.max_bytes, snap.reset_bytes) == (
-        config.warning_bytes, config.max_bytes, config.reset_bytes)
+        config.warning_bytes,
+        config.max_bytes,
+        config.reset_bytes,
+    )
     assert snap.limit is limit
     assert snap.last_cleanup is None
 
@@ -198,6 +201,7 @@ def test_cleanup_resamples_so_the_breaker_sees_the_drop(config, clock):
 
 # -- the sampler thread (real time, but only waiting for it to run, never for a state machine) --
 
+
 def wait_for(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -244,10 +248,9 @@ def test_sampler_survives_a_failing_probe(caplog):
             return gb(0.2)
 
     monitor = MemoryMonitor(MemoryConfig(sample_interval_s=0.002), probe=Flaky())
-    with caplog.at_level(logging.ERROR, logger="memtui"):
-        with monitor:
-            assert wait_for(lambda: monitor.snapshot().samples >= 6)
-            assert monitor.running
+    with caplog.at_level(logging.ERROR, logger="memtui"), monitor:
+        assert wait_for(lambda: monitor.snapshot().samples >= 6)
+        assert monitor.running
     assert "memory sampler failed" in caplog.text
 
 

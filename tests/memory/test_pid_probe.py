@@ -43,8 +43,9 @@ CHILD = textwrap.dedent("""
 
 class Child:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.pid = self.proc.pid
 
     def step(self, line: str, timeout: float = 10.0) -> None:

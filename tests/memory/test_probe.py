@@ -33,22 +33,30 @@ def limit(proc, cg) -> MemoryLimit:
 
 
 def test_v2_nested_ancestor_max_binds(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="0::/a/b\n", files={
-        "a/memory.max": str(2 * GB),
-        "a/b/memory.max": "max",
-        "a/b/memory.high": str(3 * GB),
-        "memory.max": "max",
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="0::/a/b\n",
+        files={
+            "a/memory.max": str(2 * GB),
+            "a/b/memory.max": "max",
+            "a/b/memory.high": str(3 * GB),
+            "memory.max": "max",
+        },
+    )
     found = limit(proc, cg)
     assert found == MemoryLimit(2 * GB, "cgroup memory.max (/a)")
     assert found.describe() == "limit 2.0 GiB from cgroup memory.max (/a)"
 
 
 def test_v2_memory_high_below_max(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="0::/job.scope\n", files={
-        "job.scope/memory.max": str(4 * GB),
-        "job.scope/memory.high": str(3 * GB),
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="0::/job.scope\n",
+        files={
+            "job.scope/memory.max": str(4 * GB),
+            "job.scope/memory.high": str(3 * GB),
+        },
+    )
     assert limit(proc, cg) == MemoryLimit(3 * GB, "cgroup memory.high (/job.scope)")
 
 
@@ -60,22 +68,24 @@ def test_v2_root_cgroup_in_a_namespace(tmp_path):
 
 def test_v2_host_path_missing_under_container_mount(tmp_path):
     # No cgroup namespace: the host path does not exist under the container's mount; its root binds.
-    proc, cg = make_tree(tmp_path, cgroup="0::/system.slice/docker-abc.scope\n",
-                         files={"memory.max": str(GB // 2)})
+    proc, cg = make_tree(tmp_path, cgroup="0::/system.slice/docker-abc.scope\n", files={"memory.max": str(GB // 2)})
     assert limit(proc, cg).bytes == GB // 2
 
 
 def test_v2_hybrid_unified_mount(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="4:memory:/\n0::/user.slice\n", files={
-        "unified/user.slice/memory.max": str(6 * GB),
-        "memory/memory.limit_in_bytes": V1_UNLIMITED,
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="4:memory:/\n0::/user.slice\n",
+        files={
+            "unified/user.slice/memory.max": str(6 * GB),
+            "memory/memory.limit_in_bytes": V1_UNLIMITED,
+        },
+    )
     assert limit(proc, cg) == MemoryLimit(6 * GB, "cgroup memory.max (/user.slice)")
 
 
 def test_v2_without_limits_falls_back_to_ram(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="0::/a\n", ram_gb=8, files={"a/memory.max": "max",
-                                                                       "a/memory.high": "max"})
+    proc, cg = make_tree(tmp_path, cgroup="0::/a\n", ram_gb=8, files={"a/memory.max": "max", "a/memory.high": "max"})
     assert limit(proc, cg) == MemoryLimit(8 * GB, "physical RAM")
 
 
@@ -85,32 +95,44 @@ def test_ram_smaller_than_cgroup_wins(tmp_path):
 
 
 def test_v1_memory_controller(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="5:cpu,cpuacct:/x\n4:memory:/docker/abc\n1:name=systemd:/\n", files={
-        "memory/docker/abc/memory.limit_in_bytes": str(GB + GB // 2),
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="5:cpu,cpuacct:/x\n4:memory:/docker/abc\n1:name=systemd:/\n",
+        files={
+            "memory/docker/abc/memory.limit_in_bytes": str(GB + GB // 2),
+        },
+    )
     assert limit(proc, cg) == MemoryLimit(GB + GB // 2, "cgroup v1 memory.limit_in_bytes (/docker/abc)")
 
 
 def test_v1_unlimited_is_no_limit(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="4:memory:/process_api/x\n0::/\n", ram_gb=24, files={
-        "memory/process_api/x/memory.limit_in_bytes": V1_UNLIMITED,
-        "memory/memory.limit_in_bytes": V1_UNLIMITED,
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="4:memory:/process_api/x\n0::/\n",
+        ram_gb=24,
+        files={
+            "memory/process_api/x/memory.limit_in_bytes": V1_UNLIMITED,
+            "memory/memory.limit_in_bytes": V1_UNLIMITED,
+        },
+    )
     assert limit(proc, cg) == MemoryLimit(24 * GB, "physical RAM")
 
 
 def test_v1_parent_limit_binds(tmp_path):
-    proc, cg = make_tree(tmp_path, cgroup="4:memory:/batch/job7\n", files={
-        "memory/batch/job7/memory.limit_in_bytes": V1_UNLIMITED,
-        "memory/batch/memory.limit_in_bytes": str(3 * GB),
-    })
+    proc, cg = make_tree(
+        tmp_path,
+        cgroup="4:memory:/batch/job7\n",
+        files={
+            "memory/batch/job7/memory.limit_in_bytes": V1_UNLIMITED,
+            "memory/batch/memory.limit_in_bytes": str(3 * GB),
+        },
+    )
     assert limit(proc, cg) == MemoryLimit(3 * GB, "cgroup v1 memory.limit_in_bytes (/batch)")
 
 
 def test_v1_namespaced_container(tmp_path):
     # /proc/self/cgroup names the host path; the mount holds only the container's own cgroup.
-    proc, cg = make_tree(tmp_path, cgroup="4:memory:/docker/abc\n",
-                         files={"memory/memory.limit_in_bytes": str(2 * GB)})
+    proc, cg = make_tree(tmp_path, cgroup="4:memory:/docker/abc\n", files={"memory/memory.limit_in_bytes": str(2 * GB)})
     assert limit(proc, cg).bytes == 2 * GB
 
 
@@ -142,8 +164,9 @@ def test_rlimit_is_a_candidate(tmp_path):
 
     found = discover_limit(proc_root=proc, cgroup_root=cg, getrlimit=fake_getrlimit)
     assert found == MemoryLimit(GB, "RLIMIT_AS")
-    unlimited = discover_limit(proc_root=proc, cgroup_root=cg,
-                               getrlimit=lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    unlimited = discover_limit(
+        proc_root=proc, cgroup_root=cg, getrlimit=lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    )
     assert unlimited.source.startswith("cgroup memory.max")
 
 
@@ -154,6 +177,7 @@ def test_real_limit_is_plausible():
 
 
 # -- the real probe --------------------------------------------------------------------
+
 
 def test_rss_matches_psutil():
     probe = ProcessProbe()

@@ -8,8 +8,19 @@ from memtui.memory import Cleaner, MemoryConfig, MemoryMonitor, SmartBatchProces
 
 from .fakes import FakeClock, ScriptedProbe, gb
 
-KEYS = {"status", "reason", "results", "processed", "unprocessed", "memory_usage_gb", "peak_memory_gb",
-        "memory_warnings", "breaker_trips", "cleanups", "batches"}
+KEYS = {
+    "status",
+    "reason",
+    "results",
+    "processed",
+    "unprocessed",
+    "memory_usage_gb",
+    "peak_memory_gb",
+    "memory_warnings",
+    "breaker_trips",
+    "cleanups",
+    "batches",
+}
 
 
 class Recorder:
@@ -39,8 +50,8 @@ def processor(monitor, clock):
 
 def assert_at_most_once_in_order(items, rec, result):
     done = [x for batch in rec.ok for x in batch]
-    assert done == items[:result["processed"]], "processed items out of order or repeated"
-    assert result["unprocessed"] == items[result["processed"]:]
+    assert done == items[: result["processed"]], "processed items out of order or repeated"
+    assert result["unprocessed"] == items[result["processed"] :]
     assert len(set(map(id, rec.ok))) == len(rec.ok)
     assert result["results"] == [tuple(b) for b in rec.ok]
     assert result["batches"] == len(rec.ok)
@@ -167,8 +178,7 @@ def test_abort_after_breaker_timeout(monitor, probe, clock, memlog):
 def test_timeout_is_per_open_episode(config, clock):
     # Two open spells of 6 s each, with progress in between, must not add up to the 10 s timeout.
     spells = [[clock.now() + 1, clock.now() + 7]]
-    probe = ScriptedProbe(on_read=lambda _n: gb(1.6) if any(a <= clock.now() < b for a, b in spells)
-                          else gb(0.5))
+    probe = ScriptedProbe(on_read=lambda _n: gb(1.6) if any(a <= clock.now() < b for a, b in spells) else gb(0.5))
     monitor = MemoryMonitor(config, probe=probe, clock=clock)
     state = {"second": False}
 
@@ -282,7 +292,7 @@ def test_leak_is_stopped_near_the_breaker_level(monitor, probe, clock):
     items = list(range(100))
     result = processor(monitor, clock).process_with_memory_awareness(items, rec)
     assert result["status"] == "aborted"
-    assert result["unprocessed"] and result["unprocessed"] == items[result["processed"]:]
+    assert result["unprocessed"] and result["unprocessed"] == items[result["processed"] :]
     assert result["peak_memory_gb"] <= 1.5 + 0.05 + 1e-3
     assert_at_most_once_in_order(items, rec, result)
 
@@ -300,9 +310,16 @@ def test_random_pressure_never_repeats_or_reorders(seed):
             current["rss"] = rng.choice(levels)
         return current["rss"]
 
-    config = MemoryConfig(batch_size_max=rng.randint(1, 8), batch_size_min=1, reset_hold_s=0.5,
-                          reset_hold_max_s=4, backoff_initial_s=0.1, backoff_max_s=1, breaker_timeout_s=20,
-                          memory_error_retries=3)
+    config = MemoryConfig(
+        batch_size_max=rng.randint(1, 8),
+        batch_size_min=1,
+        reset_hold_s=0.5,
+        reset_hold_max_s=4,
+        backoff_initial_s=0.1,
+        backoff_max_s=1,
+        breaker_timeout_s=20,
+        memory_error_retries=3,
+    )
     monitor = MemoryMonitor(config, probe=ScriptedProbe(on_read=rss), clock=clock)
     monitor.cleaner = Cleaner(monitor.probe, collect=lambda: 0, trim=lambda: False)  # fake memory: skip real gc
 
@@ -313,13 +330,12 @@ def test_random_pressure_never_repeats_or_reorders(seed):
 
     rec = Recorder(hook)
     items = [f"item{i}" for i in range(rng.randint(0, 60))]
-    result = SmartBatchProcessor(monitor, sleep=clock.sleep, clock=clock).process_with_memory_awareness(
-        items, rec)
+    result = SmartBatchProcessor(monitor, sleep=clock.sleep, clock=clock).process_with_memory_awareness(items, rec)
     assert result["status"] in ("success", "aborted")
     assert (result["status"] == "success") == (result["unprocessed"] == [])
     done = [x for b in rec.ok for x in b]
-    assert done == items[:result["processed"]]
-    assert result["unprocessed"] == items[result["processed"]:]
+    assert done == items[: result["processed"]]
+    assert result["unprocessed"] == items[result["processed"] :]
     assert all(len(b) <= config.batch_size_max for b in rec.calls)
 
 
@@ -349,8 +365,7 @@ def test_long_open_wait_with_a_large_clock_ends():
 def test_every_trip_is_followed_by_a_cleanup_before_waiting(config, clock):
     """Also a re-trip from half-open: each entry into OPEN cleans up at once, not 4 backoffs later."""
     spells = []
-    probe = ScriptedProbe(on_read=lambda _n: gb(1.6) if any(a <= clock.now() < b for a, b in spells)
-                          else gb(0.5))
+    probe = ScriptedProbe(on_read=lambda _n: gb(1.6) if any(a <= clock.now() < b for a, b in spells) else gb(0.5))
     monitor = MemoryMonitor(config, probe=probe, clock=clock)
     events = []
     monitor.breaker.add_listener(lambda t: events.append(("open", clock.now())) if t.new.name == "OPEN" else None)
@@ -395,6 +410,5 @@ def test_peak_is_this_runs_not_the_monitors_lifetime(monitor, probe, clock):
     result = processor(monitor, clock).process_with_memory_awareness(list(range(10)), Recorder(hook))
     assert result["peak_memory_gb"] == pytest.approx(0.65)
     assert monitor.peak_bytes == gb(1.4)  # the monitor's own peak is left alone
-    result = processor(monitor, clock).process_with_memory_awareness(
-        [0], Recorder(lambda b: probe.set_gb(1.45)))
+    result = processor(monitor, clock).process_with_memory_awareness([0], Recorder(lambda b: probe.set_gb(1.45)))
     assert result["peak_memory_gb"] == pytest.approx(1.45)

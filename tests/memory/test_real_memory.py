@@ -32,8 +32,9 @@ def touched(n_bytes: int) -> bytearray:
 
 
 def levels(baseline: int, warning_mb: int, max_mb: int, **extra) -> MemoryConfig:
-    return MemoryConfig(warning_memory_gb=(baseline + warning_mb * MB) / GB,
-                        max_memory_gb=(baseline + max_mb * MB) / GB, **extra)
+    return MemoryConfig(
+        warning_memory_gb=(baseline + warning_mb * MB) / GB, max_memory_gb=(baseline + max_mb * MB) / GB, **extra
+    )
 
 
 @pytest.fixture
@@ -154,8 +155,18 @@ def test_gc_alone_does_not_return_the_heap_malloc_trim_does(real_probe, no_auto_
 def test_leaking_fn_is_aborted_near_the_breaker_level(real_probe):
     """Each item leaks 10 MB for real; the run must stop about one batch above the breaker level."""
     baseline = real_probe.rss_bytes()
-    config = levels(baseline, 200, 400, batch_size_max=5, batch_size_min=1, breaker_timeout_s=0.4,
-                    backoff_initial_s=0.02, backoff_max_s=0.1, reset_hold_s=0.2, reset_hold_max_s=1)
+    config = levels(
+        baseline,
+        200,
+        400,
+        batch_size_max=5,
+        batch_size_min=1,
+        breaker_timeout_s=0.4,
+        backoff_initial_s=0.02,
+        backoff_max_s=0.1,
+        reset_hold_s=0.2,
+        reset_hold_max_s=1,
+    )
     monitor = MemoryMonitor(config, probe=real_probe)
     leak: list[bytearray] = []
     per_item = 10 * MB

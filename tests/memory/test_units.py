@@ -8,12 +8,15 @@ def test_gb_is_binary():
     assert MB == 2**20
 
 
-@pytest.mark.parametrize("n_bytes, text", [
-    (int(1.5 * GB), "1.50GB"),
-    (int(0.85 * GB), "0.85GB"),
-    (int(1.12 * GB), "1.12GB"),
-    (0, "0.00GB"),
-])
+@pytest.mark.parametrize(
+    "n_bytes, text",
+    [
+        (int(1.5 * GB), "1.50GB"),
+        (int(0.85 * GB), "0.85GB"),
+        (int(1.12 * GB), "1.12GB"),
+        (0, "0.00GB"),
+    ],
+)
 def test_format_gb(n_bytes, text):
     assert format_gb(n_bytes) == text
 
@@ -22,14 +25,17 @@ def test_format_gb_digits():
     assert format_gb(int(0.9412 * GB), digits=3) == "0.941GB"
 
 
-@pytest.mark.parametrize("n_bytes, text", [
-    (512, "512 B"),
-    (1536, "1.5 KiB"),
-    (300 * MB, "300.0 MiB"),
-    (8 * GB, "8.0 GiB"),
-    (3 * 1024 * GB, "3.0 TiB"),
-    (5000 * 1024 * GB, "5000.0 TiB"),
-])
+@pytest.mark.parametrize(
+    "n_bytes, text",
+    [
+        (512, "512 B"),
+        (1536, "1.5 KiB"),
+        (300 * MB, "300.0 MiB"),
+        (8 * GB, "8.0 GiB"),
+        (3 * 1024 * GB, "3.0 TiB"),
+        (5000 * 1024 * GB, "5000.0 TiB"),
+    ],
+)
 def test_format_bytes(n_bytes, text):
     assert format_bytes(n_bytes) == text
 
@@ -39,18 +45,21 @@ def test_round_trip():
     assert to_gb(gb_to_bytes(0.75)) == pytest.approx(0.75)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1.5", 1.5),
-    ("1.5GB", 1.5),
-    (" 1.5 gb ", 1.5),
-    ("2GiB", 2.0),
-    ("2g", 2.0),
-    ("800MB", 800 / 1024),
-    ("512m", 0.5),
-    ("512 MiB", 0.5),
-    (2, 2.0),
-    (0.25, 0.25),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1.5", 1.5),
+        ("1.5GB", 1.5),
+        (" 1.5 gb ", 1.5),
+        ("2GiB", 2.0),
+        ("2g", 2.0),
+        ("800MB", 800 / 1024),
+        ("512m", 0.5),
+        ("512 MiB", 0.5),
+        (2, 2.0),
+        (0.25, 0.25),
+    ],
+)
 def test_parse_gb(text, expected):
     assert parse_gb(text) == pytest.approx(expected)
 
@@ -60,13 +69,16 @@ def test_parse_percent_of_limit():
     assert parse_gb("12.5 %", limit_bytes=2 * GB) == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("75%", "no memory limit is known"),
-    ("abc", "not a memory size"),
-    ("", "not a memory size"),
-    ("GB", "not a memory size"),
-    ("1.5TB", "not a memory size"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("75%", "no memory limit is known"),
+        ("abc", "not a memory size"),
+        ("", "not a memory size"),
+        ("GB", "not a memory size"),
+        ("1.5TB", "not a memory size"),
+    ],
+)
 def test_parse_errors_name_the_setting(text, needle):
     with pytest.raises(ValueError) as info:
         parse_gb(text, what="--max-memory")

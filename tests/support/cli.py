@@ -17,20 +17,45 @@ def memtui_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def memtui(*args: str | os.PathLike[str], timeout: float = 300, env: dict[str, str] | None = None,
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memtui", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env or memtui_env(), stdin=subprocess.DEVNULL)
+def memtui(
+    *args: str | os.PathLike[str],
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memtui", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or memtui_env(),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def popen_memtui(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "memtui", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env or memtui_env(), stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "memtui", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or memtui_env(),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def make_sample(path: Path, domains: int, *, responses: int | None = None, seed: int = 1729) -> Path:
     """A small input from the real generator (same shape and style as the bundled sample)."""
-    cmd = [sys.executable, str(GENERATOR), "--out", str(path), "--domains", str(domains), "--seed", str(seed), "--quiet"]
+    cmd = [
+        sys.executable,
+        str(GENERATOR),
+        "--out",
+        str(path),
+        "--domains",
+        str(domains),
+        "--seed",
+        str(seed),
+        "--quiet",
+    ]
     if responses is not None:
         cmd += ["--responses", str(responses)]
     subprocess.run(cmd, check=True, timeout=60)

@@ -26,9 +26,15 @@ def vector_for(text: str, dim: int = DIM) -> np.ndarray:
 
 
 class FakeExecutor:
-    def __init__(self, *, sub_batch: int = 4, delay_s: float = 0.0, dim: int = DIM,
-                 gate: threading.Event | None = None,
-                 on_sub_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sub_batch: int = 4,
+        delay_s: float = 0.0,
+        dim: int = DIM,
+        gate: threading.Event | None = None,
+        on_sub_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.sub_batch = sub_batch
         self.delay_s = delay_s
         self.dim = dim

@@ -78,8 +78,10 @@ def mode_of(path: Path) -> int:
 def cache_counts(cache: Path) -> dict[str, int]:
     con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=10)
     try:
-        return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("embeddings", "responses", "domains")}
+        return {
+            table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("embeddings", "responses", "domains")
+        }
     finally:
         con.close()
 
@@ -90,15 +92,23 @@ def error_lines(stderr: str) -> list[str]:
 
 # -- processes --------------------------------------------------------------------------------------
 
+
 class Watched:
     """A memtui subprocess whose stderr is read line by line as it comes (so a test can wait for a line)."""
 
-    def __init__(self, args: list[str], *, stdin=subprocess.DEVNULL, env: dict[str, str] | None = None,
-                 **popen) -> None:
+    def __init__(
+        self, args: list[str], *, stdin=subprocess.DEVNULL, env: dict[str, str] | None = None, **popen
+    ) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "memtui", *map(str, args)], stdin=stdin,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env or memtui_env(), **popen)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memtui", *map(str, args)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env or memtui_env(),
+            **popen,
+        )
         self.lines: list[str] = []
         self._new = threading.Condition()
         self.stdout = ""
@@ -189,13 +199,15 @@ def wait_blocked_in_fifo_open(pid: int, timeout: float = 60) -> None:
 
 # -- a tiny disk --------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def tmpfs(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``folder`` for the block; skips (with the reason) if mounting fails."""
     require_root()
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to make a full disk: {done.stderr.strip() or done.returncode}")
     try:
@@ -226,6 +238,7 @@ def fill_up(folder: Path, name: str = "filler") -> Path:
 
 
 # -- a terminal ------------------------------------------------------------------------------------------
+
 
 def controlling_tty_preexec(slave_fd: int):
     """For Popen(preexec_fn=...): a new session whose controlling terminal is the pty slave on fd 0."""

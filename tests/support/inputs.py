@@ -17,10 +17,18 @@ def write_input(path: Path, domains: int = 6, per_domain: int = 4, *, words: int
             domain = f"site{d:03d}.example"
             for r in range(per_domain):
                 text = " ".join(f"w{d}_{r}_{k}" for k in range(words))
-                out.write(json.dumps({
-                    "id": f"{domain}-{r}", "domain": domain, "model": MODELS[r % 3],
-                    "prompt_type": PROMPTS[(r // 3) % 3], "response": f"{domain} answer {r}: {text}",
-                }) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "id": f"{domain}-{r}",
+                            "domain": domain,
+                            "model": MODELS[r % 3],
+                            "prompt_type": PROMPTS[(r // 3) % 3],
+                            "response": f"{domain} answer {r}: {text}",
+                        }
+                    )
+                    + "\n"
+                )
     return path
 
 

@@ -25,10 +25,25 @@ import psutil
 from memtui.engine import PROTOCOL_COMMANDS
 from memtui.errors import UsageError
 from memtui.events import CleanupRan, Event, EventBus, EventQueue, Notice
-from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetAdded, TargetBreakerChanged,
-                                        TargetGone, TargetSampled, TargetWarning)
-from memtui.jobs.monitor.intervene import (SIGNALS, Policy, Sender, decide, protected_pids, refusal, send_signal,
-                                           signal_target)
+from memtui.jobs.monitor.events import (
+    MonitorFinished,
+    TargetActed,
+    TargetAdded,
+    TargetBreakerChanged,
+    TargetGone,
+    TargetSampled,
+    TargetWarning,
+)
+from memtui.jobs.monitor.intervene import (
+    SIGNALS,
+    Policy,
+    Sender,
+    decide,
+    protected_pids,
+    refusal,
+    send_signal,
+    signal_target,
+)
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import Cleaner
@@ -50,7 +65,7 @@ class MonitorSnapshot:
     duration_s: float | None
     elapsed_s: float
     rounds: int
-    round_cost_s: float        # what the last round of sampling took, all targets together
+    round_cost_s: float  # what the last round of sampling took, all targets together
     stopping: bool
     warning_bytes: int
     max_bytes: int
@@ -58,7 +73,7 @@ class MonitorSnapshot:
     limit: MemoryLimit | None
     targets: tuple[TargetSnapshot, ...]
     report: dict[str, Any] | None
-    paused: bool = False       # the watch is paused: no sampling, so no breaker actions (last: wire v1 without it)
+    paused: bool = False  # the watch is paused: no sampling, so no breaker actions (last: wire v1 without it)
 
     @property
     def finished(self) -> bool:
@@ -74,12 +89,23 @@ class MonitorEngine:
     kind = "monitor"
     commands = (*PROTOCOL_COMMANDS, "pause_target", "resume_target", "terminate_target")
 
-    def __init__(self, probes: Sequence[PidProbe], config: MemoryConfig, *, interval_s: float = 2.0,
-                 duration_s: float | None = None, policy: Policy | str = Policy.NONE, children: bool = False,
-                 selection: str = "", end_when_all_exit: bool = True,
-                 rescan: Callable[[set[int]], list[PidProbe]] | None = None,
-                 limit: MemoryLimit | None = None, send: Sender = send_signal,
-                 signal_other_users: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        probes: Sequence[PidProbe],
+        config: MemoryConfig,
+        *,
+        interval_s: float = 2.0,
+        duration_s: float | None = None,
+        policy: Policy | str = Policy.NONE,
+        children: bool = False,
+        selection: str = "",
+        end_when_all_exit: bool = True,
+        rescan: Callable[[set[int]], list[PidProbe]] | None = None,
+        limit: MemoryLimit | None = None,
+        send: Sender = send_signal,
+        signal_other_users: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection).
 
         ``signal_other_users`` (--signal-other-users) lets signals reach processes of other users;
@@ -164,8 +190,9 @@ class MonitorEngine:
     def terminate_target(self, pid: int) -> Action:
         return self._operator(pid, "terminate", "terminated by the operator")
 
-    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None,
-                       pid: int | None = None) -> MemoryConfig:
+    def set_thresholds(
+        self, *, warning: str | float | None = None, max: str | float | None = None, pid: int | None = None
+    ) -> MemoryConfig:
         """New warning/breaker levels for every target, or for one (``pid``); ConfigError if invalid."""
         limit = self.limit.bytes if self.limit and self.limit.bytes else None
         changes = threshold_changes(warning=warning, max=max, limit_bytes=limit)
@@ -181,8 +208,12 @@ class MonitorEngine:
                 if not tracker.gone:
                     self._handle(tracker, tracker.set_config(config, own=pid is not None))
         whom = "all targets" if pid is None else f"pid {pid}"
-        self._publish(Notice(f"🎚️ Thresholds set for {whom}: warning {config.warning_memory_gb:.2f}GB, "
-                             f"breaker {config.max_memory_gb:.2f}GB"))
+        self._publish(
+            Notice(
+                f"🎚️ Thresholds set for {whom}: warning {config.warning_memory_gb:.2f}GB, "
+                f"breaker {config.max_memory_gb:.2f}GB"
+            )
+        )
         return config
 
     # -- reading (any thread) -------------------------------------------------------
@@ -196,12 +227,21 @@ class MonitorEngine:
         with self._lock:
             cfg = self.config
             return MonitorSnapshot(
-                selection=self.selection, policy=self.policy, children=self.children,
-                interval_s=self.interval_s, duration_s=self.duration_s, elapsed_s=self._elapsed(),
-                rounds=self._rounds, round_cost_s=self._round_cost, stopping=self._stop_requested,
+                selection=self.selection,
+                policy=self.policy,
+                children=self.children,
+                interval_s=self.interval_s,
+                duration_s=self.duration_s,
+                elapsed_s=self._elapsed(),
+                rounds=self._rounds,
+                round_cost_s=self._round_cost,
+                stopping=self._stop_requested,
                 paused=self._paused,
-                warning_bytes=cfg.warning_bytes, max_bytes=cfg.max_bytes, reset_bytes=cfg.reset_bytes,
-                limit=self.limit, targets=tuple(t.snapshot() for t in self._trackers.values()),
+                warning_bytes=cfg.warning_bytes,
+                max_bytes=cfg.max_bytes,
+                reset_bytes=cfg.reset_bytes,
+                limit=self.limit,
+                targets=tuple(t.snapshot() for t in self._trackers.values()),
                 report=self._report,
             )
 
@@ -210,9 +250,13 @@ class MonitorEngine:
         """Watch until the duration is up, stop() is called or every explicit target exited; returns the report."""
         with self._lock:
             self._t0 = self._clock()
-        self._publish(Notice(f"🔍 Watching {self.selection or f'{len(self._trackers)} process(es)'} every "
-                             f"{self.interval_s:g}s (warning {self.config.warning_memory_gb:.2f}GB, breaker "
-                             f"{self.config.max_memory_gb:.2f}GB, on breaker: {self.policy.value})"))
+        self._publish(
+            Notice(
+                f"🔍 Watching {self.selection or f'{len(self._trackers)} process(es)'} every "
+                f"{self.interval_s:g}s (warning {self.config.warning_memory_gb:.2f}GB, breaker "
+                f"{self.config.max_memory_gb:.2f}GB, on breaker: {self.policy.value})"
+            )
+        )
         self._warn_unsignallable(list(self._trackers.values()))
         next_rescan = self._t0 + max(RESCAN_S, self.interval_s)
         tick = self._t0
@@ -252,8 +296,9 @@ class MonitorEngine:
         while True:
             with self._wake:
                 if not self._stop_requested and not self._cleanup_requested:
-                    self._wake.wait_for(lambda: self._stop_requested or self._cleanup_requested,
-                                        timeout=max(0.0, until - self._clock()))
+                    self._wake.wait_for(
+                        lambda: self._stop_requested or self._cleanup_requested, timeout=max(0.0, until - self._clock())
+                    )
                 stop, cleanup = self._stop_requested, self._cleanup_requested
                 self._cleanup_requested = False
             if cleanup:
@@ -328,32 +373,44 @@ class MonitorEngine:
                 continue  # gone already: the next sample says so
             if why is not None:
                 why = why.removeprefix("refused: ")
-                self._publish(Notice(f"🔒 pid {tracker.pid} ({tracker.label}) is watched but never signalled: {why}",
-                                     level="warning"))
+                self._publish(
+                    Notice(
+                        f"🔒 pid {tracker.pid} ({tracker.label}) is watched but never signalled: {why}", level="warning"
+                    )
+                )
 
-    def _handle(self, tracker: TargetTracker, transitions: list[BreakerTransition],
-                ppids: dict[int, int] | None = None) -> None:
+    def _handle(
+        self, tracker: TargetTracker, transitions: list[BreakerTransition], ppids: dict[int, int] | None = None
+    ) -> None:
         """Publish a target's breaker transitions and apply the policy to them (lock held)."""
         for t in transitions:
             if t.counts_as_warning:
                 self._publish(TargetWarning(tracker.pid, tracker.label, t.rss, level="warning"))
             level = "error" if t.new is BreakerState.OPEN else "info"
-            self._publish(TargetBreakerChanged(tracker.pid, tracker.label, t.old, t.new, t.rss, t.reason,
-                                               level=level))
+            self._publish(TargetBreakerChanged(tracker.pid, tracker.label, t.old, t.new, t.rss, t.reason, level=level))
             cfg = tracker.config
             decision = decide(self.policy, t, tracker.held_by, cfg.reset_bytes, cfg.max_bytes)
             if decision is not None:
                 action, reason = decision
                 self._act(tracker, action, reason, "breaker", ppids)
 
-    def _act(self, tracker: TargetTracker, action: str, reason: str, by: str,
-             ppids: dict[int, int] | None = None) -> Action:
+    def _act(
+        self, tracker: TargetTracker, action: str, reason: str, by: str, ppids: dict[int, int] | None = None
+    ) -> Action:
         """Send the signal, record the action, publish it (lock held)."""
-        outcome = signal_target(tracker.probe, action, send=self._send, ppids=ppids,
-                                other_users=self.signal_other_users)
-        record = Action(at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                        elapsed_s=self._elapsed(), action=action, signal=SIGNALS[action].name,
-                        reason=reason, by=by, ok=outcome.ok, error=outcome.error)
+        outcome = signal_target(
+            tracker.probe, action, send=self._send, ppids=ppids, other_users=self.signal_other_users
+        )
+        record = Action(
+            at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            elapsed_s=self._elapsed(),
+            action=action,
+            signal=SIGNALS[action].name,
+            reason=reason,
+            by=by,
+            ok=outcome.ok,
+            error=outcome.error,
+        )
         tracker.add_action(record)
         # Held once anything was stopped, even part of a tree (a refused or denied child): whatever
         # memtui stopped, it must resume as it exits.

@@ -31,8 +31,10 @@ def target_line(t: TargetSnapshot) -> str:
     if t.seconds_to_limit is not None and t.breaker is not BreakerState.OPEN:
         extra.append(f"breaker level in {format_duration(t.seconds_to_limit)}")
     tail = "".join(f" · {e}" for e in extra)
-    return (f"🔍 pid {t.pid} {t.label}: {format_gb(t.rss)} ({format_rate(t.rate_bps)}, peak {format_gb(t.peak)}) "
-            f"breaker {t.breaker.value.replace('_', '-')}{tail}")
+    return (
+        f"🔍 pid {t.pid} {t.label}: {format_gb(t.rss)} ({format_rate(t.rate_bps)}, peak {format_gb(t.peak)}) "
+        f"breaker {t.breaker.value.replace('_', '-')}{tail}"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,10 @@ class TargetBreakerChanged(Event):
     @property
     def message(self) -> str:
         icon = {"open": "🚨", "half_open": "🔄", "warning": "⚠️", "closed": "✅"}[self.new.value]
-        return (f"{icon} Circuit breaker {self.old.label} -> {self.new.label} for pid {self.pid} ({self.label}) "
-                f"at {format_gb(self.rss)}: {self.reason}")
+        return (
+            f"{icon} Circuit breaker {self.old.label} -> {self.new.label} for pid {self.pid} ({self.label}) "
+            f"at {format_gb(self.rss)}: {self.reason}"
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class MonitorFinished(Event):
     @property
     def message(self) -> str:
         r = self.report
-        return (f"🏁 Monitor {r['status']} after {r['duration_s']:.1f}s ({r['end_reason']}): "
-                f"{len(r['targets'])} target(s), peak {r['peak_memory_gb']:.2f}GB, {r['memory_warnings']} warning(s), "
-                f"{r['breaker_trips']} trip(s), {r['actions']} action(s)")
+        return (
+            f"🏁 Monitor {r['status']} after {r['duration_s']:.1f}s ({r['end_reason']}): "
+            f"{len(r['targets'])} target(s), peak {r['peak_memory_gb']:.2f}GB, {r['memory_warnings']} warning(s), "
+            f"{r['breaker_trips']} trip(s), {r['actions']} action(s)"
+        )

@@ -92,8 +92,10 @@ def refusal(proc: psutil.Process, *, other_users: bool, protected: Mapping[int, 
     if why is not None:
         return f"refused: {why}"
     if not other_users and proc.uids().real != os.getuid():
-        return (f"refused: pid {proc.pid} ({_name(proc)}) belongs to user {owner(proc)}, not "
-                f"{user_name(os.getuid())}; pass --signal-other-users to allow it")
+        return (
+            f"refused: pid {proc.pid} ({_name(proc)}) belongs to user {owner(proc)}, not "
+            f"{user_name(os.getuid())}; pass --signal-other-users to allow it"
+        )
     return None
 
 
@@ -109,8 +111,14 @@ class Outcome:
         return self.error is None
 
 
-def signal_target(probe: PidProbe, action: str, *, send: Sender = send_signal,
-                  ppids: Mapping[int, int] | None = None, other_users: bool = False) -> Outcome:
+def signal_target(
+    probe: PidProbe,
+    action: str,
+    *,
+    send: Sender = send_signal,
+    ppids: Mapping[int, int] | None = None,
+    other_users: bool = False,
+) -> Outcome:
     """Send ``action``'s signal to the target (and its counted children): the one door every signal takes.
 
     Refused, and recorded in the outcome's error, never silently: init, memtui itself and its
@@ -157,8 +165,9 @@ def signal_target(probe: PidProbe, action: str, *, send: Sender = send_signal,
     return Outcome(tuple(sent), "; ".join(errors) or None)
 
 
-def decide(policy: Policy, t: BreakerTransition, held_by: str | None,
-           reset_bytes: int, max_bytes: int) -> tuple[str, str] | None:
+def decide(
+    policy: Policy, t: BreakerTransition, held_by: str | None, reset_bytes: int, max_bytes: int
+) -> tuple[str, str] | None:
     """(action, reason) the policy takes on a breaker transition, or None."""
     if t.new is BreakerState.OPEN and t.old is not BreakerState.OPEN:
         why = f"breaker open at {format_gb(t.rss)} (breaker {format_gb(max_bytes)})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import psutil
@@ -66,8 +67,10 @@ def matcher(pattern: str):
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise UsageError(f"--match {shlex.quote(pattern)}: not a valid regular expression ({exc}); escape special "
-                         "characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])") from None
+        raise UsageError(
+            f"--match {shlex.quote(pattern)}: not a valid regular expression ({exc}); escape special "
+            "characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])"
+        ) from None
     return lambda cmdline: regex.search(cmdline) is not None
 
 
@@ -90,8 +93,9 @@ def probe_pid(pid: int, children: bool) -> PidProbe:
         raise UsageError(f"pid {pid} cannot be read by user {_user()}; run memtui as its owner") from None
 
 
-def find_matching(pattern: str, children: bool, skip: set[int] = frozenset(), *,
-                  all_users: bool = False) -> list[PidProbe]:
+def find_matching(
+    pattern: str, children: bool, skip: Collection[int] = frozenset(), *, all_users: bool = False
+) -> list[PidProbe]:
     """Probes on every process whose command line matches ``pattern``, except memtui's lineage and ``skip``.
 
     Only the current user's processes (same real uid) unless ``all_users``.
@@ -122,7 +126,7 @@ def top_users(n: int, children: bool) -> list[PidProbe]:
         if proc.pid in exclude or not mine or info.get("memory_info") is None:
             continue
         ranked.append((info["memory_info"].rss, proc.pid))
-    probes = []
+    probes: list[PidProbe] = []
     for _rss, pid in sorted(ranked, reverse=True):
         if len(probes) == n:
             break
@@ -139,13 +143,16 @@ def discover(selection: Selection) -> list[PidProbe]:
         matcher(selection.match)  # a bad pattern is a usage error before anything else is looked at
     probes = [probe_pid(pid, selection.children) for pid in dict.fromkeys(selection.pids)]
     if selection.match is not None:
-        probes += find_matching(selection.match, selection.children, skip={p.pid for p in probes},
-                                all_users=selection.all_users)
+        probes += find_matching(
+            selection.match, selection.children, skip={p.pid for p in probes}, all_users=selection.all_users
+        )
         if not probes:
-            whose = "" if selection.all_users else (f" among the processes of user {_user()} "
-                                                    "(--all-users for everyone's)")
-            raise UsageError(f"no process matches {selection.match!r}{whose}; check with: "
-                             f"pgrep -af {shlex.quote(selection.match)}")
+            whose = (
+                "" if selection.all_users else (f" among the processes of user {_user()} (--all-users for everyone's)")
+            )
+            raise UsageError(
+                f"no process matches {selection.match!r}{whose}; check with: pgrep -af {shlex.quote(selection.match)}"
+            )
     if not selection.pids and selection.match is None:
         probes = top_users(selection.top_n, selection.children)
         if not probes:

@@ -36,18 +36,25 @@ class TargetState(str, enum.Enum):
 class Action:
     """A signal memtui sent (or tried to send) to a target."""
 
-    at: str            # wall-clock time, ISO 8601
-    elapsed_s: float   # since the watch started
-    action: str        # "stop" | "resume" | "terminate"
-    signal: str        # "SIGSTOP" | "SIGCONT" | "SIGTERM"
+    at: str  # wall-clock time, ISO 8601
+    elapsed_s: float  # since the watch started
+    action: str  # "stop" | "resume" | "terminate"
+    signal: str  # "SIGSTOP" | "SIGCONT" | "SIGTERM"
     reason: str
-    by: str            # "breaker" | "operator" | "memtui"
+    by: str  # "breaker" | "operator" | "memtui"
     ok: bool
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"at": self.at, "elapsed_s": round(self.elapsed_s, 3), "action": self.action,
-               "signal": self.signal, "reason": self.reason, "by": self.by, "ok": self.ok}
+        out = {
+            "at": self.at,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "action": self.action,
+            "signal": self.signal,
+            "reason": self.reason,
+            "by": self.by,
+            "ok": self.ok,
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -75,14 +82,14 @@ class TargetSnapshot:
     cmdline: str
     label: str
     state: TargetState
-    status: str                 # psutil's word for the process ("sleeping", "stopped", ...)
-    note: str                   # why it is exited / denied / stopped
+    status: str  # psutil's word for the process ("sleeping", "stopped", ...)
+    note: str  # why it is exited / denied / stopped
     rss: int
     uss: int | None
     pss: int | None
     processes: int
     peak: int
-    rate_bps: float | None      # bytes per second over the recent window
+    rate_bps: float | None  # bytes per second over the recent window
     seconds_to_limit: float | None
     breaker: BreakerState
     trips: int
@@ -90,8 +97,8 @@ class TargetSnapshot:
     warning_bytes: int
     max_bytes: int
     reset_bytes: int
-    own_thresholds: bool        # set for this target alone
-    held_by: str | None         # who stopped it: "breaker" | "operator" | None
+    own_thresholds: bool  # set for this target alone
+    held_by: str | None  # who stopped it: "breaker" | "operator" | None
     actions: tuple[Action, ...]
     samples: int
     sample_cost_s: float
@@ -235,16 +242,35 @@ class TargetTracker:
         elif status in ("stopped", "tracing-stop"):
             state = TargetState.STOPPED
             note = {"breaker": "stopped by memtui (breaker open)", "operator": "paused by the operator"}.get(
-                self.held_by or "", "stopped (not by memtui)")
+                self.held_by or "", "stopped (not by memtui)"
+            )
         else:
             state, note = TargetState.RUNNING, ""
         return TargetSnapshot(
-            pid=self.pid, name=self.probe.name, cmdline=self.probe.cmdline, label=self.label,
-            state=state, status=status, note=note, rss=rss,
-            uss=last.uss if last else None, pss=last.pss if last else None,
-            processes=last.processes if last else 0, peak=self._peak, rate_bps=rate, seconds_to_limit=eta,
-            breaker=self.breaker.state, trips=self.breaker.trips, warnings=self._warnings,
-            warning_bytes=cfg.warning_bytes, max_bytes=cfg.max_bytes, reset_bytes=cfg.reset_bytes,
-            own_thresholds=self.own_thresholds, held_by=self.held_by, actions=tuple(self.actions),
-            samples=self._samples, sample_cost_s=self._cost, history=tuple(self._history),
+            pid=self.pid,
+            name=self.probe.name,
+            cmdline=self.probe.cmdline,
+            label=self.label,
+            state=state,
+            status=status,
+            note=note,
+            rss=rss,
+            uss=last.uss if last else None,
+            pss=last.pss if last else None,
+            processes=last.processes if last else 0,
+            peak=self._peak,
+            rate_bps=rate,
+            seconds_to_limit=eta,
+            breaker=self.breaker.state,
+            trips=self.breaker.trips,
+            warnings=self._warnings,
+            warning_bytes=cfg.warning_bytes,
+            max_bytes=cfg.max_bytes,
+            reset_bytes=cfg.reset_bytes,
+            own_thresholds=self.own_thresholds,
+            held_by=self.held_by,
+            actions=tuple(self.actions),
+            samples=self._samples,
+            sample_cost_s=self._cost,
+            history=tuple(self._history),
         )
