@@ -320,8 +320,8 @@ class AttachServer:
                 raise wire.WireError("a command needs a name, args (a list) and kwargs (an object)")
             if not all(_plain(v) for v in [*args, *kwargs.values()]) or not all(isinstance(k, str) for k in kwargs):
                 raise wire.WireError("command arguments are plain values only")
-        except wire.WireError as exc:
-            return {"id": None, "ok": False, "error": str(exc)}
+        except Exception as exc:  # WireError, or a listed type built with the wrong fields
+            return {"id": None, "ok": False, "error": f"not a command: {exc}"}
         try:
             call(self.engine, name, *args, **kwargs)
         except Exception as exc:  # the viewer hears why; the run goes on

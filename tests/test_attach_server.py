@@ -1,0 +1,155 @@
+"""The attach server in-process, over a real Runner with a fast fake executor: slow and frozen viewers
+never hold the run back (bounded outboxes, drop-and-resync, dropped after the send timeout), commands
+reach only the engine's own names, and the RemoteEngine satisfies the Engine protocol."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from memtui import wire
+from memtui.attach.client import RemoteEngine, read_lines
+from memtui.attach.server import AttachServer
+from memtui.engine import Engine
+from memtui.jobs.cache import CacheJob
+from memtui.memory import MemoryConfig, MemoryMonitor
+from memtui.runner import Runner
+from memtui.trace import RunTrace
+from tests.support.executors import FakeExecutor
+from tests.support.inputs import write_input
+
+
+@pytest.fixture
+def run_dir(monkeypatch):
+    folder = Path(tempfile.mkdtemp(prefix="mts", dir="/tmp"))
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(folder / "runs"))
+    yield folder / "runs"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_runner(tmp_path: Path, *, domains: int = 40, delay_s: float = 0.002, gate=None) -> Runner:
+    cache = tmp_path / "cache.sqlite"
+    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9),
+                   cache, FakeExecutor(delay_s=delay_s, sub_batch=2, gate=gate), model_id="t")
+    config = MemoryConfig(batch_size_max=1, batch_size_min=1)
+    return Runner(job, MemoryMonitor(config), trace=RunTrace(cache.with_name("cache.sqlite.trace")))
+
+
+def timed_run(runner: Runner) -> float:
+    start = time.monotonic()
+    report = runner.run()
+    assert report["status"] == "success"
+    return time.monotonic() - start
+
+
+def test_a_frozen_viewer_is_resynced_then_dropped_and_never_slows_the_run(tmp_path, run_dir):
+    runner = make_runner(tmp_path)
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.01, outbox_lines=8, send_timeout_s=1.0).start()
+    frozen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    frozen.connect(str(server.socket_path))  # and never reads a byte
+    healthy = RemoteEngine(str(server.socket_path))
+    deadline = time.monotonic() + 5
+    while server.viewers < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    viewers = list(server._viewers)
+    elapsed = timed_run(runner)
+    server.finish(runner.snapshot().report)
+    assert healthy.run()["status"] == "success"  # the healthy viewer got the report
+    assert elapsed < 30
+    frozen_viewer = viewers[0]
+    assert frozen_viewer.resyncs > 0 or not frozen_viewer.open
+    frozen.close()
+    assert not server.socket_path.exists() and not (run_dir / f"{server.run_id}.json").exists()
+
+
+def test_the_outbox_drops_its_backlog_for_a_fresh_snapshot(tmp_path, run_dir):
+    from memtui.attach.server import _line, _Viewer
+
+    runner = make_runner(tmp_path, domains=3)
+    runner.open()
+    server = AttachServer(runner, outbox_lines=4)
+    viewer = _Viewer(server, conn=None, pid=0)  # type: ignore[arg-type]  # never sends: only the outbox
+    for _n in range(3):
+        viewer.push("snapshot", _line("snapshot", runner.snapshot()))
+    assert len(viewer.outbox) == 1  # a newer snapshot replaces one not yet sent
+    event = _line("event", wire.decode(wire.encode(runner.snapshot().memory.breaker)) and None)  # a plain null body
+    for _ in range(10):
+        viewer.push("event", event)
+    assert viewer.resyncs >= 1
+    kinds = [kind for kind, _ in viewer.outbox]
+    assert len(viewer.outbox) <= 4 + 2 and "snapshot" in kinds
+    note = next(line for kind, line in viewer.outbox if kind == "event" and b"fell behind" in line)
+    assert b"resynced" in note
+
+
+def test_commands_reach_only_the_engines_own_names(tmp_path, run_dir):
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=4, gate=gate)
+    runner.open()
+    server = AttachServer(runner).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(str(server.socket_path))
+        lines = read_lines(sock)
+
+        def ask(body) -> dict:
+            sock.sendall((wire.dumps("command", body) + "\n").encode())
+            for raw in lines:
+                kind, reply = wire.loads(raw)
+                if kind == "reply":
+                    return reply
+            raise AssertionError("no reply")
+
+        for name in ("run", "emergency_exit", "__init__", "snapshot", "_lock", "subscribe"):
+            reply = ask({"id": 1, "name": name, "args": [], "kwargs": {}})
+            assert reply["ok"] is False and "takes no command" in reply["error"], name
+        built = {"warning": {"__type__": "MemoryLimit"}}  # no objects from a viewer, not even listed types
+        assert ask({"id": 2, "name": "set_thresholds", "kwargs": built})["ok"] is False
+        reply = ask({"id": 3, "name": "set_thresholds", "kwargs": {"warning": "9GB", "max": "1GB"}})
+        assert reply["ok"] is False and reply["type"] == "ConfigError"
+        assert ask({"id": 4, "name": "pause"})["ok"] is True
+        assert runner.snapshot().paused
+        sock.sendall(b"not json\n")
+        reply = next(body for kind, body in map(wire.loads, lines) if kind == "reply")
+        assert reply["ok"] is False and "not a command" in reply["error"]
+        assert runner.snapshot().paused  # nonsense changes nothing; the run goes on
+        assert ask({"id": 5, "name": "stop"})["ok"] is True
+        gate.set()
+        worker.join(30)
+        assert runner.snapshot().report["exit_code"] == 130
+        sock.close()
+    finally:
+        gate.set()
+        runner.stop()
+        worker.join(30)
+        server.finish(runner.snapshot().report)
+
+
+def test_a_remote_engine_is_an_engine(tmp_path, run_dir):
+    runner = make_runner(tmp_path, domains=3)
+    runner.open()
+    server = AttachServer(runner).start()
+    try:
+        remote = RemoteEngine(str(server.socket_path))
+        assert isinstance(remote, Engine)
+        assert remote.kind == "job" and remote.commands == runner.commands
+        assert remote.snapshot().items_total == runner.snapshot().items_total
+        remote.set_batch_limits(minimum=1, maximum=2)  # an engine's own command, through call()
+        assert runner.snapshot().batch_max == 2
+        remote.detach()
+        remote.stop()  # after detaching: nothing reaches the run
+        assert not runner.snapshot().stopping
+    finally:
+        server.finish()
