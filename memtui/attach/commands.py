@@ -95,9 +95,11 @@ def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
         code = proc.poll()
         if code is not None:
             tail = _tail(log_path)
+            if code == 2:  # a usage error: its own line says it all
+                last = (tail.strip().splitlines() or [f"exit {code}"])[-1]
+                raise UsageError(last.removeprefix("memtui: error: "))
             raise RuntimeFailure(f"the detached run ended before it accepted viewers (exit {code}); "
-                                 f"its log {log_path}:\n{tail}") if code != 2 else UsageError(tail.strip() or
-                                                                                              f"exit {code}")
+                                 f"its log {log_path}:\n{tail}")
         if sock_path.exists():
             try:
                 connect(str(sock_path), timeout=1.0).close()
@@ -159,7 +161,7 @@ def _fill(row: dict[str, Any], s: Any) -> None:
     else:  # the monitor: its targets' total
         row.update(phase="paused" if s.paused else "finished" if s.finished else "watching",
                    items_done=sum(1 for t in s.targets if t.state.value != "gone"), items_total=len(s.targets),
-                   rss_gb=round(sum(getattr(t, "rss_bytes", 0) for t in s.targets) / 1024**3, 3),
+                   rss_gb=round(sum(getattr(t, "rss", 0) for t in s.targets) / 1024**3, 3),
                    breaker="-")
 
 
