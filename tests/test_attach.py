@@ -255,3 +255,44 @@ def test_the_attach_command_on_no_run_is_a_usage_error(place):
     done = memtui("attach", env=env, timeout=30)
     assert done.returncode == 2 and "no memtui run is running" in done.stderr
     assert memtui("stop", "abc", env=env, timeout=30).returncode == 2
+
+
+async def test_attached_dashboard_shows_the_end_and_q_leaves_with_the_runs_report(place, inputs, monkeypatch):
+    from memtui.attach.client import RemoteEngine
+    from memtui.attach.runs import find
+    from memtui.tui.attached import AttachedMemtuiApp
+
+    runs, env, _ = place
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
+    run_id, pid, _ = detach(place, inputs, "small")
+    app = AttachedMemtuiApp(RemoteEngine(find(run_id).socket), poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        deadline = time.monotonic() + 180
+        while app.report is None:
+            assert time.monotonic() < deadline, "the run did not report"
+            await pilot.pause(0.1)
+        assert app.is_running  # the report stays on screen until q
+        assert app.dashboard.finished
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value["exit_code"] == 0 and app.return_value["status"] == "success"
+    assert not app.lost and not app.detached
+
+
+async def test_attached_dashboard_of_a_run_killed_with_9_says_so_and_exits(place, inputs, monkeypatch):
+    from memtui.attach.client import RemoteEngine
+    from memtui.attach.runs import find
+    from memtui.tui.attached import AttachedMemtuiApp
+
+    runs, env, _ = place
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
+    run_id, pid, _ = detach(place, inputs)
+    app = AttachedMemtuiApp(RemoteEngine(find(run_id).socket), poll_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        while app.is_running:
+            assert time.monotonic() - start < 5, "the viewer of a dead run did not exit"
+            await pilot.pause(0.1)
+    assert app.lost and "ended abnormally" in app.lost and app.return_value is None
