@@ -121,19 +121,27 @@ class _Attached:
         self.remote.detach()
         self._signal_loop.call_soon_threadsafe(self.exit, None)  # type: ignore[attr-defined]
 
+    # Textual calls each class's handler along the MRO: this one runs before EngineApp's.
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if worker is not self._worker or event.state is not WorkerState.ERROR:  # type: ignore[attr-defined]
             return
-        if isinstance(worker.error, RunLost):
-            if self.detached:
-                return
-            self.lost = str(worker.error)
-            self.job_log.add("ERROR", "error", self.lost)  # type: ignore[attr-defined]
-            self.notify(self.lost, severity="error", timeout=LOST_EXIT_S + 5)  # type: ignore[attr-defined]
-            self.set_timer(LOST_EXIT_S, lambda: self.exit(None))  # type: ignore[attr-defined]
-        else:
-            super().on_worker_state_changed(event)  # type: ignore[misc]
+        if not isinstance(worker.error, RunLost):
+            return  # EngineApp's handler reports it as a crash
+        event.prevent_default()  # not a crash of this app: the run went away
+        if self.detached:
+            return
+        self.lost = str(worker.error)
+        self.job_log.add("ERROR", "error", self.lost)  # type: ignore[attr-defined]
+        self.notify(self.lost, severity="error", timeout=LOST_EXIT_S + 5)  # type: ignore[attr-defined]
+        self.set_timer(LOST_EXIT_S, lambda: self.exit(None))  # type: ignore[attr-defined]
+
+    def on_unmount(self) -> None:
+        """Whatever ends the viewer (even a crash) leaves the run running: EngineApp's unmount, which
+        stops its engine, then reaches a detached RemoteEngine."""
+        if self.report is None:  # type: ignore[attr-defined]
+            self.detached = True
+            self.remote.detach()
 
 
 class AttachedMemtuiApp(_Attached, MemtuiApp):
