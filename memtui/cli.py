@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what runs the model: torch (exact fp32, default), onnx (fp32) or onnx-int8 (about 2x "
                           "faster, cosine to fp32 >= 0.99; needs memtui[onnx]); env MEMTUI_BACKEND, config [embed] backend")
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N domains")
+    run.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                     help="cache mode on a local Dask cluster of N worker processes, each guarded by memtui "
+                          "(needs memtui[distributed])")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="cache mode on an existing Dask cluster (tcp://HOST:PORT); needs memtui[distributed]")
     run.add_argument("--texts", type=_positive_int, default=None, metavar="N",
                      help="embeddings mode: the first N texts of the input (default 1000)")
     run.add_argument("--strict", action="store_true", help="stop at the first bad input line instead of skipping it")
@@ -236,11 +241,16 @@ def run(args: argparse.Namespace) -> int:
         return run_face(args, build_monitor_engine(args, monitor))  # UsageError (exit 2) if no target exists
     if args.texts is not None and args.mode != "embeddings":
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
+    if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
+        raise UsageError("--workers and --scheduler go with --mode cache")
+    if getattr(args, "workers", None) and getattr(args, "scheduler", None):
+        raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     runner = build_runner(args, monitor)
     try:
         runner.open()  # bad input, cache or config fails here, in one line, before any face starts
         progress = runner.snapshot()
-        if progress.items_done < progress.items_total:  # a rerun over a complete cache loads no model
+        cluster = getattr(args, "workers", None) or getattr(args, "scheduler", None)  # workers load the model
+        if progress.items_done < progress.items_total and not cluster:  # a complete cache loads no model
             from memtui.embed.footprint import require_room  # noqa: PLC0415
 
             lowered = monitor.config.max_bytes if monitor.thresholds.breaker_lowered else None
@@ -365,6 +375,14 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
     job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
                    model_id=embedder.model_id, mode=args.mode, limit_domains=args.limit,
                    limit_texts=texts, strict=args.strict)
+    if getattr(args, "workers", None) or getattr(args, "scheduler", None):
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+
+        require_distributed()
+        from memtui.cluster.engine import ClusterRunner  # noqa: PLC0415
+
+        return ClusterRunner(job, monitor, workers=args.workers, scheduler=args.scheduler, model=job.model_id,
+                             backend=embedder.backend, trace=RunTrace(trace_path(Path(job.cache_path))))
     return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))))
 
 

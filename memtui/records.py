@@ -77,6 +77,11 @@ class RunReport:
     reason: str | None = None
     memory_floor_gb: float | None = None
     previous_abnormal_end: str | None = None
+    # a cluster run only (memtui.cluster): each worker's stats, workers that died, domains quarantined
+    cluster: str | None = None
+    workers: tuple[dict[str, Any], ...] | None = None
+    workers_lost: int | None = None
+    quarantined: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -124,6 +129,16 @@ class RunReport:
             more = f" and {r.unprocessed_domains - 5} more" if r.unprocessed_domains > 5 else ""
             how = "rerun with the levels above to resume" if r.memory_floor_gb else "rerun to resume"
             lines.append(f"Not processed: {r.unprocessed_domains} domain(s): {names}{more} ({how})")
+        if r.workers is not None:
+            lines.append(f"Cluster {r.cluster}: {len(r.workers)} worker(s), {r.workers_lost or 0} lost")
+            for w in r.workers:
+                lines.append(
+                    f"  {w.get('address')}: {w.get('items_done', 0)} responses, peak {w.get('peak_memory_gb', 0):.2f}GB"
+                    f" · breaker trips {w.get('breaker_trips', 0)} · cleanups {w.get('cleanups', 0)}"
+                    + (" · lost" if w.get("lost") else "")
+                )
+        if r.quarantined:
+            lines.append(f"Quarantined (killed workers twice, not retried): {', '.join(r.quarantined)}")
         if r.reason:
             lines.append(f"Why: {r.reason}")
         if r.error:
@@ -141,4 +156,9 @@ def report_dict(report: Report) -> dict[str, Any]:
     return report.to_dict() if isinstance(report, RunReport) else report
 
 
-_WHEN_KNOWN = frozenset({"rss_anon_gb", "rss_file_gb", "error", "reason", "memory_floor_gb", "previous_abnormal_end"})
+_WHEN_KNOWN = frozenset(
+    {
+        "rss_anon_gb", "rss_file_gb", "error", "reason", "memory_floor_gb", "previous_abnormal_end",
+        "cluster", "workers", "workers_lost", "quarantined",
+    }
+)
