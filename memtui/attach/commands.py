@@ -193,7 +193,6 @@ def attach(args: argparse.Namespace) -> int:
     from memtui.attach.client import RemoteEngine  # noqa: PLC0415
 
     engine = RemoteEngine(entry.socket)
-    from memtui.faces.headless import parts_for  # noqa: PLC0415
     from memtui.tui.attached import attached_app_class  # noqa: PLC0415
 
     core_log = logging.getLogger("memtui")
@@ -208,7 +207,12 @@ def attach(args: argparse.Namespace) -> int:
     if report is None:
         print(f"memtui: detached from run {entry.id} (it goes on: 'memtui attach {entry.id}' comes back)")
         return 0
-    for line in parts_for(engine).summary(report):  # type: ignore[arg-type]
+    if hasattr(report, "summary_lines"):  # the run's typed report words its own summary
+        lines = report.summary_lines()
+    else:  # the monitor's
+        lines = [f"Watch {report.get('status')} ({report.get('end_reason', '')}) after "
+                 f"{float(report.get('duration_s', 0)):.1f}s: {report.get('selection', '')}"]
+    for line in lines:
         print(line)
     return int(report["exit_code"])
 

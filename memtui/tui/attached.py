@@ -1,7 +1,8 @@
 """The attached viewer: the same dashboard as the in-process TUI, over a RemoteEngine.
 
 ``AttachedMemtuiApp`` and ``AttachedMonitorApp`` are the usual apps hosting a
-memtui.attach.client.RemoteEngine, with what differs for a run that lives in
+memtui.attach.client.RemoteEngine (duck-typed: memtui.attach launches these apps, so
+nothing here imports it), with what differs for a run that lives in
 another process: ``d`` detaches (the run goes on); ``q`` asks: stop the run
 (it commits first), detach, or cancel; SIGTERM, SIGINT and a hangup of the
 viewer's terminal detach. When the run ends while attached the dashboard shows
@@ -20,7 +21,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 from textual.worker import Worker, WorkerState
 
-from memtui.attach.client import RemoteEngine, RunLost
 from memtui.tui.app import MemtuiApp
 from memtui.tui.engine_app import detach_from_terminal
 from memtui.tui.monitor_app import MonitorApp
@@ -67,11 +67,11 @@ class AttachQuitScreen(ModalScreen[str]):
 class _Attached:
     """What both attached apps add (a mixin before the app class: its methods win)."""
 
-    remote: RemoteEngine
+    remote: Any  # a memtui.attach.client.RemoteEngine (not imported: attach launches this app)
     detached: bool
     lost: str | None
 
-    def _attached_init(self, engine: RemoteEngine) -> None:
+    def _attached_init(self, engine: Any) -> None:
         self.remote = engine
         self.detached = False
         self.lost = None  # why the run ended abnormally, if it did
@@ -126,8 +126,8 @@ class _Attached:
         worker = event.worker
         if worker is not self._worker or event.state is not WorkerState.ERROR:  # type: ignore[attr-defined]
             return
-        if not isinstance(worker.error, RunLost):
-            return  # EngineApp's handler reports it as a crash
+        if not (self.remote.lost or self.remote.detached):
+            return  # not the run going away (RemoteEngine.run raises RunLost only then): EngineApp reports a crash
         event.prevent_default()  # not a crash of this app: the run went away
         if self.detached:
             return
@@ -148,7 +148,7 @@ class AttachedMemtuiApp(_Attached, MemtuiApp):
     TITLE = "memtui (attached)"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "detach", "Detach")]
 
-    def __init__(self, engine: RemoteEngine, **options: Any) -> None:
+    def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
         super().__init__(engine, **options)  # type: ignore[arg-type]
 
@@ -157,10 +157,10 @@ class AttachedMonitorApp(_Attached, MonitorApp):
     TITLE = "memtui monitor (attached)"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "detach", "Detach")]
 
-    def __init__(self, engine: RemoteEngine, **options: Any) -> None:
+    def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
         super().__init__(engine, **options)  # type: ignore[arg-type]
 
 
-def attached_app_class(engine: RemoteEngine) -> type[MemtuiApp] | type[MonitorApp]:
+def attached_app_class(engine: Any) -> type[MemtuiApp] | type[MonitorApp]:
     return AttachedMonitorApp if engine.kind == "monitor" else AttachedMemtuiApp
