@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import ClassVar
+
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from memtui.errors import ConfigError
 from memtui.memory.units import GB, parse_gb
 from memtui.records import Report, RunReport
 from memtui.runner import Runner, RunSnapshot
-from memtui.tui.commands import MemtuiCommands
+from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
-from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
+from memtui.tui.screens import BatchLimitsScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.dashboard import DashboardScreen
 from memtui.tui.text import count, short_path
 from memtui.tui.theming import NO_COLOR_THEME
@@ -33,22 +35,12 @@ BREAKER_STEP_GB = 0.1
 class MemtuiApp(EngineApp):
     CSS_PATH = "app.tcss"
     TITLE = "memtui"
-    COMMANDS = App.COMMANDS | {MemtuiCommands}
-    BINDINGS = [
-        # Two bindings per key whose label changes; check_action shows the one that applies.
-        Binding("p,space", "pause", "Pause"),
-        Binding("p,space", "resume", "Resume"),
-        Binding("c", "cleanup", "Cleanup"),
-        Binding("t", "thresholds", "Thresholds"),
-        Binding("plus,equals_sign", "breaker_step(1)", "Breaker+", show=False),
-        Binding("minus,underscore", "breaker_step(-1)", "Breaker-", show=False),
-        Binding("b", "batch_limits", "Batch"),
-        Binding("g", "toggle_chart", "Chart"),
-        Binding("l", "show_log", "Log"),
-        Binding("l", "show_report", "Report"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "request_quit", "Quit"),
-        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
+    COMMANDS = App.COMMANDS | {KeyCommands}
+    #: The dashboard's keys are on DashboardScreen; here only what works on every screen: Ctrl-C
+    #: (a priority binding: no dialog or input takes it; a second one in the quit question confirms).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True,
+                tooltip="Interrupt: asks like q, on any screen; a second ctrl+c in the question confirms"),
     ]
 
     def __init__(self, runner: Runner, *, theme: str | None = None, autostart: bool = True,
@@ -63,8 +55,6 @@ class MemtuiApp(EngineApp):
                          handle_signals=handle_signals, ansi_color=True if plain else None)
         self.runner = runner
         self.dashboard = DashboardScreen(time_format=time_format)
-        self.last: RunSnapshot | None = None  # the latest snapshot polled
-        self._binding_state: tuple[bool, bool, bool] | None = None
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -98,53 +88,37 @@ class MemtuiApp(EngineApp):
     # -- polling ----------------------------------------------------------------------
     def tick(self, *, force_chart: bool = False) -> None:
         """Poll one snapshot and drain the events: the only way the UI learns about the job."""
+        if not self.is_running:  # shutting down: the panels are being removed (the poll timer still fires)
+            return
         s = self.runner.snapshot()
         log = self.dashboard.gc_log
         for event in self._events.drain():
             log.add_event(event)
-        self.last = s
-        self.dashboard.show(s, force_chart=force_chart)
-        state = (s.paused, s.finished or self.report is not None, s.stopping)
-        if state != self._binding_state:
-            self._binding_state = state
-            self.refresh_bindings()
+        self.dashboard.snapshot = s  # its watcher shows it; the keys follow (DashboardScreen.check_action)
+        if force_chart:
+            self.dashboard.redraw_chart()
 
-    # -- bindings ---------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """True shows a key, False hides it, None shows it greyed out (nothing to act on)."""
-        s = self.last
-        over = self.report is not None or (s is not None and s.finished)
-        stopping = self.quitting or (s is not None and s.stopping)
-        paused = s is not None and s.paused
-        if action == "pause":
-            return False if over or paused else None if stopping else True
-        if action == "resume":
-            return (None if stopping else True) if paused and not over else False
-        if action in ("cleanup", "thresholds", "breaker_step", "batch_limits"):
-            # Hidden once the job is over, so the footer keeps room for q at 80 columns.
-            return False if over else None if stopping else True
-        if action in ("show_log", "show_report"):
-            # Only short terminals hide the log behind the report; tall ones show both.
-            if not over or self.dashboard.tall or self.dashboard.chart.display:
-                return False
-            return self.dashboard.log_after_finish == (action == "show_report")
-        return True
+    @property
+    def last(self) -> RunSnapshot | None:
+        """The latest snapshot polled (held by the dashboard, a reactive)."""
+        return self.dashboard.snapshot
 
-    def action_pause(self) -> None:
+    # -- what the dashboard's keys do (DashboardScreen binds them) ----------------------
+    def pause_job(self) -> None:
         self.runner.pause()
         self.tick()
 
-    def action_resume(self) -> None:
+    def resume_job(self) -> None:
         self.runner.resume()
         self.tick()
 
-    def action_cleanup(self) -> None:
+    def request_cleanup(self) -> None:
         self.runner.request_cleanup()
         s = self.runner.snapshot()
         when = "runs now (the job is paused)" if s.phase == "paused" else "runs after the sub-batch in flight"
         self.dashboard.gc_log.add("NOTE", "info", f"Cleanup requested: {when}")
 
-    def action_thresholds(self) -> None:
+    def edit_thresholds(self) -> None:
         m = self.runner.snapshot().memory
         self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB",
                                           self._apply_thresholds))
@@ -160,7 +134,7 @@ class MemtuiApp(EngineApp):
             return f"the warning level ({levels[0]:.2f}GB) must be below the breaker ({levels[1]:.2f}GB)"
         return None
 
-    def action_breaker_step(self, direction: int) -> None:
+    def step_breaker(self, direction: int) -> None:
         m = self.runner.snapshot().memory
         new = round(m.max_bytes / GB + direction * BREAKER_STEP_GB, 2)
         if new <= m.warning_bytes / GB:
@@ -171,7 +145,7 @@ class MemtuiApp(EngineApp):
         if error:
             self.notify(error, severity="error", timeout=5)
 
-    def action_batch_limits(self) -> None:
+    def edit_batch_limits(self) -> None:
         s = self.runner.snapshot()
         self.push_screen(BatchLimitsScreen(str(s.batch_min), str(s.batch_max), self._apply_batch_limits))
 
@@ -191,19 +165,6 @@ class MemtuiApp(EngineApp):
             return str(exc)
         self.tick()
         return None
-
-    def action_toggle_chart(self) -> None:
-        self.dashboard.toggle_chart()
-
-    def action_show_log(self) -> None:
-        self.dashboard.set_log_after_finish(True)
-
-    def action_show_report(self) -> None:
-        self.dashboard.set_log_after_finish(False)
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
 
     # -- quitting ---------------------------------------------------------------------
     def action_request_quit(self) -> None:

@@ -1,44 +1,32 @@
 """The command palette (ctrl+p): every action the keys offer, and every theme.
 
-Operators who forgot a key search for it here; actions that make no sense now
-(pausing a finished job) are left out rather than failing when picked.
+Operators who forgot a key search for it here. The entries are the bindings of
+the screen the palette was opened on and of the app (memtui.tui.keys: a
+binding's tooltip titles its entry), so the palette lists what the keys do and
+nothing else; actions that make no sense now (pausing a finished job) are left
+out by the same ``check_action`` that hides their key, rather than failing when
+picked. Both apps use this provider.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from memtui.tui.app import MemtuiApp
-
-#: (action, title, help) in the order the help screen lists them.
-ACTIONS = [
-    ("pause", "Pause the job", "p / space: hold after the sub-batch in flight"),
-    ("resume", "Resume the job", "p / space"),
-    ("cleanup", "Clean up memory now", "c: gc, return freed heap, clear model caches"),
-    ("thresholds", "Change memory thresholds…", "t: warning and breaker levels"),
-    ("breaker_step(1)", "Raise the breaker level by 0.1 GB", "+"),
-    ("breaker_step(-1)", "Lower the breaker level by 0.1 GB", "-"),
-    ("batch_limits", "Change batch-size limits…", "b"),
-    ("toggle_chart", "Show or hide the memory chart", "g"),
-    ("help", "Help: keys and panels", "?"),
-    ("request_quit", "Quit (stops after committing the batch in flight)", "q"),
-]
+from memtui.tui.keys import documented
 
 
-class MemtuiCommands(Provider):
+class KeyCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app: MemtuiApp = self.app  # type: ignore[assignment]
+        app = self.app
         commands: list[tuple[str, str, Callable[[], object]]] = []
-        for action, title, help_text in ACTIONS:
-            name, _, arg = action.partition("(")
-            params = (int(arg.rstrip(")")),) if arg else ()
-            if app.check_action(name, params):
-                commands.append((title, help_text, partial(app.run_action, action)))
+        for doc in documented([self.screen, app]):
+            if doc.check():
+                keys = doc.key_display(app)
+                help_text = f"{keys}: {doc.detail}" if doc.detail else keys
+                commands.append((doc.title, help_text, partial(app.run_action, doc.action, doc.namespace)))
         for theme in sorted(app.available_themes):
             marker = " (current)" if theme == app.theme else ""
             commands.append((f"Theme: {theme}{marker}", "switch colors", partial(setattr, app, "theme", theme)))
@@ -54,3 +42,7 @@ class MemtuiCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+#: The operator TUI's name for it (tests, older imports).
+MemtuiCommands = KeyCommands

@@ -73,7 +73,6 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         self._worker: Worker | None = None
         self.report: Report | None = None
         self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
-        self.last: Any = None  # the latest snapshot polled
         for t in load_themes():
             self.register_theme(t)
         if theme is not None and is_theme_file(theme):  # an operator's own theme file
@@ -86,6 +85,8 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         self.theme = wanted
 
     # -- what subclasses provide --------------------------------------------------------
+    # ``last``: the latest snapshot polled, held in a reactive whose watchers show it (MemtuiApp's
+    # dashboard screen, MonitorApp itself); check_action reads what the keys depend on from it.
     @property
     @abstractmethod
     def job_log(self) -> GcLog:

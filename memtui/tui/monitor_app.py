@@ -8,19 +8,29 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.widgets import Footer, Static
+from typing import ClassVar, NamedTuple
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import var
+from textual.widgets import DataTable, Footer, Static
 
 from memtui.engine import call
 from memtui.errors import MemtuiError
 from memtui.events import Event
 from memtui.jobs.monitor.engine import MonitorEngine, MonitorSnapshot
-from memtui.jobs.monitor.events import (MonitorFinished, TargetActed, TargetBreakerChanged, TargetGone,
-                                        TargetSampled, TargetWarning)
-from memtui.jobs.monitor.tracker import TargetState
+from memtui.jobs.monitor.events import (
+    MonitorFinished,
+    TargetActed,
+    TargetBreakerChanged,
+    TargetGone,
+    TargetSampled,
+    TargetWarning,
+)
+from memtui.jobs.monitor.tracker import TargetSnapshot, TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, format_duration
+from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
@@ -43,7 +53,7 @@ class ConfirmSignalScreen(ConfirmScreen):
 
     YES = "Send"
     NO = "Cancel"
-    BINDINGS = [Binding("y", "confirm", "Send"), Binding("n,escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "confirm", "Send"), Binding("n,escape", "cancel", "Cancel")]
 
 
 class MonitorThresholdsScreen(TwoFieldScreen):
@@ -71,6 +81,13 @@ def log_entry(event: Event) -> tuple[str, str] | None:
     return "NOTE", {"error": "error", "warning": "warning"}.get(event.level, "info")
 
 
+class KeyState(NamedTuple):
+    """What the keys depend on: the watch is over, and the selected process's state (None: none live)."""
+
+    over: bool = False
+    target: TargetState | None = None
+
+
 class MonitorApp(EngineApp):
     CSS_PATH = ["app.tcss", "monitor_app.tcss"]
     TITLE = "memtui monitor"
@@ -79,21 +96,30 @@ class MonitorApp(EngineApp):
     FACE_NOUN = "monitor TUI"
     WORK_NOUN = "watch"
     MOUSE = True  # a row of the process table can be clicked
-    BINDINGS = [
-        Binding("s", "signal('stop')", "Stop"),
-        Binding("r", "signal('resume')", "Resume"),
-        Binding("k", "signal('terminate')", "Terminate"),
-        Binding("t", "thresholds", "Thresholds"),
-        Binding("q", "request_quit", "Quit"),
+    COMMANDS = App.COMMANDS | {KeyCommands}
+    #: Each tooltip is the key's entry in the command palette (memtui.tui.keys); ctrl+c shares q's.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "signal('stop')", "Stop", tooltip="Stop the selected process: SIGSTOP after you confirm; "
+                                                       "it stays frozen until r"),
+        Binding("r", "signal('resume')", "Resume", tooltip="Resume the selected process: SIGCONT after you confirm"),
+        Binding("k", "signal('terminate')", "Terminate",
+                tooltip="Terminate the selected process: SIGTERM after you confirm; it may clean up first"),
+        Binding("t", "thresholds", "Thresholds",
+                tooltip="Change thresholds: warning and breaker levels for every watched process"),
+        Binding("q", "request_quit", "Quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
+
+    #: The latest snapshot polled: every poll sets it, ``watch_last`` shows it.
+    last: var[MonitorSnapshot | None] = var(None, always_update=True, init=False)
+    #: What check_action reads (``bindings=True``: the footer is redrawn only when it changes).
+    key_state: var[KeyState] = var(KeyState(), bindings=True, init=False)
 
     def __init__(self, engine: MonitorEngine, *, theme: str | None = None, autostart: bool = True,
                  poll_interval: float = POLL_INTERVAL_S, handle_signals: bool = False) -> None:
         super().__init__(engine, theme=theme, autostart=autostart, poll_interval=poll_interval,
                          handle_signals=handle_signals)
         self.engine = engine
-        self.last: MonitorSnapshot | None = None
         self.header = Static("", id="monitor-header", markup=False)
         self.table = ProcessTable(id="processes")
         self.log_widget = GcLog(id="monitor-log")
@@ -116,15 +142,29 @@ class MonitorApp(EngineApp):
 
     # -- polling ----------------------------------------------------------------------
     def tick(self) -> None:
+        if not self.is_running:  # shutting down: the widgets are being removed (the poll timer still fires)
+            return
         s = self.engine.snapshot()
-        self.last = s
         for event in self._events.drain():
             entry = log_entry(event)
             if entry is not None:
                 self.log_widget.add(*entry, strip_icon(event.message), at=event.at)
+        self.last = s
+
+    def watch_last(self, s: MonitorSnapshot | None) -> None:
+        if s is None:
+            return
         self.table.show(s.targets)
         self.header.update(self._header(s))
-        self.refresh_bindings()
+        self._update_key_state()
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._update_key_state()
+
+    def _update_key_state(self) -> None:
+        target = self._selected()
+        self.key_state = KeyState(over=self.report is not None or self.quitting,
+                                  target=None if target is None or target.gone else target.state)
 
     def _header(self, s: MonitorSnapshot) -> str:
         live = sum(not t.gone for t in s.targets)
@@ -138,18 +178,18 @@ class MonitorApp(EngineApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action != "signal" and action != "thresholds":
             return True
-        if self.report is not None or self.quitting:
+        keys = self.key_state
+        if keys.over:
             return False
         if action == "thresholds":
             return True
-        target = self._selected()
-        if target is None or target.gone:
+        if keys.target is None:
             return None
-        stopped = target.state is TargetState.STOPPED
+        stopped = keys.target is TargetState.STOPPED
         return {"stop": not stopped, "resume": stopped, "terminate": True}[str(parameters[0])]
 
-    def _selected(self):
-        pid = self.table.selected_pid if self.is_mounted else None
+    def _selected(self) -> TargetSnapshot | None:
+        pid = self.table.selected_pid if self.table.is_mounted else None  # (App.is_mounted is a method)
         return self.last.target(pid) if self.last is not None and pid is not None else None
 
     def action_signal(self, action: str) -> None:

@@ -36,7 +36,7 @@ async def test_p_stops_processing_and_resumes(make_rig):
         await wait_for(pilot, lambda: rig.runner.snapshot().items_done >= 20, what="a first committed batch")
         await pilot.press("p")
         await wait_for(pilot, lambda: rig.runner.snapshot().phase == "paused", what="the pause to hold")
-        assert app.check_action("resume", ()) is True and app.check_action("pause", ()) is False
+        assert app.dashboard.check_action("resume", ()) is True and app.dashboard.check_action("pause", ()) is False
         held = rig.runner.snapshot().items_done, rig.executor.texts_encoded, rig.committed()
         await asyncio.sleep(0.5)  # ~15 sub-batches' worth of time
         await pilot.pause()
@@ -44,7 +44,7 @@ async def test_p_stops_processing_and_resumes(make_rig):
         assert "PAUSED" in str(app.dashboard.query_one("#header-phase").render())
         await pilot.press("space")
         await wait_for(pilot, lambda: rig.runner.snapshot().items_done > held[0], what="progress after resume")
-        assert app.check_action("pause", ()) is True
+        assert app.dashboard.check_action("pause", ()) is True
         await wait_for(pilot, lambda: app.report is not None, what="the run to finish")
         await pilot.press("q")  # the job is over: no question asked
     assert app.return_value["status"] == "success"
@@ -205,7 +205,7 @@ async def test_finished_run_keeps_the_panels_and_the_report_until_q(make_rig):
         assert app.is_running and app.return_value is None, "the app waits for q"
         banner = app.dashboard.banner
         assert banner.display and "Run success" in str(banner.render())
-        assert app.check_action("pause", ()) is False and app.check_action("cleanup", ()) is False
+        assert app.dashboard.check_action("pause", ()) is False and app.dashboard.check_action("cleanup", ()) is False
         await pilot.press("l")  # short terminal: the log hides behind the report until l
         assert app.dashboard.gc_log.display and not banner.display
         assert any(line.startswith("DONE") for line in log_lines(app))
@@ -226,8 +226,8 @@ async def test_help_and_palette_list_every_action_and_theme(make_rig):
         from memtui.tui.commands import MemtuiCommands
         provider = MemtuiCommands(app.screen)
         titles = [title for title, _, _ in provider._commands()]
-        for needed in ("Pause the job", "Clean up memory now", "Change memory thresholds…",
-                       "Change batch-size limits…", "Theme: memtui-dark (current)", "Theme: memtui-light",
+        for needed in ("Pause the job", "Clean up memory now", "Change memory thresholds",
+                       "Change batch-size limits", "Theme: memtui-dark (current)", "Theme: memtui-light",
                        "Theme: memtui-contrast"):
             assert needed in titles
         await pilot.press("ctrl+p")
@@ -273,3 +273,77 @@ async def test_a_crashed_job_thread_is_reported_and_q_still_quits(make_rig):
         await wait_for(pilot, lambda: any(line.startswith("ERROR") for line in log_lines(app)), what="the crash")
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+
+
+def _help_texts(app) -> list[str]:
+    return [str(static.render()) for static in app.screen.query(".help-grid Static")]
+
+
+async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgotten(make_rig):
+    """Every key the footer shows (and the hidden +/- and ctrl+c) has its line in the help and its palette entry."""
+    from textual.binding import Binding
+
+    from memtui.tui.commands import KeyCommands
+    from memtui.tui.keys import documented, own_bindings, undocumented
+
+    rig = make_rig(domains=6)
+    app = MemtuiApp(rig.runner, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        bound = [app.dashboard, app]
+        bindings = [b for node in bound for b in own_bindings(node)]
+        assert undocumented(bound) == [], "a binding without a tooltip is missing from the help and the palette"
+        shown = [b for b in bindings if b.show]
+        assert {b.action for b in shown} >= {"pause", "resume", "cleanup", "thresholds", "batch_limits",
+                                             "toggle_chart", "show_log", "show_report", "help", "request_quit"}
+        hidden = {b.action: b for b in bindings if not b.show}
+        assert {"breaker_step(1)", "breaker_step(-1)", "interrupt"} <= set(hidden)
+        assert all(isinstance(b, Binding) and b.tooltip for b in shown + list(hidden.values()))
+
+        # The help lists every one of them, with its keys as the footer shows them.
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        texts = _help_texts(app)
+        for binding in bindings:
+            assert binding.tooltip in texts, binding
+        for keys in ("p  space", "c", "+  =", "-  _", "?", "q", "^c"):
+            assert keys in texts, keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="help closed")
+
+        # The palette offers exactly the documented actions check_action offers now (running job: no l).
+        def palette() -> set[str]:
+            return {title for title, _, _ in KeyCommands(app.screen)._commands() if not title.startswith("Theme")}
+
+        offered = {doc.title for doc in documented(bound) if doc.check()}
+        assert palette() == offered
+        assert {"Pause the job", "Raise the breaker level by 0.1 GB", "Lower the breaker level by 0.1 GB",
+                "Help", "Quit", "Interrupt"} <= offered
+        assert "Resume the job" not in offered and "Show the log" not in offered
+
+        app.start_job()
+        await wait_for(pilot, lambda: app.report is not None, what="the run to finish")
+        await pilot.pause()
+        assert palette() == {"Show the log", "Show or hide the memory chart", "Help", "Quit", "Interrupt"}
+        await pilot.press("l")
+        assert palette() == {"Show the run report", "Show or hide the memory chart", "Help", "Quit", "Interrupt"}
+        await pilot.press("q")
+
+
+async def test_the_footer_is_rebuilt_when_what_the_keys_offer_changes_not_on_every_poll(make_rig):
+    """The snapshot is a reactive polled 4x a second; the keys follow a reactive that changes only with the state."""
+    rig = make_rig(domains=40, delay_s=0.03)
+    app = MemtuiApp(rig.runner, poll_interval=0.02)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        updates: list[object] = []
+        app.dashboard.bindings_updated_signal.subscribe(app.dashboard, updates.append)
+        polls = rig.runner.snapshot().items_done
+        await asyncio.sleep(0.3)  # ~15 polls of a running job: panels change, the keys do not
+        await pilot.pause()
+        assert rig.runner.snapshot().items_done > polls and updates == []
+        await pilot.press("p")
+        await wait_for(pilot, lambda: bool(updates), what="the footer to follow the pause")
+        assert app.dashboard.job.paused and app.dashboard.check_action("resume", ()) is True
+        await pilot.press("p")
+        await quit_and_confirm(app, pilot)

@@ -207,3 +207,19 @@ def test_a_monitor_tui_whose_terminal_goes_away_exits_130_and_continues_what_it_
         assert data["status"] == "interrupted" and data["exit_code"] == 130
         assert [(a["action"], a["by"]) for a in data["targets"][0]["actions"]] == [("stop", "breaker"),
                                                                                  ("resume", "memtui")]
+
+
+async def test_the_monitor_palette_lists_its_keys_from_the_bindings(child):
+    from memtui.tui.commands import KeyCommands
+    from memtui.tui.keys import documented, undocumented
+
+    app = MonitorApp(engine_for(child))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.last is not None and app.table.row_count == 1, what="a row")
+        await pilot.pause(0.1)
+        assert undocumented([app.screen, app]) == [], "ctrl+c shares q's line; every other key has a tooltip"
+        titles = {title for title, _, _ in KeyCommands(app.screen)._commands()}
+        assert {"Stop the selected process", "Terminate the selected process", "Change thresholds", "Quit"} <= titles
+        assert "Resume the selected process" not in titles, "the process runs: r is not offered"
+        assert [doc.key_display(app) for doc in documented([app]) if doc.action == "request_quit"] == ["q  ^c"]
+        await pilot.press("q")

@@ -9,19 +9,34 @@ lower area: the chart if toggled on, else the run report once the job is over
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from memtui.records import RunReport
 from memtui.runner import RunSnapshot
 from memtui.tui.history import RssHistory
-from memtui.tui.widgets import (BatchPanel, BreakerPanel, GcLog, MemoryChart, MemoryPanel, ProgressPanel,
-                                ReportBanner, RunHeader)
+from memtui.tui.screens.help import HelpScreen
+from memtui.tui.widgets import (
+    BatchPanel,
+    BreakerPanel,
+    GcLog,
+    MemoryChart,
+    MemoryPanel,
+    ProgressPanel,
+    ReportBanner,
+    RunHeader,
+)
 from memtui.tui.widgets.gc_log import local_clock
+
+if TYPE_CHECKING:
+    from memtui.tui.app import MemtuiApp
 
 #: Below this many columns the side panels move under the memory panel.
 NARROW_WIDTH = 76
@@ -29,18 +44,71 @@ NARROW_WIDTH = 76
 TALL_HEIGHT = 34
 
 
+class JobState(NamedTuple):
+    """What the keys depend on: it changes a few times a run, not on every poll."""
+
+    paused: bool = False
+    over: bool = False  # finished (or the worker has reported)
+    stopping: bool = False  # told to stop (a confirmed quit, a signal)
+
+
 class DashboardScreen(Screen):
-    # Nothing focused at start: every key reaches the app's bindings, and a narrow
+    """The operator's screen: its keys steer the job through the app (MemtuiApp), which owns the runner.
+
+    Each binding's tooltip is its line in the help and its entry in the palette (memtui.tui.keys).
+    """
+
+    # Nothing focused at start: every key reaches the screen's bindings, and a narrow
     # terminal shows the top of the body. Tab focuses the log (or the body) to scroll.
     AUTO_FOCUS = None
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Two bindings per key whose label changes; check_action shows the one that applies.
+        Binding("p,space", "pause", "Pause",
+                tooltip="Pause the job: holds after the sub-batch in flight; the panels keep updating"),
+        Binding("p,space", "resume", "Resume", tooltip="Resume the job: batches start again"),
+        Binding("c", "cleanup", "Cleanup", tooltip="Clean up memory now: gc, hand freed heap back to the OS, "
+                                                   "clear model caches (see the GC log)"),
+        Binding("t", "thresholds", "Thresholds", tooltip="Change memory thresholds: warning and breaker levels, "
+                                                         "in GB, MB or % of the memory limit"),
+        Binding("plus,equals_sign", "breaker_step(1)", "Breaker+", show=False,
+                tooltip="Raise the breaker level by 0.1 GB"),
+        Binding("minus,underscore", "breaker_step(-1)", "Breaker-", show=False,
+                tooltip="Lower the breaker level by 0.1 GB"),
+        Binding("b", "batch_limits", "Batch", tooltip="Change batch-size limits: the size at warning (min) "
+                                                      "and when memory is normal (max)"),
+        Binding("g", "toggle_chart", "Chart", tooltip="Show or hide the memory chart: the whole run "
+                                                      "(in place of the log on small screens)"),
+        Binding("l", "show_log", "Log", tooltip="Show the log: once the run is over on a small screen, "
+                                                "in place of the run report"),
+        Binding("l", "show_report", "Report", tooltip="Show the run report: once the run is over on a small "
+                                                      "screen, in place of the log"),
+        Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
+        Binding("q", "request_quit", "Quit",
+                tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"),
+    ]
+
+    #: The latest snapshot polled (the app sets it on every poll; the watcher hands it to every panel).
+    snapshot: var[RunSnapshot | None] = var(None, always_update=True, init=False)
+    #: What the keys offer follows these (``bindings=True``: the footer is redrawn only when one changes).
+    job: var[JobState] = var(JobState(), bindings=True, init=False)
+    show_chart: var[bool | None] = var(None, bindings=True, init=False)  # None: decide from the height
+    log_after_finish = var(False, bindings=True, init=False)  # short terminals show the report; l the log
+    tall = var(False, bindings=True, init=False)
+
     def __init__(self, *, time_format: Callable[[float], str] = local_clock) -> None:
         super().__init__(id="dashboard")
         self._time_format = time_format
         self.history = RssHistory()
-        self.show_chart: bool | None = None  # None: decide from the terminal height
-        self.log_after_finish = False  # short terminals show the report once done; l flips to the log
         self.finished = False
-        self.last: RunSnapshot | None = None
+
+    @property
+    def host(self) -> MemtuiApp:
+        """The app, which owns the runner: the keys steer the job only through it."""
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def last(self) -> RunSnapshot | None:
+        return self.snapshot
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -70,20 +138,20 @@ class DashboardScreen(Screen):
         return self.query_one(MemoryChart)
 
     @property
-    def tall(self) -> bool:
-        return self.size.height >= TALL_HEIGHT
+    def chart_on(self) -> bool:
+        return self.show_chart if self.show_chart is not None else self.tall
 
     def on_mount(self) -> None:
         self.apply_layout()
 
     def on_resize(self, _event: Resize) -> None:
         self.apply_layout()
-        if self.last is not None:
-            self.show(self.last, force_chart=True)
+        self.redraw_chart()
 
-    def show(self, s: RunSnapshot, *, force_chart: bool = False) -> None:
-        """Hand every panel the same snapshot."""
-        self.last = s
+    def watch_snapshot(self, s: RunSnapshot | None) -> None:
+        """Hand every panel the same snapshot; derive what the keys depend on."""
+        if s is None:
+            return
         self.query_one(RunHeader).show(s)
         self.query_one(MemoryPanel).show(s)
         self.query_one(BreakerPanel).show(s)
@@ -91,7 +159,16 @@ class DashboardScreen(Screen):
         self.query_one(ProgressPanel).show(s)
         m = s.memory
         self.history.extend(m.history)
-        self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes, force=force_chart)
+        self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes)
+        app = self.host
+        self.job = JobState(paused=s.paused, over=s.finished or app.report is not None,
+                            stopping=s.stopping or app.quitting)
+
+    def redraw_chart(self) -> None:
+        """Draw the chart now (it is otherwise redrawn at most once a second)."""
+        if (s := self.snapshot) is not None:
+            m = s.memory
+            self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes, force=True)
 
     def show_report(self, report: RunReport) -> None:
         self.finished = True
@@ -102,25 +179,22 @@ class DashboardScreen(Screen):
         self.banner.show_stopping()
         self.apply_layout()
 
-    def toggle_chart(self) -> None:
-        self.show_chart = not self.chart.display
+    def watch_show_chart(self) -> None:
         self.apply_layout()
-        if self.last is not None:
-            self.show(self.last, force_chart=True)
+        self.redraw_chart()
 
-    def set_log_after_finish(self, value: bool) -> None:
-        self.log_after_finish = value
+    def watch_log_after_finish(self) -> None:
         self.apply_layout()
 
     def apply_layout(self) -> None:
         width, height = self.size
-        tall = height >= TALL_HEIGHT
+        self.tall = tall = height >= TALL_HEIGHT
         body = self.query_one("#body")
         body.set_class(width < NARROW_WIDTH, "-narrow")
         body.set_class(tall, "-tall")
         # The footer must keep q visible: the palette hint goes first when columns run out.
         self.query_one(Footer).show_command_palette = width >= 80
-        chart_on = self.show_chart if self.show_chart is not None else tall
+        chart_on = self.chart_on
         banner = self.banner
         if tall:
             views = (chart_on, banner.has_text, True)
@@ -135,4 +209,54 @@ class DashboardScreen(Screen):
         # A short terminal gives the chart the progress panel's rows too: a 4-row plot misplaces lines.
         self.query_one(ProgressPanel).display = tall or not views[0]
         banner.set_class(self.finished and not tall, "-fill")
-        self.app.refresh_bindings()
+
+    # -- keys -------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """True shows a key, False hides it, None shows it greyed out (nothing to act on)."""
+        job = self.job
+        if action == "pause":
+            return False if job.over or job.paused else None if job.stopping else True
+        if action == "resume":
+            return (None if job.stopping else True) if job.paused and not job.over else False
+        if action in ("cleanup", "thresholds", "breaker_step", "batch_limits"):
+            # Hidden once the job is over, so the footer keeps room for q at 80 columns.
+            return False if job.over else None if job.stopping else True
+        if action in ("show_log", "show_report"):
+            # Only short terminals hide the log behind the report; tall ones show both.
+            if not job.over or self.tall or self.chart_on:
+                return False
+            return self.log_after_finish == (action == "show_report")
+        return True
+
+    def action_pause(self) -> None:
+        self.host.pause_job()
+
+    def action_resume(self) -> None:
+        self.host.resume_job()
+
+    def action_cleanup(self) -> None:
+        self.host.request_cleanup()
+
+    def action_thresholds(self) -> None:
+        self.host.edit_thresholds()
+
+    def action_breaker_step(self, direction: int) -> None:
+        self.host.step_breaker(direction)
+
+    def action_batch_limits(self) -> None:
+        self.host.edit_batch_limits()
+
+    def action_toggle_chart(self) -> None:
+        self.show_chart = not self.chart.display
+
+    def action_show_log(self) -> None:
+        self.log_after_finish = True
+
+    def action_show_report(self) -> None:
+        self.log_after_finish = False
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen([self, self.app]))
+
+    def action_request_quit(self) -> None:
+        self.host.action_request_quit()

@@ -1,26 +1,28 @@
-"""What every key does and how to read the panels, for the operator woken up at 3 a.m."""
+"""What every key does and how to read the panels, for the operator woken up at 3 a.m.
+
+The keys are read from the bindings (memtui.tui.keys): the screen that opens
+the help hands over its own and the app's, so a new key shows up here by itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-KEYS = [
-    ("p  space", "pause / resume: a pause holds after the sub-batch in flight; panels keep updating"),
-    ("c", "clean up now: gc, hand freed heap back to the OS, clear model caches (see the GC log)"),
-    ("t", "thresholds: warning and breaker levels, in GB, MB or % of the memory limit"),
-    ("+  -", "raise / lower the breaker level by 0.1 GB"),
-    ("b", "batch-size limits: the size at warning (min) and when memory is normal (max)"),
-    ("g", "memory chart for the whole run (in place of the log on small screens)"),
-    ("l", "once the run is over on a small screen: flip between the run report and the log"),
+from memtui.tui.keys import documented
+
+#: Keys Textual binds itself (no memtui binding describes them), worth knowing anyway.
+TEXTUAL_KEYS = [
     ("tab", "focus the log, then arrows / page keys scroll it"),
-    ("ctrl+p", "command palette: every action and every theme"),
-    ("?", "this help"),
-    ("q  ctrl+c", "quit: asks first, then commits the batch in flight (a rerun resumes)"),
+    ("^p", "command palette: every action and every theme"),
 ]
 
 PANELS = [
@@ -36,7 +38,16 @@ PANELS = [
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, bound: Iterable[DOMNode]) -> None:
+        """``bound``: the nodes whose bindings to list (the screen that opens the help, then the app)."""
+        super().__init__()
+        self._bound = list(bound)
+
+    def key_rows(self) -> list[tuple[str, str]]:
+        """(keys, what they do): every documented binding, then Textual's own keys."""
+        return [(doc.key_display(self.app), doc.tooltip) for doc in documented(self._bound)] + TEXTUAL_KEYS
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help"):
@@ -44,7 +55,7 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 # Two-column grids, so a long explanation wraps beside its key, not under it.
                 with Grid(classes="help-grid"):
-                    for key, text in KEYS:
+                    for key, text in self.key_rows():
                         yield Static(Content.styled(key, "bold $accent"), classes="help-key")
                         yield Static(text, markup=False)
                 with Grid(classes="help-grid"):

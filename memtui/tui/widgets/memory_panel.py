@@ -5,14 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import Static
 
 from memtui.memory.units import GB, format_bytes
 from memtui.runner import RunSnapshot
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
-from memtui.tui.widgets.panel import set_text
-
+from memtui.tui.widgets.panel import Readout
 
 #: A breaker further away than this at the recent slope is noise on a flat line, not a trend.
 STEADY_AFTER_S = 3600.0
@@ -21,7 +19,7 @@ STEADY_AFTER_S = 3600.0
 class MemoryPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield MemorySparkline(id="memory-sparkline")
-        yield Static(id="memory-text", markup=False)
+        yield Readout(id="memory-text", markup=False)
 
     def on_mount(self) -> None:
         self.border_title = "Memory"
@@ -43,14 +41,14 @@ class MemoryPanel(Vertical):
                                           (f" from {limit.source}", "$text-muted"))
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")
-        set_text(self.query_one("#memory-text", Static), Content("\n").join([
+        self.query_one("#memory-text", Readout).text = Content("\n").join([
             Content.assemble(("RSS ", "$text-muted"), (gb(m.rss_bytes), f"bold {state}"),
                              ("  peak ", "$text-muted"), gb(m.peak_bytes)),
             Content.assemble(("warning ", "$warning"), gb(m.warning_bytes),
                              ("  breaker ", "$error"), gb(m.max_bytes)),
             limit_line,
             self._trend(s),
-        ]))
+        ])
 
     def set_classes_for(self, state) -> None:
         for cls in STATE_CLASS.values():

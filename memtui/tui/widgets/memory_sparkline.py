@@ -12,8 +12,10 @@ bottom and top are, and the memory panel prints it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from memtui.memory.units import GB
@@ -21,34 +23,40 @@ from memtui.memory.units import GB
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
+class Samples(NamedTuple):
+    values: tuple[int, ...] = ()
+    warning: int = 1
+    max: int = 1
+
+
 class MemorySparkline(Widget):
-    COMPONENT_CLASSES = {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
         "memory-sparkline--normal",
         "memory-sparkline--warning",
         "memory-sparkline--critical",
         "memory-sparkline--empty",
     }
 
+    #: What is drawn (a reactive: an unchanged minute of samples is not redrawn).
+    samples: reactive[Samples] = reactive(Samples(), init=False)
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._values: tuple[int, ...] = ()
-        self._warning = 1
-        self._max = 1
         self.scale: tuple[int, int] = (0, 1)  # the bytes at the bottom and at the top of the columns
 
     def show(self, values: Sequence[int], warning_bytes: int, max_bytes: int) -> None:
-        values = tuple(values)
-        if (values, warning_bytes, max_bytes) != (self._values, self._warning, self._max):
-            self._values, self._warning, self._max = values, warning_bytes, max_bytes
-            top = max(max_bytes, max(values, default=0), 1)
-            step = GB // 10
-            floor = max(0, (min(values, default=0) // step - 1) * step)
-            self.scale = (min(floor, top - step), top)
-            self.refresh()
+        self.samples = Samples(tuple(values), warning_bytes, max_bytes)
+
+    def watch_samples(self, samples: Samples) -> None:
+        values = samples.values
+        top = max(samples.max, max(values, default=0), 1)
+        step = GB // 10
+        floor = max(0, (min(values, default=0) // step - 1) * step)
+        self.scale = (min(floor, top - step), top)
 
     def columns(self, width: int) -> list[int]:
         """One value per column: the peak of each slice (a spike must survive downsampling)."""
-        values = self._values
+        values = self.samples.values
         if width <= 0 or not values:
             return []
         if len(values) <= width:
@@ -85,8 +93,8 @@ class MemorySparkline(Widget):
         return text
 
     def _zone(self, value: int) -> str:
-        if value >= self._max:
+        if value >= self.samples.max:
             return "critical"
-        if value >= self._warning:
+        if value >= self.samples.warning:
             return "warning"
         return "normal"

@@ -7,11 +7,10 @@ import os
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Static
 
 from memtui.runner import RunSnapshot
 from memtui.tui.text import short_path
-from memtui.tui.widgets.panel import set_text
+from memtui.tui.widgets.panel import FittedReadout, Readout
 
 PHASE_STYLE = {
     "running": "$success", "success": "$success",
@@ -47,17 +46,17 @@ def title_parts(s: RunSnapshot, width: int) -> tuple[str, str, str]:
 
 class RunHeader(Horizontal):
     def compose(self) -> ComposeResult:
-        yield Static(id="header-title", markup=False)
-        yield Static(id="header-phase", markup=False)
+        yield Readout(id="header-title", markup=False)
+        yield FittedReadout(id="header-phase", markup=False)  # its width follows the phase
 
     def show(self, s: RunSnapshot) -> None:
         phase = phase_of(s)
         badge = Content.assemble(("● ", PHASE_STYLE.get(phase, "$primary")), (phase.upper(), "bold"))
         width = max(20, self.size.width - 2 - len(badge.plain) - 2)
         inp, cache, model = title_parts(s, width)
-        set_text(self.query_one("#header-title", Static), Content.assemble(
+        self.query_one("#header-title", Readout).text = Content.assemble(
             ("memtui ", "bold $primary"), (s.mode, "bold"), ("  ·  ", "$text-muted"),
             inp, (" → ", "$text-muted"), cache,
             *((("  ·  ", "$text-muted"), (model, "$text-muted")) if model else ()),
-        ))
-        set_text(self.query_one("#header-phase", Static), badge, layout=True)  # its width follows the phase
+        )
+        self.query_one("#header-phase", Readout).text = badge
