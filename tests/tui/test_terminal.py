@@ -39,7 +39,7 @@ job = CacheJob(source, tmp / "cache.sqlite", FakeExecutor(sub_batch=2, delay_s=0
 runner = Runner(job, MemoryMonitor(MemoryConfig()))
 runner.open()
 report = run_tui(runner)
-(tmp / "report.json").write_text(json.dumps(report))
+(tmp / "report.json").write_text(json.dumps(report.to_dict()))
 sys.exit(report["exit_code"])
 """
 
