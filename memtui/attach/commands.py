@@ -231,6 +231,8 @@ def stream_json(entry: RunEntry) -> int:
                 sys.stdout.flush()
             except BrokenPipeError:
                 return 0
+            if b'"kind":"report"' not in raw and b'"kind":"reply"' not in raw:
+                continue  # passed on as it came: a viewer decodes only what ends it (it shares the run's CPUs)
             try:
                 kind, body = loads(raw)
             except WireError:
