@@ -29,7 +29,9 @@ yourself (``dask worker``), set them in the workers' environment::
     DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE=0.95
     dask worker tcp://SCHEDULER:8786 --nthreads 1 --memory-limit 1.9GB   # 1.25 x a 1.5 GB breaker
 
-The scheduler's ``allowed-failures`` is set to 1 by the client at run time (a domain whose task
+A local cluster's scheduler runs with ``worker-saturation`` 1.0 (a worker holds only the task it
+runs, so a death blames only that domain). The scheduler's ``allowed-failures`` is set to 1 by the
+client at run time (a domain whose task
 was on a worker that died twice is quarantined, not retried for ever).
 """
 
@@ -54,6 +56,9 @@ def dask_config() -> dict[str, Any]:
         "distributed.worker.memory.pause": PAUSE_FRACTION,
         "distributed.worker.memory.terminate": TERMINATE_FRACTION,
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        # one task per worker thread, none queued on the worker: a worker that dies is blamed only for
+        # the domain it was running (Dask counts a death against every task assigned to the worker)
+        "distributed.scheduler.worker-saturation": 1.0,
     }
 
 
