@@ -129,7 +129,7 @@ def role_memtui(args: argparse.Namespace) -> None:
     batch_rss = [(len(e.units), e.rss) for e in events.drain() if isinstance(e, BatchDone)]
     emit({
         "role": "memtui", "capped": capped.is_set(), "wall_s": round(wall, 3),
-        "model_load_s": embedder.load_seconds, "report": report, "rss_after_domains": after,
+        "model_load_s": embedder.load_seconds, "report": report.to_dict(), "rss_after_domains": after,
         "batch_done_rss": batch_rss,
     })
 
