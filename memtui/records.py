@@ -139,7 +139,10 @@ class RunReport:
                 )
         if r.quarantined:
             lines.append(f"Quarantined (killed workers twice, not retried): {', '.join(r.quarantined)}")
-        if r.reason:
+        if r.reason and r.memory_floor_gb is not None:
+            # The floor and the flags to change come second, where a short screen still shows them.
+            lines.insert(1, f"Why: {r.reason}")
+        elif r.reason:
             lines.append(f"Why: {r.reason}")
         if r.error:
             lines.append(f"Error: {r.error}")

@@ -84,6 +84,11 @@ class RunSnapshot:
     model_loaded: bool
     memory: MemorySnapshot
     report: RunReport | None
+    #: While the breaker holds the job: running time left before the run gives up on it (a countdown).
+    breaker_gives_up_in_s: float | None = None
+    #: When (the clock's time) the job last started running batches; None while it is not (loading, paused,
+    #: waiting for memory). A memory trend is the job's only from here on.
+    running_since: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -139,6 +144,8 @@ class Runner:
         self._unprocessed_count = 0
         self._abort_reason: str | None = None  # why the breaker gave up, in the operator's terms
         self._floor_bytes: int | None = None  # memtui's measured floor, when that was why
+        self._open_wait: OpenBreakerWait | None = None  # the open breaker's wait in progress (its countdown)
+        self._running_since: float | None = None  # when the phase last became "running"
         # loop state, touched only by the thread in run()
         self._opened = False
         self._batch_t0 = 0.0
@@ -179,16 +186,31 @@ class Runner:
             self._wake.notify_all()
         self._publish(Notice("⏹️ Stop requested: committing the batch in flight"))
 
-    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> MemoryConfig:
-        """Change warning/breaker levels mid-run (GB, MB or a percent of the limit).
+    def set_thresholds(
+        self,
+        *,
+        warning: str | float | None = None,
+        max: str | float | None = None,
+        reset: str | float | None = None,
+        reset_follows: bool = False,
+    ) -> MemoryConfig:
+        """Change warning/breaker/reset levels mid-run (GB, MB or a percent of the limit).
 
+        ``reset_follows``: the reset level goes back to following the warning level.
         Raises ConfigError with a one-line message and applies nothing if invalid.
         """
         limit = self.monitor.limit.bytes if self.monitor.limit else None
-        changes = threshold_changes(warning=warning, max=max, limit_bytes=limit)
+        changes: dict[str, float | None] = dict(threshold_changes(warning=warning, max=max, limit_bytes=limit))
+        if reset is not None:
+            changes.update(threshold_changes(reset=reset, limit_bytes=limit))
+        elif reset_follows:
+            changes["reset_memory_gb"] = None
         config = self.monitor.update_config(**changes)
         self._publish(
-            Notice(f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, breaker {config.max_memory_gb:.2f}GB")
+            Notice(
+                f"🎚️ Thresholds set: warning {config.warning_memory_gb:.2f}GB, breaker {config.max_memory_gb:.2f}GB,"
+                f" reset {config.reset_bytes / GB:.2f}GB"
+            )
         )
         return config
 
@@ -259,6 +281,10 @@ class Runner:
                 model_loaded=self.job.executor.loaded,
                 memory=memory,
                 report=self._report,
+                running_since=self._running_since if self._phase == "running" and not self._paused else None,
+                breaker_gives_up_in_s=(
+                    self._open_wait.remaining_at(now) if self._open_wait is not None and self._report is None else None
+                ),
             )
 
     # -- the loop -------------------------------------------------------------------
@@ -332,6 +358,7 @@ class Runner:
         with self._lock:
             self._t_end = self._clock()
             self._in_flight, self._in_flight_progress = (), (0, 0)
+            self._open_wait = None
         report = self._build_report(status, error, exit_code)
         self._set_phase(status)
         with self._lock:
@@ -468,6 +495,8 @@ class Runner:
                 self.trace.samples(lambda: monitor.snapshot().history, self._clock())
             breaker = monitor.breaker.snapshot()
             if breaker.state is not BreakerState.OPEN:
+                with self._lock:
+                    self._open_wait = None
                 if self._phase in ("paused", "waiting for memory"):
                     self._set_phase("running")
                 if self._warning_cleanup.due(breaker):
@@ -476,6 +505,8 @@ class Runner:
             # The breaker is open: clean up, back off, unload the model, and give up when waiting cannot help.
             if wait is None:
                 wait = OpenBreakerWait(monitor.config, self._clock)
+                with self._lock:
+                    self._open_wait = wait
                 self._set_phase("waiting for memory")
             step = wait.step(monitor.rss_bytes, self.job.executor.loaded)
             if step.give_up is not None:
@@ -492,7 +523,7 @@ class Runner:
                 )
                 self.job.executor.unload()
             if step.cleanup is not None:
-                monitor.cleanup(step.cleanup)
+                wait.cleaned(monitor.cleanup(step.cleanup).freed)  # nothing freed: the next one backs off
             self._sleep(step.sleep_s)
 
     def _sleep_responsive(self, seconds: float) -> None:
@@ -509,6 +540,7 @@ class Runner:
             if self._phase == phase:
                 return
             self._phase = phase
+            self._running_since = self._clock() if phase == "running" else None
         self._publish(PhaseChanged(phase, detail))
 
     def _on_breaker(self, t: BreakerTransition) -> None:

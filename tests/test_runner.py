@@ -401,3 +401,43 @@ def test_the_default_sleep_still_wakes_at_once_for_stop(tmp_path):
     runner.stop()
     thread.join(timeout=10)
     assert box["report"]["status"] == "interrupted" and time.monotonic() - started < 5
+
+
+def test_an_open_breaker_counts_down_to_giving_up_and_cleanups_that_free_nothing_back_off(tmp_path):
+    """The snapshot carries the running time left (the breaker panel's 'gives up in M:SS'), falling
+    round by round to 0; cleanups that free nothing come further and further apart."""
+    clock_box = {}
+    tripped = {"at": None}
+
+    def rss(_reads):
+        at = tripped["at"]
+        if at is None:
+            return int(0.5 * GB)
+        return int(3.0 * GB) - int(20 * MB * (clock_box["clock"].now() - at))
+
+    def leak(texts):
+        if tripped["at"] is None:
+            tripped["at"] = clock_box["clock"].now()
+
+    probe = ScriptedProbe(on_read=rss)
+    runner, _executor, clock = fake_time_runner(
+        tmp_path, domains=5, executor=HashExecutor(sub_batch=3, on_sub_batch=leak), probe=probe
+    )
+    clock_box["clock"] = clock
+    countdown: list[float | None] = []
+
+    def sleep(seconds: float) -> None:
+        countdown.append(runner.snapshot().breaker_gives_up_in_s)
+        clock.sleep(seconds)
+
+    runner._sleep = sleep
+    events = runner.subscribe()
+    report = runner.run()
+    assert report.status == "aborted"
+    shown = [c for c in countdown if c is not None]
+    assert shown and shown[0] == pytest.approx(30.0) and shown == sorted(shown, reverse=True)
+    assert runner.snapshot().breaker_gives_up_in_s is None, "no countdown once the run is over"
+    rounds = len(countdown)
+    cleanups = [e for e in events.drain() if isinstance(e, CleanupRan)]
+    # Every 3 rounds would be rounds // 3 + 1; freeing nothing, they back off (the unload's is one of them).
+    assert len(cleanups) < rounds // 3, (len(cleanups), rounds)

@@ -43,6 +43,8 @@ SETTLE_ROUNDS = 3
 FALLING_BYTES = 16 << 20
 #: How much longer than its wait a round may take and still count in full (a slow cleanup, a busy box).
 SLACK_S = 2.0
+#: A cleanup that freed less than this freed nothing: the next one waits twice as many rounds.
+FREED_NOTHING_BYTES = 1 << 20
 #: Less than this left of the breaker timeout counts as none: a remainder smaller than a clock
 #: reading's resolution (a monotonic clock at 1e10 s moves in ~2 us steps) would never be slept off.
 TIMEOUT_EPSILON_S = 1e-3
@@ -139,7 +141,10 @@ class OpenBreakerWait:
     - It cleans up on entering (round 0) and every ``escalate_after`` rounds after
       that; one cadence for every caller. Every 3 rounds rather than 4 so that the
       settle window the floor is judged on (``SETTLE_ROUNDS``, 3) always holds a
-      cleanup, and the unload (round 3) comes with one.
+      cleanup, and the unload (round 3) comes with one. A cleanup the caller reports
+      (``cleaned``) as having freed nothing doubles the rounds to the next one, so a
+      flat floor does not log "freed 0 MB" every half minute; one that frees memory
+      brings the cadence back.
     - It never sleeps past the deadline: the last sleep is what is left of
       ``breaker_timeout_s``, so the wait ends at the timeout, not up to
       ``backoff_max_s`` after it.
@@ -179,11 +184,27 @@ class OpenBreakerWait:
         self._allowed = 0.0  # the longest the current round may count for
         self._escalated = False
         self._since_escalation: list[int] = []
+        self._cleanup_every = escalate_after  # rounds between the regular cleanups; doubles while they free nothing
+        self._next_cleanup = escalate_after  # the round of the next regular cleanup
 
     @property
     def remaining_s(self) -> float:
         """Running time left before the wait gives up."""
         return max(0.0, self.config.breaker_timeout_s - self.open_s)
+
+    def remaining_at(self, now: float) -> float:
+        """Running time left at ``now``, counting the round in progress as far as it may count (a countdown)."""
+        if self._last is None:
+            return self.remaining_s
+        return max(0.0, self.remaining_s - min(max(0.0, now - self._last), self._allowed))
+
+    def cleaned(self, freed_bytes: int) -> None:
+        """Report what the last cleanup freed: one that freed nothing backs the next one off (twice the rounds)."""
+        if freed_bytes < FREED_NOTHING_BYTES:
+            self._cleanup_every *= 2
+        else:
+            self._cleanup_every = self.escalate_after
+        self._next_cleanup = self.rounds + self._cleanup_every
 
     def step(self, rss: int, model_loaded: bool) -> WaitStep:
         """Call once per round with the current RSS; do what the returned step says."""
@@ -212,8 +233,12 @@ class OpenBreakerWait:
                 return WaitStep(give_up=floor_reason(floor, self.config), floor_bytes=floor)
         if model_loaded and (self.rounds >= self.escalate_after or self.open_s >= self.config.breaker_timeout_s / 2):
             self._escalated = True
+            self._next_cleanup = self.rounds + self._cleanup_every
             return self._wait(cleanup="model unloaded", unload=True)
-        cleanup = "circuit breaker still open" if self.rounds % self.escalate_after == 0 else None
+        cleanup = None
+        if self.rounds >= self._next_cleanup:
+            cleanup = "circuit breaker still open"
+            self._next_cleanup = self.rounds + self._cleanup_every
         return self._wait(cleanup=cleanup)
 
     def _wait(self, *, cleanup: str | None = None, unload: bool = False) -> WaitStep:

@@ -285,15 +285,21 @@ _FIELD_TO_SETTING = {field: name for name, (field, _) in SETTINGS.items()}
 
 
 def threshold_changes(
-    *, warning: str | float | None = None, max: str | float | None = None, limit_bytes: int | None = None
+    *,
+    warning: str | float | None = None,
+    max: str | float | None = None,
+    reset: str | float | None = None,
+    limit_bytes: int | None = None,
 ) -> dict[str, float]:
-    """MemoryConfig changes for new warning/breaker levels typed by an operator (GB, MB or a percent)."""
+    """MemoryConfig changes for new warning/breaker/reset levels typed by an operator (GB, MB or a percent)."""
     changes: dict[str, float] = {}
     try:
         if warning is not None:
             changes["warning_memory_gb"] = parse_gb(warning, limit_bytes=limit_bytes, what="warning threshold")
         if max is not None:
             changes["max_memory_gb"] = parse_gb(max, limit_bytes=limit_bytes, what="breaker threshold")
+        if reset is not None:
+            changes["reset_memory_gb"] = parse_gb(reset, limit_bytes=limit_bytes, what="reset level")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return changes

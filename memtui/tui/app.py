@@ -17,6 +17,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from memtui.errors import ConfigError
+from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
 from memtui.records import Report, RunReport
 from memtui.runner import Runner, RunSnapshot
@@ -24,7 +25,7 @@ from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens import BatchLimitsScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.dashboard import DashboardScreen
-from memtui.tui.text import count, short_path
+from memtui.tui.text import count, gb, short_path
 from memtui.tui.theming import NO_COLOR_THEME
 from memtui.tui.widgets.gc_log import GcLog, local_clock
 
@@ -120,8 +121,24 @@ class MemtuiApp(EngineApp):
 
     def edit_thresholds(self) -> None:
         m = self.runner.snapshot().memory
-        self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB",
-                                          self._apply_thresholds))
+        reset = "" if m.reset_bytes == m.warning_bytes else f"{m.reset_bytes / GB:.2f}GB"  # empty: follows warning
+        self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB", reset,
+                                          self._apply_levels))
+
+    def _apply_levels(self, warning: str, breaker: str, reset: str = "") -> str | None:
+        """The t dialog: warning and breaker as any engine's, then the reset level (empty: the warning's)."""
+        for what, value in (("warning", warning), ("breaker", breaker)):
+            if not value:
+                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
+        error = self._check_thresholds(warning, breaker)
+        if error is not None:
+            return error
+        try:
+            self.runner.set_thresholds(warning=warning, max=breaker, reset=reset or None, reset_follows=not reset)
+        except ConfigError as exc:
+            return str(exc)
+        self.tick()
+        return None
 
     def _check_thresholds(self, warning: str, breaker: str) -> str | None:
         limit = self.runner.snapshot().memory.limit
@@ -144,6 +161,13 @@ class MemtuiApp(EngineApp):
         error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")
         if error:
             self.notify(error, severity="error", timeout=5)
+            return
+        after = self.runner.snapshot().memory
+        if after.state is BreakerState.OPEN and after.rss_bytes >= after.reset_bytes:
+            # A higher breaker does not close an open one: memory must fall below the reset level.
+            self.notify(f"Breaker now {gb(after.max_bytes)}, but it stays open until memory ({gb(after.rss_bytes)}) "
+                        f"falls below the reset level {gb(after.reset_bytes)}: press t to change the reset level",
+                        severity="warning", timeout=8)
 
     def edit_batch_limits(self) -> None:
         s = self.runner.snapshot()

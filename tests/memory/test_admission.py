@@ -248,3 +248,27 @@ def test_a_wait_on_a_clock_reading_1e10_still_ends():
     steps = drive(wait, clock, lambda i: gb(0.6), [False])
     assert steps[-1].give_up and len(steps) < 50
     assert wait.open_s == pytest.approx(7.3, abs=1e-3)
+
+
+def test_cleanups_that_free_nothing_back_off_and_one_that_frees_restores_the_cadence():
+    clock = FakeClock()
+    wait = OpenBreakerWait(CONFIG.replace(breaker_timeout_s=10_000.0), clock, floor=False)
+    cleaned = []
+    for i in range(50):
+        step = wait.step(gb(0.6), False)
+        if step.cleanup:
+            cleaned.append(i)
+            wait.cleaned(0 if i < 30 else 50 << 20)
+        clock.sleep(step.sleep_s)
+    assert cleaned == [0, 6, 18, 42, 45, 48], "nothing freed doubles the rounds to the next; freeing restores 3"
+
+
+def test_the_countdown_runs_between_rounds_and_stops_at_the_round_s_allowance():
+    clock = FakeClock()
+    wait = OpenBreakerWait(CONFIG, clock)
+    step = wait.step(gb(0.45), True)
+    assert wait.remaining_at(clock()) == pytest.approx(300.0)
+    clock.advance(step.sleep_s / 2)
+    assert wait.remaining_at(clock()) == pytest.approx(300.0 - step.sleep_s / 2)
+    clock.advance(1000.0)  # suspended: the round counts only its wait and the slack
+    assert wait.remaining_at(clock()) == pytest.approx(300.0 - step.sleep_s - 2.0)

@@ -1,4 +1,4 @@
-"""A two-field dialog that applies on Enter and stays open with a message on bad input.
+"""A dialog of a few fields that applies on Enter and stays open with a message on bad input.
 
 The dialog never touches the job: the app hands it an ``apply`` callable that
 returns None on success or a one-line error (nothing applied) to show.
@@ -7,15 +7,15 @@ returns None on success or a one-line error (nothing applied) to show.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-Apply = Callable[[str, str], "str | None"]
+Apply = Callable[..., "str | None"]  # one str per field, in order
 
 
 class Field(NamedTuple):
@@ -27,17 +27,27 @@ class Field(NamedTuple):
 
 
 class TwoFieldScreen(ModalScreen[bool]):
-    """Base for the thresholds and batch-limits dialogs; dismisses True once applied."""
+    """Base for the thresholds and batch-limits dialogs (two fields or more); dismisses True once applied.
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    Enter applies wherever the focus is (a field or a button): a priority binding, so no
+    focused widget takes it first.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "apply", "Apply", priority=True),
+    ]
     TITLE_TEXT = ""
-    FIELDS: tuple[Field, Field] = (Field("first", "", ""), Field("second", "", ""))
+    FIELDS: tuple[Field, ...] = (Field("first", "", ""), Field("second", "", ""))
     HINT = ""
 
-    def __init__(self, first: str, second: str, apply: Apply) -> None:
+    def __init__(self, *values_and_apply: object) -> None:
+        """``(first, second, ..., apply)``: one starting value per field, then the apply callable."""
         super().__init__()
-        self._values = (first, second)
-        self._apply = apply
+        *values, apply = values_and_apply
+        assert len(values) == len(self.FIELDS) and callable(apply)
+        self._values = tuple(str(v) for v in values)
+        self._apply: Apply = apply
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -64,12 +74,15 @@ class TwoFieldScreen(ModalScreen[bool]):
         else:
             self.dismiss(False)
 
+    def action_apply(self) -> None:
+        self.submit()
+
     def action_cancel(self) -> None:
         self.dismiss(False)
 
     def submit(self) -> None:
-        first, second = (self.query_one(f"#{field.id}", Input).value.strip() for field in self.FIELDS)
-        error = self._apply(first, second)
+        values = [self.query_one(f"#{field.id}", Input).value.strip() for field in self.FIELDS]
+        error = self._apply(*values)
         if error:
             self.show_error(error)
         else:

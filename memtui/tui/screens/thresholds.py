@@ -1,4 +1,4 @@
-"""Change the warning and breaker levels mid-run (both at once, validated together)."""
+"""Change the warning, breaker and reset levels mid-run (all at once, validated together)."""
 
 from __future__ import annotations
 
@@ -8,5 +8,7 @@ from memtui.tui.screens.form import Field, TwoFieldScreen
 class ThresholdsScreen(TwoFieldScreen):
     TITLE_TEXT = "Memory thresholds"
     FIELDS = (Field("warning", "Warning", "batches shrink to the minimum"),
-              Field("breaker", "Breaker", "no new batches until memory is back"))
-    HINT = "GB (1.2), MB (800MB) or % of the memory limit (75%). Enter applies, Esc cancels, Tab moves."
+              Field("breaker", "Breaker", "no new batches until memory is back"),
+              Field("reset", "Reset", "an open breaker closes below this"))
+    HINT = ("GB (1.2), MB (800MB) or % of the memory limit (75%); an empty reset follows the warning level. "
+            "Enter applies, Esc cancels, Tab moves.")

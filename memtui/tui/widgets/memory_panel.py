@@ -6,7 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
-from memtui.memory.units import GB, format_bytes
+from memtui.memory.breaker import BreakerState
+from memtui.memory.units import GB, MB, format_bytes
 from memtui.runner import RunSnapshot
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
@@ -14,6 +15,10 @@ from memtui.tui.widgets.panel import Readout
 
 #: A breaker further away than this at the recent slope is noise on a flat line, not a trend.
 STEADY_AFTER_S = 3600.0
+#: How long the running job's memory must have been sampled before a trend is told, and over what.
+TREND_WINDOW_S = 30.0
+#: Less change than this over the window is flat (a sawtooth's noise), not a trend.
+FLAT_BYTES = 32 * MB
 
 
 class MemoryPanel(Vertical):
@@ -56,15 +61,61 @@ class MemoryPanel(Vertical):
 
     @staticmethod
     def _trend(s: RunSnapshot) -> Content:
-        """Time to the breaker at the recent slope: the number that says 'act now' or 'sleep on'."""
+        """Time to the breaker, only from a steady rise of the running job; else flat, falling or why not."""
         m = s.memory
+        label = ("time to breaker ", "$text-muted")
         if s.finished:
-            return Content.assemble(("time to breaker ", "$text-muted"), "— (the run is over)")
+            return Content.assemble(label, "— (the run is over)")
         if m.rss_bytes >= m.max_bytes:
             return Content.styled("at or above the breaker level", "bold $error")
-        eta = m.seconds_to_limit()
-        if eta is None or eta > STEADY_AFTER_S:
-            return Content.assemble(("time to breaker ", "$text-muted"), "— (not rising)")
+        if s.paused or s.phase == "paused":
+            return Content.assemble(label, "— (paused)")
+        if m.breaker.state is BreakerState.OPEN:
+            return Content.assemble(label, "— (breaker open)")
+        if s.running_since is None:
+            return Content.assemble(label, f"— ({s.phase})")
+        kind, eta = trend([(t, r) for t, r in m.history if t >= s.running_since], m.rss_bytes, m.max_bytes)
+        if kind != "rising" or eta is None or eta > STEADY_AFTER_S:
+            return Content.assemble(label, f"— ({kind})")
         style = "bold $error" if eta < 60 else "$warning" if eta < 600 else ""
-        return Content.assemble(("time to breaker ", "$text-muted"), (f"~{format_duration(eta)}", style),
-                                (" at this slope", "$text-muted"))
+        return Content.assemble(label, (f"~{format_duration(eta)}", style), (" at this slope", "$text-muted"))
+
+
+def trend(history: list[tuple[float, int]], rss: int, level: int, window_s: float = TREND_WINDOW_S
+          ) -> tuple[str, float | None]:
+    """("rising", seconds to ``level``) only for a steady rise; else ("flat" | "falling" | "settling", None).
+
+    Steady: at least ``window_s`` of samples, and both halves of the window rise on their own
+    (a load spike, a single allocation or a sawtooth's peak rises in one half only), by more than
+    ``FLAT_BYTES`` over the window.
+    """
+    if not history or history[-1][0] - history[0][0] < window_s:
+        return "settling", None
+    end = history[-1][0]
+    points = [(t, r) for t, r in history if t >= end - window_s]
+    mid = end - window_s / 2
+    halves = [[p for p in points if p[0] < mid], [p for p in points if p[0] >= mid]]
+    slopes = [_slope(h) for h in halves]
+    whole = _slope(points)
+    if whole is None or any(x is None for x in slopes):
+        return "settling", None
+    if abs(whole) * window_s < FLAT_BYTES:
+        return "flat", None
+    if whole < 0:
+        return "falling", None
+    if any(x is not None and x <= 0 for x in slopes):
+        return "flat", None
+    return "rising", max(0.0, (level - rss) / whole)
+
+
+def _slope(points: list[tuple[float, int]]) -> float | None:
+    """Least-squares bytes per second; None for fewer than 3 points or no time spread."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var <= 0:
+        return None
+    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from textual.content import Content
 from textual.widgets import Static
 
@@ -32,6 +31,8 @@ class ReportBanner(Static):
     def show_report(self, report: RunReport) -> None:
         status = report.status
         headline, style = _HEADLINE.get(status, (f"Run {status}", "$error"))
+        if report.memory_floor_gb is not None:
+            headline = f"✖ Stopped: memory stays at {report.memory_floor_gb:.2f}GB, above the reset level"
         self.has_text = True
         self.set_classes(f"-{status}")
         self.border_title = Content.assemble((headline, f"bold {style}"))
