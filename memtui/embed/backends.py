@@ -119,6 +119,16 @@ def model_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def vector_backend(backend: str) -> str:
+    """The backend as part of a vector's identity in the cache (``store.key_for``): onnx-int8 carries its
+    recipe from version 2 on, so vectors of an older int8 export are never served to a newer one."""
+    if backend != "onnx-int8":
+        return backend
+    from memtui.embed.onnx_export import RECIPE_VERSION
+
+    return backend if RECIPE_VERSION == 1 else f"{backend}/r{RECIPE_VERSION}"
+
+
 def artifact_dir(folder: Path) -> Path:
     return model_cache_root() / model_hash(folder)
 
@@ -204,12 +214,16 @@ class OnnxTokenizer:
         with self._lock:
             self._tok.enable_truncation(self.max_length)
             encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, e in enumerate(encodings):
-            ids[row, :len(e.ids)] = e.ids
-            mask[row, :len(e.ids)] = 1
+        return self.pad([e.ids for e in encodings])
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids padded to the longest row (not to the window) and their attention mask."""
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for row, r in enumerate(rows):
+            ids[row, :len(r)] = r
+            mask[row, :len(r)] = 1
         return ids, mask
 
 
@@ -272,23 +286,35 @@ class OnnxModel:
         out: list[np.ndarray] = []
         for start in range(0, len(sentences), batch_size):
             ids, mask = self.tokenizer.batch(sentences[start:start + batch_size])
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
-            out.append(self._pool(hidden, mask, normalize_embeddings))
+            out.append(self._run(ids, mask, normalize_embeddings))
         return np.concatenate(out) if out else np.empty((0, self._dim or 0), dtype=np.float32)
+
+    def encode_ids(self, rows: Sequence[Sequence[int]], *, normalize_embeddings: bool = True) -> np.ndarray:
+        """Vectors of already tokenized texts (special tokens in, truncated): the Embedder's sub-batches, whose
+        ids it computed once to plan them, so nothing is tokenized twice."""
+        ids, mask = self.tokenizer.pad(rows)
+        return self._run(ids, mask, normalize_embeddings)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feed)[0]
+        return self._pool(hidden, mask, normalize)
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
         if self.pooling == "cls":
-            vectors = hidden[:, 0]
+            vectors = np.ascontiguousarray(hidden[:, 0], dtype=np.float32)
         elif self.pooling == "max":
-            vectors = np.where(mask[..., None] > 0, hidden, -1e9).max(axis=1)
-        else:
-            weights = mask[..., None].astype(np.float32)
-            vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        vectors = vectors.astype(np.float32, copy=False)
+            vectors = np.where(mask[..., None] > 0, hidden, -1e9).max(axis=1).astype(np.float32, copy=False)
+        else:  # masked mean as one batched product: (b, 1, len) @ (b, len, dim), no (b, len, dim) temporary
+            weights = mask.astype(np.float32)[:, None, :]
+            vectors = np.matmul(weights, hidden.astype(np.float32, copy=False))[:, 0, :]
+            vectors /= np.maximum(weights.sum(axis=2), 1e-9)
         if normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms == 0.0, 1.0, norms)
+            norms[norms == 0.0] = 1.0
+            vectors /= norms
         return vectors
 
 

@@ -181,6 +181,13 @@ class Embedder:
         if source.exists() and not any((source / name).exists() for name in ("modules.json", "config.json")):
             raise ModelError(f"model '{self._name}' did not load: {source} has no modules.json or config.json; {_FIX}")
 
+    @property
+    def vector_backend(self) -> str:
+        """The backend as part of each vector's key in the cache: onnx-int8 carries its export recipe."""
+        from memtui.embed.backends import vector_backend  # noqa: PLC0415 - numpy only
+
+        return vector_backend(self.backend)
+
     # -- lifecycle ---------------------------------------------------------
 
     @property
@@ -304,10 +311,13 @@ class Embedder:
         return self._token_lengths([self.window(t) for t in texts])
 
     def _token_lengths(self, windows: Sequence[str]) -> list[int]:
+        return [len(row) for row in self._token_ids(windows)]
+
+    def _token_ids(self, windows: Sequence[str]) -> list[list[int]]:
         if not windows:
             return []
         model = self.load()
-        ids = model.tokenizer(
+        return model.tokenizer(
             list(windows),
             add_special_tokens=True,
             truncation=True,
@@ -315,7 +325,6 @@ class Embedder:
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
-        return [len(row) for row in ids]
 
     def plan(
         self, texts: Sequence[str], token_budget: int | None = None, max_batch: int | None = None
@@ -373,17 +382,22 @@ class Embedder:
         else:
             no_grad = contextlib.nullcontext
         windows = [self.window(text) for text in unique]
-        for batch in self._plan(self._token_lengths(windows), token_budget):
+        token_ids = self._token_ids(windows)
+        by_ids = getattr(model, "encode_ids", None)  # onnx: the planning's ids are the model's input
+        for batch in self._plan([len(row) for row in token_ids], token_budget):
             sub = [windows[j] for j in batch]
             try:
                 with no_grad():
-                    vectors = model.encode(
-                        sub,
-                        batch_size=len(sub),
-                        convert_to_numpy=True,
-                        normalize_embeddings=True,
-                        show_progress_bar=False,
-                    )
+                    if by_ids is not None:
+                        vectors = by_ids([token_ids[j] for j in batch])
+                    else:
+                        vectors = model.encode(
+                            sub,
+                            batch_size=len(sub),
+                            convert_to_numpy=True,
+                            normalize_embeddings=True,
+                            show_progress_bar=False,
+                        )
             except MemoryError:
                 raise
             except Exception as exc:  # torch raises RuntimeError, onnxruntime its own types

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from memtui.embed.backends import (BACKENDS, artifact_dir, artifact_name, detect_isa, model_cache_root,
-                                   resolve_backend)
+                                   resolve_backend, vector_backend)
 from memtui.embed.model import DEFAULT_MODEL_ID, Embedder, _packaged_model_path
 from memtui.embed.store import CacheStore, key_for
 from memtui.errors import UsageError
@@ -71,6 +71,7 @@ def test_export_writes_both_files_atomically_into_the_model_cache(models_env):
     assert names == sorted(["export.json", "model.onnx", artifact_name("onnx-int8", detect_isa())])
     info = json.loads((folder / "export.json").read_text())
     assert info["isa"] == detect_isa() and info["fused"].get("Attention") == 6  # the fused graph: fast
+    assert info["recipe"] == 2 and info["int8_fp32_nodes"] == ["/inner/encoder/layer.0/output/dense/MatMul"]
     assert not [p for p in models_env.iterdir() if p.name.startswith(".")]  # no temp folder left behind
     assert (folder / artifact_name("onnx-int8")).stat().st_size < (folder / "model.onnx").stat().st_size
 
@@ -94,6 +95,9 @@ def test_onnx_vectors_are_close_to_torch(models_env, real_embedder, backend):
     cos = np.sum(vectors * reference, axis=1)
     assert cos.min() > (0.9999 if backend == "onnx" else 0.95), cos  # loose: the gate is bench's
     assert np.array_equal(vectors[0], vectors[4])  # duplicates encoded once
+    # The Embedder hands the planning's token ids to the model (tokenized once): same as its own tokenizing.
+    direct = embedder.load().encode(TEXTS[:4], batch_size=4)
+    assert np.allclose(vectors[:4], direct, atol=1e-5)
 
 
 def test_windows_and_token_counts_match_torch(models_env, real_embedder):
@@ -143,6 +147,13 @@ def test_keys_of_torch_are_unchanged_and_other_backends_differ():
     assert len(keys) == len(BACKENDS)
 
 
+def test_the_int8_recipe_is_part_of_a_vectors_identity():
+    # Recipe 1's int8 vectors were keyed "onnx-int8": a newer export must not be served them.
+    assert vector_backend("torch") == "torch" and vector_backend("onnx") == "onnx"
+    assert vector_backend("onnx-int8") == "onnx-int8/r2" == Embedder(backend="onnx-int8").vector_backend
+    assert key_for(DEFAULT_MODEL_ID, "a", vector_backend("onnx-int8")) != key_for(DEFAULT_MODEL_ID, "a", "onnx-int8")
+
+
 def test_an_old_cache_reads_as_torch(tmp_path):
     cache = tmp_path / "old.sqlite"
     with CacheStore.open(cache, DEFAULT_MODEL_ID, 4) as store:  # what memtui wrote before backends
@@ -171,7 +182,7 @@ def test_torch_then_int8_on_one_cache_re_embeds_and_counts_per_backend(models_en
     info = json.loads(memtui("cache", "info", "--cache", cache, "--json", env=env).stdout)
     n = torch_report["items_embedded"]
     assert info["backends"] == {"torch": {"vectors": n, "domains_done": 2},
-                                "onnx-int8": {"vectors": n, "domains_done": 2}}
+                                "onnx-int8/r2": {"vectors": n, "domains_done": 2}}
     assert info["vectors"] == 2 * n
     # Reruns resume within their own backend: nothing embedded, no model loaded.
     for extra in ((), ("--backend", "onnx-int8")):
@@ -209,7 +220,7 @@ def test_the_config_key_and_env_reach_a_run(models_env, small_input, tmp_path):
     run = memtui("run", "--headless", "--input", small_input, "--cache", cache, "--limit", "1", "--config", config,
                  env=env_with(models_env))
     assert run.returncode == 0, run.stderr
-    assert set(json.loads(memtui("cache", "info", "--cache", cache, "--json").stdout)["backends"]) == {"onnx-int8"}
+    assert set(json.loads(memtui("cache", "info", "--cache", cache, "--json").stdout)["backends"]) == {"onnx-int8/r2"}
     bad = memtui("run", "--headless", "--input", small_input, "--cache", cache, env=env_with(models_env, MEMTUI_BACKEND="gpu"))
     assert bad.returncode == 2 and "MEMTUI_BACKEND 'gpu' is not a backend" in bad.stderr
 
