@@ -138,7 +138,10 @@ class Runner:
         self._batch_size = monitor.config.batch_size_max
         self._in_flight: tuple[str, ...] = ()
         self._in_flight_progress = (0, 0)
+        # (active time, responses done) at each commit; active time leaves paused spells out
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
+        self._paused_total_s = 0.0  # time spent held by a pause (not counted in rate or ETA)
+        self._paused_at: float | None = None  # when the current pause began holding the job
         self._report: RunReport | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
@@ -251,7 +254,7 @@ class Runner:
             now = self._clock()
             elapsed = 0.0 if self._t0 is None else (self._t_end or now) - self._t0
             rate = self._recent_rate(now)
-            remaining = max(0, self._items_total - self._items_done)
+            remaining = max(0, self._items_total - self._done_now())
             eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
             cfg = self.monitor.config
             return RunSnapshot(
@@ -276,7 +279,7 @@ class Runner:
                 in_flight=self._in_flight,
                 in_flight_progress=self._in_flight_progress,
                 elapsed_s=elapsed,
-                items_per_s=(self._items_done - self._items_skipped) / elapsed if elapsed > 0 else 0.0,
+                items_per_s=self._overall_rate(now),
                 eta_s=eta,
                 model_loaded=self.job.executor.loaded,
                 memory=memory,
@@ -455,7 +458,7 @@ class Runner:
             self._items_embedded += embedded
             self._batches += 1
             self._in_flight, self._in_flight_progress = (), (0, 0)
-            self._rate_window.append((now, self._items_done))
+            self._rate_window.append((self._active(now), self._items_done))
             self._completed_names = frozenset(result.completed)
             number = self._batches
         self._publish(
@@ -540,7 +543,13 @@ class Runner:
             if self._phase == phase:
                 return
             self._phase = phase
-            self._running_since = self._clock() if phase == "running" else None
+            now = self._clock()
+            self._running_since = now if phase == "running" else None
+            if phase == "paused" and self._paused_at is None:
+                self._paused_at = now
+            elif phase != "paused" and self._paused_at is not None:
+                self._paused_total_s += max(0.0, now - self._paused_at)
+                self._paused_at = None
         self._publish(PhaseChanged(phase, detail))
 
     def _on_breaker(self, t: BreakerTransition) -> None:
@@ -553,14 +562,30 @@ class Runner:
         self._publish(CleanupRan(report))
 
     # -- reporting ------------------------------------------------------------------
+    def _active(self, now: float) -> float:
+        """The clock with paused spells left out (lock held): rate and ETA count working time only."""
+        held = self._paused_total_s + (max(0.0, now - self._paused_at) if self._paused_at is not None else 0.0)
+        return now - held
+
+    def _done_now(self) -> int:
+        """Responses done, counting those of the batch in flight already embedded (lock held)."""
+        return self._items_done + self._in_flight_progress[0]
+
+    def _overall_rate(self, now: float) -> float:
+        """This run's responses per second of working time, work in flight included (lock held)."""
+        if self._t0 is None:
+            return 0.0
+        active = self._active(self._t_end or now) - self._t0
+        return (self._done_now() - self._items_skipped) / active if active > 0 else 0.0
+
     def _recent_rate(self, now: float) -> float:
-        """Responses per second over the last ~30 s of commits (lock held)."""
-        window = [(t, n) for t, n in self._rate_window if now - t <= 30]
-        if len(window) >= 2 and window[-1][0] > window[0][0]:
-            return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-        if self._t0 is not None and now > self._t0 and self._items_embedded:
-            return (self._items_done - self._items_skipped) / (now - self._t0)
-        return 0.0
+        """Responses per second over the last ~30 s of working time, work in flight included (lock held)."""
+        active = self._active(now)
+        points = [(t, n) for t, n in self._rate_window if active - t <= 30]
+        points.append((active, self._done_now()))
+        if len(points) >= 2 and points[-1][0] - points[0][0] >= 1.0:
+            return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+        return self._overall_rate(now) if self._done_now() > self._items_skipped else 0.0
 
     def _record_unprocessed(self, pushback: collections.deque[Unit], units: Iterator[Unit]) -> None:
         names: list[str] = []

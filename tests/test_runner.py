@@ -441,3 +441,35 @@ def test_an_open_breaker_counts_down_to_giving_up_and_cleanups_that_free_nothing
     cleanups = [e for e in events.drain() if isinstance(e, CleanupRan)]
     # Every 3 rounds would be rounds // 3 + 1; freeing nothing, they back off (the unload's is one of them).
     assert len(cleanups) < rounds // 3, (len(cleanups), rounds)
+
+
+def test_paused_time_is_left_out_of_rate_and_eta_and_work_in_flight_counts(tmp_path):
+    """A 15 s pause leaves items_per_s and the ETA as they were; a batch in flight counts before its commit."""
+    box = {}
+
+    def hook(texts):
+        clock = box["clock"]
+        clock.advance(1.0)
+        box["n"] = box.get("n", 0) + 1
+        if box["n"] == 2:  # mid first batch: its sub-batches count before the commit
+            box["in_flight"] = box["runner"].snapshot()
+        if box["n"] == 5:
+            box["runner"].pause()
+
+    runner, _executor, clock = fake_time_runner(
+        tmp_path, domains=6, executor=HashExecutor(sub_batch=3, on_sub_batch=hook), probe=None
+    )
+    box["clock"], box["runner"] = clock, runner
+    thread, _ = run_in_thread(runner)
+    wait_until(lambda: runner.snapshot().phase == "paused")
+    mid = box["in_flight"]
+    assert mid.batches == 0 and mid.in_flight_progress[0] > 0 and mid.items_per_s > 0 and mid.eta_s is not None
+    before = runner.snapshot()
+    clock.advance(15.0)
+    after = runner.snapshot()
+    assert after.elapsed_s == pytest.approx(before.elapsed_s + 15.0)
+    assert after.items_per_s == pytest.approx(before.items_per_s) and after.eta_s == pytest.approx(before.eta_s)
+    runner.resume()
+    thread.join(10)
+    report = runner.snapshot().report
+    assert report is not None and report.status == "success"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from memtui.memory.units import GB, MB
 from memtui.tui.app import MemtuiApp
-from memtui.tui.widgets.memory_panel import MemoryPanel, trend
+from memtui.tui.widgets.memory_panel import trend
 
 from .conftest import wait_for
 

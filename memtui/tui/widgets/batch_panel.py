@@ -23,7 +23,7 @@ class BatchPanel(Panel):
             size = Content.styled(str(s.batch_size), "bold")
         first = Content.assemble(("size ", "$text-muted"), size,
                                  ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}")
-        rate = f"{s.items_per_s:.1f}" if s.batches else "–"  # no rate until a batch is committed
+        rate = f"{s.items_per_s:.1f}" if s.items_per_s > 0 else "–"  # no rate until work is done
         second = Content.assemble(("batches ", "$text-muted"), f"{s.batches:,}",
                                   ("  ", ""), rate, ("/s", "$text-muted"))
         self.set_text(Content("\n").join([first, second]))

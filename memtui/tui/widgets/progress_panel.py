@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.content import Content
 
 from memtui.runner import RunSnapshot
-from memtui.tui.widgets.panel import Panel
 from memtui.tui.text import bar, count, format_duration
+from memtui.tui.widgets.panel import Panel
 
 
 class ProgressPanel(Panel):
@@ -14,7 +14,9 @@ class ProgressPanel(Panel):
         self.border_title = "Progress"
 
     def show(self, s: RunSnapshot) -> None:
-        fraction = s.items_done / s.items_total if s.items_total else (1.0 if s.finished else 0.0)
+        # Work in flight counts: a first batch of many minutes does not sit at 0.0%.
+        done = s.items_done + (0 if s.finished else s.in_flight_progress[0])
+        fraction = min(1.0, done / s.items_total) if s.items_total else (1.0 if s.finished else 0.0)
         pct = f" {fraction * 100:5.1f}%"
         width = max(4, self.content_size.width - len(pct)) if self.content_size.width else 40
         filled, empty = bar(fraction, width)
