@@ -32,7 +32,9 @@ from typing import Any
 from memtui.cluster.plugin import (
     GuardPlugin,
     WorkerGaveUp,
+    WorkerWatch,
     embed_domain,
+    removed_workers,
     worker_cleanup,
     worker_set_config,
     worker_stats,
@@ -78,7 +80,9 @@ class ClusterRunner(Runner):
         max_in_flight: int | None = None,
         trace: RunTrace | None = None,
         clock: Callable[[], float] = time.monotonic,
+        task: Callable[[str, list[str]], Any] = embed_domain,
     ) -> None:
+        """``task`` is what each domain runs as (default ``embed_domain``; tests wrap it)."""
         if (workers is None) == (scheduler is None):
             raise ValueError("ClusterRunner needs workers=N or scheduler=ADDRESS (one of them)")
         super().__init__(job, monitor, clock=clock, trace=trace)
@@ -98,6 +102,7 @@ class ClusterRunner(Runner):
         self._failed: list[str] = []
         self._last_poll = 0.0
         self._seq = itertools.count(1)
+        self._task = task
 
     # -- commands: the Runner's, forwarded to every worker too ----------------------------------
     def request_cleanup(self) -> None:
@@ -105,8 +110,8 @@ class ClusterRunner(Runner):
             self._forward_cleanup = True
         super().request_cleanup()
 
-    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> MemoryConfig:
-        config = super().set_thresholds(warning=warning, max=max)
+    def set_thresholds(self, **levels: Any) -> MemoryConfig:
+        config = super().set_thresholds(**levels)
         with self._wake:
             self._forward_config = config
         return config
@@ -143,6 +148,7 @@ class ClusterRunner(Runner):
             self._client = Client(self.scheduler_address, timeout=30)
             self._client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         self._client.run_on_scheduler(_set_allowed_failures, ALLOWED_FAILURES)
+        self._client.register_plugin(WorkerWatch())  # a fresh count of workers that leave, for this run
         # Local workers share this machine's cores; a worker elsewhere uses its own.
         threads = max(1, len(os.sched_getaffinity(0)) // self.n_workers) if self.n_workers else None
         self._client.register_plugin(GuardPlugin(self.model, self.backend, config, threads))
@@ -175,11 +181,12 @@ class ClusterRunner(Runner):
         self._last_poll = now
         try:
             live = set(self._live_workers())
+            removed = set(self._client.run_on_scheduler(removed_workers))
             stats = self._client.run(worker_stats, workers=list(live), on_error="return") if live else {}
         except Exception as exc:  # a poll that failed is retried at the next one
             log.debug("cluster poll failed: %s", exc)
             return
-        lost = (self._seen - live) - self._gone
+        lost = ((self._seen - live) | removed) - self._gone
         for address in sorted(lost):
             self._gone.add(address)
             self._publish(Notice(f"💀 Worker {address} lost: its domains run again on another worker", level="warning"))
@@ -249,7 +256,7 @@ class ClusterRunner(Runner):
                     self._commit(work, complete=True)
                     continue
                 future = self._client.submit(
-                    embed_domain,
+                    self._task,
                     unit.name,
                     [text for _, text in work.to_embed],
                     key=f"memtui-embed-{next(self._seq)}",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from distributed import WorkerPlugin, get_worker
+from distributed import SchedulerPlugin, WorkerPlugin, get_worker
 
 from memtui.embed.model import DEFAULT_MAX_BATCH, Embedder
 from memtui.memory.admission import Admission, OpenBreakerWait
@@ -39,6 +39,7 @@ from memtui.memory.probe import discover_limit
 from memtui.memory.units import GB
 
 PLUGIN_NAME = "memtui-guard"
+WATCH_NAME = "memtui-worker-watch"
 #: Texts per admitted sub-batch with the breaker CLOSED (the Embedder cuts it further by tokens).
 SUB_BATCH_TEXTS = DEFAULT_MAX_BATCH
 
@@ -222,3 +223,22 @@ def worker_set_config(config: MemoryConfig, dask_worker: Any = None) -> dict[str
     guard = _guard(dask_worker)
     guard.monitor.set_config(config)
     return guard.stats()
+
+
+class WorkerWatch(SchedulerPlugin):
+    """On the scheduler: every worker that left during the run, in order (a worker that lives less
+    than the client's poll interval, e.g. one restarted and killed again at once, is counted too)."""
+
+    name = WATCH_NAME
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove_worker(self, scheduler: Any, worker: str, *, stimulus_id: str, **kwargs: Any) -> None:
+        self.removed.append(worker)
+
+
+def removed_workers(dask_scheduler: Any = None) -> list[str]:
+    """Run on the scheduler (Client.run_on_scheduler): the workers WorkerWatch saw leave."""
+    watch = dask_scheduler.plugins.get(WATCH_NAME) if dask_scheduler is not None else None
+    return list(watch.removed) if watch is not None else []

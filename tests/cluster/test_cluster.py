@@ -200,3 +200,22 @@ def test_memtui_on_a_cluster_started_with_dasks_own_commands(tmp_path):
         for proc in reversed(procs):
             _stop(proc)
         logs.close()
+
+
+def test_a_domain_that_kills_workers_twice_is_quarantined_and_named(tmp_path):
+    import cloudpickle
+
+    from tests.cluster import deadly
+
+    cloudpickle.register_pickle_by_value(deadly)  # the workers need not import the tests
+    try:
+        report = _runner(tmp_path, domains=4, per_domain=3, task=deadly.deadly_embed).run()
+    finally:
+        cloudpickle.unregister_pickle_by_value(deadly)
+    assert report.status == "partial" and report.exit_code == 1, report.summary_lines()
+    assert report.quarantined == (deadly.DEADLY,)
+    assert report.unprocessed == (deadly.DEADLY,) and report.unprocessed_domains == 1
+    assert report.workers_lost >= 2
+    assert any(deadly.DEADLY in line for line in report.summary_lines())
+    rows, summaries = _cache_rows(tmp_path / "cache.sqlite")
+    assert summaries == 3 and {r[1] for r in rows} == set(domain_names(4)) - {deadly.DEADLY}
