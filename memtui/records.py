@@ -79,6 +79,8 @@ class RunReport:
     previous_abnormal_end: str | None = None
     # a cluster run only (memtui.cluster): each worker's stats, workers that died, domains quarantined
     cluster: str | None = None
+    #: this run's responses whose vectors are in the cache at its end (unfinished domains' parts included)
+    responses_committed: int | None = None
     workers: tuple[dict[str, Any], ...] | None = None
     workers_lost: int | None = None
     quarantined: tuple[str, ...] | None = None
@@ -110,8 +112,9 @@ class RunReport:
     def summary_lines(self) -> list[str]:
         """The run in a few lines, as the headless face prints them and the TUI's report panel shows them."""
         r = self
+        committed = r.items if r.responses_committed is None else r.responses_committed
         lines = [
-            f"Run {r.status} ({r.mode}): {r.items} responses embedded or checked in {r.duration_s:.1f}s "
+            f"Run {r.status} ({r.mode}): {committed} responses committed to the cache in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
             f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
             f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
@@ -162,6 +165,6 @@ def report_dict(report: Report) -> dict[str, Any]:
 _WHEN_KNOWN = frozenset(
     {
         "rss_anon_gb", "rss_file_gb", "error", "reason", "memory_floor_gb", "previous_abnormal_end",
-        "cluster", "workers", "workers_lost", "quarantined",
+        "cluster", "workers", "workers_lost", "quarantined", "responses_committed",
     }
 )

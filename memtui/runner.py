@@ -140,6 +140,9 @@ class Runner:
         self._in_flight_progress = (0, 0)
         # (active time, responses done) at each commit; active time leaves paused spells out
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
+        # responses of this run with a vector in the cache: domains finished, plus each unfinished one's latest count
+        self._committed_complete = 0
+        self._committed_partial: dict[str, int] = {}
         self._paused_total_s = 0.0  # time spent held by a pause (not counted in rate or ETA)
         self._paused_at: float | None = None  # when the current pause began holding the job
         self._report: RunReport | None = None
@@ -453,6 +456,12 @@ class Runner:
         malloc_trim()
         now = self._clock()
         with self._lock:
+            for domain, have, total in result.stored:
+                if have == total:
+                    self._committed_partial.pop(domain, None)
+                    self._committed_complete += total
+                elif have:
+                    self._committed_partial[domain] = have
             self._units_done += result.units_completed
             self._items_done += result.items_completed
             self._items_embedded += embedded
@@ -618,6 +627,7 @@ class Runner:
                 cleanups=memory.cleanups,
                 batches=self._batches,
                 items=items,
+                responses_committed=self._committed_complete + sum(self._committed_partial.values()),
                 items_embedded=self._items_embedded,
                 items_skipped=self._items_skipped,
                 items_total=self._items_total,

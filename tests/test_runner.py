@@ -147,6 +147,14 @@ def test_stop_mid_batch_commits_what_was_embedded_and_names_the_rest(tmp_path):
     vectors, keys, domains = committed(tmp_path)
     assert vectors == len(executor.encoded) == keys  # every embedded vector kept, none twice
     assert report["domains_done"] == len(domains)
+    con = sqlite3.connect(tmp_path / "cache.sqlite")
+    try:
+        stored = con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    finally:
+        con.close()
+    assert stored >= report["items"]
+    assert report["responses_committed"] == stored, "the report counts what the cache holds, partial domains too"
+    assert f"{stored} responses committed to the cache" in report.summary_lines()[0]
     assert report["unprocessed_domains"] == 6 - len(domains)
     assert set(report["unprocessed"]) == set(domain_names(6)) - set(domains)
     # A rerun finishes the job without embedding anything twice.

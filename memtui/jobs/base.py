@@ -57,6 +57,8 @@ class CommitResult:
     completed: tuple[str, ...]  # domains now complete in the cache
     items_completed: int  # their responses
     vectors_written: int
+    #: (domain, its responses with a vector in the cache now, its responses) for each domain of the batch
+    stored: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def units_completed(self) -> int:

@@ -170,12 +170,14 @@ class CacheJob:
         completed: list[str] = []
         summaries: list[DomainSummary] = []
         items_completed = 0
+        stored: list[tuple[str, int, int]] = []
         offset = 0
         for unit in work.units:
             unit_keys = work.keys[offset : offset + len(unit.responses)]
             offset += len(unit.responses)
             have = [(r, k) for r, k in zip(unit.responses, unit_keys) if k not in pending]
             responses.extend(r for r, _ in have)
+            stored.append((unit.domain, len(have), len(unit.responses)))
             if len(have) == len(unit.responses):
                 completed.append(unit.domain)
                 items_completed += len(unit.responses)
@@ -183,7 +185,10 @@ class CacheJob:
                     summaries.append(self.store.summarize(unit.domain, unit.responses, work.vectors))
         self.store.commit_batch(work.vectors, responses, summaries)
         return CommitResult(
-            completed=tuple(completed), items_completed=items_completed, vectors_written=len(work.vectors)
+            completed=tuple(completed),
+            items_completed=items_completed,
+            vectors_written=len(work.vectors),
+            stored=tuple(stored),
         )
 
     def close(self) -> None:

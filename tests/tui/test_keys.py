@@ -4,6 +4,7 @@ with a fast fake executor. Each asserts what the job really did, not just what t
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from textual.widgets import Input
 
@@ -167,6 +168,9 @@ async def test_q_during_a_run_commits_every_finished_batch(make_rig):
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
         assert rig.runner.snapshot().stopping is False, "nothing stops before the operator confirms"
+        said = str(app.screen.query_one(".dialog-hint").render())
+        assert "stops after the sub-batch in flight and commits every vector made so far" in said
+        assert app.screen.focused is not None and app.screen.focused.id == "cancel", "focus on the safe choice"
         await pilot.press("y")
         await wait_for(pilot, lambda: app.return_value is not None, what="the app to exit")
     report = app.return_value
@@ -175,6 +179,12 @@ async def test_q_during_a_run_commits_every_finished_batch(make_rig):
     domains, responses = rig.committed()
     assert domains == report["domains_done"] >= 10
     assert responses == 4 * domains  # every committed domain has all its responses
+    con = sqlite3.connect(rig.cache)
+    try:
+        stored = con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    finally:
+        con.close()
+    assert report.responses_committed == stored >= responses, "the report matches the cache, partial domains too"
     assert report["unprocessed_domains"] == 40 - domains
 
 

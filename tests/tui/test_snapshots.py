@@ -73,6 +73,8 @@ def test_thresholds_dialog_refuses_bad_input_80x24(snap_compare, frozen):
         await _until(pilot, lambda: run.held)
         await pilot.press("t")
         await pilot.pause()
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # a blinking cursor makes the picture depend on timing
         pilot.app.screen.query_one("#warning", Input).value = "2GB"
         await pilot.press("enter")
         await pilot.pause()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 
 from memtui.tui.screens.confirm import ConfirmScreen
 
@@ -11,12 +13,13 @@ class QuitScreen(ConfirmScreen):
     YES = "Stop and quit"
     NO = "Keep running"
     COMPACT = True
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Stop and quit"),  # (a second Ctrl-C confirms too: see the app's interrupt)
         Binding("n,escape", "cancel", "Keep running"),
     ]
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("Stop the job and quit?",
-                         "The batch in flight is finished and committed first: nothing done is lost, "
-                         "and a rerun resumes where this one stopped." + (f"\n{detail}" if detail else ""))
+                         "The job stops after the sub-batch in flight and commits every vector made so far "
+                         "(unfinished domains' too); the rest of the batch is not embedded. A rerun embeds "
+                         "only what is missing." + (f"\n{detail}" if detail else ""))
