@@ -30,12 +30,16 @@ class TwoFieldScreen(ModalScreen[bool]):
     """Base for the thresholds and batch-limits dialogs (two fields or more); dismisses True once applied.
 
     Enter applies wherever the focus is (a field or a button): a priority binding, so no
-    focused widget takes it first.
+    focused widget takes it first. Tab and Shift-Tab are priority bindings too (see BINDINGS).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("enter", "apply", "Apply", priority=True),
+        # Priority, so the focus moves before the app hands on the next key: keys that arrive in one
+        # burst (a paste, a slow SSH link) go to the field they were typed for ("0.9<Tab>1.4").
+        Binding("tab", "app.focus_next", "Next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous", show=False, priority=True),
     ]
     TITLE_TEXT = ""
     FIELDS: tuple[Field, ...] = (Field("first", "", ""), Field("second", "", ""))

@@ -1,0 +1,70 @@
+"""Dialogs that survive SSH: keys in one burst apply in order, Enter applies from anywhere in a form,
+and a destructive question starts on the safe answer (y stays the accelerator)."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.widgets import Button, Input
+
+from memtui.tui.app import MemtuiApp
+from memtui.tui.screens import BatchLimitsScreen, QuitScreen, ThresholdsScreen
+
+from .conftest import wait_for
+from .test_keys import quit_and_confirm
+
+
+def burst(app, text: str) -> None:
+    """Keys as one terminal read delivers them: queued together, none awaited in between."""
+    names = {"\t": "tab", "\r": "enter", ".": "full_stop"}
+    for ch in text:
+        app.post_message(events.Key(names.get(ch, ch), ch))
+
+
+async def test_a_burst_with_a_tab_fills_both_fields_and_enter_applies(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
+        await pilot.pause()
+        dialog = app.screen
+        burst(app, "0.9\t1.4")
+        await pilot.pause(0.2)
+        assert [dialog.query_one(f"#{i}", Input).value for i in ("warning", "breaker")] == ["0.9", "1.4"]
+        burst(app, "\r")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to apply")
+        m = rig.runner.snapshot().memory
+        assert (round(m.warning_bytes / 2**30, 2), round(m.max_bytes / 2**30, 2)) == (0.9, 1.4)
+        await quit_and_confirm(app, pilot)
+
+
+async def test_enter_on_a_button_applies_the_form(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchLimitsScreen), what="the dialog")
+        app.screen.query_one("#batch-max", Input).value = "3"
+        app.screen.query_one("#apply", Button).focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to apply")
+        assert rig.runner.snapshot().batch_max == 3
+        await quit_and_confirm(app, pilot)
+
+
+async def test_the_quit_question_starts_on_keep_running(make_rig):
+    rig = make_rig(domains=30, delay_s=0.03)
+    app = MemtuiApp(rig.runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the question")
+        await pilot.pause()
+        assert app.screen.focused is not None and app.screen.focused.id == "cancel"
+        await pilot.press("enter")  # the safe answer: the job keeps running
+        await wait_for(pilot, lambda: app.screen is app.dashboard, what="the question to close")
+        assert not rig.runner.snapshot().stopping
+        await quit_and_confirm(app, pilot)  # y stays the accelerator
