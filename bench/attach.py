@@ -36,7 +36,10 @@ t0 = float(sys.argv[2])
 from memtui.attach.client import RemoteEngine
 from memtui.tui.attached import AttachedMemtuiApp
 
+import memtui.tui.app
+
 class Timed(AttachedMemtuiApp):
+    CSS_PATH = str(__import__("pathlib").Path(memtui.tui.app.__file__).with_name("app.tcss"))
     first = None
     def tick(self, **kw):
         super().tick(**kw)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import make_sample, memtui, memtui_env, popen_memtui
+from tests.support.cli import REPO, make_sample, memtui, memtui_env, popen_memtui
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -296,3 +296,81 @@ async def test_attached_dashboard_of_a_run_killed_with_9_says_so_and_exits(place
             assert time.monotonic() - start < 5, "the viewer of a dead run did not exit"
             await pilot.pause(0.1)
     assert app.lost and "ended abnormally" in app.lost and app.return_value is None
+
+
+def spawn_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """(pid, master fd) of ``python -m memtui ARGS`` on a new pseudo-terminal, its controlling terminal."""
+    import pty
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the terminal's session leader
+        try:
+            os.chdir(REPO)
+            os.execve(sys.executable, [sys.executable, "-m", "memtui", *args], {**env, "TERM": "xterm-256color"})
+        except BaseException as exc:
+            os.write(2, f"exec failed: {exc!r}\n".encode())
+        os._exit(127)
+    return pid, master
+
+
+def drain_until(master: int, predicate, timeout: float) -> bytes:
+    """Read the terminal (a child blocked on a full terminal draws nothing) until ``predicate()``."""
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out; the terminal showed: {seen[-2000:]!r}"
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                pass
+    return seen
+
+
+def exit_status(pid: int, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    return None
+
+
+def test_a_viewer_whose_terminal_goes_away_detaches_and_the_in_process_tui_is_attachable(place, inputs):
+    runs, env, _ = place
+    # The in-process TUI (the job in a worker thread beside the panels), on a terminal of its own...
+    tui, tui_master = spawn_on_a_terminal(["run", "--tui", "--input", str(inputs["big"])], env)
+    import threading
+
+    draining = threading.Thread(target=drain_until, args=(tui_master, lambda: not alive(tui), 600), daemon=True)
+    draining.start()  # a terminal always takes what is drawn on it
+    try:
+        wait_until(lambda: len(ls(env)) == 1, 120, "the TUI run to be listed")
+        [row] = ls(env)
+        assert row["pid"] == tui and row["mode"] == "cache"
+        # ...watched from a second terminal with `memtui attach`.
+        viewer, viewer_master = spawn_on_a_terminal(["attach", row["id"]], env)
+        drain_until(viewer_master, lambda: ls(env)[0]["viewers"] == 1, 60)
+        shown = time.monotonic() + 3
+        drain_until(viewer_master, lambda: time.monotonic() > shown, 10)  # the dashboard up, its handlers set
+        os.close(viewer_master)  # that terminal goes away: SIGHUP
+        code = exit_status(viewer, 30)
+        assert code == 0, code  # detached
+        wait_until(lambda: ls(env)[0]["viewers"] == 0, 30, "the viewer to be gone")
+        assert alive(tui)  # the run goes on
+        done = memtui("stop", row["id"], env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "exit 130" in done.stderr and "shows the report until its operator quits" in done.stderr
+        time.sleep(2)
+        assert alive(tui)  # the in-process TUI keeps the report on screen, as after any end...
+        os.write(tui_master, b"q")  # ...until its operator quits
+        assert exit_status(tui, 60) == 130
+    finally:
+        if alive(tui):
+            os.kill(tui, signal.SIGKILL)
+            exit_status(tui, 10)
+        os.close(tui_master)

@@ -116,8 +116,9 @@ class RemoteEngine:
                     self._last = body
                 elif kind == "event":
                     self._bus.publish(body)
-                elif kind == "report":
+                elif kind == "report":  # the run is over (its host may stay up: a TUI showing it)
                     self._report = body
+                    self._ended.set()
                 elif kind == "reply":
                     with self._reply_ready:
                         self._replies[body.get("id") or 0] = body

@@ -51,9 +51,10 @@ def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
         what = str(args.input or "sample")
         where = str(args.cache or default_cache())
     log_path = os.environ.pop(LOG_ENV, "")
+    face = "tui" if args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty()) else "headless"
     try:
         server = AttachServer(engine, run_id=run_id, mode=args.mode, input=what, cache=where,
-                              log_path=log_path, report_path=str(args.report or "")).start()
+                              log_path=log_path, report_path=str(args.report or ""), face=face).start()
     except (OSError, MemtuiError) as exc:
         print(f"memtui: warning: this run cannot be attached to ({exc}); it runs anyway", file=sys.stderr)
         return None
@@ -263,8 +264,14 @@ def stop(args: argparse.Namespace) -> int:
     except RunLost as exc:
         print(f"memtui: {exc}", file=sys.stderr)
         return 1
+    print(f"memtui: run {entry.id} ended: {report.get('status')} (exit {report['exit_code']})", file=sys.stderr)
+    if entry.face == "tui":  # its TUI keeps the report on screen until its operator leaves
+        print(f"memtui: its TUI (pid {entry.pid}) shows the report until its operator quits", file=sys.stderr)
+        return 0
     deadline = time.monotonic() + STOP_WAIT_S
     while entry.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
-    print(f"memtui: run {entry.id} ended: {report.get('status')} (exit {report['exit_code']})", file=sys.stderr)
+    if entry.alive():
+        print(f"memtui: pid {entry.pid} is still running {STOP_WAIT_S:.0f}s after its report", file=sys.stderr)
+        return 1
     return 0

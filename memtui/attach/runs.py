@@ -73,6 +73,7 @@ class RunEntry:
     log: str = ""
     report: str = ""
     started_at: float = 0.0
+    face: str = ""  # "tui" or "headless": a TUI keeps its report on screen after the run ends
 
     @property
     def path(self) -> Path:

@@ -164,13 +164,13 @@ class AttachServer:
     """One run's engine, served on ``ID.sock`` in the private run folder until ``finish()``."""
 
     def __init__(self, engine: Engine, *, run_id: str | None = None, mode: str = "", input: str = "",
-                 cache: str = "", log_path: str = "", report_path: str = "",
+                 cache: str = "", log_path: str = "", report_path: str = "", face: str = "",
                  snapshot_every_s: float = SNAPSHOT_EVERY_S, outbox_lines: int = OUTBOX_LINES,
                  send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.engine = engine
         self.run_id = run_id or new_run_id()
         self.meta = {"mode": mode, "input": input, "cache": cache}
-        self.log_path, self.report_path = log_path, report_path
+        self.log_path, self.report_path, self.face = log_path, report_path, face
         self.snapshot_every_s = snapshot_every_s
         self.outbox_lines = outbox_lines
         self.send_timeout_s = send_timeout_s
@@ -213,7 +213,8 @@ class AttachServer:
         self._listener = listener
         pid = os.getpid()
         self.entry = RunEntry(id=self.run_id, pid=pid, start_time=process_start(pid) or 0.0, socket=str(path),
-                              log=self.log_path, report=self.report_path, started_at=time.time(), **self.meta)
+                              log=self.log_path, report=self.report_path, started_at=time.time(), face=self.face,
+                              **self.meta)
         self.entry.write()
         for target, name in ((self._accept_loop, "memtui-attach"), (self._pump_loop, "memtui-attach-pump")):
             thread = threading.Thread(target=target, name=name, daemon=True)

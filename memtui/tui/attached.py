@@ -12,6 +12,9 @@ is lost without a report, the viewer says the run ended abnormally and exits.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -27,6 +30,13 @@ from memtui.tui.monitor_app import MonitorApp
 
 #: After the run was lost, how long the viewer shows why before it exits.
 LOST_EXIT_S = 1.5
+#: After its terminal went away, how long the viewer may take to leave before it leaves at once.
+HANGUP_EXIT_S = 5.0
+
+
+def _leave_soon() -> None:
+    time.sleep(HANGUP_EXIT_S)
+    os._exit(0)  # detached: the run goes on
 
 
 class AttachQuitScreen(ModalScreen[str]):
@@ -120,6 +130,8 @@ class _Attached:
         self.detached = True
         self.remote.detach()
         self._signal_loop.call_soon_threadsafe(self.exit, None)  # type: ignore[attr-defined]
+        # Nobody is watching: whatever the UI does on its way out, the viewer is gone within seconds.
+        threading.Thread(target=_leave_soon, name="memtui-viewer-hangup", daemon=True).start()
 
     # Textual calls each class's handler along the MRO: this one runs before EngineApp's.
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
