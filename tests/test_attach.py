@@ -262,9 +262,9 @@ async def test_attached_dashboard_shows_the_end_and_q_leaves_with_the_runs_repor
     from memtui.attach.runs import find
     from memtui.tui.attached import AttachedMemtuiApp
 
-    runs, env, _ = place
+    runs, _env, _ = place
     monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
-    run_id, pid, _ = detach(place, inputs, "small")
+    run_id, _pid, _ = detach(place, inputs, "small")
     app = AttachedMemtuiApp(RemoteEngine(find(run_id).socket), poll_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
         deadline = time.monotonic() + 180
@@ -284,7 +284,7 @@ async def test_attached_dashboard_of_a_run_killed_with_9_says_so_and_exits(place
     from memtui.attach.runs import find
     from memtui.tui.attached import AttachedMemtuiApp
 
-    runs, env, _ = place
+    runs, _env, _ = place
     monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
     run_id, pid, _ = detach(place, inputs)
     app = AttachedMemtuiApp(RemoteEngine(find(run_id).socket), poll_interval=0.05)
@@ -341,7 +341,7 @@ def exit_status(pid: int, timeout: float) -> int | None:
 
 
 def test_a_viewer_whose_terminal_goes_away_detaches_and_the_in_process_tui_is_attachable(place, inputs):
-    runs, env, _ = place
+    _runs, env, _ = place
     # The in-process TUI (the job in a worker thread beside the panels), on a terminal of its own...
     tui, tui_master = spawn_on_a_terminal(["run", "--tui", "--input", str(inputs["big"])], env)
     import threading
