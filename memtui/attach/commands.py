@@ -199,7 +199,7 @@ def attach(args: argparse.Namespace) -> int:
     core_log = logging.getLogger("memtui")
     core_log.addHandler(logging.NullHandler())
     core_log.propagate = False
-    app = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True)
+    app: Any = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True)  # a RemoteEngine, duck-typed
     result = app.run(mouse=app.MOUSE)
     if app.lost:
         print(f"memtui: {app.lost}", file=sys.stderr)

@@ -162,7 +162,7 @@ class AttachedMemtuiApp(_Attached, MemtuiApp):
 
     def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
-        super().__init__(engine, **options)  # type: ignore[arg-type]
+        super().__init__(engine, **options)
 
 
 class AttachedMonitorApp(_Attached, MonitorApp):
@@ -171,8 +171,8 @@ class AttachedMonitorApp(_Attached, MonitorApp):
 
     def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
-        super().__init__(engine, **options)  # type: ignore[arg-type]
+        super().__init__(engine, **options)
 
 
-def attached_app_class(engine: Any) -> type[MemtuiApp] | type[MonitorApp]:
+def attached_app_class(engine: Any) -> type[AttachedMemtuiApp] | type[AttachedMonitorApp]:
     return AttachedMonitorApp if engine.kind == "monitor" else AttachedMemtuiApp
