@@ -236,15 +236,15 @@ def run(args: argparse.Namespace) -> int:
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
+    if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
+        raise UsageError("--workers and --scheduler go with --mode cache")
+    if getattr(args, "workers", None) and getattr(args, "scheduler", None):
+        raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     if args.mode == "monitor":
         monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
         return run_face(args, build_monitor_engine(args, monitor))  # UsageError (exit 2) if no target exists
     if args.texts is not None and args.mode != "embeddings":
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
-    if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
-        raise UsageError("--workers and --scheduler go with --mode cache")
-    if getattr(args, "workers", None) and getattr(args, "scheduler", None):
-        raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     runner = build_runner(args, monitor)
     try:
         runner.open()  # bad input, cache or config fails here, in one line, before any face starts
