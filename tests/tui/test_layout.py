@@ -56,7 +56,7 @@ async def test_chart_replaces_the_log_on_short_terminals_and_joins_it_on_tall_on
         assert not d.chart.display and d.gc_log.display
         progress = d.query_one("#progress")
         await pilot.press("g")
-        assert d.chart.display and not d.gc_log.display and not progress.display, "the chart gets the rows"
+        assert d.chart.display and not d.gc_log.display and progress.display, "the chart gets the log's rows"
         await pilot.press("g")
         assert not d.chart.display and d.gc_log.display and progress.display
         await pilot.resize_terminal(120, 40)
@@ -113,3 +113,30 @@ def test_bar_and_short_path():
     assert bar(1.0, 4) == ("████", "") and bar(0.0, 4) == ("", "░░░░")
     shortened = short_path("/very/long/path/to/some/cache.sqlite", 16)
     assert len(shortened) == 16 and shortened.startswith("…") and shortened.endswith("/cache.sqlite")
+
+
+async def test_the_sparkline_scale_is_fixed_by_the_levels_and_marks_them():
+    """Same RSS, same height: the scale (0 to a little above the breaker) does not follow the data."""
+    from textual.app import App
+
+    from memtui.memory.units import GB as _GB
+    from memtui.tui.widgets.memory_sparkline import MemorySparkline
+
+    class One(App):
+        def compose(self):
+            yield MemorySparkline(id="s")
+
+    app = One()
+    async with app.run_test(size=(40, 4)) as pilot:
+        spark = app.query_one(MemorySparkline)
+        spark.styles.height = 2
+        spark.show([int(0.4 * _GB)] * 10, int(1.0 * _GB), int(1.5 * _GB))
+        await pilot.pause()
+        first = spark.scale
+        low = str(spark.render())
+        spark.show([int(0.4 * _GB)] * 5 + [int(0.7 * _GB)] * 5, int(1.0 * _GB), int(1.5 * _GB))
+        await pilot.pause()
+        assert spark.scale == first == (0, int(1.7 * _GB) // (_GB // 10) * (_GB // 10))
+        high = str(spark.render())
+        assert low.splitlines()[-1][-10:-5] == high.splitlines()[-1][-10:-5], "0.4GB drawn at the same height"
+        assert any(ch in low for ch in "⎽⎼⎻⎺"), "the warning and breaker levels are marked"

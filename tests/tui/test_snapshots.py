@@ -89,3 +89,16 @@ def test_narrow_60x20_reflows(snap_compare, frozen):
         await _until(pilot, lambda: run.held)
 
     assert snap_compare(run.app(), terminal_size=(60, 20), run_before=before)
+
+
+def test_chart_at_60x20_keeps_its_axis_and_the_progress_panel(snap_compare, frozen):
+    run = frozen(hold_at=24)
+
+    async def before(pilot):
+        await _until(pilot, lambda: run.held)
+        await pilot.press("g")
+        await pilot.pause()
+        pilot.app.tick(force_chart=True)
+        await pilot.pause()
+
+    assert snap_compare(run.app(), terminal_size=(60, 20), run_before=before)

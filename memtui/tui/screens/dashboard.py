@@ -206,8 +206,13 @@ class DashboardScreen(Screen):
             # While stopping, the short 'committing' banner sits above the log.
             views = (False, banner.has_text and not self.finished, True)
         self.chart.display, banner.display, self.gc_log.display = views
-        # A short terminal gives the chart the progress panel's rows too: a 4-row plot misplaces lines.
-        self.query_one(ProgressPanel).display = tall or not views[0]
+        # The progress panel always stays. A short, narrow terminal gives the chart the memory panel's
+        # rows (the chart shows memory over the whole run, levels included), so the chart keeps its axis
+        # and the body does not have to scroll to see it.
+        self.query_one(ProgressPanel).display = True
+        chart_only = views[0] and not tall and width < NARROW_WIDTH
+        self.query_one(MemoryPanel).display = not chart_only
+        body.set_class(chart_only, "-chart-only")
         banner.set_class(self.finished and not tall, "-fill")
 
     # -- keys -------------------------------------------------------------------------

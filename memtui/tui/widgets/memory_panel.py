@@ -38,7 +38,7 @@ class MemoryPanel(Vertical):
         if m.history:
             span = m.history[-1][0] - m.history[0][0]
             floor, top = spark.scale
-            self.border_subtitle = f"{floor / GB:.1f}–{top / GB:.1f}GB · last {format_duration(span)}"
+            self.border_subtitle = f"{floor / GB:.0f}–{top / GB:.1f}GB ⎺ levels · last {format_duration(span)}"
         state = STATE_STYLE[m.state]
         limit = m.limit
         if limit is not None and limit.bytes:

@@ -1,12 +1,14 @@
-"""RSS history as a multi-row sparkline, topped at the breaker level and colored by zone.
+"""RSS history as a multi-row sparkline on a fixed scale, with the warning and breaker levels marked.
 
 Textual's Sparkline scales to the data's own min..max, which turns 2 MB of
-noise into a cliff. Here the top is the breaker level (or the peak, if higher),
-so a full column means "at the breaker", and each column takes the color of its
-zone: normal, warning, over the breaker. The bottom is a round 0.1 GB step
-under the lowest sample rather than zero, so a job swinging between 0.5 and
-0.9 GB shows its swings instead of a flat block; ``scale`` says what the
-bottom and top are, and the memory panel prints it.
+noise into a cliff and draws the same RSS at different heights as the data
+moves. Here the scale is fixed by the levels alone: 0 at the bottom, a little
+above the breaker (``HEADROOM``, rounded up to 0.1 GB) at the top, so a height
+always means the same memory and a column that reaches the breaker's mark is
+at the breaker. The warning and breaker levels are drawn as scan lines
+(⎽⎼⎻⎺) in their colors across the empty cells of the row they fall in; each
+column takes the color of its zone. ``scale`` says what the bottom and top are,
+and the memory panel prints it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
+from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -21,6 +24,10 @@ from textual.widget import Widget
 from memtui.memory.units import GB
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
+#: Horizontal scan lines, low to high within a cell: where a level falls in its row.
+_SCAN = "⎽⎼⎻⎺"
+#: The top of the scale, as a multiple of the breaker level.
+HEADROOM = 1.1
 
 
 class Samples(NamedTuple):
@@ -48,11 +55,9 @@ class MemorySparkline(Widget):
         self.samples = Samples(tuple(values), warning_bytes, max_bytes)
 
     def watch_samples(self, samples: Samples) -> None:
-        values = samples.values
-        top = max(samples.max, max(values, default=0), 1)
         step = GB // 10
-        floor = max(0, (min(values, default=0) // step - 1) * step)
-        self.scale = (min(floor, top - step), top)
+        top = max(step, -(-int(samples.max * HEADROOM) // step) * step)  # the levels alone fix the scale
+        self.scale = (0, top)
 
     def columns(self, width: int) -> list[int]:
         """One value per column: the peak of each slice (a spike must survive downsampling)."""
@@ -80,17 +85,38 @@ class MemorySparkline(Widget):
         pad = width - len(cols)
         heights = [min(rows * 8, max(0, round((v - floor) / span * rows * 8))) for v in cols]
         zones = [self._zone(v) for v in cols]
+        marks = self.marks(rows)
         text = Text(no_wrap=True, overflow="crop")
         for row in range(rows - 1, -1, -1):
-            text.append(" " * pad, style=empty)
+            mark = marks.get(row)
+            for _ in range(pad):
+                text.append(*(mark if mark else (" ", empty)))
             for h, zone in zip(heights, zones):
                 level = min(8, max(0, h - row * 8))
+                if level == 0 and mark is not None:
+                    text.append(mark[0], style=mark[1])  # the level's line shows where no column covers it
+                    continue
                 # Keep a floor row visible, so a tiny RSS still draws a line rather than nothing.
                 ch = _BLOCKS[level] if level or row else "▁"
                 text.append(ch, style=styles[zone])
             if row:
                 text.append("\n")
         return text
+
+    def marks(self, rows: int) -> dict[int, tuple[str, Style]]:
+        """Row -> (scan line, style) for the warning and breaker levels (the breaker wins a shared row)."""
+        floor, top = self.scale
+        span = max(1, top - floor)
+        out: dict[int, tuple[str, Style]] = {}
+        for level, component in ((self.samples.warning, "memory-sparkline--warning"),
+                                 (self.samples.max, "memory-sparkline--critical")):
+            pos = (level - floor) / span * rows  # in rows from the bottom
+            if not 0 <= pos <= rows:
+                continue
+            row = min(rows - 1, int(pos))
+            within = pos - row  # 0..1 inside the row
+            out[row] = (_SCAN[min(3, int(within * 4))], self.get_component_rich_style(component))
+        return out
 
     def _zone(self, value: int) -> str:
         if value >= self.samples.max:
