@@ -219,3 +219,27 @@ def test_a_domain_that_kills_workers_twice_is_quarantined_and_named(tmp_path):
     assert any(deadly.DEADLY in line for line in report.summary_lines())
     rows, summaries = _cache_rows(tmp_path / "cache.sqlite")
     assert summaries == 3 and {r[1] for r in rows} == set(domain_names(4)) - {deadly.DEADLY}
+
+
+def test_stop_commits_what_is_in_flight_and_a_rerun_finishes_the_rest(tmp_path):
+    runner = _runner(tmp_path, domains=10, per_domain=4, workers=1)
+    events = runner.subscribe()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("report", runner.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 240
+    while thread.is_alive() and time.monotonic() < deadline:
+        events.wait(timeout=1.0)
+        if any(isinstance(event, BatchDone) for event in events.drain()):
+            runner.stop()
+            break
+    thread.join(timeout=300)
+    report = result["report"]
+    assert report.status == "interrupted" and report.exit_code == 130
+    assert 1 <= report.domains_done < 10
+    assert report.domains_done + report.unprocessed_domains == 10
+    rows, summaries = _cache_rows(tmp_path / "cache.sqlite")
+    assert summaries == report.domains_done and all(r[2] for r in rows)  # what was in flight is committed
+    again = _runner(tmp_path, domains=10, per_domain=4, workers=1).run()
+    assert again.status == "success" and again.items_skipped == 4 * report.domains_done
+    _assert_complete(tmp_path / "cache.sqlite", 10, 4)
