@@ -87,7 +87,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     ),
     "strict: line over 16 MiB": lambda d: Case(
         ["--strict", "--input", str(write(d / "h.jsonl", (GOOD_LINE + "\n").encode() + b"x" * (17 << 20) + b"\n"))],
-        "h.jsonl:2: longer than 16 MiB, the most memtui reads per line",
+        "h.jsonl:2: longer than 16MB, the most memtui reads per line",
         with_input=False,
     ),
     "input only one line, over 16 MiB": lambda d: Case(
@@ -269,13 +269,13 @@ def test_skipped_bad_lines_are_named_in_the_log_and_listed_in_the_report(tmp_pat
     assert report["bad_line_details"] == [
         {"line": 2, "reason": "malformed JSON (Expecting property name enclosed in double quotes at column 2)"},
         {"line": 4, "reason": "expected a JSON object, got list"},
-        {"line": 5, "reason": "longer than 16 MiB, the most memtui reads per line"},
+        {"line": 5, "reason": "longer than 16MB, the most memtui reads per line"},
         {"line": 6, "reason": "missing field 'prompt_type'"},
         {"line": 8, "reason": "not valid UTF-8 (byte 0xff at column 1)"},
     ]
     assert (
         "⚠️ 5 bad input line(s) skipped: line 2: malformed JSON (Expecting property name enclosed in double "
-        "quotes at column 2); line 4: expected a JSON object, got list; line 5: longer than 16 MiB, the most "
+        "quotes at column 2); line 4: expected a JSON object, got list; line 5: longer than 16MB, the most "
         "memtui reads per line; ..."
     ) in result.stderr
     assert "Traceback" not in result.stderr

@@ -118,7 +118,7 @@ def _open(path: Path, where: str) -> Iterator[BinaryIO]:
 
 
 def _too_long() -> str:
-    return f"longer than {MAX_LINE_BYTES / (1 << 20):g} MiB, the most memtui reads per line"
+    return f"longer than {MAX_LINE_BYTES / (1 << 20):g}MB, the most memtui reads per line"
 
 
 def _lines(fh: BinaryIO) -> Iterator[bytes | bytearray | None]:

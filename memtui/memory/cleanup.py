@@ -68,7 +68,7 @@ class CleanupReport:
         extra = f", cleared {', '.join(self.cleared)}" if self.cleared else ""
         return (
             f"{self.objects} objects, {format_gb(self.rss_before)} -> {format_gb(self.rss_after)} "
-            f"(freed {freed_mb:.0f} MB){extra}"
+            f"(freed {freed_mb:.0f}MB){extra}"
         )
 
 

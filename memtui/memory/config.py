@@ -52,9 +52,9 @@ FLOOR_ROOM = 0.9
 DAY_S = 86_400.0
 #: field -> (largest accepted value, how the bound reads in a message)
 BOUNDS: dict[str, tuple[float, str]] = {
-    "max_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
-    "warning_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
-    "reset_memory_gb": (1024.0**2, "1048576 GB (1 PiB)"),
+    "max_memory_gb": (1024.0**2, "1048576GB (1024TB)"),
+    "warning_memory_gb": (1024.0**2, "1048576GB (1024TB)"),
+    "reset_memory_gb": (1024.0**2, "1048576GB (1024TB)"),
     "sample_interval_s": (DAY_S, "86400 s (1 day)"),
     "breaker_timeout_s": (30 * DAY_S, "2592000 s (30 days)"),
     "reset_hold_s": (DAY_S, "86400 s (1 day)"),

@@ -1,7 +1,9 @@
 """Byte/GB conversions, threshold parsing and durations shared by the core and its faces.
 
 memtui's "GB" is a binary gigabyte (2**30 bytes), as in `free -g` and cgroup
-limits; the original guide's 1.5 GB breaker is 1.5 * 2**30 bytes.
+limits; the original guide's 1.5 GB breaker is 1.5 * 2**30 bytes. One convention
+everywhere (panels, dialogs, logs, report): GB and MB mean 2**30 and 2**20 bytes,
+written right after the number ("1.50GB", "45MB"); never GiB/MiB, never a space.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ def format_gb(n_bytes: float, digits: int = 2) -> str:
 
 
 def format_bytes(n_bytes: float) -> str:
-    """Human size with a binary unit, for limits and freed memory."""
+    """Human size in memtui's units (binary KB/MB/GB/TB, no space), for limits and free disk."""
     value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
 

@@ -237,10 +237,10 @@ def test_a_line_at_the_limit_is_read_and_one_byte_more_is_a_bad_line(tmp_path, m
     groups = list(read_domains(path, stats=stats))
     assert [(g.domain, [r.line for r in g.responses]) for g in groups] == [("a", [1]), ("b", [4]), ("c", [6])]
     assert [b.line for b in stats.bad_details] == [2, 3, 5, 7] and stats.lines == 7
-    assert stats.bad_details[0].reason == "longer than 0.000286102 MiB, the most memtui reads per line"
+    assert stats.bad_details[0].reason == "longer than 0.000286102MB, the most memtui reads per line"
     with pytest.raises(
         InputError,
-        match=r"r\.jsonl:2: longer than .* MiB, the most memtui reads per line; fix the line "
+        match=r"r\.jsonl:2: longer than .*MB, the most memtui reads per line; fix the line "
         r"or run without --strict",
     ):
         list(read_domains(path, strict=True))
@@ -289,7 +289,7 @@ def test_a_40_mib_line_is_skipped_without_ever_being_held_whole(tmp_path, gz):
         runs[name] = json.loads(proc.stdout)
     huge = runs["huge"]
     assert huge["domains"] == ["a", "b"]
-    assert huge["bad"] == [{"line": 2, "reason": "longer than 16 MiB, the most memtui reads per line"}]
+    assert huge["bad"] == [{"line": 2, "reason": "longer than 16MB, the most memtui reads per line"}]
     # At most MAX_LINE_BYTES (in a bytearray that over-allocates by 1/8) and one read piece are ever alive;
     # never the 40 MiB line, never a joined copy.
     assert huge["peak"] < MAX_LINE_BYTES * 5 // 4 + 2 * MIB, huge

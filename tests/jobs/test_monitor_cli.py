@@ -21,7 +21,7 @@ SLEEPER = (
 
 LINE = re.compile(
     r"^INFO:memtui:🔍 pid (\d+) python -c import sys b = bytearray\(20 <…: "
-    r"\d+\.\d\dGB \((\?|[+-]\d+\.\d) MB/s, peak \d+\.\d\dGB\) breaker closed( · USS \d+\.\d\dGB)?$"
+    r"\d+\.\d\dGB \((\?|[+-]\d+\.\d)MB/s, peak \d+\.\d\dGB\) breaker closed( · USS \d+\.\d\dGB)?$"
 )
 
 
@@ -74,7 +74,7 @@ def test_headless_lines_duration_and_report(sleeper, tmp_path):
         match = LINE.match(line)
         assert match, line
         assert int(match.group(1)) == sleeper.pid
-    assert "MB/s" in lines[-1] and "? MB/s" not in lines[-1]  # a rate once there are two samples
+    assert "MB/s" in lines[-1] and "?MB/s" not in lines[-1]  # a rate once there are two samples
     report = json.loads(out.stdout)
     assert report == json.loads(report_path.read_text())
     assert report["status"] == "success" and report["end_reason"] == "duration reached"

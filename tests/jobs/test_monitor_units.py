@@ -139,7 +139,7 @@ def test_target_line_says_stopped_and_time_to_limit():
     clock.t += 10
     tracker.record(sample(int(0.5 * GB) + 100 * MB, uss=int(0.4 * GB)), 0.0)
     assert target_line(tracker.snapshot()) == (
-        "🔍 pid 7 python3 train.py: 0.60GB (+10.0 MB/s, peak 0.60GB) "
+        "🔍 pid 7 python3 train.py: 0.60GB (+10.0MB/s, peak 0.60GB) "
         "breaker closed · USS 0.40GB · breaker level in 1m32s"
     )
     tracker.add_action(Action(at="", elapsed_s=1.0, action="stop", signal="SIGSTOP", reason="", by="operator", ok=True))

@@ -42,7 +42,7 @@ def test_report_before_after_and_freed():
     assert report.freed == gb(1.2) - gb(0.94)
     assert report.reason == "breaker warning"
     assert report.message == f"Cleanup: {report.objects} objects collected, now 0.94GB"
-    assert report.describe().startswith(f"{report.objects} objects, 1.20GB -> 0.94GB (freed 266 MB)")
+    assert report.describe().startswith(f"{report.objects} objects, 1.20GB -> 0.94GB (freed 266MB)")
 
 
 def test_message_in_the_guides_words():

@@ -28,12 +28,12 @@ def test_format_gb_digits():
 @pytest.mark.parametrize(
     "n_bytes, text",
     [
-        (512, "512 B"),
-        (1536, "1.5 KiB"),
-        (300 * MB, "300.0 MiB"),
-        (8 * GB, "8.0 GiB"),
-        (3 * 1024 * GB, "3.0 TiB"),
-        (5000 * 1024 * GB, "5000.0 TiB"),
+        (512, "512B"),
+        (1536, "1.5KB"),
+        (300 * MB, "300.0MB"),
+        (8 * GB, "8.0GB"),
+        (3 * 1024 * GB, "3.0TB"),
+        (5000 * 1024 * GB, "5000.0TB"),
     ],
 )
 def test_format_bytes(n_bytes, text):

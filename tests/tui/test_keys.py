@@ -327,7 +327,7 @@ async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgo
 
         offered = {doc.title for doc in documented(bound) if doc.check()}
         assert palette() == offered
-        assert {"Pause the job", "Raise the breaker level by 0.1 GB", "Lower the breaker level by 0.1 GB",
+        assert {"Pause the job", "Raise the breaker level by 0.1GB", "Lower the breaker level by 0.1GB",
                 "Help", "Quit", "Interrupt"} <= offered
         assert "Resume the job" not in offered and "Show the log" not in offered
 

@@ -16,11 +16,11 @@ from memtui.memory.units import MB, format_duration, format_gb
 
 
 def format_rate(bps: float | None) -> str:
-    return "? MB/s" if bps is None else f"{bps / MB:+.1f} MB/s"
+    return "?MB/s" if bps is None else f"{bps / MB:+.1f}MB/s"
 
 
 def target_line(t: TargetSnapshot) -> str:
-    """``🔍 pid 1234 python worker.py: 0.85GB (+12.0 MB/s, peak 0.91GB) breaker closed``."""
+    """``🔍 pid 1234 python worker.py: 0.85GB (+12.0MB/s, peak 0.91GB) breaker closed``."""
     extra = []
     if t.uss is not None:
         extra.append(f"USS {format_gb(t.uss)}")

@@ -71,9 +71,9 @@ class DashboardScreen(Screen):
         Binding("t", "thresholds", "Thresholds", tooltip="Change memory thresholds: warning and breaker levels, "
                                                          "in GB, MB or % of the memory limit"),
         Binding("plus,equals_sign", "breaker_step(1)", "Breaker+", show=False,
-                tooltip="Raise the breaker level by 0.1 GB"),
+                tooltip="Raise the breaker level by 0.1GB"),
         Binding("minus,underscore", "breaker_step(-1)", "Breaker-", show=False,
-                tooltip="Lower the breaker level by 0.1 GB"),
+                tooltip="Lower the breaker level by 0.1GB"),
         Binding("b", "batch_limits", "Batch", tooltip="Change batch-size limits: the size at warning (min) "
                                                       "and when memory is normal (max)"),
         Binding("g", "toggle_chart", "Chart", tooltip="Show or hide the memory chart: the whole run "

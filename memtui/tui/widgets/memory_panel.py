@@ -42,7 +42,7 @@ class MemoryPanel(Vertical):
         state = STATE_STYLE[m.state]
         limit = m.limit
         if limit is not None and limit.bytes:
-            limit_line = Content.assemble(("limit ", "$text-muted"), format_bytes(limit.bytes).replace(" ", ""),
+            limit_line = Content.assemble(("limit ", "$text-muted"), format_bytes(limit.bytes),
                                           (f" from {limit.source}", "$text-muted"))
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")
