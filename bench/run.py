@@ -277,7 +277,7 @@ def backend_figures(prof: Profile, work: Path, tp_input: Path, log: Log) -> dict
     own VmHWM, the int8 one never imports torch); then the speed pairs through memtui (child ``backends``)."""
     import numpy as np
 
-    from memtui.embed.tune import cosines, knn_overlap
+    from memtui.jobs.tune import cosines, knn_overlap
 
     texts = gate_texts(GATE_TEXTS[prof.name])
     texts_file = work / "gate-texts.json"
@@ -287,7 +287,7 @@ def backend_figures(prof: Profile, work: Path, tp_input: Path, log: Log) -> dict
         log(f"accuracy gate: {backend} on {len(texts)} distinct texts of the sample")
         out = work / f"gate-{backend}.npy"
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "memtui.embed.tune", "--child", backend, "--texts",
+        proc = subprocess.run([sys.executable, "-m", "memtui.jobs.tune", "--child", backend, "--texts",
                                str(texts_file), "--out", str(out)], capture_output=True, text=True,
                               env=child_env(), cwd=ROOT, timeout=6 * 3600)
         if proc.returncode != 0:

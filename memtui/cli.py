@@ -402,7 +402,7 @@ def write_report(path: Path, report: Report) -> None:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from memtui.embed.tune import format_table, tune as run_tune  # noqa: PLC0415
+    from memtui.jobs.tune import format_table, tune as run_tune  # noqa: PLC0415
 
     result = run_tune(_resolve_input(args.input), args.limit, args.model,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -414,6 +414,19 @@ def tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shown(key: str, value: object) -> object:
+    """A cache-info value as a person reads it: times as local dates, sizes in memtui's units."""
+    if key.endswith("_at") and isinstance(value, (int, float)):
+        import datetime  # noqa: PLC0415
+
+        return datetime.datetime.fromtimestamp(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    if key.endswith("_bytes") and isinstance(value, int):
+        from memtui.memory.units import format_bytes  # noqa: PLC0415
+
+        return format_bytes(value)
+    return value
+
+
 def cache_info(args: argparse.Namespace) -> int:
     from memtui.embed.store import CacheStore  # noqa: PLC0415
 
@@ -423,5 +436,5 @@ def cache_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
-            print(f"{key:>15}: {value}")
+            print(f"{key:>15}: {_shown(key, value)}")
     return EXIT_OK

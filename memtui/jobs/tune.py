@@ -1,6 +1,6 @@
 """``memtui tune``: every available backend on a sample of the user's own data, side by side.
 
-Each backend runs in its own child process (``python -m memtui.embed.tune --child``),
+Each backend runs in its own child process (``python -m memtui.jobs.tune --child``),
 so its peak RSS is its own VmHWM and an ONNX child never imports torch. The
 torch child goes first and leaves its fp32 vectors for the others' cosines.
 The recommendation is the fastest backend that passes the accuracy gate
@@ -112,7 +112,7 @@ def tune(input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: 
             if log:
                 log(f"tune: {backend} on {len(texts)} texts")
             out = work / f"{backend}.npy"
-            cmd = [sys.executable, "-m", "memtui.embed.tune", "--child", backend, "--texts",
+            cmd = [sys.executable, "-m", "memtui.jobs.tune", "--child", backend, "--texts",
                    str(work / "texts.json"), "--out", str(out)] + (["--model", model] if model else [])
             env = dict(os.environ)
             env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
@@ -164,7 +164,7 @@ def format_table(result: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m memtui.embed.tune")
+    ap = argparse.ArgumentParser(prog="python -m memtui.jobs.tune")
     ap.add_argument("--child", choices=BACKENDS, required=True)
     ap.add_argument("--texts", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
