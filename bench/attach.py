@@ -65,8 +65,15 @@ def env(run_dir: Path, cache: Path) -> dict[str, str]:
 
 
 def memtui(*args: str, e: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memtui", *args], capture_output=True, text=True, env=e,
-                          stdin=subprocess.DEVNULL, cwd=ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "memtui", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        **kw,
+    )
 
 
 def detach(input_path: Path, e: dict[str, str]) -> tuple[str, int]:
@@ -95,9 +102,17 @@ def one_run(input_path: Path, work: Path, viewers: int, n: int) -> float:
     run_dir.mkdir(mode=0o700)
     e = env(run_dir, work / f"cache{n}.sqlite")
     run_id, pid = detach(input_path, e)
-    procs = [subprocess.Popen([sys.executable, "-m", "memtui", "attach", run_id, "--json"], env=e,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT)
-             for _ in range(viewers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "memtui", "attach", run_id, "--json"],
+            env=e,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        for _ in range(viewers)
+    ]
     wait_gone(pid)
     for p in procs:
         p.wait(60)
@@ -116,14 +131,26 @@ def first_frames(input_path: Path, work: Path, rounds: int) -> tuple[list[float]
     try:
         for _ in range(rounds):
             t0 = time.time()
-            out = subprocess.run([sys.executable, "-c", FIRST_FRAME, sock, repr(t0)], capture_output=True, text=True,
-                                 env=e, cwd=ROOT, timeout=120)
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_FRAME, sock, repr(t0)],
+                capture_output=True,
+                text=True,
+                env=e,
+                cwd=ROOT,
+                timeout=120,
+            )
             if out.returncode != 0:
                 raise SystemExit(out.stderr)
             tui.append(float(out.stdout.strip().splitlines()[-1]))
             t0 = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", "memtui", "attach", run_id, "--json"], env=e, cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "memtui", "attach", run_id, "--json"],
+                env=e,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             assert proc.stdout is not None
             for line in proc.stdout:
                 if '"kind":"snapshot"' in line:
@@ -146,12 +173,24 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mtb", dir="/tmp"))  # short: a Unix socket path has 108 bytes
     try:
         input_path = work / "in.jsonl"
-        subprocess.run([sys.executable, str(GENERATE), "--out", str(input_path), "--domains", str(args.domains),
-                        "--seed", "7", "--quiet"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(GENERATE),
+                "--out",
+                str(input_path),
+                "--domains",
+                str(args.domains),
+                "--seed",
+                "7",
+                "--quiet",
+            ],
+            check=True,
+        )
         rates: dict[int, list[float]] = {0: [], 3: []}
         n = 0
         for r in range(args.rounds):
-            for viewers in ((0, 3) if r % 2 == 0 else (3, 0)):
+            for viewers in (0, 3) if r % 2 == 0 else (3, 0):
                 n += 1
                 rate = one_run(input_path, work, viewers, n)
                 rates[viewers].append(rate)

@@ -35,6 +35,7 @@ MB = 1 << 20
 
 # -- small helpers -------------------------------------------------------------------------------
 
+
 def proc_status(pid: int | str = "self") -> dict[str, int]:
     """VmRSS / VmHWM etc. in bytes from /proc/<pid>/status."""
     out: dict[str, int] = {}
@@ -90,6 +91,7 @@ def make_runner(input_path: str, cache_path: str, embedder=None, *, trace: bool 
 
 # -- memtui: the cache job, default thresholds ----------------------------------------------------
 
+
 def role_memtui(args: argparse.Namespace) -> None:
     from memtui.events import BatchDone
 
@@ -97,9 +99,11 @@ def role_memtui(args: argparse.Namespace) -> None:
     events = runner.subscribe()
     capped = threading.Event()
     if args.cap:
+
         def _cap() -> None:
             capped.set()
             runner.stop()
+
         timer = threading.Timer(args.cap, _cap)
         timer.daemon = True
         timer.start()
@@ -127,14 +131,21 @@ def role_memtui(args: argparse.Namespace) -> None:
     if not after or after[-1][0] != report["domains_done"]:
         after.append((report["domains_done"], proc_status()["VmRSS"]))
     batch_rss = [(len(e.units), e.rss) for e in events.drain() if isinstance(e, BatchDone)]
-    emit({
-        "role": "memtui", "capped": capped.is_set(), "wall_s": round(wall, 3),
-        "model_load_s": embedder.load_seconds, "report": report.to_dict(), "rss_after_domains": after,
-        "batch_done_rss": batch_rss,
-    })
+    emit(
+        {
+            "role": "memtui",
+            "capped": capped.is_set(),
+            "wall_s": round(wall, 3),
+            "model_load_s": embedder.load_seconds,
+            "report": report.to_dict(),
+            "rss_after_domains": after,
+            "batch_done_rss": batch_rss,
+        }
+    )
 
 
 # -- naive: everything at once, one encode call --------------------------------------------------
+
 
 def role_naive(args: argparse.Namespace) -> None:
     """What a script without memory care does: load every record, one encode with a large batch.
@@ -154,15 +165,19 @@ def role_naive(args: argparse.Namespace) -> None:
     load_data_s = time.perf_counter() - t0
     rss_after_data = proc_status()["VmRSS"]
 
-    from sentence_transformers import SentenceTransformer
     import torch
+    from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     model = SentenceTransformer(str(_packaged_model_path()), device="cpu", local_files_only=True)
     dim = model.get_sentence_embedding_dimension()
     result: dict[str, Any] = {
-        "role": "naive", "texts": len(texts), "batch_size": args.batch_size, "load_data_s": round(load_data_s, 3),
-        "rss_after_data_bytes": rss_after_data, "output_bytes": len(texts) * dim * 4,
+        "role": "naive",
+        "texts": len(texts),
+        "batch_size": args.batch_size,
+        "load_data_s": round(load_data_s, 3),
+        "rss_after_data_bytes": rss_after_data,
+        "output_bytes": len(texts) * dim * 4,
     }
     done = threading.Event()
     lock = threading.Lock()
@@ -187,13 +202,15 @@ def role_naive(args: argparse.Namespace) -> None:
 
     t_encode = time.perf_counter()
     threading.Thread(target=watchdog, daemon=True).start()
-    vectors = model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True,
-                           normalize_embeddings=True, show_progress_bar=False)
+    vectors = model.encode(
+        texts, batch_size=args.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    )
     result["vectors"] = int(vectors.shape[0])
     finish("complete")
 
 
 # -- throughput: memtui vs plain encode, interleaved -----------------------------------------------
+
 
 def bert_flops(lengths: list[int], cfg: Any) -> float:
     """Forward FLOPs of a BERT-style encoder for these (unpadded) token counts.
@@ -213,7 +230,7 @@ def padded_tokens(lengths: list[int], batches: list[list[int]]) -> int:
 def st_batches(texts: list[str], batch_size: int) -> list[list[int]]:
     """sentence-transformers' own batching: sort by character length, longest first, fixed size."""
     order = sorted(range(len(texts)), key=lambda j: -len(texts[j]))
-    return [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
 def matmul_gflops(threads: int, n: int = 1536, reps: int = 6) -> float:
@@ -228,7 +245,7 @@ def matmul_gflops(threads: int, n: int = 1536, reps: int = 6) -> float:
         t = time.perf_counter()
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def role_throughput(args: argparse.Namespace) -> None:
@@ -285,25 +302,43 @@ def role_throughput(args: argparse.Namespace) -> None:
     memtui_gflops = flops_unique / (len(texts) / memtui_rate) / 1e9
     peer_gflops = flops_all / (len(texts) / peer_rate) / 1e9
     ulen = embedder.token_lengths(unique)
-    emit({
-        "role": "throughput", "texts": len(texts), "unique_texts": len(unique), "tokens": sum(lengths),
-        "threads": embedder.threads, "token_budget": embedder.token_budget, "max_batch": embedder.max_batch,
-        "peer_best_batch_size": best_bs, "repeats": reps,
-        "ratio_median": statistics.median(r["ratio"] for r in reps),
-        "memtui_items_per_s": memtui_rate, "peer_items_per_s": peer_rate,
-        "padding": {
-            "memtui_padded_tokens": padded_tokens(ulen, embedder.plan(unique)),
-            "peer_padded_tokens": padded_tokens(lengths, st_batches(texts, best_bs)),
-            "real_tokens": sum(lengths),
-        },
-        "flops_per_pass": flops_all, "model": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
-                                                "intermediate": cfg.intermediate_size, "heads": cfg.num_attention_heads},
-        "matmul_gflops": peak_gflops, "memtui_gflops": memtui_gflops, "peer_gflops": peer_gflops,
-        "utilization": memtui_gflops / peak_gflops, "peer_utilization": peer_gflops / peak_gflops,
-    })
+    emit(
+        {
+            "role": "throughput",
+            "texts": len(texts),
+            "unique_texts": len(unique),
+            "tokens": sum(lengths),
+            "threads": embedder.threads,
+            "token_budget": embedder.token_budget,
+            "max_batch": embedder.max_batch,
+            "peer_best_batch_size": best_bs,
+            "repeats": reps,
+            "ratio_median": statistics.median(r["ratio"] for r in reps),
+            "memtui_items_per_s": memtui_rate,
+            "peer_items_per_s": peer_rate,
+            "padding": {
+                "memtui_padded_tokens": padded_tokens(ulen, embedder.plan(unique)),
+                "peer_padded_tokens": padded_tokens(lengths, st_batches(texts, best_bs)),
+                "real_tokens": sum(lengths),
+            },
+            "flops_per_pass": flops_all,
+            "model": {
+                "layers": cfg.num_hidden_layers,
+                "hidden": cfg.hidden_size,
+                "intermediate": cfg.intermediate_size,
+                "heads": cfg.num_attention_heads,
+            },
+            "matmul_gflops": peak_gflops,
+            "memtui_gflops": memtui_gflops,
+            "peer_gflops": peer_gflops,
+            "utilization": memtui_gflops / peak_gflops,
+            "peer_utilization": peer_gflops / peak_gflops,
+        }
+    )
 
 
 # -- latency: pause and breaker on long texts ----------------------------------------------------
+
 
 def role_latency(args: argparse.Namespace) -> None:
     import numpy as np
@@ -364,15 +399,20 @@ def role_latency(args: argparse.Namespace) -> None:
             "batches_started_after_crossing": sum(1 for t in starts if crossing is not None and t > crossing),
             "last_batch_started_rel_s": (max(starts) - crossing) if starts and crossing is not None else None,
         }
-        wait_for(lambda: runner.snapshot().memory.state is BreakerState.CLOSED
-                 or runner.snapshot().memory.state is BreakerState.HALF_OPEN, 30)
+        wait_for(
+            lambda: (
+                runner.snapshot().memory.state is BreakerState.CLOSED
+                or runner.snapshot().memory.state is BreakerState.HALF_OPEN
+            ),
+            30,
+        )
     runner.stop()
     worker.join(timeout=300)
-    emit({"role": "latency", "pauses_s": pauses, "breaker": breaker,
-          "sub_batch_tokens": embedder.token_budget})
+    emit({"role": "latency", "pauses_s": pauses, "breaker": breaker, "sub_batch_tokens": embedder.token_budget})
 
 
 # -- backends: onnx-int8 vs torch through memtui, and vs the plain encode, interleaved ------------------
+
 
 def role_backends(args: argparse.Namespace) -> None:
     """One process, both backends loaded: memtui's cache job on torch and on onnx-int8 (fresh caches, same
@@ -425,11 +465,21 @@ def role_backends(args: argparse.Namespace) -> None:
         row["torch_throughput_ratio"] = row["torch_items_per_s"] / row["peer_best_items_per_s"]
         reps.append(row)
     med = lambda key: statistics.median(r[key] for r in reps)  # noqa: E731
-    emit({"role": "backends", "texts": len(texts), "repeats": reps, "peer_best_batch_size": best_bs,
-          "int8_load_s": int8_load_s, "int8_file": str(int8_e.load().onnx_path),
-          "backend_speedup": med("backend_speedup"), "int8_throughput_ratio": med("int8_throughput_ratio"),
-          "torch_throughput_ratio": med("torch_throughput_ratio"),
-          "int8_items_per_s": med("int8_items_per_s"), "torch_items_per_s": med("torch_items_per_s")})
+    emit(
+        {
+            "role": "backends",
+            "texts": len(texts),
+            "repeats": reps,
+            "peer_best_batch_size": best_bs,
+            "int8_load_s": int8_load_s,
+            "int8_file": str(int8_e.load().onnx_path),
+            "backend_speedup": med("backend_speedup"),
+            "int8_throughput_ratio": med("int8_throughput_ratio"),
+            "torch_throughput_ratio": med("torch_throughput_ratio"),
+            "int8_items_per_s": med("int8_items_per_s"),
+            "torch_items_per_s": med("torch_items_per_s"),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -446,8 +496,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--token-budget", type=int, default=None)
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args(argv)
-    {"memtui": role_memtui, "naive": role_naive, "throughput": role_throughput, "latency": role_latency,
-     "backends": role_backends}[args.role](args)
+    {
+        "memtui": role_memtui,
+        "naive": role_naive,
+        "throughput": role_throughput,
+        "latency": role_latency,
+        "backends": role_backends,
+    }[args.role](args)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ def tree(rev: str, scratch: Path) -> Path:
     if Path(rev).is_dir():
         return Path(rev).resolve()
     out = scratch / f"tree-{rev.replace('/', '_')}"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(out), rev],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(out), rev],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -39,14 +42,23 @@ def run_once(src: Path, data: Path, cache: Path) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(src)}
     env = {k: v for k, v in env.items() if not k.startswith("MEMTUI_")}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "memtui", "run", "--headless", "--input", str(data),
-                           "--cache", str(cache)], cwd=src, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "memtui", "run", "--headless", "--input", str(data), "--cache", str(cache)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{src}: memtui exited {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
     report = json.loads(done.stdout)
-    return {"wall_s": round(wall, 2), "items": report["items"], "texts_per_s": round(report["items"] / wall, 2),
-            "peak_memory_gb": report["peak_memory_gb"]}
+    return {
+        "wall_s": round(wall, 2),
+        "items": report["items"],
+        "texts_per_s": round(report["items"] / wall, 2),
+        "peak_memory_gb": report["peak_memory_gb"],
+    }
 
 
 def main() -> int:
@@ -59,8 +71,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="memtui-compare-") as tmp:
         scratch = Path(tmp)
         data = scratch / "in.jsonl.gz"
-        subprocess.run([sys.executable, str(GENERATE), "--out", str(data), "--domains", str(args.domains),
-                        "--quiet"], check=True)
+        subprocess.run(
+            [sys.executable, str(GENERATE), "--out", str(data), "--domains", str(args.domains), "--quiet"], check=True
+        )
         trees = {"before": tree(args.before, scratch), "after": tree(args.after, scratch)}
         runs: dict[str, list[dict]] = {"before": [], "after": []}
         try:
@@ -71,13 +84,24 @@ def main() -> int:
                     runs[side].append(result)
                     print(f"{side:>6} run {i + 1}: {result}", file=sys.stderr)
         finally:
-            for side, path in trees.items():
+            for path in trees.values():
                 if path.is_relative_to(scratch):
-                    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
-                                   capture_output=True)
+                    subprocess.run(
+                        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True
+                    )
     median = {side: statistics.median(r["texts_per_s"] for r in rs) for side, rs in runs.items()}
-    print(json.dumps({"before": args.before, "after": args.after, "runs": runs, "median_texts_per_s": median,
-                      "ratio_after_to_before": round(median["after"] / median["before"], 3)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "before": args.before,
+                "after": args.after,
+                "runs": runs,
+                "median_texts_per_s": median,
+                "ratio_after_to_before": round(median["after"] / median["before"], 3),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

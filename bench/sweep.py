@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from child import proc_status  # noqa: E402
-from run import SAMPLE, first_domains  # noqa: E402
+from child import proc_status
+from run import SAMPLE, first_domains
 
 
 def main() -> None:
@@ -40,6 +40,7 @@ def main() -> None:
     if args.long:
         texts = []
         import gzip
+
         with gzip.open(SAMPLE, "rt") as fh:
             for line in fh:
                 t = json.loads(line)["response"]
@@ -56,7 +57,7 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     rows: dict[int, list[dict[str, float]]] = {b: [] for b in budgets}
     for rnd in range(args.rounds):
-        for b in (budgets if rnd % 2 == 0 else budgets[::-1]):
+        for b in budgets if rnd % 2 == 0 else budgets[::-1]:
             malloc_trim()
             base = proc_status()["VmRSS"]
             peak = [base]
@@ -79,12 +80,16 @@ def main() -> None:
             dt = time.perf_counter() - t0
             stop.set()
             w.join()
-            rows[b].append({"rate": len(texts) / dt, "longest_sub_batch_s": longest, "rise_mb": (peak[0] - base) / 2**20})
+            rows[b].append(
+                {"rate": len(texts) / dt, "longest_sub_batch_s": longest, "rise_mb": (peak[0] - base) / 2**20}
+            )
     print(f"{len(texts)} texts, {args.rounds} rounds, threads {embedder.threads}")
     for b in budgets:
         med = {k: statistics.median(r[k] for r in rows[b]) for k in rows[b][0]}
-        print(f"budget {b:6d}: {med['rate']:6.2f} texts/s, longest sub-batch {med['longest_sub_batch_s']:5.2f}s, "
-              f"RSS rise {med['rise_mb']:6.1f} MB  (rates {[round(r['rate'], 2) for r in rows[b]]})")
+        print(
+            f"budget {b:6d}: {med['rate']:6.2f} texts/s, longest sub-batch {med['longest_sub_batch_s']:5.2f}s, "
+            f"RSS rise {med['rise_mb']:6.1f} MB  (rates {[round(r['rate'], 2) for r in rows[b]]})"
+        )
 
 
 if __name__ == "__main__":

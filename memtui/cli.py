@@ -13,17 +13,18 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from memtui import __version__
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
+from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 from memtui.records import Report, report_dict
-from memtui.jobs.source import STDIN_NAMES
 from memtui.safefs import same_file, write_atomic
 from memtui.stdio import dead_end_safe_stdio, write_line
 
@@ -85,62 +86,130 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memtui {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a job (cache, embeddings or monitor)",
-                         description="Run a job under memory protection. Sizes: GB (1.5), MB (800MB) or a percent "
-                                     "of the discovered memory limit (75%).")
+    run = sub.add_parser(
+        "run",
+        help="run a job (cache, embeddings or monitor)",
+        description="Run a job under memory protection. Sizes: GB (1.5), MB (800MB) or a percent "
+        "of the discovered memory limit (75%).",
+    )
     run.add_argument("--mode", choices=["cache", "embeddings", "monitor"], default="cache")
-    run.add_argument("--input", type=Path, default=None,
-                     help="JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)")
-    run.add_argument("--cache", type=Path, default=None,
-                     help="SQLite cache file (default: $MEMTUI_CACHE or ~/.cache/memtui/embeddings.sqlite)")
-    run.add_argument("--model", default=None,
-                     help="sentence-transformers model folder (default: packaged all-MiniLM-L6-v2)")
-    run.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None,
-                     help="what runs the model: torch (exact fp32, default), onnx (fp32) or onnx-int8 (about 2x "
-                          "faster, cosine to fp32 >= 0.99; needs memtui[onnx]); env MEMTUI_BACKEND, config [embed] backend")
+    run.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="JSON Lines (.jsonl or .jsonl.gz) of responses (default: the bundled sample)",
+    )
+    run.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="SQLite cache file (default: $MEMTUI_CACHE or ~/.cache/memtui/embeddings.sqlite)",
+    )
+    run.add_argument(
+        "--model", default=None, help="sentence-transformers model folder (default: packaged all-MiniLM-L6-v2)"
+    )
+    run.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        default=None,
+        help="what runs the model: torch (exact fp32, default), onnx (fp32) or onnx-int8 (about 2x "
+        "faster, cosine to fp32 >= 0.99; needs memtui[onnx]); env MEMTUI_BACKEND, config [embed] backend",
+    )
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N domains")
-    run.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                     help="cache mode on a local Dask cluster of N worker processes, each guarded by memtui "
-                          "(needs memtui[distributed])")
-    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="cache mode on an existing Dask cluster (tcp://HOST:PORT); needs memtui[distributed]")
-    run.add_argument("--texts", type=_positive_int, default=None, metavar="N",
-                     help="embeddings mode: the first N texts of the input (default 1000)")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="cache mode on a local Dask cluster of N worker processes, each guarded by memtui "
+        "(needs memtui[distributed])",
+    )
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="cache mode on an existing Dask cluster (tcp://HOST:PORT); needs memtui[distributed]",
+    )
+    run.add_argument(
+        "--texts",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="embeddings mode: the first N texts of the input (default 1000)",
+    )
     run.add_argument("--strict", action="store_true", help="stop at the first bad input line instead of skipping it")
-    run.add_argument("--config", type=Path, default=None,
-                     help="TOML config file (default: $MEMTUI_CONFIG or ~/.config/memtui/config.toml)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config file (default: $MEMTUI_CONFIG or ~/.config/memtui/config.toml)",
+    )
     defaults = MemoryConfig()
     for setting, (field, _) in SETTINGS.items():
         what = SETTING_HELP.get(setting, field.replace("_", " "))
-        run.add_argument(f"--{setting}", default=None, metavar="SIZE" if field.endswith("_gb") else "N",
-                         help=f"{what} (default {getattr(defaults, field)}; env {env_name(setting)})".replace("%", "%%"))
+        run.add_argument(
+            f"--{setting}",
+            default=None,
+            metavar="SIZE" if field.endswith("_gb") else "N",
+            help=f"{what} (default {getattr(defaults, field)}; env {env_name(setting)})".replace("%", "%%"),
+        )
     face = run.add_mutually_exclusive_group()
-    face.add_argument("--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)")
+    face.add_argument(
+        "--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)"
+    )
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
     run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
-    run.add_argument("--detach", action="store_true",
-                     help="run in the background (its own session, no terminal); print its id and return once it "
-                          "accepts viewers ('memtui attach ID')")
-    run.add_argument("--theme", default=None,
-                     help="TUI theme: memtui-dark, memtui-light, memtui-contrast, a Textual theme, or a PATH.toml")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (its own session, no terminal); print its id and return once it "
+        "accepts viewers ('memtui attach ID')",
+    )
+    run.add_argument(
+        "--theme",
+        default=None,
+        help="TUI theme: memtui-dark, memtui-light, memtui-contrast, a Textual theme, or a PATH.toml",
+    )
     monitor = run.add_argument_group("monitor mode")
-    monitor.add_argument("--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)")
-    monitor.add_argument("--match", default=None, metavar="PATTERN",
-                         help="watch your processes whose command line matches this regex (never memtui's own)")
+    monitor.add_argument(
+        "--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)"
+    )
+    monitor.add_argument(
+        "--match",
+        default=None,
+        metavar="PATTERN",
+        help="watch your processes whose command line matches this regex (never memtui's own)",
+    )
     monitor.add_argument("--all-users", action="store_true", help="--match also matches other users' processes")
     monitor.add_argument("--children", action="store_true", help="count each target's children in its total")
-    monitor.add_argument("--monitor-interval", type=_positive_float, default=2.0, metavar="S",
-                         help="seconds between samples (fractions allowed)")
-    monitor.add_argument("--on-breaker", choices=["none", "stop", "term"], default="none",
-                         help="what to do to a process whose breaker opens (default none)")
-    monitor.add_argument("--signal-other-users", action="store_true",
-                         help="allow signals (--on-breaker, s/r/k keys) to other users' processes; never pid 1, "
-                              "memtui or its parents")
-    monitor.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop watching after S seconds")
+    monitor.add_argument(
+        "--monitor-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds between samples (fractions allowed)",
+    )
+    monitor.add_argument(
+        "--on-breaker",
+        choices=["none", "stop", "term"],
+        default="none",
+        help="what to do to a process whose breaker opens (default none)",
+    )
+    monitor.add_argument(
+        "--signal-other-users",
+        action="store_true",
+        help="allow signals (--on-breaker, s/r/k keys) to other users' processes; never pid 1, memtui or its parents",
+    )
+    monitor.add_argument(
+        "--duration", type=_positive_float, default=None, metavar="S", help="stop watching after S seconds"
+    )
 
-    tune = sub.add_parser("tune", help="compare the backends on a sample of your data",
-                          description="Run each available backend on the first N texts of --input; print texts/s, "
-                                      "peak RSS and cosine to torch fp32 side by side, with a recommendation.")
+    tune = sub.add_parser(
+        "tune",
+        help="compare the backends on a sample of your data",
+        description="Run each available backend on the first N texts of --input; print texts/s, "
+        "peak RSS and cosine to torch fp32 side by side, with a recommendation.",
+    )
     tune.add_argument("--input", type=Path, default=None, help="JSON Lines of responses (default: the bundled sample)")
     tune.add_argument("--limit", type=_positive_int, default=500, metavar="N", help="texts to try (default 500)")
     tune.add_argument("--model", default=None, help="sentence-transformers model folder")
@@ -217,10 +286,11 @@ def make_monitor(args: argparse.Namespace) -> MemoryMonitor:
         from memtui.embed.footprint import estimate  # noqa: PLC0415 - file sizes only, no torch
 
         floor = estimate(args.model).need_bytes
-    config, thresholds = resolve_config(file=config_file, flags=flags, limit_bytes=limit.bytes or None,
-                                        limit_source=limit.source, floor_bytes=floor)
+    config, thresholds = resolve_config(
+        file=config_file, flags=flags, limit_bytes=limit.bytes or None, limit_source=limit.source, floor_bytes=floor
+    )
     monitor = MemoryMonitor(config, limit=limit)
-    monitor.thresholds = thresholds  # type: ignore[attr-defined]  # the run report's "thresholds"
+    monitor.thresholds = thresholds  # the run report's "thresholds"
     return monitor
 
 
@@ -240,8 +310,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
         raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    thresholds = monitor.thresholds
+    assert thresholds is not None  # make_monitor resolved them
     if args.mode == "monitor":
-        monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
+        thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
         return run_face(args, build_monitor_engine(args, monitor))  # UsageError (exit 2) if no target exists
     if args.texts is not None and args.mode != "embeddings":
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
@@ -253,9 +325,9 @@ def run(args: argparse.Namespace) -> int:
         if progress.items_done < progress.items_total and not cluster:  # a complete cache loads no model
             from memtui.embed.footprint import require_room  # noqa: PLC0415
 
-            lowered = monitor.config.max_bytes if monitor.thresholds.breaker_lowered else None
+            lowered = monitor.config.max_bytes if thresholds.breaker_lowered else None
             require_room(monitor.limit, args.model, lowered_breaker_bytes=lowered)  # too small: exit 1, no load
-        monitor.thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
+        thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
     except MemtuiError:
         runner.job.close()
         raise
@@ -330,8 +402,10 @@ def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> Non
         return
     for what, path in protected.items():
         if same_file(report, path):
-            raise UsageError(f"--report {report} is the {what} ({path}); writing the report there would destroy "
-                             "it: pass another --report path")
+            raise UsageError(
+                f"--report {report} is the {what} ({path}); writing the report there would destroy "
+                "it: pass another --report path"
+            )
     if report.is_dir():
         raise UsageError(f"--report {report} is a directory; pass a file path such as {report / 'report.json'}")
     folder = report.parent if str(report.parent) else Path(".")
@@ -344,45 +418,72 @@ def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> Mo
     """Monitor mode: resolve the targets (UsageError if there are none) and build the engine from the flags."""
     from memtui.jobs.monitor.engine import MonitorEngine  # noqa: PLC0415 - only this mode needs it
     from memtui.jobs.monitor.targets import Selection, discover, find_matching  # noqa: PLC0415
+    from memtui.memory.pid_probe import PidProbe  # noqa: PLC0415
 
-    selection = Selection(pids=tuple(args.pid), match=args.match, children=args.children,
-                          all_users=getattr(args, "all_users", False))
+    selection = Selection(
+        pids=tuple(args.pid), match=args.match, children=args.children, all_users=getattr(args, "all_users", False)
+    )
     probes = discover(selection)
-    rescan = None
+    rescan: Callable[[set[int]], list[PidProbe]] | None = None
     if selection.match is not None:
         pattern = selection.match
-        rescan = lambda known: find_matching(pattern, selection.children, skip=known,  # noqa: E731
-                                             all_users=selection.all_users)
+
+        def find_new(known: set[int]) -> list[PidProbe]:
+            return find_matching(pattern, selection.children, skip=known, all_users=selection.all_users)
+
+        rescan = find_new
+
     return MonitorEngine(
-        probes, monitor.config, interval_s=args.monitor_interval, duration_s=args.duration,
-        policy=args.on_breaker, children=args.children, selection=selection.describe(),
+        probes,
+        monitor.config,
+        interval_s=args.monitor_interval,
+        duration_s=args.duration,
+        policy=args.on_breaker,
+        children=args.children,
+        selection=selection.describe(),
         # A --match watch waits for new matches; explicit pids and the default list end when all exited.
-        end_when_all_exit=selection.match is None, rescan=rescan, limit=monitor.limit,
-        signal_other_users=getattr(args, "signal_other_users", False))
+        end_when_all_exit=selection.match is None,
+        rescan=rescan,
+        limit=monitor.limit,
+        signal_other_users=getattr(args, "signal_other_users", False),
+    )
 
 
 def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
+    from memtui.embed.backends import resolve_backend  # noqa: PLC0415
     from memtui.embed.model import Embedder  # noqa: PLC0415 - keeps `memtui --help` fast
     from memtui.jobs.cache import CacheJob  # noqa: PLC0415
     from memtui.runner import Runner  # noqa: PLC0415
     from memtui.trace import RunTrace  # noqa: PLC0415
 
-    from memtui.embed.backends import resolve_backend  # noqa: PLC0415
-
     embedder = Embedder(args.model, backend=resolve_backend(args.backend, args.config or default_config()))
     embedder.check()
     texts = (args.texts or 1000) if args.mode == "embeddings" else None
-    job = CacheJob(_resolve_input(args.input), args.cache or default_cache(), embedder,
-                   model_id=embedder.model_id, mode=args.mode, limit_domains=args.limit,
-                   limit_texts=texts, strict=args.strict)
+    job = CacheJob(
+        _resolve_input(args.input),
+        args.cache or default_cache(),
+        embedder,
+        model_id=embedder.model_id,
+        mode=args.mode,
+        limit_domains=args.limit,
+        limit_texts=texts,
+        strict=args.strict,
+    )
     if getattr(args, "workers", None) or getattr(args, "scheduler", None):
         from memtui.cluster import require_distributed  # noqa: PLC0415
 
         require_distributed()
         from memtui.cluster.engine import ClusterRunner  # noqa: PLC0415
 
-        return ClusterRunner(job, monitor, workers=args.workers, scheduler=args.scheduler, model=job.model_id,
-                             backend=embedder.backend, trace=RunTrace(trace_path(Path(job.cache_path))))
+        return ClusterRunner(
+            job,
+            monitor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            model=job.model_id,
+            backend=embedder.backend,
+            trace=RunTrace(trace_path(Path(job.cache_path))),
+        )
     return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))))
 
 
@@ -397,15 +498,19 @@ def write_report(path: Path, report: Report) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
     except OSError as exc:
-        raise RuntimeFailure(f"the run ended ({report.get('status')}) but its report could not be written to "
-                             f"{path} ({exc.strerror or exc}); the report is on stdout") from None
+        raise RuntimeFailure(
+            f"the run ended ({report.get('status')}) but its report could not be written to "
+            f"{path} ({exc.strerror or exc}); the report is on stdout"
+        ) from None
 
 
 def tune(args: argparse.Namespace) -> int:
-    from memtui.jobs.tune import format_table, tune as run_tune  # noqa: PLC0415
+    from memtui.jobs.tune import format_table  # noqa: PLC0415
+    from memtui.jobs.tune import tune as run_tune  # noqa: PLC0415
 
-    result = run_tune(_resolve_input(args.input), args.limit, args.model,
-                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_tune(
+        _resolve_input(args.input), args.limit, args.model, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -106,8 +106,9 @@ def decode(data: Any, hint: Any = Any) -> Any:
         if "__type__" in data:
             cls = _type(data["__type__"])
             hints = _hints(cls)
-            kwargs = {f.name: decode(data[f.name], hints.get(f.name, Any))
-                      for f in dataclasses.fields(cls) if f.name in data}
+            kwargs = {
+                f.name: decode(data[f.name], hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.name in data
+            }
             return cls(**kwargs)
         value_hint = _args(hint)[1] if _origin(hint) is dict and len(_args(hint)) == 2 else Any
         return {k: decode(v, value_hint) for k, v in data.items()}
@@ -147,6 +148,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 # -- messages ---------------------------------------------------------------------------
+
 
 def message(kind: str, body: Any) -> dict[str, Any]:
     if kind not in KINDS:

@@ -60,6 +60,7 @@ def test_a_broken_contract_is_caught(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     (copy / "memtui" / "memory" / "oops.py").write_text("import memtui.runner\n")
     env = {"PYTHONPATH": str(copy), "PATH": str(Path(sys.executable).parent)}
-    result = subprocess.run([lint_imports, "--no-cache"], cwd=copy, capture_output=True, text=True, timeout=300,
-                            env=env)
+    result = subprocess.run(
+        [lint_imports, "--no-cache"], cwd=copy, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode != 0 and "memtui.memory.oops -> memtui.runner" in result.stdout

@@ -95,8 +95,19 @@ def test_detach_ls_and_stop(place, inputs):
     for path in (runs / f"{run_id}.json", log):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     [row] = ls(env)
-    assert set(row) == {"id", "pid", "mode", "input", "cache", "phase", "items_done", "items_total", "rss_gb",
-                        "breaker", "viewers"}
+    assert set(row) == {
+        "id",
+        "pid",
+        "mode",
+        "input",
+        "cache",
+        "phase",
+        "items_done",
+        "items_total",
+        "rss_gb",
+        "breaker",
+        "viewers",
+    }
     assert row["id"] == run_id and row["pid"] == pid and row["mode"] == "cache" and row["viewers"] == 0
     assert row["items_total"] > 0 and row["breaker"] == "closed" and row["rss_gb"] > 0
     table = memtui("ls", env=env, timeout=30)

@@ -35,8 +35,12 @@ def run_dir(monkeypatch):
 
 def make_runner(tmp_path: Path, *, domains: int = 40, delay_s: float = 0.002, gate=None) -> Runner:
     cache = tmp_path / "cache.sqlite"
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9),
-                   cache, FakeExecutor(delay_s=delay_s, sub_batch=2, gate=gate), model_id="t")
+    job = CacheJob(
+        write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9),
+        cache,
+        FakeExecutor(delay_s=delay_s, sub_batch=2, gate=gate),
+        model_id="t",
+    )
     config = MemoryConfig(batch_size_max=1, batch_size_min=1)
     return Runner(job, MemoryMonitor(config), trace=RunTrace(cache.with_name("cache.sqlite.trace")))
 

@@ -64,8 +64,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "th
 def held_runner(tmp_path: Path) -> Iterator[tuple[Runner, FakeExecutor]]:
     """A real Runner parked at its first sub-batch until it is asked to stop."""
     executor = FakeExecutor(sub_batch=2, gate=threading.Event())
-    # (FakeExecutor.clear_caches returns the cleared names; memtui.jobs.base.Executor says None: not this test's)
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=6), tmp_path / "c.sqlite", executor, model_id="fake")  # type: ignore[arg-type]
+    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=6), tmp_path / "c.sqlite", executor, model_id="fake")
     runner = Runner(job, MemoryMonitor(MemoryConfig()))
     executor.stop_check = lambda: runner.snapshot().stopping
     runner.open()

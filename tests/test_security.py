@@ -34,9 +34,11 @@ def test_no_code_is_unpickled_or_evaluated_and_no_socket_is_opened():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
                 offenders.append(f"{path.name}:{node.lineno} calls {node.func.id}()")
             if isinstance(node, ast.Import):
-                offenders += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
-                              if a.name in FORBIDDEN_MODULES
-                              and not (a.name == "socket" and path in SOCKET_MODULES)]
+                offenders += [
+                    f"{path.name}:{node.lineno} imports {a.name}"
+                    for a in node.names
+                    if a.name in FORBIDDEN_MODULES and not (a.name == "socket" and path in SOCKET_MODULES)
+                ]
             if isinstance(node, ast.ImportFrom) and node.module in FORBIDDEN_MODULES:
                 offenders.append(f"{path.name}:{node.lineno} imports from {node.module}")
     assert len(python_files()) > 10
@@ -48,13 +50,22 @@ def test_the_attach_modules_open_unix_sockets_only():
     allowed = {"socket", "AF_UNIX", "SOCK_STREAM", "SOL_SOCKET", "SO_PEERCRED", "SHUT_RDWR"}
     for path in SOCKET_MODULES:
         tree = ast.parse(path.read_text(), filename=str(path))
-        used = {node.attr for node in ast.walk(tree)
-                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "socket"}
+        used = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "socket"
+        }
         assert "AF_UNIX" in used, path
         assert not used - allowed, f"{path.name} uses socket.{sorted(used - allowed)}"
-        calls = [node for node in ast.walk(tree)
-                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "socket"
-                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "socket"]
+        calls = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "socket"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "socket"
+        ]
         assert calls, path
         for node in calls:
             assert [ast.unparse(a) for a in node.args[:1]] == ["socket.AF_UNIX"], ast.unparse(node)
@@ -63,7 +74,9 @@ def test_the_attach_modules_open_unix_sockets_only():
 
 def test_a_run_creates_private_files_and_listens_on_nothing(tmp_path):
     cache = tmp_path / "private" / "cache.sqlite"
-    job = CacheJob(write_input(tmp_path / "in.jsonl", domains=3, per_domain=9), cache, FakeExecutor(delay_s=0.01), model_id="t")
+    job = CacheJob(
+        write_input(tmp_path / "in.jsonl", domains=3, per_domain=9), cache, FakeExecutor(delay_s=0.01), model_id="t"
+    )
     seen_listeners = []
 
     def look(_event=None):

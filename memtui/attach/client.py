@@ -158,8 +158,10 @@ class RemoteEngine:
             return self._report
         if self.detached:
             raise RunLost(f"detached from run {self.run_id}")
-        raise RunLost(f"the run {self.run_id} ended abnormally (pid {self.hello.get('pid')}: its connection "
-                      "closed without a report; it was killed or crashed)")
+        raise RunLost(
+            f"the run {self.run_id} ended abnormally (pid {self.hello.get('pid')}: its connection "
+            "closed without a report; it was killed or crashed)"
+        )
 
     def snapshot(self) -> Any:
         return self._last

@@ -36,6 +36,7 @@ LOG_ENV = "MEMTUI_RUN_LOG"
 
 # -- serving a run ------------------------------------------------------------------------
 
+
 def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
     """Serve ``engine`` on its attach socket; None (with a warning line) if that is not possible."""
     from memtui.attach.server import AttachServer  # noqa: PLC0415
@@ -53,8 +54,16 @@ def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
     log_path = os.environ.pop(LOG_ENV, "")
     face = "tui" if args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty()) else "headless"
     try:
-        server = AttachServer(engine, run_id=run_id, mode=args.mode, input=what, cache=where,
-                              log_path=log_path, report_path=str(args.report or ""), face=face).start()
+        server = AttachServer(
+            engine,
+            run_id=run_id,
+            mode=args.mode,
+            input=what,
+            cache=where,
+            log_path=log_path,
+            report_path=str(args.report or ""),
+            face=face,
+        ).start()
     except (OSError, MemtuiError) as exc:
         print(f"memtui: warning: this run cannot be attached to ({exc}); it runs anyway", file=sys.stderr)
         return None
@@ -63,6 +72,7 @@ def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
 
 
 # -- run --detach -------------------------------------------------------------------------
+
 
 def child_argv(argv: Sequence[str], run_dir: Path, run_id: str, has_report: bool) -> list[str]:
     """The run's own arguments for the detached process: headless, no --detach, a report in the run folder."""
@@ -85,8 +95,15 @@ def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
     argv = list(argv)
     command = [sys.executable, "-m", "memtui", *child_argv(argv, run_dir, run_id, args.report is not None)]
     try:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
-                                start_new_session=True, env=env, close_fds=True)
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
     finally:
         os.close(log_fd)
     timeout = float(os.environ.get("MEMTUI_DETACH_TIMEOUT", DETACH_TIMEOUT_S))
@@ -99,8 +116,9 @@ def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
             if code == 2:  # a usage error: its own line says it all
                 last = (tail.strip().splitlines() or [f"exit {code}"])[-1]
                 raise UsageError(last.removeprefix("memtui: error: "))
-            raise RuntimeFailure(f"the detached run ended before it accepted viewers (exit {code}); "
-                                 f"its log {log_path}:\n{tail}")
+            raise RuntimeFailure(
+                f"the detached run ended before it accepted viewers (exit {code}); its log {log_path}:\n{tail}"
+            )
         if sock_path.exists():
             try:
                 connect(str(sock_path), timeout=1.0).close()
@@ -108,8 +126,10 @@ def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
             except UsageError:
                 pass
         if time.monotonic() > deadline:
-            raise RuntimeFailure(f"the detached run (pid {proc.pid}) did not accept viewers within {timeout:g}s "
-                                 f"(MEMTUI_DETACH_TIMEOUT); it may still be starting: see its log {log_path}")
+            raise RuntimeFailure(
+                f"the detached run (pid {proc.pid}) did not accept viewers within {timeout:g}s "
+                f"(MEMTUI_DETACH_TIMEOUT); it may still be starting: see its log {log_path}"
+            )
         time.sleep(0.1)
     proc.returncode = 0  # it lives on in its own session; nobody here waits for it
     print(f"memtui: run {run_id} detached: pid {proc.pid}, log {log_path}; attach with: memtui attach {run_id}")
@@ -133,9 +153,19 @@ def status(entry: RunEntry, timeout: float = 2.0) -> dict[str, Any]:
     from memtui.attach.client import connect, read_lines  # noqa: PLC0415
     from memtui.wire import WireError, loads  # noqa: PLC0415
 
-    row: dict[str, Any] = {"id": entry.id, "pid": entry.pid, "mode": entry.mode, "input": entry.input,
-                           "cache": entry.cache, "phase": "?", "items_done": None, "items_total": None,
-                           "rss_gb": None, "breaker": "?", "viewers": None}
+    row: dict[str, Any] = {
+        "id": entry.id,
+        "pid": entry.pid,
+        "mode": entry.mode,
+        "input": entry.input,
+        "cache": entry.cache,
+        "phase": "?",
+        "items_done": None,
+        "items_total": None,
+        "rss_gb": None,
+        "breaker": "?",
+        "viewers": None,
+    }
     try:
         sock = connect(entry.socket, timeout)
     except UsageError:
@@ -157,13 +187,21 @@ def status(entry: RunEntry, timeout: float = 2.0) -> dict[str, Any]:
 
 def _fill(row: dict[str, Any], s: Any) -> None:
     if hasattr(s, "items_done"):
-        row.update(phase="paused" if s.paused else s.phase, items_done=s.items_done, items_total=s.items_total,
-                   rss_gb=round(s.memory.rss_gb, 3), breaker=s.memory.state.value)
+        row.update(
+            phase="paused" if s.paused else s.phase,
+            items_done=s.items_done,
+            items_total=s.items_total,
+            rss_gb=round(s.memory.rss_gb, 3),
+            breaker=s.memory.state.value,
+        )
     else:  # the monitor: its targets' total
-        row.update(phase="paused" if s.paused else "finished" if s.finished else "watching",
-                   items_done=sum(1 for t in s.targets if t.state.value != "gone"), items_total=len(s.targets),
-                   rss_gb=round(sum(getattr(t, "rss", 0) for t in s.targets) / 1024**3, 3),
-                   breaker="-")
+        row.update(
+            phase="paused" if s.paused else "finished" if s.finished else "watching",
+            items_done=sum(1 for t in s.targets if t.state.value != "gone"),
+            items_total=len(s.targets),
+            rss_gb=round(sum(getattr(t, "rss", 0) for t in s.targets) / 1024**3, 3),
+            breaker="-",
+        )
 
 
 def list_runs(args: argparse.Namespace) -> int:
@@ -174,18 +212,22 @@ def list_runs(args: argparse.Namespace) -> int:
     if not rows:
         print("no memtui run is running")
         return 0
-    print(f"{'ID':<8} {'PID':>7} {'MODE':<10} {'PHASE':<10} {'DONE':>15} {'RSS':>8} {'BREAKER':<9} "
-          f"{'VIEWERS':>7}  INPUT")
+    print(
+        f"{'ID':<8} {'PID':>7} {'MODE':<10} {'PHASE':<10} {'DONE':>15} {'RSS':>8} {'BREAKER':<9} {'VIEWERS':>7}  INPUT"
+    )
     for r in rows:
         done = f"{r['items_done']}/{r['items_total']}" if r["items_total"] is not None else "?"
         rss = f"{r['rss_gb']:.2f}GB" if r["rss_gb"] is not None else "?"
         viewers = "?" if r["viewers"] is None else r["viewers"]
-        print(f"{r['id']:<8} {r['pid']:>7} {r['mode']:<10} {r['phase']:<10} {done:>15} {rss:>8} {r['breaker']:<9} "
-              f"{viewers:>7}  {r['input']}")
+        print(
+            f"{r['id']:<8} {r['pid']:>7} {r['mode']:<10} {r['phase']:<10} {done:>15} {rss:>8} {r['breaker']:<9} "
+            f"{viewers:>7}  {r['input']}"
+        )
     return 0
 
 
 # -- attach -------------------------------------------------------------------------------
+
 
 def attach(args: argparse.Namespace) -> int:
     entry = find(args.id)
@@ -211,8 +253,10 @@ def attach(args: argparse.Namespace) -> int:
     if hasattr(report, "summary_lines"):  # the run's typed report words its own summary
         lines = report.summary_lines()
     else:  # the monitor's
-        lines = [f"Watch {report.get('status')} ({report.get('end_reason', '')}) after "
-                 f"{float(report.get('duration_s', 0)):.1f}s: {report.get('selection', '')}"]
+        lines = [
+            f"Watch {report.get('status')} ({report.get('end_reason', '')}) after "
+            f"{float(report.get('duration_s', 0)):.1f}s: {report.get('selection', '')}"
+        ]
     for line in lines:
         print(line)
     return int(report["exit_code"])
@@ -251,6 +295,7 @@ def stream_json(entry: RunEntry) -> int:
 
 
 # -- stop ---------------------------------------------------------------------------------
+
 
 def stop(args: argparse.Namespace) -> int:
     from memtui.attach.client import RemoteEngine, RunLost  # noqa: PLC0415

@@ -41,8 +41,9 @@ def ensure_runs_dir() -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"the run folder {path} is not a folder ({stat.filemode(st.st_mode)}); remove it "
-                         "or set MEMTUI_RUN_DIR")
+        raise UsageError(
+            f"the run folder {path} is not a folder ({stat.filemode(st.st_mode)}); remove it or set MEMTUI_RUN_DIR"
+        )
     if st.st_uid != os.geteuid():
         raise UsageError(f"the run folder {path} belongs to another user ({describe_mode(st)}); set MEMTUI_RUN_DIR")
     if stat.S_IMODE(st.st_mode) != 0o700:
@@ -138,8 +139,10 @@ def find(run_id: str | None) -> RunEntry:
         raise UsageError("no memtui run is running (start one with 'memtui run ... --detach')")
     if run_id is None:
         if len(running) > 1:
-            raise UsageError(f"{len(running)} runs are running ({', '.join(e.id for e in running)}); "
-                             "name one ('memtui ls' lists them)")
+            raise UsageError(
+                f"{len(running)} runs are running ({', '.join(e.id for e in running)}); "
+                "name one ('memtui ls' lists them)"
+            )
         return running[0]
     matches = [e for e in running if e.id == run_id] or [e for e in running if e.id.startswith(run_id)]
     if len(matches) != 1:

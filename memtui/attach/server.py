@@ -163,10 +163,21 @@ def _report_line(report: Any) -> bytes:
 class AttachServer:
     """One run's engine, served on ``ID.sock`` in the private run folder until ``finish()``."""
 
-    def __init__(self, engine: Engine, *, run_id: str | None = None, mode: str = "", input: str = "",
-                 cache: str = "", log_path: str = "", report_path: str = "", face: str = "",
-                 snapshot_every_s: float = SNAPSHOT_EVERY_S, outbox_lines: int = OUTBOX_LINES,
-                 send_timeout_s: float = SEND_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        run_id: str | None = None,
+        mode: str = "",
+        input: str = "",
+        cache: str = "",
+        log_path: str = "",
+        report_path: str = "",
+        face: str = "",
+        snapshot_every_s: float = SNAPSHOT_EVERY_S,
+        outbox_lines: int = OUTBOX_LINES,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+    ) -> None:
         self.engine = engine
         self.run_id = run_id or new_run_id()
         self.meta = {"mode": mode, "input": input, "cache": cache}
@@ -212,9 +223,17 @@ class AttachServer:
             raise
         self._listener = listener
         pid = os.getpid()
-        self.entry = RunEntry(id=self.run_id, pid=pid, start_time=process_start(pid) or 0.0, socket=str(path),
-                              log=self.log_path, report=self.report_path, started_at=time.time(), face=self.face,
-                              **self.meta)
+        self.entry = RunEntry(
+            id=self.run_id,
+            pid=pid,
+            start_time=process_start(pid) or 0.0,
+            socket=str(path),
+            log=self.log_path,
+            report=self.report_path,
+            started_at=time.time(),
+            face=self.face,
+            **self.meta,
+        )
         self.entry.write()
         for target, name in ((self._accept_loop, "memtui-attach"), (self._pump_loop, "memtui-attach-pump")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -291,8 +310,14 @@ class AttachServer:
         snapshot = self.engine.snapshot()
         with self._lock:
             viewers = len(self._viewers)
-            hello = {"id": self.run_id, "pid": os.getpid(), "kind": self.engine.kind,
-                     "commands": list(self.engine.commands), "viewers": viewers + 1, **self.meta}
+            hello = {
+                "id": self.run_id,
+                "pid": os.getpid(),
+                "kind": self.engine.kind,
+                "commands": list(self.engine.commands),
+                "viewers": viewers + 1,
+                **self.meta,
+            }
             viewer.outbox.append(("hello", _line("hello", hello)))
             viewer.outbox.append(("snapshot", _line("snapshot", snapshot)))
             viewer.outbox.extend(("event", line) for line in self._recent)

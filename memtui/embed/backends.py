@@ -24,7 +24,7 @@ import platform
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,15 @@ _NEEDS = {"onnx": ("onnxruntime", "tokenizers"), "onnx-int8": ("onnxruntime", "t
 #: What the one-time export needs besides (torch and transformers come with sentence-transformers).
 _EXPORT_NEEDS = ("onnx", "onnxruntime", "torch", "transformers")
 EXPORT_TIMEOUT_S = 1800
-_SOURCE_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json",
-                 "model.safetensors", "pytorch_model.bin", "1_Pooling/config.json")
+_SOURCE_FILES = (
+    "config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "1_Pooling/config.json",
+)
 
 
 def check_backend(name: str, where: str = "--backend") -> str:
@@ -79,6 +86,7 @@ def available(backend: str) -> bool:
 
 # -- the instruction set --------------------------------------------------------------------------
 
+
 def detect_isa() -> str:
     """avx512_vnni, avx2 (any other x86-64) or arm64: picks the quantization recipe."""
     machine = platform.machine().lower()
@@ -96,6 +104,7 @@ def detect_isa() -> str:
 
 
 # -- the model cache -------------------------------------------------------------------------------
+
 
 def model_cache_root() -> Path:
     """$MEMTUI_MODEL_CACHE, else $XDG_CACHE_HOME/memtui/models (~/.cache/memtui/models)."""
@@ -146,8 +155,10 @@ def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
         return path
     missing = missing_modules(backend, export=True)
     if missing:
-        raise UsageError(f"--backend {backend} needs {', '.join(missing)} for its one-time export, which is not "
-                         f"installed; {EXTRA_HINT}")
+        raise UsageError(
+            f"--backend {backend} needs {', '.join(missing)} for its one-time export, which is not "
+            f"installed; {EXTRA_HINT}"
+        )
     if out.exists():  # an export of another ISA or an older layout: redo it beside, then swap
         stale = out.with_name(out.name + f".old-{os.getpid()}")
         os.rename(out, stale)
@@ -160,9 +171,14 @@ def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
     root = str(Path(__file__).resolve().parent.parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     try:
-        proc = subprocess.run([sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder),
-                               "--out", str(out), "--isa", isa], capture_output=True, text=True, env=env,
-                              timeout=EXPORT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder), "--out", str(out), "--isa", isa],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=EXPORT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise ModelError(f"the ONNX export of {folder} took over {EXPORT_TIMEOUT_S}s; use --backend torch") from None
     if proc.returncode != 0 or not path.is_file():
@@ -172,6 +188,7 @@ def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
 
 
 # -- the runtime -----------------------------------------------------------------------------------
+
 
 class _Encoded:
     """What ``Embedder.window`` reads of a transformers tokenizer's single-text answer."""
@@ -197,8 +214,15 @@ class OnnxTokenizer:
         pad = self._tok.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
 
-    def __call__(self, text: str | Sequence[str], *, add_special_tokens: bool = True, truncation: bool = False,
-                 max_length: int | None = None, **_ignored: Any) -> Any:
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        *,
+        add_special_tokens: bool = True,
+        truncation: bool = False,
+        max_length: int | None = None,
+        **_ignored: Any,
+    ) -> Any:
         with self._lock:
             if truncation:
                 self._tok.enable_truncation(max_length or self.max_length)
@@ -222,12 +246,13 @@ class OnnxTokenizer:
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for row, r in enumerate(rows):
-            ids[row, :len(r)] = r
-            mask[row, :len(r)] = 1
+            ids[row, : len(r)] = r
+            mask[row, : len(r)] = 1
         return ids, mask
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> Any:
+    """The file's JSON, or {} when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -246,11 +271,13 @@ class OnnxModel:
 
         self.backend = backend
         self.onnx_path = onnx_path
-        modules = _read_json(folder / "modules.json") or []
+        modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []  # a list in a model folder
         kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
         if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
-            raise ModelError(f"--backend {backend} runs Transformer + Pooling (+ Normalize) models; {folder} has "
-                             f"{', '.join(kinds)}: use --backend torch")
+            raise ModelError(
+                f"--backend {backend} runs Transformer + Pooling (+ Normalize) models; {folder} has "
+                f"{', '.join(kinds)}: use --backend torch"
+            )
         pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
         pooling = _read_json(folder / pooling_dir / "config.json")
         if pooling.get("pooling_mode_cls_token"):
@@ -259,12 +286,16 @@ class OnnxModel:
             self.pooling = "max"
         else:
             self.pooling = "mean"
-        self.max_seq_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length")
-                                  or _read_json(folder / "config.json").get("max_position_embeddings") or 512)
+        self.max_seq_length = int(
+            _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+            or _read_json(folder / "config.json").get("max_position_embeddings")
+            or 512
+        )
         tokenizer_path = folder / "tokenizer.json"
         if not tokenizer_path.is_file():
-            raise ModelError(f"--backend {backend} needs a fast tokenizer (tokenizer.json) in {folder}; "
-                             "use --backend torch")
+            raise ModelError(
+                f"--backend {backend} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
+            )
         self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -275,17 +306,21 @@ class OnnxModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self._dim = int(self.session.get_outputs()[0].shape[-1]) if isinstance(
-            self.session.get_outputs()[0].shape[-1], int) else None
+        self._dim = (
+            int(self.session.get_outputs()[0].shape[-1])
+            if isinstance(self.session.get_outputs()[0].shape[-1], int)
+            else None
+        )
 
     def get_embedding_dimension(self) -> int | None:
         return self._dim
 
-    def encode(self, sentences: Sequence[str], *, batch_size: int = 32, normalize_embeddings: bool = True,
-               **_ignored: Any) -> np.ndarray:
+    def encode(
+        self, sentences: Sequence[str], *, batch_size: int = 32, normalize_embeddings: bool = True, **_ignored: Any
+    ) -> np.ndarray:
         out: list[np.ndarray] = []
         for start in range(0, len(sentences), batch_size):
-            ids, mask = self.tokenizer.batch(sentences[start:start + batch_size])
+            ids, mask = self.tokenizer.batch(sentences[start : start + batch_size])
             out.append(self._run(ids, mask, normalize_embeddings))
         return np.concatenate(out) if out else np.empty((0, self._dim or 0), dtype=np.float32)
 
@@ -331,12 +366,12 @@ def load_onnx(folder: Path, backend: str, *, threads: int, log: Any = None) -> O
         return OnnxModel(folder, path, threads=threads, backend=backend)
     except ModelError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a broken or truncated file in the model cache
+    except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ModelError(f"cannot load {path} ({reason}); delete {path.parent} to export again") from None
 
 
-def resolve_backend(flag: str | None, config_file: Path | None, env: dict[str, str] | None = None) -> str:
+def resolve_backend(flag: str | None, config_file: Path | None, env: Mapping[str, str] | None = None) -> str:
     """``--backend`` > ``$MEMTUI_BACKEND`` > the config file's ``[embed] backend`` > torch."""
     env = os.environ if env is None else env
     if flag:

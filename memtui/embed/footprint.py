@@ -93,7 +93,8 @@ def _hub_cache_folder(name: str) -> Path | None:
         return None
     repo = name if "/" in name else f"sentence-transformers/{name}"
     hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub"
+    )
     snapshots = Path(hub) / ("models--" + repo.replace("/", "--")) / "snapshots"
     try:
         candidates = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime)
@@ -110,8 +111,9 @@ def estimate(model: str | os.PathLike[str] | None = None) -> Footprint:
     return Footprint(need_bytes=need, weights_bytes=weights, folder=folder)
 
 
-def require_room(limit: MemoryLimit | None, model: str | os.PathLike[str] | None = None, *,
-                 lowered_breaker_bytes: int | None = None) -> Footprint:
+def require_room(
+    limit: MemoryLimit | None, model: str | os.PathLike[str] | None = None, *, lowered_breaker_bytes: int | None = None
+) -> Footprint:
     """Raise ResourceError (exit 1) if the job cannot run under ``limit``; else return the estimate.
 
     Below the model's need the kernel kills the run. ``lowered_breaker_bytes`` is a default

@@ -42,15 +42,19 @@ class CacheLock:
             except OSError as exc:
                 if is_disk_full(exc):
                     raise disk_full(path, "creating the cache's lock file") from None
-                raise StoreError(f"cannot create cache {cache}: its lock file {path}: {exc.strerror or exc}; "
-                                 "pass --cache in a writable folder") from None
+                raise StoreError(
+                    f"cannot create cache {cache}: its lock file {path}: {exc.strerror or exc}; "
+                    "pass --cache in a writable folder"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise CacheBusy(f"cache {cache} is in use by another memtui run ({holder}); wait for it to end, "
-                                "stop it, or pass --cache OTHER") from None
+                raise CacheBusy(
+                    f"cache {cache} is in use by another memtui run ({holder}); wait for it to end, "
+                    "stop it, or pass --cache OTHER"
+                ) from None
             except BaseException:
                 os.close(fd)
                 raise
@@ -69,8 +73,10 @@ class CacheLock:
                 lock.release()
                 if is_disk_full(exc):
                     raise disk_full(path, "creating the cache's lock file") from None
-                raise StoreError(f"cannot write the lock file {path} of cache {cache}: {exc.strerror or exc}; "
-                                 "pass --cache in a writable folder") from None
+                raise StoreError(
+                    f"cannot write the lock file {path} of cache {cache}: {exc.strerror or exc}; "
+                    "pass --cache in a writable folder"
+                ) from None
             except BaseException:
                 lock.release()
                 raise

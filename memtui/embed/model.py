@@ -89,8 +89,14 @@ def _quiet_loading() -> None:
 
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return ("can't allocate memory" in text or "not enough memory" in text or "out of memory" in text
-            or "bad_alloc" in text or "bad allocation" in text or "failed to allocate" in text)
+    return (
+        "can't allocate memory" in text
+        or "not enough memory" in text
+        or "out of memory" in text
+        or "bad_alloc" in text
+        or "bad allocation" in text
+        or "failed to allocate" in text
+    )
 
 
 def _settled_tokens(tokenizer: Any, prefix: str) -> int | None:
@@ -130,7 +136,7 @@ class Embedder:
         max_batch: int = DEFAULT_MAX_BATCH,
         backend: str = "torch",
     ) -> None:
-        from memtui.embed.backends import check_backend  # noqa: PLC0415 - numpy only
+        from memtui.embed.backends import check_backend
 
         self._name = None if model is None else str(model)
         self.backend = check_backend(backend)
@@ -174,7 +180,7 @@ class Embedder:
     def check(self) -> None:
         """Fail fast, without loading, on a model that cannot be found (before any cache is touched)."""
         if self.backend != "torch":
-            from memtui.embed.backends import require_extra  # noqa: PLC0415
+            from memtui.embed.backends import require_extra
 
             require_extra(self.backend)  # exit 2, naming the extra, before any work
         source = Path(self._source())
@@ -184,7 +190,7 @@ class Embedder:
     @property
     def vector_backend(self) -> str:
         """The backend as part of each vector's key in the cache: onnx-int8 carries its export recipe."""
-        from memtui.embed.backends import vector_backend  # noqa: PLC0415 - numpy only
+        from memtui.embed.backends import vector_backend
 
         return vector_backend(self.backend)
 
@@ -214,14 +220,16 @@ class Embedder:
                 import torch
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise ModelError(f"cannot import the model stack ({_short(exc)}); pip install sentence-transformers") from None
+                raise ModelError(
+                    f"cannot import the model stack ({_short(exc)}); pip install sentence-transformers"
+                ) from None
             torch.set_num_threads(self.threads)
             _quiet_loading()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = SentenceTransformer(source, device=self.device, local_files_only=True)
-            except Exception as exc:  # noqa: BLE001 - any load failure is the operator's to fix
+            except Exception as exc:
                 reason = _short(exc)
                 if not Path(source).exists() and "cached files" in reason:
                     reason = "not a local folder, nor in the local Hugging Face cache (memtui never downloads)"
@@ -232,7 +240,7 @@ class Embedder:
             return model
 
     def _load_onnx(self, source: str) -> Any:
-        from memtui.embed.backends import load_onnx  # noqa: PLC0415
+        from memtui.embed.backends import load_onnx
 
         folder = Path(source)
         if not folder.is_dir():
@@ -345,9 +353,7 @@ class Embedder:
         for i in order:
             longest = lengths[i]  # ascending order: the newcomer is the longest
             n = len(current) + 1
-            if current and (
-                n > cap or n * longest > budget or n * longest * longest > budget * ATTENTION_REF_LEN
-            ):
+            if current and (n > cap or n * longest > budget or n * longest * longest > budget * ATTENTION_REF_LEN):
                 batches.append(current)
                 current = []
             current.append(i)

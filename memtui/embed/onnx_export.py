@@ -68,19 +68,31 @@ def export_fp32(folder: Path, dest: Path) -> dict:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     ids = torch.ones(2, 16, dtype=torch.long)
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(LastHidden(model), (ids, ids, torch.zeros_like(ids)), str(dest), dynamo=False,
-                          input_names=list(INPUTS), output_names=["last_hidden_state"], dynamic_axes=axes,
-                          opset_version=OPSET, do_constant_folding=True)
-    return {"model_type": cfg.model_type, "num_heads": int(cfg.num_attention_heads),
-            "hidden_size": int(cfg.hidden_size)}
+        torch.onnx.export(
+            LastHidden(model),
+            (ids, ids, torch.zeros_like(ids)),
+            str(dest),
+            dynamo=False,
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    return {
+        "model_type": cfg.model_type,
+        "num_heads": int(cfg.num_attention_heads),
+        "hidden_size": int(cfg.hidden_size),
+    }
 
 
 def optimize(src: Path, dest: Path, facts: dict) -> dict[str, int]:
@@ -93,8 +105,9 @@ def optimize(src: Path, dest: Path, facts: dict) -> dict[str, int]:
         return {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = optimizer.optimize_model(str(src), model_type=model_type, num_heads=facts["num_heads"],
-                                       hidden_size=facts["hidden_size"], opt_level=0)
+        opt = optimizer.optimize_model(
+            str(src), model_type=model_type, num_heads=facts["num_heads"], hidden_size=facts["hidden_size"], opt_level=0
+        )
     opt.save_model_to_file(str(dest))
     return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
 
@@ -109,16 +122,23 @@ def fp32_nodes(model_path: Path) -> list[str]:
 
 def quantize(src: Path, dest: Path, isa: str) -> list[str]:
     """Dynamic int8 quantization of the weights, per channel (see the module's docstring); the fp32 nodes."""
+    import logging
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    import logging
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" chatter
     keep = fp32_nodes(src)
-    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=(isa == "avx2"), op_types_to_quantize=["MatMul", "Attention"],
-                     nodes_to_exclude=keep,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
+    quantize_dynamic(
+        str(src),
+        str(dest),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=(isa == "avx2"),
+        op_types_to_quantize=["MatMul", "Attention"],
+        nodes_to_exclude=keep,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
+    )
     return keep
 
 
@@ -136,11 +156,20 @@ def export(folder: str | os.PathLike[str], out: str | os.PathLike[str], isa: str
         raw.unlink()
         t_opt = time.perf_counter() - t0 - t_export
         kept = quantize(tmp / "model.onnx", tmp / f"model_int8_{isa}.onnx", isa)
-        info = {"recipe": RECIPE_VERSION, "source": str(folder), "isa": isa, "fused": fused, "int8_fp32_nodes": kept,
-                **facts,
-                "seconds": {"export": round(t_export, 2), "optimize": round(t_opt, 2),
-                            "quantize": round(time.perf_counter() - t0 - t_export - t_opt, 2)},
-                "created_at": time.time()}
+        info = {
+            "recipe": RECIPE_VERSION,
+            "source": str(folder),
+            "isa": isa,
+            "fused": fused,
+            "int8_fp32_nodes": kept,
+            **facts,
+            "seconds": {
+                "export": round(t_export, 2),
+                "optimize": round(t_opt, 2),
+                "quantize": round(time.perf_counter() - t0 - t_export - t_opt, 2),
+            },
+            "created_at": time.time(),
+        }
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         for name in os.listdir(tmp):
             os.chmod(tmp / name, 0o600)

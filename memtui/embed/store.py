@@ -74,8 +74,9 @@ def key_for(model_id: str, text: str, backend: str = TORCH_BACKEND) -> bytes:
     """
     if backend == TORCH_BACKEND:
         return hashlib.sha256(model_id.encode("utf-8") + b"\0" + text.encode("utf-8")).digest()
-    return hashlib.sha256(model_id.encode("utf-8") + b"\1" + backend.encode("utf-8") + b"\0"
-                          + text.encode("utf-8")).digest()
+    return hashlib.sha256(
+        model_id.encode("utf-8") + b"\1" + backend.encode("utf-8") + b"\0" + text.encode("utf-8")
+    ).digest()
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -160,7 +161,9 @@ def _check_header(path: Path) -> None:
         with open(path, "rb") as fh:
             head = fh.read(len(SQLITE_MAGIC))
     except PermissionError:
-        raise StoreError(f"cannot read cache {path}: permission denied; chmod u+rw it or pass --cache NEW_PATH") from None
+        raise StoreError(
+            f"cannot read cache {path}: permission denied; chmod u+rw it or pass --cache NEW_PATH"
+        ) from None
     except OSError as exc:
         raise StoreError(f"cannot read cache {path}: {exc.strerror or exc}; {_FIX}") from None
     if head and head != SQLITE_MAGIC:
@@ -181,7 +184,7 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
         raise StoreError(f"{path} is a SQLite database but not a memtui cache ({listed}); {_FIX}")
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     version = int(meta.get("schema_version", "0")) if str(meta.get("schema_version", "0")).isdigit() else 0
-    if version != SCHEMA_VERSION or not _TABLES <= tables:
+    if version != SCHEMA_VERSION or not tables >= _TABLES:
         raise StoreError(
             f"cache {path} has schema version {version}, this memtui reads version {SCHEMA_VERSION}; {_FIX}"
         )
@@ -287,8 +290,11 @@ def _backend_counts(conn: sqlite3.Connection, vectors: int, domains: int) -> dic
         for backend, count in conn.execute("SELECT backend, count(*) FROM backend_domains GROUP BY backend"):
             out.setdefault(backend, {"vectors": 0, "domains_done": 0})["domains_done"] = count
     torch = {"vectors": vectors - sum(v["vectors"] for v in out.values()), "domains_done": domains}
-    return {TORCH_BACKEND: torch, **dict(sorted(out.items()))} if torch["vectors"] or domains or not out \
+    return (
+        {TORCH_BACKEND: torch, **dict(sorted(out.items()))}
+        if torch["vectors"] or domains or not out
         else dict(sorted(out.items()))
+    )
 
 
 class _InfoAccessor:
@@ -305,8 +311,15 @@ class CacheStore:
 
     info = _InfoAccessor()
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, model_id: str, dim: int | None,
-                 lock: CacheLock | None = None, backend: str = TORCH_BACKEND) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        model_id: str,
+        dim: int | None,
+        lock: CacheLock | None = None,
+        backend: str = TORCH_BACKEND,
+    ) -> None:
         self._conn = conn
         self.backend = backend
         self._cache_lock = lock
@@ -318,8 +331,15 @@ class CacheStore:
     # -- opening -----------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], model_id: str, dim: int | None = None, *,
-             lock: CacheLock | None = None, backend: str = TORCH_BACKEND) -> CacheStore:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        model_id: str,
+        dim: int | None = None,
+        *,
+        lock: CacheLock | None = None,
+        backend: str = TORCH_BACKEND,
+    ) -> CacheStore:
         """Open or create a cache for ``model_id`` and hold its lock (``lock`` if the caller took it already).
 
         On failure a new file leaves no trace and the lock is released.
@@ -381,8 +401,9 @@ class CacheStore:
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full(made, "creating the cache folder") from None
-            raise StoreError(f"cannot create cache {path}: folder {made}: {exc.strerror or exc}; "
-                             "pass --cache in a writable folder") from None
+            raise StoreError(
+                f"cannot create cache {path}: folder {made}: {exc.strerror or exc}; pass --cache in a writable folder"
+            ) from None
 
     @staticmethod
     def _prepare(path: Path, created: list[Path]) -> bool:
@@ -391,8 +412,10 @@ class CacheStore:
         Nothing is opened through a link, and a database memtui did not make is
         refused before SQLite may write to it.
         """
-        sides = [(side, check_existing(side, "cache companion"))
-                 for side in (path.with_name(path.name + companion) for companion in SIDE_SUFFIXES)]
+        sides = [
+            (side, check_existing(side, "cache companion"))
+            for side in (path.with_name(path.name + companion) for companion in SIDE_SUFFIXES)
+        ]
         st = check_existing(path, "cache")
         if st is None:
             try:
@@ -483,9 +506,7 @@ class CacheStore:
             )
         stored_dim = int(meta["dim"]) if meta.get("dim") else None
         if dim is not None and stored_dim is not None and dim != stored_dim:
-            raise StoreError(
-                f"cache {path} holds {stored_dim}-dim vectors, the model makes {dim}; use --cache OTHER"
-            )
+            raise StoreError(f"cache {path} holds {stored_dim}-dim vectors, the model makes {dim}; use --cache OTHER")
         return stored_dim if stored_dim is not None else dim
 
     # -- queries -----------------------------------------------------------
@@ -527,13 +548,12 @@ class CacheStore:
     def done_domains(self) -> set[str]:
         """Domains finished by this store's backend (another backend's summaries do not count)."""
         if self.backend != TORCH_BACKEND:
-            return {row[0] for row in self._query("SELECT domain FROM backend_domains WHERE backend = ?",
-                                                  (self.backend,))}
+            return {
+                row[0] for row in self._query("SELECT domain FROM backend_domains WHERE backend = ?", (self.backend,))
+            }
         return {row[0] for row in self._query("SELECT domain FROM domains")}
 
-    def summarize(
-        self, domain: str, responses: Sequence[Response], fresh: Mapping[bytes, np.ndarray]
-    ) -> DomainSummary:
+    def summarize(self, domain: str, responses: Sequence[Response], fresh: Mapping[bytes, np.ndarray]) -> DomainSummary:
         """summarize_domain with vectors from ``fresh`` first, then from the cache."""
         keys = {r.id: self.key(r.text) for r in responses}
         known = self.vectors_for(k for k in set(keys.values()) if k not in fresh)
@@ -586,14 +606,20 @@ class CacheStore:
                     )
                 else:  # see _BACKEND_SCHEMA
                     tag = (self.backend,)
-                    conn.executemany("INSERT OR IGNORE INTO backend_vectors(key, backend) VALUES (?, ?)",
-                                     [(key, self.backend) for key, _ in rows])
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO backend_vectors(key, backend) VALUES (?, ?)",
+                        [(key, self.backend) for key, _ in rows],
+                    )
                     conn.executemany(
                         "INSERT OR REPLACE INTO backend_responses(backend, id, domain, model, prompt_type, key)"
-                        " VALUES (?, ?, ?, ?, ?, ?)", [tag + row for row in response_rows])
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [tag + row for row in response_rows],
+                    )
                     conn.executemany(
                         "INSERT OR REPLACE INTO backend_domains(backend, domain, responses, counts, agreement, done_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)", [tag + row for row in domain_rows])
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [tag + row for row in domain_rows],
+                    )
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -601,8 +627,9 @@ class CacheStore:
                 if isinstance(exc, sqlite3.Error) and _is_full(self.path, exc):
                     raise disk_full(self.path, "writing the cache") from None
                 if isinstance(exc, sqlite3.Error):  # an I/O error: a runtime failure, not bad input
-                    raise RuntimeFailure(f"writing cache {self.path} failed ({_reason(exc)}); "
-                                         f"{self._write_fix(exc)}") from None
+                    raise RuntimeFailure(
+                        f"writing cache {self.path} failed ({_reason(exc)}); {self._write_fix(exc)}"
+                    ) from None
                 raise
 
     def _blob(self, vector: np.ndarray) -> bytes:

@@ -43,8 +43,9 @@ class CacheJob:
     ) -> None:
         self.mode = mode
         # The backend is part of each vector's identity in the cache (store.key_for); default: the executor's.
-        self.backend = (backend or getattr(executor, "vector_backend", None) or getattr(executor, "backend", None)
-                        or TORCH_BACKEND)
+        self.backend = (
+            backend or getattr(executor, "vector_backend", None) or getattr(executor, "backend", None) or TORCH_BACKEND
+        )
         self.input_path = str(input_path)
         self.cache_path = str(cache_path)
         self.executor = executor

@@ -67,8 +67,15 @@ def child(backend: str, texts_path: Path, out: Path, model: str | None) -> dict[
     vectors = embedder.encode(texts)
     seconds = time.perf_counter() - t0
     np.save(out, vectors)
-    return {"backend": backend, "texts": len(texts), "texts_per_s": len(texts) / seconds, "encode_s": seconds,
-            "load_s": load_s, "peak_rss_bytes": _vm_hwm(), "torch_imported": "torch" in sys.modules}
+    return {
+        "backend": backend,
+        "texts": len(texts),
+        "texts_per_s": len(texts) / seconds,
+        "encode_s": seconds,
+        "load_s": load_s,
+        "peak_rss_bytes": _vm_hwm(),
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 def cosines(vectors: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -93,8 +100,9 @@ def passes_gate(row: dict[str, Any]) -> bool:
     return row.get("cosine_mean", 1.0) >= GATE_MEAN and row.get("cosine_p1", 1.0) >= GATE_P1
 
 
-def tune(input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: str | None = None,
-         log: Any = None) -> dict[str, Any]:
+def tune(
+    input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: str | None = None, log: Any = None
+) -> dict[str, Any]:
     texts = sample_texts(input_path, limit)
     if not texts:
         from memtui.errors import InputError
@@ -112,8 +120,17 @@ def tune(input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: 
             if log:
                 log(f"tune: {backend} on {len(texts)} texts")
             out = work / f"{backend}.npy"
-            cmd = [sys.executable, "-m", "memtui.jobs.tune", "--child", backend, "--texts",
-                   str(work / "texts.json"), "--out", str(out)] + (["--model", model] if model else [])
+            cmd = [
+                sys.executable,
+                "-m",
+                "memtui.jobs.tune",
+                "--child",
+                backend,
+                "--texts",
+                str(work / "texts.json"),
+                "--out",
+                str(out),
+            ] + (["--model", model] if model else [])
             env = dict(os.environ)
             env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
@@ -139,27 +156,42 @@ def tune(input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: 
     torch_row = next((r for r in ran if r["backend"] == TORCH), None)
     for r in ran:
         r["speedup_vs_torch"] = r["texts_per_s"] / torch_row["texts_per_s"] if torch_row else None
-    return {"input": str(input_path), "texts": len(texts), "rows": rows,
-            "recommendation": best["backend"] if best else TORCH,
-            "gate": {"cosine_mean": GATE_MEAN, "cosine_p1": GATE_P1}}
+    return {
+        "input": str(input_path),
+        "texts": len(texts),
+        "rows": rows,
+        "recommendation": best["backend"] if best else TORCH,
+        "gate": {"cosine_mean": GATE_MEAN, "cosine_p1": GATE_P1},
+    }
 
 
 def format_table(result: dict[str, Any]) -> list[str]:
-    lines = [f"memtui tune: {result['texts']} texts of {result['input']}",
-             f"{'backend':<10} {'texts/s':>8} {'x torch':>8} {'peak RSS':>9} {'cos mean':>9} {'cos p1':>7} "
-             f"{'knn@10':>7}  notes"]
+    lines = [
+        f"memtui tune: {result['texts']} texts of {result['input']}",
+        f"{'backend':<10} {'texts/s':>8} {'x torch':>8} {'peak RSS':>9} {'cos mean':>9} {'cos p1':>7} "
+        f"{'knn@10':>7}  notes",
+    ]
     for r in result["rows"]:
         if "texts_per_s" not in r:
-            lines.append(f"{r['backend']:<10} {'-':>8} {'-':>8} {'-':>9} {'-':>9} {'-':>7} {'-':>7}  "
-                         f"{r.get('skipped') or 'failed: ' + r.get('failed', '')}")
+            lines.append(
+                f"{r['backend']:<10} {'-':>8} {'-':>8} {'-':>9} {'-':>9} {'-':>7} {'-':>7}  "
+                f"{r.get('skipped') or 'failed: ' + r.get('failed', '')}"
+            )
             continue
-        note = "exact (reference)" if r["backend"] == TORCH else ("passes the gate" if passes_gate(r) else
-                                                                  "below the accuracy gate")
-        lines.append(f"{r['backend']:<10} {r['texts_per_s']:>8.1f} {r['speedup_vs_torch'] or 0:>7.2f}x "
-                     f"{r['peak_rss_bytes'] / (1 << 30):>7.2f}GB {r.get('cosine_mean', float('nan')):>9.4f} "
-                     f"{r.get('cosine_p1', float('nan')):>7.4f} {r.get('knn_overlap', float('nan')):>7.3f}  {note}")
-    lines.append(f"recommendation: --backend {result['recommendation']} (fastest within cosine mean >= "
-                 f"{GATE_MEAN}, 1st percentile >= {GATE_P1}; set MEMTUI_BACKEND or [embed] backend to keep it)")
+        note = (
+            "exact (reference)"
+            if r["backend"] == TORCH
+            else ("passes the gate" if passes_gate(r) else "below the accuracy gate")
+        )
+        lines.append(
+            f"{r['backend']:<10} {r['texts_per_s']:>8.1f} {r['speedup_vs_torch'] or 0:>7.2f}x "
+            f"{r['peak_rss_bytes'] / (1 << 30):>7.2f}GB {r.get('cosine_mean', float('nan')):>9.4f} "
+            f"{r.get('cosine_p1', float('nan')):>7.4f} {r.get('knn_overlap', float('nan')):>7.3f}  {note}"
+        )
+    lines.append(
+        f"recommendation: --backend {result['recommendation']} (fastest within cosine mean >= "
+        f"{GATE_MEAN}, 1st percentile >= {GATE_P1}; set MEMTUI_BACKEND or [embed] backend to keep it)"
+    )
     return lines
 
 

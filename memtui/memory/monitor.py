@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker, Clock
 from memtui.memory.cleanup import Cleaner, CleanupReport
-from memtui.memory.config import MemoryConfig
+from memtui.memory.config import MemoryConfig, ThresholdOrigin
 from memtui.memory.probe import MemoryLimit, Probe, ProcessProbe
 from memtui.memory.units import GB, format_gb
 
@@ -105,6 +105,8 @@ class MemoryMonitor:
         self.probe: Probe = probe or ProcessProbe()
         self._clock = clock
         self.limit = limit
+        #: Where each level came from and why (``resolve_config``): the run report's ``thresholds``.
+        self.thresholds: ThresholdOrigin | None = None
         self.breaker = CircuitBreaker(self._config, clock=clock)
         self.cleaner = Cleaner(self.probe)
         self._lock = threading.Lock()

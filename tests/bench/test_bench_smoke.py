@@ -18,16 +18,34 @@ NUMBER = (int, float)
 
 def test_smoke_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "MEMTUI_MODEL_CACHE": str(tmp_path / "models")}  # the int8 export goes here, not into ~/.cache
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--quiet", "--json", str(out)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MEMTUI_MODEL_CACHE": str(tmp_path / "models"),
+    }  # the int8 export goes here, not into ~/.cache
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--quiet", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| throughput_ratio" in proc.stdout and "Peak RSS" in proc.stdout  # the table and the chart
 
     fig = json.loads(out.read_text())
-    for key in ("throughput_ratio", "peak_rss_gb", "naive_peak_rss_gb", "drift_mb", "sample_us",
-                "sampler_cpu_share", "resume_s", "utilization"):
+    for key in (
+        "throughput_ratio",
+        "peak_rss_gb",
+        "naive_peak_rss_gb",
+        "drift_mb",
+        "sample_us",
+        "sampler_cpu_share",
+        "resume_s",
+        "utilization",
+    ):
         assert isinstance(fig[key], NUMBER) and not isinstance(fig[key], bool), key
     assert fig["throughput_ratio"] > 0 and fig["peak_rss_gb"] > 0 and fig["naive_peak_rss_gb"] > 0
     assert 0 < fig["utilization"] < 10 and fig["sample_us"] > 0 and fig["resume_s"] > 0
@@ -47,8 +65,15 @@ def test_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert fig["machine"]["nproc"] >= 1 and fig["machine"]["load1_max"] >= 0
 
     # The onnx-int8 figures (memtui[onnx] comes with the test extra): present and sane, never judged here.
-    for key in ("backend_speedup", "int8_throughput_ratio", "int8_cosine_mean", "int8_cosine_p1",
-                "int8_knn_overlap", "int8_peak_rss_gb", "torch_peak_rss_gb"):
+    for key in (
+        "backend_speedup",
+        "int8_throughput_ratio",
+        "int8_cosine_mean",
+        "int8_cosine_p1",
+        "int8_knn_overlap",
+        "int8_peak_rss_gb",
+        "torch_peak_rss_gb",
+    ):
         assert isinstance(fig[key], NUMBER) and fig[key] > 0, key
     assert 0.9 < fig["int8_cosine_mean"] <= 1.0001 and "| backend_speedup" in proc.stdout
     assert details["backends"]["gate_runs"]["onnx-int8"]["torch_imported"] is False

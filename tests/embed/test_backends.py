@@ -16,8 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memtui.embed.backends import (BACKENDS, artifact_dir, artifact_name, detect_isa, model_cache_root,
-                                   resolve_backend, vector_backend)
+from memtui.embed.backends import (
+    BACKENDS,
+    artifact_dir,
+    artifact_name,
+    detect_isa,
+    model_cache_root,
+    resolve_backend,
+    vector_backend,
+)
 from memtui.embed.model import DEFAULT_MODEL_ID, Embedder, _packaged_model_path
 from memtui.embed.store import CacheStore, key_for
 from memtui.errors import UsageError
@@ -25,8 +32,13 @@ from tests.support.cli import REPO, make_sample, memtui, memtui_env
 
 pytestmark = pytest.mark.model
 
-TEXTS = ["The cat sat on the mat.", "Quarterly revenue grew by 12 percent.", "How do I reset my password?",
-         "Photosynthesis turns light into chemical energy.", "The cat sat on the mat."]
+TEXTS = [
+    "The cat sat on the mat.",
+    "Quarterly revenue grew by 12 percent.",
+    "How do I reset my password?",
+    "Photosynthesis turns light into chemical energy.",
+    "The cat sat on the mat.",
+]
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +76,7 @@ def env_with(models: Path, **extra: str) -> dict[str, str]:
 
 # -- export -------------------------------------------------------------------------------------
 
+
 def test_export_writes_both_files_atomically_into_the_model_cache(models_env):
     folder = artifact_dir(_packaged_model_path())
     assert folder.parent == model_cache_root() == models_env
@@ -84,6 +97,7 @@ def test_a_second_load_reuses_the_export(models_env):
 
 
 # -- vectors ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_onnx_vectors_are_close_to_torch(models_env, real_embedder, backend):
@@ -127,16 +141,25 @@ def test_sub_batches_are_checkpoints_on_int8(models_env):
 
 
 def test_an_int8_run_never_imports_torch(models_env):
-    code = ("import sys; from memtui.embed.model import Embedder; e = Embedder(backend='onnx-int8'); "
-            "v = e.encode(['hello there']); print(v.shape[1], 'torch' in sys.modules, "
-            "'sentence_transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env=env_with(models_env, PYTHONPATH=str(REPO)), cwd=REPO)
+    code = (
+        "import sys; from memtui.embed.model import Embedder; e = Embedder(backend='onnx-int8'); "
+        "v = e.encode(['hello there']); print(v.shape[1], 'torch' in sys.modules, "
+        "'sentence_transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env_with(models_env, PYTHONPATH=str(REPO)),
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["384", "False", "False"]
 
 
 # -- the cache keeps backends apart ----------------------------------------------------------------
+
 
 def test_keys_of_torch_are_unchanged_and_other_backends_differ():
     import hashlib
@@ -172,8 +195,7 @@ def test_torch_then_int8_on_one_cache_re_embeds_and_counts_per_backend(models_en
     env = env_with(models_env)
     torch_run = memtui("run", "--headless", "--input", small_input, "--cache", cache, env=env)
     assert torch_run.returncode == 0, torch_run.stderr
-    int8_run = memtui("run", "--headless", "--input", small_input, "--cache", cache, "--backend", "onnx-int8",
-                      env=env)
+    int8_run = memtui("run", "--headless", "--input", small_input, "--cache", cache, "--backend", "onnx-int8", env=env)
     assert int8_run.returncode == 0, int8_run.stderr
     torch_report, int8_report = json.loads(torch_run.stdout), json.loads(int8_run.stdout)
     assert int8_report["status"] == "success" and int8_report["domains_done"] == 2
@@ -181,8 +203,10 @@ def test_torch_then_int8_on_one_cache_re_embeds_and_counts_per_backend(models_en
     assert "Model loaded" in int8_run.stderr
     info = json.loads(memtui("cache", "info", "--cache", cache, "--json", env=env).stdout)
     n = torch_report["items_embedded"]
-    assert info["backends"] == {"torch": {"vectors": n, "domains_done": 2},
-                                "onnx-int8/r2": {"vectors": n, "domains_done": 2}}
+    assert info["backends"] == {
+        "torch": {"vectors": n, "domains_done": 2},
+        "onnx-int8/r2": {"vectors": n, "domains_done": 2},
+    }
     assert info["vectors"] == 2 * n
     # Reruns resume within their own backend: nothing embedded, no model loaded.
     for extra in ((), ("--backend", "onnx-int8")):
@@ -202,6 +226,7 @@ def test_torch_then_int8_on_one_cache_re_embeds_and_counts_per_backend(models_en
 
 # -- choosing the backend ---------------------------------------------------------------------------
 
+
 def test_backend_layering(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[memory]\nwarning-memory = 1.0\n[embed]\nbackend = "onnx"\n')
@@ -217,11 +242,24 @@ def test_the_config_key_and_env_reach_a_run(models_env, small_input, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[embed]\nbackend = "onnx-int8"\n')
     cache = tmp_path / "cache.sqlite"
-    run = memtui("run", "--headless", "--input", small_input, "--cache", cache, "--limit", "1", "--config", config,
-                 env=env_with(models_env))
+    run = memtui(
+        "run",
+        "--headless",
+        "--input",
+        small_input,
+        "--cache",
+        cache,
+        "--limit",
+        "1",
+        "--config",
+        config,
+        env=env_with(models_env),
+    )
     assert run.returncode == 0, run.stderr
     assert set(json.loads(memtui("cache", "info", "--cache", cache, "--json").stdout)["backends"]) == {"onnx-int8/r2"}
-    bad = memtui("run", "--headless", "--input", small_input, "--cache", cache, env=env_with(models_env, MEMTUI_BACKEND="gpu"))
+    bad = memtui(
+        "run", "--headless", "--input", small_input, "--cache", cache, env=env_with(models_env, MEMTUI_BACKEND="gpu")
+    )
     assert bad.returncode == 2 and "MEMTUI_BACKEND 'gpu' is not a backend" in bad.stderr
 
 
@@ -239,10 +277,12 @@ sys.meta_path.insert(0, Hide())
 def test_without_the_extra_int8_says_what_to_install(tmp_path, small_input):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDE_ONNXRUNTIME)
-    env = memtui_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(REPO)]),
-                     MEMTUI_MODEL_CACHE=str(tmp_path / "models"))
-    run = memtui("run", "--headless", "--input", small_input, "--cache", tmp_path / "c.sqlite",
-                 "--backend", "onnx-int8", env=env)
+    env = memtui_env(
+        PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(REPO)]), MEMTUI_MODEL_CACHE=str(tmp_path / "models")
+    )
+    run = memtui(
+        "run", "--headless", "--input", small_input, "--cache", tmp_path / "c.sqlite", "--backend", "onnx-int8", env=env
+    )
     assert run.returncode == 2, run.stderr
     assert "pip install 'memtui[onnx]'" in run.stderr and "onnxruntime" in run.stderr
     assert "Traceback" not in run.stderr

@@ -69,8 +69,10 @@ def test_require_room_refuses_a_limit_below_the_need_in_one_line():
         require_room(limit)
     text = str(info.value)
     assert "\n" not in text
-    assert text.startswith("memory limit 0.34GB (cgroup v1 memory.limit_in_bytes (/small)) is below the ~0.56GB "
-                           "this model needs to load and encode")
+    assert text.startswith(
+        "memory limit 0.34GB (cgroup v1 memory.limit_in_bytes (/small)) is below the ~0.56GB "
+        "this model needs to load and encode"
+    )
     assert text.endswith("raise the container's memory limit or run on a bigger machine")
     assert isinstance(info.value, MemtuiError) and info.value.exit_code == 1
 
@@ -85,16 +87,20 @@ def test_require_room_refuses_a_lowered_default_breaker_below_the_need():
     assert "--max-memory" in str(info.value)
 
 
-@pytest.mark.parametrize("limit", [None, MemoryLimit(0, "unknown (no limit found)"), MemoryLimit(24 * GB, "physical RAM")])
+@pytest.mark.parametrize(
+    "limit", [None, MemoryLimit(0, "unknown (no limit found)"), MemoryLimit(24 * GB, "physical RAM")]
+)
 def test_require_room_lets_a_big_or_unknown_limit_through(limit):
     assert require_room(limit, lowered_breaker_bytes=None).need_bytes == estimate().need_bytes
     require_room(MemoryLimit(GB, "x"), lowered_breaker_bytes=int(0.85 * GB))
 
 
 def test_footprint_never_imports_torch():
-    code = ("import sys; from memtui.embed.footprint import estimate, require_room; estimate(); "
-            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'sentence_transformers', "
-            "'transformers')], sorted(sys.modules)")
+    code = (
+        "import sys; from memtui.embed.footprint import estimate, require_room; estimate(); "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'sentence_transformers', "
+        "'transformers')], sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

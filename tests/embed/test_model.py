@@ -13,7 +13,22 @@ from memtui.embed.model import DEFAULT_MODEL_ID, Embedder
 from memtui.errors import ModelError
 
 REPO = Path(__file__).parents[2]
-WORDS = "the model answered with a careful and balanced view of risk trust and evidence".split()
+WORDS = [
+    "the",
+    "model",
+    "answered",
+    "with",
+    "a",
+    "careful",
+    "and",
+    "balanced",
+    "view",
+    "of",
+    "risk",
+    "trust",
+    "and",
+    "evidence",
+]
 
 
 def texts_of_varied_length() -> list[str]:
@@ -51,7 +66,8 @@ def test_folder_or_name_that_does_not_load_is_a_one_line_model_error(tmp_path, r
             Embedder(bad).load()
         message = str(err.value)
         assert message.startswith(f"model '{bad}' did not load: ") and message.endswith(
-            "; pass --model with a sentence-transformers folder")
+            "; pass --model with a sentence-transformers folder"
+        )
         assert "\n" not in message
 
 
@@ -125,11 +141,29 @@ def test_concurrent_load_loads_once_and_unload_lets_the_next_encode_reload(real_
 
 # -- windows: what can never reach the model is cut before anything tokenizes it ------------------------
 
+
 def _long_texts() -> dict[str, str]:
     rng = np.random.default_rng(7)
     english = " ".join(WORDS[i % len(WORDS)] + ("," if i % 11 == 0 else "") for i in range(6000))
-    pieces = ["東京都の天気は晴れです。", "Ünïcödé", "cafe\u0301", "ΟΔΟΣ", "ΑΣ'Β", "naïve", "🙂🙃", "ﬁ", "İstanbul",
-              "Straße", "\u200b", "x\u0301\u0323", "한국어", "ภาษาไทย", "مرحبا", "\t\n", "  "]
+    pieces = [
+        "東京都の天気は晴れです。",
+        "Ünïcödé",
+        "cafe\u0301",
+        "ΟΔΟΣ",
+        "ΑΣ'Β",
+        "naïve",
+        "🙂🙃",
+        "ﬁ",
+        "İstanbul",
+        "Straße",
+        "\u200b",
+        "x\u0301\u0323",
+        "한국어",
+        "ภาษาไทย",
+        "مرحبا",
+        "\t\n",
+        "  ",
+    ]
     unicode_heavy = "".join(pieces[i] for i in rng.integers(0, len(pieces), 8000))
     spaces = "".join(f"{WORDS[i % len(WORDS)]}{' ' * int(rng.integers(1, 400))}\n\t" for i in range(600))
     leading_spaces = " " * 50_000 + english[:20_000]
@@ -138,10 +172,17 @@ def _long_texts() -> dict[str, str]:
     giant_word_at_the_cut = english[:1_500] + " " + "b" * 20_000 + " " + english[:5_000]
     only_one_word = "c" * 100_000
     punctuation = "!?" * 20_000
-    return {"english": english, "unicode heavy": unicode_heavy, "whitespace heavy": spaces,
-            "leading spaces": leading_spaces, "long single tokens": long_words, "one giant word first": one_giant_word,
-            "giant word at the first cut": giant_word_at_the_cut, "only one word": only_one_word,
-            "punctuation": punctuation}
+    return {
+        "english": english,
+        "unicode heavy": unicode_heavy,
+        "whitespace heavy": spaces,
+        "leading spaces": leading_spaces,
+        "long single tokens": long_words,
+        "one giant word first": one_giant_word,
+        "giant word at the first cut": giant_word_at_the_cut,
+        "only one word": only_one_word,
+        "punctuation": punctuation,
+    }
 
 
 @pytest.mark.model
@@ -184,8 +225,9 @@ def test_short_texts_are_never_tokenized_for_a_window(real_embedder, monkeypatch
 def test_ten_million_characters_encode_in_bounded_memory_with_the_same_vector():
     """In a child process (its VmHWM is its own): the window, not the 10M characters, reaches the tokenizer."""
     child = Path(__file__).with_name("window_peak.py")
-    proc = subprocess.run([sys.executable, str(child), "english", "--compare"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(child), "english", "--compare"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["chars"] == 10_000_000 and result["window_chars"] < 10_000

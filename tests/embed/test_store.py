@@ -23,8 +23,10 @@ DIM = 8
 
 def responses(domain: str, n: int = 6) -> list[Response]:
     models, prompts = ("claude", "gpt", "gemini"), ("trust", "risk")
-    return [Response(f"{domain}-{i}", domain, models[i % 3], prompts[i // 3 % 2], f"{domain} text {i}", i + 1)
-            for i in range(n)]
+    return [
+        Response(f"{domain}-{i}", domain, models[i % 3], prompts[i // 3 % 2], f"{domain} text {i}", i + 1)
+        for i in range(n)
+    ]
 
 
 def vectors_for(rs: list[Response], seed: int = 0) -> dict[bytes, np.ndarray]:
@@ -142,8 +144,9 @@ def test_other_model_or_dim_is_refused_naming_both(cache):
     CacheStore.open(cache, MODEL, DIM).close()
     with pytest.raises(StoreError) as err:
         CacheStore.open(cache, "other/model", DIM)
-    assert str(err.value) == (f"cache {cache} holds vectors of model {MODEL}, not other/model; "
-                              f"use --cache OTHER or --model {MODEL}")
+    assert str(err.value) == (
+        f"cache {cache} holds vectors of model {MODEL}, not other/model; use --cache OTHER or --model {MODEL}"
+    )
     with pytest.raises(StoreError, match="holds 8-dim vectors, the model makes 384"):
         CacheStore.open(cache, MODEL, 384)
 
@@ -153,8 +156,11 @@ def test_not_a_database_is_refused_and_left_untouched(tmp_path):
     path.write_text("hello, I am a text file\n" * 100)
     before = path.read_bytes()
     for attempt in (lambda: CacheStore.open(path, MODEL), lambda: CacheStore.info(path)):
-        with pytest.raises(StoreError, match=r"cache\.sqlite is not a memtui cache \(file is not a database\); "
-                                             r"move it away or pass --cache NEW_PATH"):
+        with pytest.raises(
+            StoreError,
+            match=r"cache\.sqlite is not a memtui cache \(file is not a database\); "
+            r"move it away or pass --cache NEW_PATH",
+        ):
             attempt()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite"]
@@ -220,7 +226,13 @@ def test_info_reads_while_a_writer_holds_the_cache(cache):
         info = store.info()
         assert info == CacheStore.info(cache)
     assert {k: info[k] for k in ("vectors", "responses", "domains_done", "model_id", "dim", "schema_version")} == {
-        "vectors": 6, "responses": 6, "domains_done": 1, "model_id": MODEL, "dim": DIM, "schema_version": 1}
+        "vectors": 6,
+        "responses": 6,
+        "domains_done": 1,
+        "model_id": MODEL,
+        "dim": DIM,
+        "schema_version": 1,
+    }
     assert info["size_bytes"] >= cache.stat().st_size and info["path"] == str(cache)
 
 
@@ -229,7 +241,7 @@ def test_summary_row_is_stored_as_json_counts(cache):
     with CacheStore.open(cache, MODEL, DIM) as store:
         store.commit_batch(vectors_for(rs), rs, [store.summarize("a", rs, vectors_for(rs))])
     conn = sqlite3.connect(cache)
-    (n, raw_counts, agreement), = conn.execute("SELECT responses, counts, agreement FROM domains").fetchall()
+    ((n, raw_counts, agreement),) = conn.execute("SELECT responses, counts, agreement FROM domains").fetchall()
     conn.close()
     assert n == 6 and -1.0 <= agreement <= 1.0
     assert json.loads(raw_counts) == {f"{m}/{p}": 1 for m in ("claude", "gpt", "gemini") for p in ("trust", "risk")}
@@ -243,8 +255,12 @@ def test_agreement_matches_a_hand_computed_value():
         return Response(str(i), "d", model, prompt, f"t{i}", i), vec
 
     pairs = [
-        r(1, "claude", "t", a), r(2, "gpt", "t", b), r(3, "gemini", "t", c),  # a.b=0, a.c=s, b.c=s
-        r(4, "claude", "u", a), r(5, "claude", "u", b), r(6, "gpt", "u", a * 3),  # a.a=1, b.a=0; not 4-5
+        r(1, "claude", "t", a),
+        r(2, "gpt", "t", b),
+        r(3, "gemini", "t", c),  # a.b=0, a.c=s, b.c=s
+        r(4, "claude", "u", a),
+        r(5, "claude", "u", b),
+        r(6, "gpt", "u", a * 3),  # a.a=1, b.a=0; not 4-5
         r(7, "claude", "v", a),  # no other model: no pair
     ]
     lookup = {resp.id: vec for resp, vec in pairs}

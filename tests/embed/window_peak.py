@@ -15,9 +15,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from memtui.embed.model import Embedder  # noqa: E402
+from memtui.embed.model import Embedder
 
 MB = 1 << 20
 SIZE = 10_000_000
@@ -58,8 +58,12 @@ def main() -> None:
         window = embedder.window(text)
         vector = embedder.encode([text])[0]
         result = {"kind": kind, "old_path": False, "window_chars": len(window)}
-    result.update(seconds=round(time.perf_counter() - start, 2), base_mb=round(base / MB),
-                  peak_mb=round(vm("VmHWM") / MB), chars=len(text))
+    result.update(
+        seconds=round(time.perf_counter() - start, 2),
+        base_mb=round(base / MB),
+        peak_mb=round(vm("VmHWM") / MB),
+        chars=len(text),
+    )
     result["growth_mb"] = result["peak_mb"] - result["base_mb"]
     if not old_path and "--compare" in sys.argv:
         full_ids = model.tokenize([text])["input_ids"].tolist()
