@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "sample_data" / "generate.py"
 
 
+#: Every run serves itself for attaching: tests keep their run entries out of the user's own folder.
+TEST_RUN_DIR = tempfile.mkdtemp(prefix="memtui-test-runs-")
+
+
 def memtui_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTUI_")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", MEMTUI_RUN_DIR=TEST_RUN_DIR)
+    env.update(extra)
     return env
 
 
