@@ -126,6 +126,7 @@ class Runner:
         self._paused = False
         self._stop_requested = False
         self._cleanup_requested = False
+        self._breaker_released = False  # the breaker left OPEN: an open-breaker sleep ends at once
         # progress
         self._phase = "starting"
         self._t0: float | None = None
@@ -539,9 +540,12 @@ class Runner:
             self._sleep(step.sleep_s)
 
     def _sleep_responsive(self, seconds: float) -> None:
-        """Sleep, but wake at once for a command (stop, resume, cleanup)."""
+        """Sleep, but wake at once for a command (stop, resume, cleanup) or for the breaker leaving OPEN."""
         with self._wake:
-            self._wake.wait_for(lambda: self._stop_requested or self._cleanup_requested, timeout=seconds)
+            self._breaker_released = False
+            self._wake.wait_for(
+                lambda: self._stop_requested or self._cleanup_requested or self._breaker_released, timeout=seconds
+            )
 
     # -- events ---------------------------------------------------------------------
     def _publish(self, event: Event) -> None:
@@ -564,6 +568,10 @@ class Runner:
     def _on_breaker(self, t: BreakerTransition) -> None:
         if t.counts_as_warning:
             self._publish(MemoryWarning(t.rss, level="warning"))
+        if t.old is BreakerState.OPEN:  # memory is back: the open-breaker wait need not sleep out its backoff
+            with self._wake:
+                self._breaker_released = True
+                self._wake.notify_all()
         level = "error" if t.new is BreakerState.OPEN else "info"
         self._publish(BreakerChanged(t.old, t.new, t.rss, t.reason, level=level))
 

@@ -72,10 +72,8 @@ def classify(event: Event) -> tuple[str, str] | None:
         kind = {BreakerState.OPEN: "error", BreakerState.WARNING: "warning",
                 BreakerState.HALF_OPEN: "info", BreakerState.CLOSED: "success"}[event.new]
         return "BRKR", kind
-    if isinstance(event, BatchDone):
-        return "BATCH", "muted"
-    if isinstance(event, BatchStarted):
-        return None
+    if isinstance(event, (BatchDone, BatchStarted)):
+        return None  # batches are the batch and progress panels' (the headless log keeps its lines)
     if isinstance(event, RunFinished):
         return "DONE", "success" if event.report.status == "success" else "error"
     if isinstance(event, PhaseChanged):

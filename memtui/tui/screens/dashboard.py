@@ -82,6 +82,10 @@ class DashboardScreen(Screen):
                                                 "in place of the run report"),
         Binding("l", "show_report", "Report", tooltip="Show the run report: once the run is over on a small "
                                                       "screen, in place of the log"),
+        # l when neither of the two above applies: say why instead of doing nothing.
+        Binding("l", "log_why", "Log", show=False,
+                tooltip="Log or report: during a run the log is on screen; once the run is over l switches "
+                        "between them on a small screen"),
         Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
         Binding("q", "request_quit", "Quit",
                 tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"),
@@ -226,6 +230,8 @@ class DashboardScreen(Screen):
         if action in ("cleanup", "thresholds", "breaker_step", "batch_limits"):
             # Hidden once the job is over, so the footer keeps room for q at 80 columns.
             return False if job.over else None if job.stopping else True
+        if action == "log_why":
+            return not (self.check_action("show_log", ()) or self.check_action("show_report", ()))
         if action in ("show_log", "show_report"):
             # Only short terminals hide the log behind the report; tall ones show both.
             if not job.over or self.tall or self.chart_on:
@@ -256,6 +262,15 @@ class DashboardScreen(Screen):
 
     def action_show_log(self) -> None:
         self.log_after_finish = True
+
+    def action_log_why(self) -> None:
+        if not self.job.over:
+            why = "The log is on screen while the job runs; l switches to the run report once it is over"
+        elif self.chart_on:
+            why = "The chart is on: g hides it, then l switches between the log and the run report"
+        else:
+            why = "The log and the run report are both on screen"
+        self.notify(why, timeout=4)
 
     def action_show_report(self) -> None:
         self.log_after_finish = False

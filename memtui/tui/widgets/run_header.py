@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
 
+from memtui.memory.breaker import BreakerState
 from memtui.runner import RunSnapshot
 from memtui.tui.text import short_path
 from memtui.tui.widgets.panel import FittedReadout, Readout
@@ -15,7 +16,7 @@ from memtui.tui.widgets.panel import FittedReadout, Readout
 PHASE_STYLE = {
     "running": "$success", "success": "$success",
     "paused": "$warning", "pausing": "$warning", "loading model": "$primary", "scanning input": "$primary",
-    "starting": "$primary", "waiting for memory": "$error", "stopping": "$warning",
+    "starting": "$primary", "waiting for memory": "$error", "stopping": "$warning", "resuming": "$accent",
     "interrupted": "$warning", "aborted": "$error", "failed": "$error",
 }
 
@@ -28,6 +29,8 @@ def phase_of(s: RunSnapshot) -> str:
         return "stopping"
     if s.paused:
         return "paused" if s.phase == "paused" else "pausing"
+    if s.phase == "waiting for memory" and s.memory.breaker.state is not BreakerState.OPEN:
+        return "resuming"  # memory is back (HALF-OPEN): the probe batch starts at the next checkpoint
     return s.phase
 
 
