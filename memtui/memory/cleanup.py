@@ -64,7 +64,7 @@ class CleanupReport:
 
     def describe(self) -> str:
         """A longer line for logs and the GC panel: before -> after and freed."""
-        freed_mb = self.freed / MB
+        freed_mb = round(self.freed / MB) + 0  # an int: never "-0MB"
         extra = f", cleared {', '.join(self.cleared)}" if self.cleared else ""
         return (
             f"{self.objects} objects, {format_gb(self.rss_before)} -> {format_gb(self.rss_after)} "

@@ -136,3 +136,11 @@ def test_malloc_trim_available_on_glibc():
 def test_collect_and_trim_are_injectable():
     report = Cleaner(ScriptedProbe(rss=GB), collect=lambda: 42, trim=lambda: False).run()
     assert (report.objects, report.trimmed) == (42, False)
+
+
+def test_a_cleanup_that_freed_a_little_less_than_nothing_says_0mb_not_minus_0():
+    from memtui.memory.cleanup import CleanupReport
+    from memtui.memory.units import GB
+
+    report = CleanupReport(objects=1, rss_before=GB, rss_after=GB + 1000, trimmed=True, cleared=(), duration_s=0.1)
+    assert "(freed 0MB)" in report.describe()

@@ -30,7 +30,7 @@ class BreakerPanel(Panel):
         if report is not None and report.memory_floor_gb is not None:
             first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
                                      ("  floor ", "$text-muted"), (f"{report.memory_floor_gb:.2f}GB", "bold $error"))
-            second = Content.assemble(("rerun with a higher ", "$text-muted"), ("--max-memory", "bold"))
+            second = Content.assemble(("raise ", "$text-muted"), ("--max-memory", "bold"))
         elif b.state is BreakerState.OPEN and s.breaker_gives_up_in_s is not None:
             first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
                                      ("  gives up in ", "$text-muted"), (clock(s.breaker_gives_up_in_s), "bold"))
