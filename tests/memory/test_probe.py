@@ -45,7 +45,7 @@ def test_v2_nested_ancestor_max_binds(tmp_path):
     )
     found = limit(proc, cg)
     assert found == MemoryLimit(2 * GB, "cgroup memory.max (/a)")
-    assert found.describe() == "limit 2.0 GiB from cgroup memory.max (/a)"
+    assert found.describe() == "limit 2.0GB from cgroup memory.max (/a)"
 
 
 def test_v2_memory_high_below_max(tmp_path):
