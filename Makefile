@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.memtui-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test bench clean
+.PHONY: setup run check test bench clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/memtui run --mode cache $(ARGS)
 
-test: $(STAMP)
+# Lint, format, types and import contracts first: a broken layer or a type error fails fast, before the tests.
+check: $(STAMP)
+	$(BIN)/ruff check memtui tests bench
+	$(BIN)/ruff format --check memtui tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(STAMP)

@@ -164,7 +164,16 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 _WHEN_KNOWN = frozenset(
     {
-        "rss_anon_gb", "rss_file_gb", "error", "reason", "memory_floor_gb", "previous_abnormal_end",
-        "cluster", "workers", "workers_lost", "quarantined", "responses_committed",
+        "rss_anon_gb",
+        "rss_file_gb",
+        "error",
+        "reason",
+        "memory_floor_gb",
+        "previous_abnormal_end",
+        "cluster",
+        "workers",
+        "workers_lost",
+        "quarantined",
+        "responses_committed",
     }
 )

@@ -40,20 +40,39 @@ class MemtuiApp(EngineApp):
     #: The dashboard's keys are on DashboardScreen; here only what works on every screen: Ctrl-C
     #: (a priority binding: no dialog or input takes it; a second one in the quit question confirms).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True,
-                tooltip="Interrupt: asks like q, on any screen; a second ctrl+c in the question confirms"),
+        Binding(
+            "ctrl+c",
+            "interrupt",
+            "Quit",
+            show=False,
+            priority=True,
+            tooltip="Interrupt: asks like q, on any screen; a second ctrl+c in the question confirms",
+        ),
     ]
 
-    def __init__(self, runner: Runner, *, theme: str | None = None, autostart: bool = True,
-                 poll_interval: float = POLL_INTERVAL_S, time_format: Callable[[float], str] = local_clock,
-                 handle_signals: bool = False) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        theme: str | None = None,
+        autostart: bool = True,
+        poll_interval: float = POLL_INTERVAL_S,
+        time_format: Callable[[float], str] = local_clock,
+        handle_signals: bool = False,
+    ) -> None:
         # NO_COLOR without --theme: the ANSI contrast theme, drawn in native ANSI so Textual's NoColor
         # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
         # truecolor themes, would turn the theme's "default" colors black on black).
         plain = "NO_COLOR" in os.environ and theme in (None, NO_COLOR_THEME)
         # EngineApp picks the hangup-safe driver on a real Linux terminal and handles SIGHUP.
-        super().__init__(runner, theme=theme, autostart=autostart, poll_interval=poll_interval,
-                         handle_signals=handle_signals, ansi_color=True if plain else None)
+        super().__init__(
+            runner,
+            theme=theme,
+            autostart=autostart,
+            poll_interval=poll_interval,
+            handle_signals=handle_signals,
+            ansi_color=True if plain else None,
+        )
         self.runner = runner
         self.dashboard = DashboardScreen(time_format=time_format)
 
@@ -67,9 +86,13 @@ class MemtuiApp(EngineApp):
         # The runner replays what it said before we subscribed (resuming, a killed previous run):
         # the intro line goes first, dated no later than those.
         replayed = self._events.drain()
-        log.add("NOTE", "info", f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
-                                f"from {short_path(s.input, 36)}; ? for help",
-                at=min([time.time(), *(event.at for event in replayed)]))
+        log.add(
+            "NOTE",
+            "info",
+            f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
+            f"from {short_path(s.input, 36)}; ? for help",
+            at=min([time.time(), *(event.at for event in replayed)]),
+        )
         for event in replayed:
             log.add_event(event)
         self._start_hosting()
@@ -122,8 +145,9 @@ class MemtuiApp(EngineApp):
     def edit_thresholds(self) -> None:
         m = self.runner.snapshot().memory
         reset = "" if m.reset_bytes == m.warning_bytes else f"{m.reset_bytes / GB:.2f}GB"  # empty: follows warning
-        self.push_screen(ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB", reset,
-                                          self._apply_levels))
+        self.push_screen(
+            ThresholdsScreen(f"{m.warning_bytes / GB:.2f}GB", f"{m.max_bytes / GB:.2f}GB", reset, self._apply_levels)
+        )
 
     def _apply_levels(self, warning: str, breaker: str, reset: str = "") -> str | None:
         """The t dialog: warning and breaker as any engine's, then the reset level (empty: the warning's)."""
@@ -143,8 +167,10 @@ class MemtuiApp(EngineApp):
     def _check_thresholds(self, warning: str, breaker: str) -> str | None:
         limit = self.runner.snapshot().memory.limit
         try:
-            levels = [parse_gb(v, limit_bytes=limit.bytes if limit and limit.bytes else None, what=w)
-                      for w, v in (("warning", warning), ("breaker", breaker))]
+            levels = [
+                parse_gb(v, limit_bytes=limit.bytes if limit and limit.bytes else None, what=w)
+                for w, v in (("warning", warning), ("breaker", breaker))
+            ]
         except ValueError as exc:
             return str(exc)
         if levels[0] >= levels[1]:
@@ -155,8 +181,11 @@ class MemtuiApp(EngineApp):
         m = self.runner.snapshot().memory
         new = round(m.max_bytes / GB + direction * BREAKER_STEP_GB, 2)
         if new <= m.warning_bytes / GB:
-            self.notify(f"The breaker must stay above the warning level ({m.warning_bytes / GB:.2f}GB); "
-                        "press t to move both", severity="warning", timeout=4)
+            self.notify(
+                f"The breaker must stay above the warning level ({m.warning_bytes / GB:.2f}GB); press t to move both",
+                severity="warning",
+                timeout=4,
+            )
             return
         error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")
         if error:
@@ -165,9 +194,12 @@ class MemtuiApp(EngineApp):
         after = self.runner.snapshot().memory
         if after.state is BreakerState.OPEN and after.rss_bytes >= after.reset_bytes:
             # A higher breaker does not close an open one: memory must fall below the reset level.
-            self.notify(f"Breaker now {gb(after.max_bytes)}, but it stays open until memory ({gb(after.rss_bytes)}) "
-                        f"falls below the reset level {gb(after.reset_bytes)}: press t to change the reset level",
-                        severity="warning", timeout=8)
+            self.notify(
+                f"Breaker now {gb(after.max_bytes)}, but it stays open until memory ({gb(after.rss_bytes)}) "
+                f"falls below the reset level {gb(after.reset_bytes)}: press t to change the reset level",
+                severity="warning",
+                timeout=8,
+            )
 
     def edit_batch_limits(self) -> None:
         s = self.runner.snapshot()
@@ -229,4 +261,3 @@ class MemtuiApp(EngineApp):
 
     def _quit_on_signal(self) -> None:
         self.stop_and_exit()
-

@@ -55,9 +55,13 @@ class AttachQuitScreen(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Stop the run, or detach and leave it running?", classes="dialog-title")
-            yield Static("Stopping finishes and commits the batch in flight, writes the report and ends the run. "
-                         "Detaching leaves it running: 'memtui attach' comes back to it."
-                         + (f"\n{self._detail}" if self._detail else ""), classes="dialog-hint", markup=False)
+            yield Static(
+                "Stopping finishes and commits the batch in flight, writes the report and ends the run. "
+                "Detaching leaves it running: 'memtui attach' comes back to it."
+                + (f"\n{self._detail}" if self._detail else ""),
+                classes="dialog-hint",
+                markup=False,
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stop the run (s)", id="stop", variant="error", compact=True)
                 yield Button("Detach (d)", id="detach", variant="primary", compact=True)
@@ -103,8 +107,10 @@ class _Attached:
             return
         if isinstance(self.screen, AttachQuitScreen):  # type: ignore[attr-defined]
             return
-        self.push_screen(AttachQuitScreen(f"Run {self.remote.run_id}, pid {self.remote.hello.get('pid')}."),  # type: ignore[attr-defined]
-                         self._attach_quit_answered)
+        self.push_screen(  # type: ignore[attr-defined]
+            AttachQuitScreen(f"Run {self.remote.run_id}, pid {self.remote.hello.get('pid')}."),
+            self._attach_quit_answered,
+        )
 
     def action_interrupt(self) -> None:
         if isinstance(self.screen, AttachQuitScreen):  # type: ignore[attr-defined]

@@ -43,4 +43,4 @@ class TolerantStream:
 class HangupSafeDriver(LinuxDriver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._file = TolerantStream(self._file)
+        self._file = TolerantStream(self._file)  # type: ignore[assignment]  # quacks like the stream, minus EIO

@@ -59,8 +59,16 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
     #: Signals that end the app through ``_quit_on_signal`` when ``handle_signals`` is on.
     QUIT_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, engine: Engine, *, theme: str | None = None, autostart: bool = True,
-                 poll_interval: float = 0.25, handle_signals: bool = False, **app_options: Any) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        theme: str | None = None,
+        autostart: bool = True,
+        poll_interval: float = 0.25,
+        handle_signals: bool = False,
+        **app_options: Any,
+    ) -> None:
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
         if handle_signals and sys.platform.startswith("linux"):
             app_options.setdefault("driver_class", HangupSafeDriver)
@@ -130,8 +138,9 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
 
     def start_job(self) -> None:
         if self._worker is None:
-            self._worker = self.run_worker(self._run_job, name=self.WORKER_NAME, group="job", thread=True,
-                                           exit_on_error=False)
+            self._worker = self.run_worker(
+                self._run_job, name=self.WORKER_NAME, group="job", thread=True, exit_on_error=False
+            )
 
     def _run_job(self) -> Report:
         """Runs in the worker thread: the only place the job runs; it reports back by message."""
@@ -161,8 +170,7 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
     @property
     def job_running(self) -> bool:
         worker = self._worker
-        return (self.report is None and worker is not None
-                and worker.state in (WorkerState.PENDING, WorkerState.RUNNING))
+        return self.report is None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     # -- thresholds -------------------------------------------------------------------
     def _apply_thresholds(self, warning: str, breaker: str) -> str | None:

@@ -37,5 +37,5 @@ class RssHistory:
 
     def _halve(self) -> None:
         pts = self.points
-        self.points = [(pts[i][0], max(p for _, p in pts[i:i + 2])) for i in range(0, len(pts), 2)]
+        self.points = [(pts[i][0], max(p for _, p in pts[i : i + 2])) for i in range(0, len(pts), 2)]
         self.bucket_s *= 2

@@ -73,5 +73,4 @@ def documented(nodes: Iterable[DOMNode]) -> list[KeyDoc]:
 def undocumented(nodes: Sequence[DOMNode]) -> list[Binding]:
     """Bindings the help and the palette would miss: none may be shown in the footer."""
     covered = {(id(doc.namespace), doc.action) for doc in documented(nodes)}
-    return [binding for node in nodes for binding in own_bindings(node)
-            if (id(node), binding.action) not in covered]
+    return [binding for node in nodes for binding in own_bindings(node) if (id(node), binding.action) not in covered]

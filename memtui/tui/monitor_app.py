@@ -58,8 +58,10 @@ class ConfirmSignalScreen(ConfirmScreen):
 
 class MonitorThresholdsScreen(TwoFieldScreen):
     TITLE_TEXT = "Thresholds for every watched process"
-    FIELDS = (Field("warning", "Warning", "counted and logged as a memory warning"),
-              Field("breaker", "Breaker", "the target's breaker opens (and --on-breaker acts)"))
+    FIELDS = (
+        Field("warning", "Warning", "counted and logged as a memory warning"),
+        Field("breaker", "Breaker", "the target's breaker opens (and --on-breaker acts)"),
+    )
     HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
 
 
@@ -70,8 +72,12 @@ def log_entry(event: Event) -> tuple[str, str] | None:
     if isinstance(event, TargetWarning):
         return "WARN", "warning"
     if isinstance(event, TargetBreakerChanged):
-        return "BRKR", {BreakerState.OPEN: "error", BreakerState.WARNING: "warning",
-                        BreakerState.HALF_OPEN: "info", BreakerState.CLOSED: "success"}[event.new]
+        return "BRKR", {
+            BreakerState.OPEN: "error",
+            BreakerState.WARNING: "warning",
+            BreakerState.HALF_OPEN: "info",
+            BreakerState.CLOSED: "success",
+        }[event.new]
     if isinstance(event, TargetActed):
         return "SIG", "warning" if event.action.ok else "error"
     if isinstance(event, TargetGone):
@@ -99,13 +105,25 @@ class MonitorApp(EngineApp):
     COMMANDS = App.COMMANDS | {KeyCommands}
     #: Each tooltip is the key's entry in the command palette (memtui.tui.keys); ctrl+c shares q's.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "signal('stop')", "Stop", tooltip="Stop the selected process: SIGSTOP after you confirm; "
-                                                       "it stays frozen until r"),
+        Binding(
+            "s",
+            "signal('stop')",
+            "Stop",
+            tooltip="Stop the selected process: SIGSTOP after you confirm; it stays frozen until r",
+        ),
         Binding("r", "signal('resume')", "Resume", tooltip="Resume the selected process: SIGCONT after you confirm"),
-        Binding("k", "signal('terminate')", "Terminate",
-                tooltip="Terminate the selected process: SIGTERM after you confirm; it may clean up first"),
-        Binding("t", "thresholds", "Thresholds",
-                tooltip="Change thresholds: warning and breaker levels for every watched process"),
+        Binding(
+            "k",
+            "signal('terminate')",
+            "Terminate",
+            tooltip="Terminate the selected process: SIGTERM after you confirm; it may clean up first",
+        ),
+        Binding(
+            "t",
+            "thresholds",
+            "Thresholds",
+            tooltip="Change thresholds: warning and breaker levels for every watched process",
+        ),
         Binding("q", "request_quit", "Quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
@@ -115,10 +133,18 @@ class MonitorApp(EngineApp):
     #: What check_action reads (``bindings=True``: the footer is redrawn only when it changes).
     key_state: var[KeyState] = var(KeyState(), bindings=True, init=False)
 
-    def __init__(self, engine: MonitorEngine, *, theme: str | None = None, autostart: bool = True,
-                 poll_interval: float = POLL_INTERVAL_S, handle_signals: bool = False) -> None:
-        super().__init__(engine, theme=theme, autostart=autostart, poll_interval=poll_interval,
-                         handle_signals=handle_signals)
+    def __init__(
+        self,
+        engine: MonitorEngine,
+        *,
+        theme: str | None = None,
+        autostart: bool = True,
+        poll_interval: float = POLL_INTERVAL_S,
+        handle_signals: bool = False,
+    ) -> None:
+        super().__init__(
+            engine, theme=theme, autostart=autostart, poll_interval=poll_interval, handle_signals=handle_signals
+        )
         self.engine = engine
         self.header = Static("", id="monitor-header", markup=False)
         self.table = ProcessTable(id="processes")
@@ -163,16 +189,27 @@ class MonitorApp(EngineApp):
 
     def _update_key_state(self) -> None:
         target = self._selected()
-        self.key_state = KeyState(over=self.report is not None or self.quitting,
-                                  target=None if target is None or target.gone else target.state)
+        self.key_state = KeyState(
+            over=self.report is not None or self.quitting,
+            target=None if target is None or target.gone else target.state,
+        )
 
     def _header(self, s: MonitorSnapshot) -> str:
         live = sum(not t.gone for t in s.targets)
         span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
-        state = (f"finished: {s.report['end_reason']}" if s.report else "stopping" if s.stopping
-                 else "paused" if s.paused else "watching")
-        return (f"{s.selection} · {live}/{len(s.targets)} live · every {s.interval_s:g}s · warning "
-                f"{gb(s.warning_bytes)} breaker {gb(s.max_bytes)} · on breaker: {s.policy.value} · {span} · {state}")
+        state = (
+            f"finished: {s.report['end_reason']}"
+            if s.report
+            else "stopping"
+            if s.stopping
+            else "paused"
+            if s.paused
+            else "watching"
+        )
+        return (
+            f"{s.selection} · {live}/{len(s.targets)} live · every {s.interval_s:g}s · warning "
+            f"{gb(s.warning_bytes)} breaker {gb(s.max_bytes)} · on breaker: {s.policy.value} · {span} · {state}"
+        )
 
     # -- keys -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -200,8 +237,9 @@ class MonitorApp(EngineApp):
         command, sig, verb, after = ACTIONS[action]
         question = f"{verb} pid {target.pid} ({target.label})?"
         detail = f"memtui will send {sig} to it" + (" and its counted children" if self.engine.children else "")
-        self.push_screen(ConfirmSignalScreen(question, f"{detail}. {after}"),
-                         lambda ok: self._send(ok, command, target.pid))
+        self.push_screen(
+            ConfirmSignalScreen(question, f"{detail}. {after}"), lambda ok: self._send(ok, command, target.pid)
+        )
 
     def _send(self, confirmed: bool | None, command: str, pid: int) -> None:
         if not confirmed:
@@ -217,8 +255,11 @@ class MonitorApp(EngineApp):
 
     def action_thresholds(self) -> None:
         s = self.engine.snapshot()
-        self.push_screen(MonitorThresholdsScreen(f"{s.warning_bytes / GB:.2f}GB", f"{s.max_bytes / GB:.2f}GB",
-                                                 self._apply_thresholds))
+        self.push_screen(
+            MonitorThresholdsScreen(
+                f"{s.warning_bytes / GB:.2f}GB", f"{s.max_bytes / GB:.2f}GB", self._apply_thresholds
+            )
+        )
 
     # -- quitting ---------------------------------------------------------------------
     def action_request_quit(self) -> None:
@@ -232,4 +273,3 @@ class MonitorApp(EngineApp):
     def _quit_on_signal(self) -> None:
         """SIGTERM, SIGINT and SIGHUP (EngineApp) end the watch like q: memtui resumes what it stopped."""
         self.action_request_quit()
-

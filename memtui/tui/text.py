@@ -9,13 +9,31 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from memtui.events import (BatchDone, BatchStarted, BreakerChanged, CleanupRan, Event, MemoryWarning,
-                           Notice, PhaseChanged, RunFinished)
+from memtui.events import (
+    BatchDone,
+    BatchStarted,
+    BreakerChanged,
+    CleanupRan,
+    Event,
+    MemoryWarning,
+    Notice,
+    PhaseChanged,
+    RunFinished,
+)
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, format_duration
 
-__all__ = ["format_duration", "gb", "strip_icon", "classify", "short_path", "STATE_STYLE", "STATE_CLASS",
-           "bar", "count"]
+__all__ = [
+    "STATE_CLASS",
+    "STATE_STYLE",
+    "bar",
+    "classify",
+    "count",
+    "format_duration",
+    "gb",
+    "short_path",
+    "strip_icon",
+]
 
 #: Theme variable for each breaker state (colors only ever come from the theme).
 STATE_STYLE = {
@@ -49,8 +67,12 @@ def strip_icon(message: str) -> str:
     TUI shows a fixed-width text tag instead.
     """
     head, sep, rest = message.partition(" ")
-    if sep and head and not any(ch.isalnum() for ch in head) and any(
-            ord(ch) > 0x2000 or unicodedata.category(ch) == "So" for ch in head):
+    if (
+        sep
+        and head
+        and not any(ch.isalnum() for ch in head)
+        and any(ord(ch) > 0x2000 or unicodedata.category(ch) == "So" for ch in head)
+    ):
         return rest
     return message
 
@@ -69,8 +91,12 @@ def classify(event: Event) -> tuple[str, str] | None:
     if isinstance(event, MemoryWarning):
         return "WARN", "warning"
     if isinstance(event, BreakerChanged):
-        kind = {BreakerState.OPEN: "error", BreakerState.WARNING: "warning",
-                BreakerState.HALF_OPEN: "info", BreakerState.CLOSED: "success"}[event.new]
+        kind = {
+            BreakerState.OPEN: "error",
+            BreakerState.WARNING: "warning",
+            BreakerState.HALF_OPEN: "info",
+            BreakerState.CLOSED: "success",
+        }[event.new]
         return "BRKR", kind
     if isinstance(event, (BatchDone, BatchStarted)):
         return None  # batches are the batch and progress panels' (the headless log keeps its lines)
@@ -87,17 +113,17 @@ def short_path(path: str, width: int = 40) -> str:
     """A path an operator recognises in ``width`` cells: ~ for home, then the tail."""
     home = os.path.expanduser("~")
     if home != "/" and path.startswith(home + os.sep):
-        path = "~" + path[len(home):]
+        path = "~" + path[len(home) :]
     if len(path) <= width:
         return path
-    return "…" + path[-(width - 1):]
+    return "…" + path[-(width - 1) :]
 
 
 def bar(fraction: float, width: int) -> tuple[str, str]:
     """(filled, empty) parts of a progress bar, with eighth blocks for smoothness."""
     width = max(0, width)
     fraction = min(1.0, max(0.0, fraction))
-    eighths = int(round(fraction * width * 8))
+    eighths = round(fraction * width * 8)
     full, part = divmod(eighths, 8)
     filled = "█" * full + ("" if part == 0 or full >= width else " ▏▎▍▌▋▊▉"[part])
     return filled, "░" * (width - len(filled))

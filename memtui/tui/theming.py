@@ -18,6 +18,7 @@ from textual.theme import Theme
 
 from memtui.errors import ConfigError
 
+
 def _themes_dir() -> Path:
     """The installed ``memtui.themes`` package, else the checkout's ``themes/`` (editable installs too)."""
     try:
@@ -35,8 +36,19 @@ DEFAULT_THEME = "memtui-dark"
 NO_COLOR_THEME = "memtui-contrast"
 
 _FIELDS = {f.name for f in dataclasses.fields(Theme)}
-_COLOR_FIELDS = ("primary", "secondary", "warning", "error", "success", "accent",
-                 "foreground", "background", "surface", "panel", "boost")
+_COLOR_FIELDS = (
+    "primary",
+    "secondary",
+    "warning",
+    "error",
+    "success",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+)
 
 
 def load_theme(path: Path) -> Theme:

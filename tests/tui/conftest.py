@@ -34,9 +34,12 @@ class Rig:
         """
         con = sqlite3.connect(self.cache)
         try:
-            return (con.execute("SELECT COUNT(*) FROM domains").fetchone()[0],
-                    con.execute("SELECT COUNT(*) FROM responses WHERE domain IN (SELECT domain FROM domains)"
-                                ).fetchone()[0])
+            return (
+                con.execute("SELECT COUNT(*) FROM domains").fetchone()[0],
+                con.execute("SELECT COUNT(*) FROM responses WHERE domain IN (SELECT domain FROM domains)").fetchone()[
+                    0
+                ],
+            )
         finally:
             con.close()
 
@@ -45,10 +48,19 @@ class Rig:
 def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
-    def make(*, domains: int = 8, per_domain: int = 4, sub_batch: int = 2, delay_s: float = 0.0,
-             config: MemoryConfig | None = None, monitor: MemoryMonitor | None = None,
-             executor: FakeExecutor | None = None, clock: Callable[[], float] | None = None,
-             input_path: Path | None = None, cache_path: Path | None = None) -> Rig:
+    def make(
+        *,
+        domains: int = 8,
+        per_domain: int = 4,
+        sub_batch: int = 2,
+        delay_s: float = 0.0,
+        config: MemoryConfig | None = None,
+        monitor: MemoryMonitor | None = None,
+        executor: FakeExecutor | None = None,
+        clock: Callable[[], float] | None = None,
+        input_path: Path | None = None,
+        cache_path: Path | None = None,
+    ) -> Rig:
         source = input_path or write_input(tmp_path / "responses.jsonl", domains, per_domain)
         cache = cache_path or tmp_path / "cache.sqlite"
         executor = executor or FakeExecutor(sub_batch=sub_batch, delay_s=delay_s)

@@ -43,18 +43,28 @@ class FrozenRun:
     def __init__(self, workdir: Path, *, hold_at: int | None = 24, domains: int = 12) -> None:
         self.clock = FakeClock(1000.0)
         self.memory = FakeMemory(base=700 * MB, per_step=22 * MB, freed_per_cleanup=45 * MB)
-        config = MemoryConfig(warning_memory_gb=1.0, max_memory_gb=1.5, sample_interval_s=3600.0,
-                              reset_hold_s=2.0, reset_hold_max_s=8.0, breaker_timeout_s=3600.0)
-        self.monitor = MemoryMonitor(config, probe=self.memory, clock=self.clock,
-                                     limit=MemoryLimit(2 * GB, "cgroup memory.max (/memtui.slice)"))
-        self.monitor.cleaner = Cleaner(self.memory, clock=self.clock, collect=self.memory.collect,
-                                       trim=lambda: True)
+        config = MemoryConfig(
+            warning_memory_gb=1.0,
+            max_memory_gb=1.5,
+            sample_interval_s=3600.0,
+            reset_hold_s=2.0,
+            reset_hold_max_s=8.0,
+            breaker_timeout_s=3600.0,
+        )
+        self.monitor = MemoryMonitor(
+            config, probe=self.memory, clock=self.clock, limit=MemoryLimit(2 * GB, "cgroup memory.max (/memtui.slice)")
+        )
+        self.monitor.cleaner = Cleaner(self.memory, clock=self.clock, collect=self.memory.collect, trim=lambda: True)
         self.hold_at = hold_at
         self.gate = threading.Event()
         self.executor = FakeExecutor(sub_batch=2, on_sub_batch=self._step)
         source = write_input(workdir / "responses.jsonl", domains, 4)
-        job = CacheJob(_relative(source), _relative(workdir / "cache.sqlite"), self.executor,
-                       model_id="sentence-transformers/all-MiniLM-L6-v2")
+        job = CacheJob(
+            _relative(source),
+            _relative(workdir / "cache.sqlite"),
+            self.executor,
+            model_id="sentence-transformers/all-MiniLM-L6-v2",
+        )
         self.runner = Runner(job, self.monitor, clock=self.clock)
         self.executor.stop_check = lambda: self.runner.snapshot().stopping
         self.runner.open()

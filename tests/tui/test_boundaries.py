@@ -16,19 +16,32 @@ TUI_DIR = Path(memtui.tui.__file__).parent
 
 
 def test_engine_jobs_and_headless_import_no_textual():
-    code = ("import importlib, json, sys\n"
-            "for m in ('memtui.runner', 'memtui.jobs.cache', 'memtui.faces.headless', 'memtui.faces.job',"
-            " 'memtui.faces.monitor', 'memtui.engine', 'memtui.jobs.monitor', 'memtui.cli', 'memtui.events'):\n"
-            "    importlib.import_module(m)\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext',"
-            " 'plotext') or m.startswith('memtui.tui'))))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         check=True)
+    code = (
+        "import importlib, json, sys\n"
+        "for m in ('memtui.runner', 'memtui.jobs.cache', 'memtui.faces.headless', 'memtui.faces.job',"
+        " 'memtui.faces.monitor', 'memtui.engine', 'memtui.jobs.monitor', 'memtui.cli', 'memtui.events'):\n"
+        "    importlib.import_module(m)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext',"
+        " 'plotext') or m.startswith('memtui.tui'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-RUNNER_API = {"run", "snapshot", "subscribe", "unsubscribe", "pause", "resume", "toggle_pause", "request_cleanup",
-              "set_thresholds", "set_batch_limits", "stop", "paused"}
+RUNNER_API = {
+    "run",
+    "snapshot",
+    "subscribe",
+    "unsubscribe",
+    "pause",
+    "resume",
+    "toggle_pause",
+    "request_cleanup",
+    "set_thresholds",
+    "set_batch_limits",
+    "stop",
+    "paused",
+}
 
 
 def test_the_tui_uses_only_the_runners_public_face():

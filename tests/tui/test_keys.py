@@ -102,9 +102,11 @@ async def test_bad_thresholds_show_a_message_and_change_nothing(make_rig):
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
         dialog = app.screen
-        for warning, breaker, expected in (("banana", "1.5", "not a memory size"),
-                                           ("2GB", "1.5GB", "must be below the breaker"),
-                                           ("", "1.5", "enter a size")):
+        for warning, breaker, expected in (
+            ("banana", "1.5", "not a memory size"),
+            ("2GB", "1.5GB", "must be below the breaker"),
+            ("", "1.5", "enter a size"),
+        ):
             dialog.query_one("#warning", Input).value = warning
             dialog.query_one("#breaker", Input).value = breaker
             await pilot.press("enter")
@@ -234,11 +236,18 @@ async def test_help_and_palette_list_every_action_and_theme(make_rig):
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.dashboard, what="help closed")
         from memtui.tui.commands import MemtuiCommands
+
         provider = MemtuiCommands(app.screen)
         titles = [title for title, _, _ in provider._commands()]
-        for needed in ("Pause the job", "Clean up memory now", "Change memory thresholds",
-                       "Change batch-size limits", "Theme: memtui-dark (current)", "Theme: memtui-light",
-                       "Theme: memtui-contrast"):
+        for needed in (
+            "Pause the job",
+            "Clean up memory now",
+            "Change memory thresholds",
+            "Change batch-size limits",
+            "Theme: memtui-dark (current)",
+            "Theme: memtui-light",
+            "Theme: memtui-contrast",
+        ):
             assert needed in titles
         await pilot.press("ctrl+p")
         await pilot.pause()
@@ -304,8 +313,18 @@ async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgo
         bindings = [b for node in bound for b in own_bindings(node)]
         assert undocumented(bound) == [], "a binding without a tooltip is missing from the help and the palette"
         shown = [b for b in bindings if b.show]
-        assert {b.action for b in shown} >= {"pause", "resume", "cleanup", "thresholds", "batch_limits",
-                                             "toggle_chart", "show_log", "show_report", "help", "request_quit"}
+        assert {b.action for b in shown} >= {
+            "pause",
+            "resume",
+            "cleanup",
+            "thresholds",
+            "batch_limits",
+            "toggle_chart",
+            "show_log",
+            "show_report",
+            "help",
+            "request_quit",
+        }
         hidden = {b.action: b for b in bindings if not b.show}
         assert {"breaker_step(1)", "breaker_step(-1)", "interrupt"} <= set(hidden)
         assert all(isinstance(b, Binding) and b.tooltip for b in shown + list(hidden.values()))
@@ -327,8 +346,14 @@ async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgo
 
         offered = {doc.title for doc in documented(bound) if doc.check()}
         assert palette() == offered
-        assert {"Pause the job", "Raise the breaker level by 0.1GB", "Lower the breaker level by 0.1GB",
-                "Help", "Quit", "Interrupt"} <= offered
+        assert {
+            "Pause the job",
+            "Raise the breaker level by 0.1GB",
+            "Lower the breaker level by 0.1GB",
+            "Help",
+            "Quit",
+            "Interrupt",
+        } <= offered
         assert "Resume the job" not in offered and "Show the log" not in offered
 
         app.start_job()

@@ -37,8 +37,14 @@ async def test_resizes_reflow_instead_of_crashing(held):
     async with app.run_test(size=(80, 24)) as pilot:
         await _wait_held(pilot, held)
         body = app.dashboard.query_one("#body")
-        for size, narrow, tall in (((120, 40), False, True), ((60, 20), True, False), ((30, 10), True, False),
-                                   ((20, 6), True, False), ((200, 60), False, True), ((80, 24), False, False)):
+        for size, narrow, tall in (
+            ((120, 40), False, True),
+            ((60, 20), True, False),
+            ((30, 10), True, False),
+            ((20, 6), True, False),
+            ((200, 60), False, True),
+            ((80, 24), False, False),
+        ):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.1)
             app.tick()
@@ -94,8 +100,15 @@ def test_sparkline_columns_keep_a_spike_when_downsampling():
 
 
 def test_event_lines_drop_emoji_and_get_a_tag():
-    report = CleanupReport(objects=12, rss_before=900 * MB, rss_after=800 * MB, trimmed=True, cleared=(),
-                           duration_s=0.1, reason="requested by operator")
+    report = CleanupReport(
+        objects=12,
+        rss_before=900 * MB,
+        rss_after=800 * MB,
+        trimmed=True,
+        cleared=(),
+        duration_s=0.1,
+        reason="requested by operator",
+    )
     assert classify(CleanupRan(report)) == ("GC", "cleanup")
     assert classify(MemoryWarning(1 << 30)) == ("WARN", "warning")
     assert classify(BatchStarted(1, ("a",), 3, 3, 0)) is None

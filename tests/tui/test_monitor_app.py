@@ -32,9 +32,11 @@ from tests.support.cli import REPO, memtui_env
 from .conftest import wait_for
 
 #: Holds 30 MB, then waits; "grow" adds 60 MB more.
-CHILD = ("import sys\nblocks = [bytearray(30 << 20)]\nfor b in blocks: b[::4096] = b'1' * len(b[::4096])\n"
-         "print('ok', flush=True)\nfor line in sys.stdin:\n    blocks.append(bytearray(60 << 20))\n"
-         "    blocks[-1][::4096] = b'1' * len(blocks[-1][::4096])\n    print('ok', flush=True)\n")
+CHILD = (
+    "import sys\nblocks = [bytearray(30 << 20)]\nfor b in blocks: b[::4096] = b'1' * len(b[::4096])\n"
+    "print('ok', flush=True)\nfor line in sys.stdin:\n    blocks.append(bytearray(60 << 20))\n"
+    "    blocks[-1][::4096] = b'1' * len(blocks[-1][::4096])\n    print('ok', flush=True)\n"
+)
 
 
 @pytest.fixture
@@ -52,8 +54,12 @@ def child():
 
 def engine_for(child, **kw) -> MonitorEngine:
     rss = psutil.Process(child.pid).memory_info().rss
-    config = MemoryConfig(warning_memory_gb=(rss + 20 * MB) / GB, max_memory_gb=(rss + 40 * MB) / GB,
-                          reset_hold_s=0.1, reset_hold_max_s=0.4)
+    config = MemoryConfig(
+        warning_memory_gb=(rss + 20 * MB) / GB,
+        max_memory_gb=(rss + 40 * MB) / GB,
+        reset_hold_s=0.1,
+        reset_hold_max_s=0.4,
+    )
     return MonitorEngine([PidProbe(child.pid)], config, interval_s=0.05, **kw)
 
 
@@ -90,7 +96,10 @@ async def test_keys_stop_resume_and_terminate_the_selected_process_after_confirm
         await pilot.press("q")
     report = app.return_value
     assert [(a["action"], a["by"]) for a in report["targets"][0]["actions"]] == [
-        ("stop", "operator"), ("resume", "operator"), ("terminate", "operator")]
+        ("stop", "operator"),
+        ("resume", "operator"),
+        ("terminate", "operator"),
+    ]
     log = "\n".join(app.log_widget.lines_text())
     assert f"SIG Sent SIGSTOP to pid {child.pid}" in log and "EXIT pid" in log
 
@@ -106,8 +115,7 @@ async def test_breaker_colors_the_row_and_q_resumes_what_memtui_stopped(child):
         await wait_for(pilot, lambda: app.last.target(child.pid).breaker is BreakerState.OPEN, what="open")
         await pilot.pause(0.3)
         cell = table.get_cell(str(child.pid), "breaker")
-        assert str(cell) == "open" and cell.style == table.get_component_rich_style("process-table--open",
-                                                                                     partial=True)
+        assert str(cell) == "open" and cell.style == table.get_component_rich_style("process-table--open", partial=True)
         assert str(table.get_cell(str(child.pid), "state")) == "stopped (memtui)"
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
@@ -134,10 +142,28 @@ class MonitorTerminal:
         if pid == 0:  # a session leader whose controlling terminal is the pty, as under sshd
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
             os.chdir(REPO)
-            os.execve(sys.executable, [sys.executable, "-m", "memtui", "run", "--mode", "monitor", "--tui",
-                                       "--pid", str(target_pid), "--on-breaker", "stop", *TINY,
-                                       "--monitor-interval", "0.05", "--report", str(report)],
-                      memtui_env(TERM="xterm-256color"))
+            os.execve(
+                sys.executable,
+                [
+                    sys.executable,
+                    "-m",
+                    "memtui",
+                    "run",
+                    "--mode",
+                    "monitor",
+                    "--tui",
+                    "--pid",
+                    str(target_pid),
+                    "--on-breaker",
+                    "stop",
+                    *TINY,
+                    "--monitor-interval",
+                    "0.05",
+                    "--report",
+                    str(report),
+                ],
+                memtui_env(TERM="xterm-256color"),
+            )
         self.pid, self.fd = pid, fd
         self.output = bytearray()
         self.open = True
@@ -205,8 +231,10 @@ def test_a_monitor_tui_whose_terminal_goes_away_exits_130_and_continues_what_it_
         assert proc_state(target.pid) == "S", "memtui exited leaving the process it stopped frozen"
         data = json.loads(report.read_text())
         assert data["status"] == "interrupted" and data["exit_code"] == 130
-        assert [(a["action"], a["by"]) for a in data["targets"][0]["actions"]] == [("stop", "breaker"),
-                                                                                 ("resume", "memtui")]
+        assert [(a["action"], a["by"]) for a in data["targets"][0]["actions"]] == [
+            ("stop", "breaker"),
+            ("resume", "memtui"),
+        ]
 
 
 async def test_the_monitor_palette_lists_its_keys_from_the_bindings(child):

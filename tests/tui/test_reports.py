@@ -9,9 +9,26 @@ from memtui.tui.app import MemtuiApp
 
 from .conftest import wait_for
 
-STABLE = ("status", "exit_code", "mode", "memory_warnings", "breaker_trips", "batches", "items", "items_embedded",
-          "items_skipped", "items_total", "domains_done", "domains_total", "unprocessed_domains", "unprocessed",
-          "bad_lines", "warning_memory_gb", "max_memory_gb", "model")
+STABLE = (
+    "status",
+    "exit_code",
+    "mode",
+    "memory_warnings",
+    "breaker_trips",
+    "batches",
+    "items",
+    "items_embedded",
+    "items_skipped",
+    "items_total",
+    "domains_done",
+    "domains_total",
+    "unprocessed_domains",
+    "unprocessed",
+    "bad_lines",
+    "warning_memory_gb",
+    "max_memory_gb",
+    "model",
+)
 
 
 async def test_tui_and_headless_reports_match(make_rig, tmp_path):

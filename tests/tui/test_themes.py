@@ -64,8 +64,10 @@ async def test_every_theme_draws_every_panel(make_rig, theme: str):
 
 
 HEX = re.compile(r"""["']#[0-9a-fA-F]{3,8}["']""")
-NAMED = re.compile(r"""["'](?:bold |italic )?(?:bright_)?(?:red|green|yellow|blue|magenta|cyan|white|black|grey\d*)"""
-                   r"""(?: on \w+)?["']""")
+NAMED = re.compile(
+    r"""["'](?:bold |italic )?(?:bright_)?(?:red|green|yellow|blue|magenta|cyan|white|black|grey\d*)"""
+    r"""(?: on \w+)?["']"""
+)
 
 
 def test_no_hard_coded_colors_in_python():
@@ -109,8 +111,23 @@ def test_a_built_wheel_carries_the_themes(tmp_path: Path):
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(tmp_path.glob("memtui-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {"memtui/themes/dark.toml", "memtui/themes/light.toml", "memtui/themes/contrast.toml"} <= set(names)

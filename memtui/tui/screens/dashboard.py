@@ -63,32 +63,68 @@ class DashboardScreen(Screen):
     AUTO_FOCUS = None
     BINDINGS: ClassVar[list[BindingType]] = [
         # Two bindings per key whose label changes; check_action shows the one that applies.
-        Binding("p,space", "pause", "Pause",
-                tooltip="Pause the job: holds after the sub-batch in flight; the panels keep updating"),
+        Binding(
+            "p,space",
+            "pause",
+            "Pause",
+            tooltip="Pause the job: holds after the sub-batch in flight; the panels keep updating",
+        ),
         Binding("p,space", "resume", "Resume", tooltip="Resume the job: batches start again"),
-        Binding("c", "cleanup", "Cleanup", tooltip="Clean up memory now: gc, hand freed heap back to the OS, "
-                                                   "clear model caches (see the GC log)"),
-        Binding("t", "thresholds", "Thresholds", tooltip="Change memory thresholds: warning and breaker levels, "
-                                                         "in GB, MB or % of the memory limit"),
-        Binding("plus,equals_sign", "breaker_step(1)", "Breaker+", show=False,
-                tooltip="Raise the breaker level by 0.1GB"),
-        Binding("minus,underscore", "breaker_step(-1)", "Breaker-", show=False,
-                tooltip="Lower the breaker level by 0.1GB"),
-        Binding("b", "batch_limits", "Batch", tooltip="Change batch-size limits: the size at warning (min) "
-                                                      "and when memory is normal (max)"),
-        Binding("g", "toggle_chart", "Chart", tooltip="Show or hide the memory chart: the whole run "
-                                                      "(in place of the log on small screens)"),
-        Binding("l", "show_log", "Log", tooltip="Show the log: once the run is over on a small screen, "
-                                                "in place of the run report"),
-        Binding("l", "show_report", "Report", tooltip="Show the run report: once the run is over on a small "
-                                                      "screen, in place of the log"),
+        Binding(
+            "c",
+            "cleanup",
+            "Cleanup",
+            tooltip="Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)",
+        ),
+        Binding(
+            "t",
+            "thresholds",
+            "Thresholds",
+            tooltip="Change memory thresholds: warning and breaker levels, in GB, MB or % of the memory limit",
+        ),
+        Binding(
+            "plus,equals_sign", "breaker_step(1)", "Breaker+", show=False, tooltip="Raise the breaker level by 0.1GB"
+        ),
+        Binding(
+            "minus,underscore", "breaker_step(-1)", "Breaker-", show=False, tooltip="Lower the breaker level by 0.1GB"
+        ),
+        Binding(
+            "b",
+            "batch_limits",
+            "Batch",
+            tooltip="Change batch-size limits: the size at warning (min) and when memory is normal (max)",
+        ),
+        Binding(
+            "g",
+            "toggle_chart",
+            "Chart",
+            tooltip="Show or hide the memory chart: the whole run (in place of the log on small screens)",
+        ),
+        Binding(
+            "l",
+            "show_log",
+            "Log",
+            tooltip="Show the log: once the run is over on a small screen, in place of the run report",
+        ),
+        Binding(
+            "l",
+            "show_report",
+            "Report",
+            tooltip="Show the run report: once the run is over on a small screen, in place of the log",
+        ),
         # l when neither of the two above applies: say why instead of doing nothing.
-        Binding("l", "log_why", "Log", show=False,
-                tooltip="Log or report: during a run the log is on screen; once the run is over l switches "
-                        "between them on a small screen"),
+        Binding(
+            "l",
+            "log_why",
+            "Log",
+            show=False,
+            tooltip="Log or report: during a run the log is on screen; once the run is over l switches "
+            "between them on a small screen",
+        ),
         Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
-        Binding("q", "request_quit", "Quit",
-                tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"),
+        Binding(
+            "q", "request_quit", "Quit", tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"
+        ),
     ]
 
     #: The latest snapshot polled (the app sets it on every poll; the watcher hands it to every panel).
@@ -165,8 +201,9 @@ class DashboardScreen(Screen):
         self.history.extend(m.history)
         self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes)
         app = self.host
-        self.job = JobState(paused=s.paused, over=s.finished or app.report is not None,
-                            stopping=s.stopping or app.quitting)
+        self.job = JobState(
+            paused=s.paused, over=s.finished or app.report is not None, stopping=s.stopping or app.quitting
+        )
 
     def redraw_chart(self) -> None:
         """Draw the chart now (it is otherwise redrawn at most once a second)."""

@@ -26,17 +26,26 @@ TEXTUAL_KEYS = [
 ]
 
 PANELS = [
-    ("Memory", "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
-               "says it); the amber and red lines mark the warning and breaker levels; green normal, amber "
-               "warning, red over the breaker. 'time to breaker' is told only for a steady rise of the running "
-               "job; otherwise it says flat, falling, paused or why not."),
-    ("Breaker", "CLOSED normal · WARNING batches shrink to the minimum · OPEN no new batches, cleanups "
-                "and backoff until memory stays below the reset level (t sets it), with when the run gives "
-                "up · HALF-OPEN one probe batch."),
+    (
+        "Memory",
+        "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
+        "says it); the amber and red lines mark the warning and breaker levels; green normal, amber "
+        "warning, red over the breaker. 'time to breaker' is told only for a steady rise of the running "
+        "job; otherwise it says flat, falling, paused or why not.",
+    ),
+    (
+        "Breaker",
+        "CLOSED normal · WARNING batches shrink to the minimum · OPEN no new batches, cleanups "
+        "and backoff until memory stays below the reset level (t sets it), with when the run gives "
+        "up · HALF-OPEN one probe batch.",
+    ),
     ("Batch", "domains per batch now (0 while the breaker is open), its limits, batches done, responses/s."),
     ("Progress", "responses and domains done of total, elapsed, ETA, the batch in flight."),
-    ("GC log", "every cleanup (objects, before -> after, freed), warning, breaker change and command; "
-               "newest last. Tab focuses it for scrolling."),
+    (
+        "GC log",
+        "every cleanup (objects, before -> after, freed), warning, breaker change and command; "
+        "newest last. Tab focuses it for scrolling.",
+    ),
 ]
 
 

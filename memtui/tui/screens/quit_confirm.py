@@ -19,7 +19,9 @@ class QuitScreen(ConfirmScreen):
     ]
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__("Stop the job and quit?",
-                         "The job stops after the sub-batch in flight and commits every vector made so far "
-                         "(unfinished domains' too); the rest of the batch is not embedded. A rerun embeds "
-                         "only what is missing." + (f"\n{detail}" if detail else ""))
+        super().__init__(
+            "Stop the job and quit?",
+            "The job stops after the sub-batch in flight and commits every vector made so far "
+            "(unfinished domains' too); the rest of the batch is not embedded. A rerun embeds "
+            "only what is missing." + (f"\n{detail}" if detail else ""),
+        )

@@ -11,5 +11,14 @@ from memtui.tui.widgets.progress_panel import ProgressPanel
 from memtui.tui.widgets.report_banner import ReportBanner
 from memtui.tui.widgets.run_header import RunHeader
 
-__all__ = ["BatchPanel", "BreakerPanel", "GcLog", "MemoryChart", "MemoryPanel", "MemorySparkline",
-           "ProgressPanel", "ReportBanner", "RunHeader"]
+__all__ = [
+    "BatchPanel",
+    "BreakerPanel",
+    "GcLog",
+    "MemoryChart",
+    "MemoryPanel",
+    "MemorySparkline",
+    "ProgressPanel",
+    "ReportBanner",
+    "RunHeader",
+]

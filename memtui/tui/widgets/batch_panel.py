@@ -23,11 +23,14 @@ class BatchPanel(Panel):
             size = Content.styled(str(s.batch_size), "bold")
         if s.in_flight and not s.finished:  # the batch actually running; the next one's size if it differs
             running = len(s.in_flight)
-            size = Content.assemble((str(running), "bold"),
-                                    (f"→{s.batch_size}", "$warning") if s.batch_size != running else "")
-        first = Content.assemble(("size ", "$text-muted"), size,
-                                 ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}")
+            size = Content.assemble(
+                (str(running), "bold"), (f"→{s.batch_size}", "$warning") if s.batch_size != running else ""
+            )
+        first = Content.assemble(
+            ("size ", "$text-muted"), size, ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}"
+        )
         rate = f"{s.items_per_s:.1f}" if s.items_per_s > 0 else "–"  # no rate until work is done
-        second = Content.assemble(("batches ", "$text-muted"), f"{s.batches:,}",
-                                  ("  ", ""), rate, ("/s", "$text-muted"))
+        second = Content.assemble(
+            ("batches ", "$text-muted"), f"{s.batches:,}", ("  ", ""), rate, ("/s", "$text-muted")
+        )
         self.set_text(Content("\n").join([first, second]))

@@ -24,24 +24,43 @@ class BreakerPanel(Panel):
         for cls in STATE_CLASS.values():
             self.set_class(cls == STATE_CLASS[b.state], cls)
         style = STATE_STYLE[b.state]
-        first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
-                                 ("  for ", "$text-muted"), format_duration(b.time_in_state_s))
+        first = Content.assemble(
+            ("● ", style),
+            (b.state.label, f"bold {style}"),
+            ("  for ", "$text-muted"),
+            format_duration(b.time_in_state_s),
+        )
         report = s.report
         if report is not None and report.memory_floor_gb is not None:
-            first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
-                                     ("  floor ", "$text-muted"), (f"{report.memory_floor_gb:.2f}GB", "bold $error"))
+            first = Content.assemble(
+                ("● ", style),
+                (b.state.label, f"bold {style}"),
+                ("  floor ", "$text-muted"),
+                (f"{report.memory_floor_gb:.2f}GB", "bold $error"),
+            )
             second = Content.assemble(("raise ", "$text-muted"), ("--max-memory", "bold"))
         elif b.state is BreakerState.OPEN and s.breaker_gives_up_in_s is not None:
-            first = Content.assemble(("● ", style), (b.state.label, f"bold {style}"),
-                                     ("  gives up in ", "$text-muted"), (clock(s.breaker_gives_up_in_s), "bold"))
-            second = Content.assemble(("waits for <", "$text-muted"), gb(m.reset_bytes),
-                                      (f" for {format_duration(b.required_hold_s)}", "$text-muted"))
+            first = Content.assemble(
+                ("● ", style),
+                (b.state.label, f"bold {style}"),
+                ("  gives up in ", "$text-muted"),
+                (clock(s.breaker_gives_up_in_s), "bold"),
+            )
+            second = Content.assemble(
+                ("waits for <", "$text-muted"),
+                gb(m.reset_bytes),
+                (f" for {format_duration(b.required_hold_s)}", "$text-muted"),
+            )
         elif b.state is BreakerState.OPEN:
-            second = Content.assemble(("back below ", "$text-muted"), gb(m.reset_bytes),
-                                      (f" for {format_duration(b.required_hold_s)}", "$text-muted"))
+            second = Content.assemble(
+                ("back below ", "$text-muted"),
+                gb(m.reset_bytes),
+                (f" for {format_duration(b.required_hold_s)}", "$text-muted"),
+            )
         else:
-            second = Content.assemble(("trips ", "$text-muted"), str(b.trips),
-                                      ("  warnings ", "$text-muted"), str(m.warnings))
+            second = Content.assemble(
+                ("trips ", "$text-muted"), str(b.trips), ("  warnings ", "$text-muted"), str(m.warnings)
+            )
         self.set_text(Content("\n").join([first, second]))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.widgets import RichLog
 
 from memtui.events import Event
@@ -36,11 +37,25 @@ class LogEntry:
 class GcLog(RichLog):
     COMPONENT_CLASSES = {"gc-log--time", *(f"gc-log--{kind}" for kind in KINDS)}
 
-    def __init__(self, *, max_entries: int = 500, time_format: Callable[[float], str] = local_clock,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 500,
+        time_format: Callable[[float], str] = local_clock,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         # RichLog bounds rendered lines; the deque bounds entries (a wrapped entry is several lines).
-        super().__init__(max_lines=max_entries * 4, min_width=20, wrap=True, markup=False, highlight=False,
-                         auto_scroll=True, id=id, classes=classes)
+        super().__init__(
+            max_lines=max_entries * 4,
+            min_width=20,
+            wrap=True,
+            markup=False,
+            highlight=False,
+            auto_scroll=True,
+            id=id,
+            classes=classes,
+        )
         self.entries: collections.deque[LogEntry] = collections.deque(maxlen=max_entries)
         self.time_format = time_format
 
@@ -48,7 +63,7 @@ class GcLog(RichLog):
         self.border_title = "GC log"
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self.repaint))
 
-    def on_resize(self) -> None:
+    def on_resize(self, _event: events.Resize) -> None:
         # Lines are wrapped when written; rewrap them for the new width (a few hundred at most).
         if self.entries:
             self.call_after_refresh(self.repaint)

@@ -30,7 +30,7 @@ def _plotext_color(value: str | None) -> tuple[int, int, int] | str:
         return f"{name}+" if bright else name
     try:
         return Color.parse(value).rgb
-    except Exception:  # noqa: BLE001 - a strange theme value must not break the chart
+    except Exception:
         return "default"
 
 
@@ -57,8 +57,15 @@ class MemoryChart(PlotextPlot):
         self.border_title = "Memory chart"
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
-    def show(self, points: Sequence[tuple[float, int]], now: float, warning_bytes: int, max_bytes: int,
-             *, force: bool = False) -> None:
+    def show(
+        self,
+        points: Sequence[tuple[float, int]],
+        now: float,
+        warning_bytes: int,
+        max_bytes: int,
+        *,
+        force: bool = False,
+    ) -> None:
         self._points, self._now, self._levels = points, now, (warning_bytes, max_bytes)
         self._dirty = True
         if not self.display or not self.is_mounted:
@@ -101,6 +108,7 @@ class MemoryChart(PlotextPlot):
             plt.hline(breaker / GB, _plotext_color(variables.get("error")))
         # The units go in the border, so every row inside is plot.
         self.border_title = f"Memory chart · {'minutes' if minutes else 'seconds'} ago"
-        self.border_subtitle = (f"[$primary]━[/] RSS GB  [$warning]━[/] warning {warning / GB:.2f}  "
-                                f"[$error]━[/] breaker {breaker / GB:.2f}")
+        self.border_subtitle = (
+            f"[$primary]━[/] RSS GB  [$warning]━[/] warning {warning / GB:.2f}  [$error]━[/] breaker {breaker / GB:.2f}"
+        )
         self.refresh()

@@ -42,18 +42,26 @@ class MemoryPanel(Vertical):
         state = STATE_STYLE[m.state]
         limit = m.limit
         if limit is not None and limit.bytes:
-            limit_line = Content.assemble(("limit ", "$text-muted"), format_bytes(limit.bytes),
-                                          (f" from {limit.source}", "$text-muted"))
+            limit_line = Content.assemble(
+                ("limit ", "$text-muted"), format_bytes(limit.bytes), (f" from {limit.source}", "$text-muted")
+            )
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")
-        self.query_one("#memory-text", Readout).text = Content("\n").join([
-            Content.assemble(("RSS ", "$text-muted"), (gb(m.rss_bytes), f"bold {state}"),
-                             ("  peak ", "$text-muted"), gb(m.peak_bytes)),
-            Content.assemble(("warning ", "$warning"), gb(m.warning_bytes),
-                             ("  breaker ", "$error"), gb(m.max_bytes)),
-            limit_line,
-            self._trend(s),
-        ])
+        self.query_one("#memory-text", Readout).text = Content("\n").join(
+            [
+                Content.assemble(
+                    ("RSS ", "$text-muted"),
+                    (gb(m.rss_bytes), f"bold {state}"),
+                    ("  peak ", "$text-muted"),
+                    gb(m.peak_bytes),
+                ),
+                Content.assemble(
+                    ("warning ", "$warning"), gb(m.warning_bytes), ("  breaker ", "$error"), gb(m.max_bytes)
+                ),
+                limit_line,
+                self._trend(s),
+            ]
+        )
 
     def set_classes_for(self, state) -> None:
         for cls in STATE_CLASS.values():
@@ -81,8 +89,9 @@ class MemoryPanel(Vertical):
         return Content.assemble(label, (f"~{format_duration(eta)}", style), (" at this slope", "$text-muted"))
 
 
-def trend(history: list[tuple[float, int]], rss: int, level: int, window_s: float = TREND_WINDOW_S
-          ) -> tuple[str, float | None]:
+def trend(
+    history: list[tuple[float, int]], rss: int, level: int, window_s: float = TREND_WINDOW_S
+) -> tuple[str, float | None]:
     """("rising", seconds to ``level``) only for a steady rise; else ("flat" | "falling" | "settling", None).
 
     Steady: at least ``window_s`` of samples, and both halves of the window rise on their own

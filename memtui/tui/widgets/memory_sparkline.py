@@ -67,7 +67,7 @@ class MemorySparkline(Widget):
         if len(values) <= width:
             return list(values)
         step = len(values) / width
-        return [max(values[int(i * step):max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+        return [max(values[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
 
     def render(self) -> Text:
         width, rows = self.size.width, max(1, self.size.height)
@@ -108,8 +108,10 @@ class MemorySparkline(Widget):
         floor, top = self.scale
         span = max(1, top - floor)
         out: dict[int, tuple[str, Style]] = {}
-        for level, component in ((self.samples.warning, "memory-sparkline--warning"),
-                                 (self.samples.max, "memory-sparkline--critical")):
+        for level, component in (
+            (self.samples.warning, "memory-sparkline--warning"),
+            (self.samples.max, "memory-sparkline--critical"),
+        ):
             pos = (level - floor) / span * rows  # in rows from the bottom
             if not 0 <= pos <= rows:
                 continue

@@ -15,17 +15,33 @@ from memtui.jobs.monitor.tracker import TargetSnapshot, TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.tui.text import format_duration, gb
 
-COLUMNS = (("pid", "PID", 8), ("name", "Process", 28), ("rss", "RSS", 8), ("rate", "Growth", 11),
-           ("peak", "Peak", 8), ("breaker", "Breaker", 9), ("state", "State", 16), ("eta", "To breaker", 10))
+COLUMNS = (
+    ("pid", "PID", 8),
+    ("name", "Process", 28),
+    ("rss", "RSS", 8),
+    ("rate", "Growth", 11),
+    ("peak", "Peak", 8),
+    ("breaker", "Breaker", 9),
+    ("state", "State", 16),
+    ("eta", "To breaker", 10),
+)
 
-_BREAKER_CLASS = {BreakerState.CLOSED: "closed", BreakerState.WARNING: "warning",
-                  BreakerState.OPEN: "open", BreakerState.HALF_OPEN: "half-open"}
+_BREAKER_CLASS = {
+    BreakerState.CLOSED: "closed",
+    BreakerState.WARNING: "warning",
+    BreakerState.OPEN: "open",
+    BreakerState.HALF_OPEN: "half-open",
+}
 
 
 class ProcessTable(DataTable):
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
-        "process-table--closed", "process-table--warning", "process-table--open", "process-table--half-open",
-        "process-table--stopped", "process-table--gone",
+        "process-table--closed",
+        "process-table--warning",
+        "process-table--open",
+        "process-table--half-open",
+        "process-table--stopped",
+        "process-table--gone",
     }
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -59,8 +75,7 @@ class ProcessTable(DataTable):
     def _cells(self, t: TargetSnapshot) -> list[Text]:
         gone = t.gone
         dim = self._style("gone") if gone else ""
-        breaker = Text("—" if gone else t.breaker.label.lower(),
-                       style=dim or self._style(_BREAKER_CLASS[t.breaker]))
+        breaker = Text("—" if gone else t.breaker.label.lower(), style=dim or self._style(_BREAKER_CLASS[t.breaker]))
         state_style = dim or (self._style("stopped") if t.state is TargetState.STOPPED else "")
         state = t.state.value + (" (memtui)" if t.held_by == "breaker" else "")
         if gone or t.seconds_to_limit is None:

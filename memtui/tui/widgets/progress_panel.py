@@ -23,8 +23,14 @@ class ProgressPanel(Panel):
         bar_style = "$success" if s.finished and s.report and s.report.status == "success" else "$primary"
         line1 = Content.assemble((filled, bar_style), (empty, "$text-muted"), (pct, "bold"))
         line2 = Content.assemble(
-            (count(s.items_done), "bold"), ("/", "$text-muted"), count(s.items_total), (" responses", "$text-muted"),
-            ("  ", ""), (count(s.units_done), "bold"), ("/", "$text-muted"), count(s.units_total),
+            (count(s.items_done), "bold"),
+            ("/", "$text-muted"),
+            count(s.items_total),
+            (" responses", "$text-muted"),
+            ("  ", ""),
+            (count(s.units_done), "bold"),
+            ("/", "$text-muted"),
+            count(s.units_total),
             (" domains", "$text-muted"),
             (f"  ({count(s.items_skipped)} already cached)", "$text-muted") if s.items_skipped else ("", ""),
         )
@@ -33,6 +39,9 @@ class ProgressPanel(Panel):
             parts += [("  ETA ", "$text-muted"), "paused" if s.paused else format_duration(s.eta_s)]
             if s.in_flight:
                 done, total = s.in_flight_progress
-                parts += [("  in flight ", "$text-muted"), f"{done}/{total}",
-                          (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted")]
+                parts += [
+                    ("  in flight ", "$text-muted"),
+                    f"{done}/{total}",
+                    (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted"),
+                ]
         self.set_text(Content("\n").join([line1, line2, Content.assemble(*parts)]))

@@ -25,8 +25,7 @@ class ReportBanner(Static):
         self.has_text = True
         self.set_classes("-stopping")
         self.border_title = "Stopping"
-        self.update(Content.assemble(("Stopping: ", "bold $warning"),
-                                     "committing the batch in flight, then quitting…"))
+        self.update(Content.assemble(("Stopping: ", "bold $warning"), "committing the batch in flight, then quitting…"))
 
     def show_report(self, report: RunReport) -> None:
         status = report.status

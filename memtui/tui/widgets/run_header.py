@@ -14,10 +14,19 @@ from memtui.tui.text import short_path
 from memtui.tui.widgets.panel import FittedReadout, Readout
 
 PHASE_STYLE = {
-    "running": "$success", "success": "$success",
-    "paused": "$warning", "pausing": "$warning", "loading model": "$primary", "scanning input": "$primary",
-    "starting": "$primary", "waiting for memory": "$error", "stopping": "$warning", "resuming": "$accent",
-    "interrupted": "$warning", "aborted": "$error", "failed": "$error",
+    "running": "$success",
+    "success": "$success",
+    "paused": "$warning",
+    "pausing": "$warning",
+    "loading model": "$primary",
+    "scanning input": "$primary",
+    "starting": "$primary",
+    "waiting for memory": "$error",
+    "stopping": "$warning",
+    "resuming": "$accent",
+    "interrupted": "$warning",
+    "aborted": "$error",
+    "failed": "$error",
 }
 
 
@@ -58,8 +67,12 @@ class RunHeader(Horizontal):
         width = max(20, self.size.width - 2 - len(badge.plain) - 2)
         inp, cache, model = title_parts(s, width)
         self.query_one("#header-title", Readout).text = Content.assemble(
-            ("memtui ", "bold $primary"), (s.mode, "bold"), ("  ·  ", "$text-muted"),
-            inp, (" → ", "$text-muted"), cache,
+            ("memtui ", "bold $primary"),
+            (s.mode, "bold"),
+            ("  ·  ", "$text-muted"),
+            inp,
+            (" → ", "$text-muted"),
+            cache,
             *((("  ·  ", "$text-muted"), (model, "$text-muted")) if model else ()),
         )
         self.query_one("#header-phase", Readout).text = badge
