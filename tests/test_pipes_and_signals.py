@@ -225,6 +225,18 @@ def test_input_source_refuses_a_terminal_on_stdin(monkeypatch):
         os.close(master)
 
 
+def wait_catching(pid: int, sig: int, timeout: float = 60) -> None:
+    """Until the process has a handler for ``sig`` (its SigCgt mask in /proc/PID/status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (sig - 1)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"pid {pid} never caught signal {sig}")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_while_waiting_for_a_fifo_writer_ends_promptly_without_a_traceback(tmp_path, sig):
     """Before any face runs (the FIFO waits for a writer), SIGTERM and SIGHUP end memtui as Ctrl-C does."""
@@ -233,6 +245,7 @@ def test_a_signal_while_waiting_for_a_fifo_writer_ends_promptly_without_a_traceb
     os.mkfifo(fifo)
     w = Watched(["run", "--headless", "--input", fifo, "--cache", cache])
     with killing(w):
+        wait_catching(w.pid, sig)  # main() has begun (a wchan of "pipe" can also be the interpreter starting)
         wait_blocked_in_fifo_open(w.pid)
         sent = time.monotonic()
         w.proc.send_signal(sig)
