@@ -138,6 +138,8 @@ def _reason(exc: BaseException) -> str:
 
 #: Free space below which an SQLite I/O error is taken for a full disk.
 FULL_BELOW = 1 << 20
+#: SQLite's primary result code for I/O errors (extended codes keep it in their low byte).
+SQLITE_IOERR = 10
 
 
 def _is_full(path: Path, exc: sqlite3.Error) -> bool:
@@ -146,7 +148,8 @@ def _is_full(path: Path, exc: sqlite3.Error) -> bool:
     if "full" in _reason(exc):
         return True
     code = getattr(exc, "sqlite_errorcode", None)
-    if (code & 0xFF != 10) if code is not None else "I/O error" not in _reason(exc):  # SQLITE_IOERR_*
+    io_error = (code & 0xFF) == SQLITE_IOERR if code is not None else "I/O error" in _reason(exc)
+    if not io_error:
         return False
     try:
         fs = os.statvfs(path.absolute().parent)
