@@ -4,10 +4,11 @@ What a face reads from an engine in the same process (frozen dataclasses) it
 can read from another process or machine in this form: a remote viewer of a
 detached run, a Dask worker reporting to its client. A message is
 
-    {"memtui_wire": 1, "kind": "snapshot" | "event" | "command" | "report" | "hello" | "reply", "body": ...}
+    {"memtui_wire": 1, "kind": "snapshot" | "delta" | "event" | "command" | "report" | "hello" | "reply", "body": ...}
 
 ("hello" opens an attach connection: the run's id, engine kind and commands;
-"reply" answers a viewer's "command": ok, or the error it raised.)
+"reply" answers a viewer's "command": ok, or the error it raised; "delta" is a
+snapshot whose histories hold only new samples: memtui.attach.delta.)
 
 and a body encodes dataclasses as ``{"__type__": "Name", field: value, ...}``,
 enums as ``{"__enum__": "Name", "value": ...}``, tuples as lists (restored from
@@ -27,7 +28,7 @@ from functools import cache
 from typing import Any
 
 WIRE_VERSION = 1
-KINDS = ("snapshot", "event", "command", "report", "hello", "reply")
+KINDS = ("snapshot", "delta", "event", "command", "report", "hello", "reply")
 
 #: Every type the wire carries: its name on the wire -> where it lives (imported only when met).
 TYPES: dict[str, str] = {

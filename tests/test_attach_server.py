@@ -33,7 +33,9 @@ def run_dir(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def make_runner(tmp_path: Path, *, domains: int = 40, delay_s: float = 0.002, gate=None) -> Runner:
+def make_runner(
+    tmp_path: Path, *, domains: int = 40, delay_s: float = 0.002, gate=None, config: MemoryConfig | None = None
+) -> Runner:
     cache = tmp_path / "cache.sqlite"
     job = CacheJob(
         write_input(tmp_path / "in.jsonl", domains=domains, per_domain=9),
@@ -41,7 +43,7 @@ def make_runner(tmp_path: Path, *, domains: int = 40, delay_s: float = 0.002, ga
         FakeExecutor(delay_s=delay_s, sub_batch=2, gate=gate),
         model_id="t",
     )
-    config = MemoryConfig(batch_size_max=1, batch_size_min=1)
+    config = config or MemoryConfig(batch_size_max=1, batch_size_min=1)
     return Runner(job, MemoryMonitor(config), trace=RunTrace(cache.with_name("cache.sqlite.trace")))
 
 
@@ -85,6 +87,9 @@ def test_the_outbox_drops_its_backlog_for_a_fresh_snapshot(tmp_path, run_dir):
     for _n in range(3):
         viewer.push("snapshot", _line("snapshot", runner.snapshot()))
     assert len(viewer.outbox) == 1  # a newer snapshot replaces one not yet sent
+    viewer.push("delta", b"new samples only\n")
+    assert viewer.outbox[-1] == ("snapshot", server.full_line())  # not a delta: its samples would be lost
+    assert wire.loads(server.full_line())[0] == "snapshot"
     event = _line("event", wire.decode(wire.encode(runner.snapshot().memory.breaker)) and None)  # a plain null body
     for _ in range(10):
         viewer.push("event", event)
@@ -157,3 +162,54 @@ def test_a_remote_engine_is_an_engine(tmp_path, run_dir):
         assert not runner.snapshot().stopping
     finally:
         server.finish()
+
+
+def test_deltas_carry_only_new_samples_and_every_viewer_holds_the_runs_history(tmp_path, run_dir, capsys):
+    """After the first snapshot a viewer gets only new samples, yet the RemoteEngine and ``attach --json``
+    (full snapshots for scripts) hold exactly the run's memory history."""
+    from memtui.attach.commands import stream_json
+
+    config = MemoryConfig(batch_size_max=1, batch_size_min=1, sample_interval_s=0.01, history_size=100_000)
+    runner = make_runner(tmp_path, domains=60, delay_s=0.01, config=config)
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.05).start()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(30)
+    raw.connect(str(server.socket_path))
+    received: list[tuple[str, object]] = []
+    reader = threading.Thread(target=lambda: received.extend(map(wire.loads, read_lines(raw))), daemon=True)
+    reader.start()
+    remote = RemoteEngine(str(server.socket_path))
+    codes: list[int] = []
+    streamer = threading.Thread(target=lambda: codes.append(stream_json(server.entry)), daemon=True)
+    streamer.start()
+    seen: list[tuple[tuple[float, int], ...]] = []
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    while worker.is_alive():  # what the viewer holds, as the run goes
+        seen.append(remote.snapshot().memory.history)
+        time.sleep(0.02)
+    server.finish(runner.snapshot().report)
+    for thread in (reader, streamer):
+        thread.join(30)
+    run_history = runner.snapshot().memory.history
+    assert len(run_history) > 50
+
+    deltas = [body for kind, body in received if kind == "delta"]
+    assert len(deltas) > 5
+    assert all(len(d["snapshot"].memory.history) < d["history_len"]["memory"] for d in deltas[1:])
+    assert len(run_history) > max(len(d["snapshot"].memory.history) for d in deltas[1:]) * 4
+
+    seen.append(remote.snapshot().memory.history)
+    assert len(seen[-1]) > len(run_history) / 2
+    for history in seen:  # never a gap, never a sample twice: the run's own history, as far as it went
+        assert history == run_history[: len(history)]
+
+    assert codes == [0]
+    lines = [wire.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = {kind for kind, _ in lines}
+    assert "delta" not in kinds and "snapshot" in kinds and "report" in kinds
+    streamed = [body.memory.history for kind, body in lines if kind == "snapshot"]
+    assert len(streamed) > 5
+    for history in streamed:
+        assert history == run_history[: len(history)]

@@ -2,7 +2,8 @@
 
 ``RemoteEngine(socket_path)`` connects (a Unix socket only), reads the run's
 "hello" and first snapshot, then a reader thread keeps ``snapshot()`` (the last
-one received) and a local event bus (``subscribe()``, with the recent past the
+one received, each "delta" joined to the one before: memtui.attach.delta) and a
+local event bus (``subscribe()``, with the recent past the
 server replayed) current. Commands go out as wire "command" messages and wait
 briefly for their "reply"; ``set_thresholds`` raises ConfigError as the engine
 does. ``run()`` waits until the run reports (its report) or the connection is
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from memtui import wire
+from memtui.attach import delta
 from memtui.errors import ConfigError, RuntimeFailure, UsageError
 from memtui.events import EventBus, EventQueue
 
@@ -114,6 +116,8 @@ class RemoteEngine:
                     continue
                 if kind == "snapshot":
                     self._last = body
+                elif kind == "delta":
+                    self._last = delta.apply(self._last, body["snapshot"], body["history_len"])
                 elif kind == "event":
                     self._bus.publish(body)
                 elif kind == "report":  # the run is over (its host may stay up: a TUI showing it)

@@ -263,16 +263,23 @@ def attach(args: argparse.Namespace) -> int:
 
 
 def stream_json(entry: RunEntry) -> int:
-    """Every wire line the run sends, to stdout, until it ends: its exit code, or 1 if it ended abnormally."""
+    """Every wire line the run sends, to stdout, until it ends: its exit code, or 1 if it ended abnormally.
+
+    A script gets full snapshots only: each "delta" goes out as the "snapshot" it stands for (joined
+    in JSON, never decoded: this viewer shares the run's CPUs)."""
     from memtui.attach.client import connect, read_lines  # noqa: PLC0415
     from memtui.wire import WireError, loads  # noqa: PLC0415
 
     sock = connect(entry.socket)
     code = None
+    full = _FullSnapshots()
     try:
         for raw in read_lines(sock):
+            out = full.line(raw)
+            if out is None:
+                continue
             try:
-                sys.stdout.write(raw.decode() + "\n")
+                sys.stdout.write(out + "\n")
                 sys.stdout.flush()
             except BrokenPipeError:
                 return 0
@@ -292,6 +299,28 @@ def stream_json(entry: RunEntry) -> int:
         print(f"memtui: the run {entry.id} ended abnormally (its connection closed without a report)", file=sys.stderr)
         return 1
     return code
+
+
+class _FullSnapshots:
+    """Wire lines with each "delta" turned into the full "snapshot" it stands for (memtui.attach.delta)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, Any] | None = None
+
+    def line(self, raw: bytes) -> str | None:
+        head = raw[:48]  # the envelope's "kind" comes before its body: no text of a body is read here
+        if b'"kind":"snapshot"' in head:
+            self.held = json.loads(raw)["body"]
+        elif b'"kind":"delta"' in head:
+            from memtui.attach.delta import apply_json  # noqa: PLC0415
+
+            message = json.loads(raw)
+            if self.held is None:
+                return None  # never before the first snapshot
+            self.held = apply_json(self.held, message["body"]["snapshot"], message["body"]["history_len"])
+            message.update(kind="snapshot", body=self.held)
+            return json.dumps(message, separators=(",", ":"))
+        return raw.decode()
 
 
 # -- stop ---------------------------------------------------------------------------------

@@ -5,16 +5,18 @@ folder (memtui.attach.runs; the socket 0600), writes the run's registry entry
 and accepts viewers in a thread. A peer whose uid is not ours (SO_PEERCRED) is
 refused. Each viewer gets, as wire JSON lines (memtui.wire): a "hello" (the run
 id, engine kind, commands), the current snapshot (it carries the last minute of
-memory history), the recent events, then live events and a snapshot every
-``snapshot_every_s``; a "report" when the run ends. A viewer sends "command"
+memory history), the recent events, then live events as they happen and every
+``snapshot_every_s`` a "delta" (the snapshot with only the history samples that
+are new: memtui.attach.delta); a "report" when the run ends. A viewer sends "command"
 messages: only names in ``engine.commands`` reach the engine (memtui.engine.call),
 with keyword arguments of plain values; each gets a "reply".
 
 Nothing here ever waits for a viewer: one pump thread reads the engine (one
 event queue, one snapshot per period, each line encoded once) and appends to
 each viewer's bounded outbox; a sender thread per viewer writes it out. A
-viewer that falls behind (its outbox full) is resynced: its backlog is dropped
-for a fresh snapshot and a notice; one that takes longer than
+viewer that falls behind is resynced: a delta it has not taken yet is replaced
+by the full snapshot; an outbox that fills up is dropped for the full snapshot
+and a notice; one that takes longer than
 ``send_timeout_s`` to accept a write is dropped.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from memtui import wire
+from memtui.attach import delta
 from memtui.attach.runs import RunEntry, ensure_runs_dir, new_run_id, process_start, remove
 from memtui.engine import Engine, call
 from memtui.events import Notice
@@ -39,7 +42,8 @@ log = logging.getLogger("memtui")
 
 OUTBOX_LINES = 2_000
 SEND_TIMEOUT_S = 10.0
-SNAPSHOT_EVERY_S = 0.25
+#: 2 a second: plenty for a human; events are not held back by it.
+SNAPSHOT_EVERY_S = 0.5
 RECENT_EVENTS = 200
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -71,16 +75,17 @@ class _Viewer:
         with self.cond:
             if not self.open:
                 return
-            if kind == "snapshot" and self.outbox and self.outbox[-1][0] == "snapshot":
-                self.outbox[-1] = (kind, line)  # a newer snapshot supersedes one not yet sent
+            if kind in _FRAMES and self.outbox and self.outbox[-1][0] in _FRAMES:
+                # A newer frame supersedes one not yet sent; a delta's samples would be lost with it: send them all.
+                self.outbox[-1] = (kind, line) if kind == "snapshot" else ("snapshot", self.server.full_line())
             elif len(self.outbox) >= self.server.outbox_lines:
                 self.resyncs += 1
                 dropped = len(self.outbox)
                 self.outbox.clear()
                 note = Notice(f"this viewer fell behind: {dropped} message(s) dropped, resynced", level="warning")
                 self.outbox.append(("event", _line("event", note)))
-                self.outbox.append(("snapshot", self.server.snapshot_line()))
-                if kind != "snapshot":
+                self.outbox.append(("snapshot", self.server.full_line()))
+                if kind not in _FRAMES:
                     self.outbox.append((kind, line))
             else:
                 self.outbox.append((kind, line))
@@ -148,6 +153,9 @@ class _Viewer:
             self.server.forget(self)
 
 
+_FRAMES = ("snapshot", "delta")  # what a viewer draws: a full snapshot, or one whose histories hold only new samples
+
+
 def _line(kind: str, body: Any) -> bytes:
     return (wire.dumps(kind, body) + "\n").encode()
 
@@ -194,6 +202,9 @@ class AttachServer:
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._report_sent = False
+        self._base: Any = None  # the last snapshot the pump sent: the next delta starts where it ends
+        self._since: dict[str, float] = {}
+        self._full: bytes | None = None  # the base, encoded in full once if a viewer needs it
         self._finished = False
         self.refused = 0
 
@@ -242,8 +253,14 @@ class AttachServer:
         return self
 
     # -- reading the engine -----------------------------------------------------------
-    def snapshot_line(self) -> bytes:
-        return _line("snapshot", self.engine.snapshot())
+    def full_line(self) -> bytes:
+        """The last snapshot sent as a delta, in full (encoded at most once a period): resyncs a viewer."""
+        with self._lock:
+            if self._full is None:
+                if self._base is None:
+                    self._base = self.engine.snapshot()
+                self._full = _line("snapshot", self._base)
+            return self._full
 
     def _pump_loop(self) -> None:
         next_snapshot = 0.0
@@ -260,9 +277,12 @@ class AttachServer:
             if viewers and now >= next_snapshot:
                 next_snapshot = now + self.snapshot_every_s
                 snap = self.engine.snapshot()
-                line = _line("snapshot", snap)
+                with self._lock:
+                    body, lengths = delta.cut(snap, self._since)
+                    self._base, self._since, self._full = snap, delta.since(snap), None
+                line = _line("delta", {"snapshot": body, "history_len": lengths})
                 for viewer in viewers:
-                    viewer.push("snapshot", line)
+                    viewer.push("delta", line)
                 if snap.report is not None:
                     self.send_report(snap.report)
 
@@ -320,6 +340,8 @@ class AttachServer:
             }
             viewer.outbox.append(("hello", _line("hello", hello)))
             viewer.outbox.append(("snapshot", _line("snapshot", snapshot)))
+            if not viewers:  # nobody else follows the deltas: the next one starts where this viewer is
+                self._base, self._since, self._full = snapshot, delta.since(snapshot), None
             viewer.outbox.extend(("event", line) for line in self._recent)
             if self._report_sent and snapshot.report is not None:
                 viewer.outbox.append(("report", _report_line(snapshot.report)))
