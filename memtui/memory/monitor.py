@@ -118,6 +118,7 @@ class MemoryMonitor:
         self._cleanups = 0
         self._last_cleanup: CleanupReport | None = None
         self._cleanup_listeners: list[CleanupListener] = []
+        self._sample_listeners: list[SampleListener] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.breaker.add_listener(self._on_transition)
@@ -153,8 +154,21 @@ class MemoryMonitor:
             self._peak = max(self._peak, rss)
             self._samples += 1
             self._history.append((now, rss))
+            listeners = list(self._sample_listeners)
         self.breaker.update(rss, at=now)
+        for listener in listeners:  # in the sampling thread: keep them cheap
+            listener(now, rss)
         return rss
+
+    def add_sample_listener(self, listener: SampleListener) -> None:
+        """Called with (time, rss) after every sample, in whichever thread sampled."""
+        with self._lock:
+            self._sample_listeners.append(listener)
+
+    def remove_sample_listener(self, listener: SampleListener) -> None:
+        with self._lock:
+            if listener in self._sample_listeners:
+                self._sample_listeners.remove(listener)
 
     @property
     def rss_bytes(self) -> int:
