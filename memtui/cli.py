@@ -453,6 +453,7 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
     from memtui.embed.backends import resolve_backend  # noqa: PLC0415
     from memtui.embed.model import Embedder  # noqa: PLC0415 - keeps `memtui --help` fast
     from memtui.jobs.cache import CacheJob  # noqa: PLC0415
+    from memtui.memory.headroom import HeadroomWatch  # noqa: PLC0415
     from memtui.runner import Runner  # noqa: PLC0415
     from memtui.trace import RunTrace  # noqa: PLC0415
 
@@ -484,7 +485,8 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
             backend=embedder.backend,
             trace=RunTrace(trace_path(Path(job.cache_path))),
         )
-    return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))))
+    # The system, cgroup and RLIMIT_AS headroom is this process's: a cluster's workers live in their own.
+    return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))), headroom=HeadroomWatch())
 
 
 def trace_path(cache: Path) -> Path:

@@ -84,6 +84,12 @@ class RunReport:
     workers: tuple[dict[str, Any], ...] | None = None
     workers_lost: int | None = None
     quarantined: tuple[str, ...] | None = None
+    # the memory that gets a job killed (memtui.memory.headroom): the least headroom seen, what bound it,
+    # one batch's largest measured cost, and how often the headroom fell below it
+    lowest_headroom_gb: float | None = None
+    lowest_headroom_binds: str | None = None
+    batch_cost_gb: float | None = None
+    headroom_warnings: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -125,6 +131,10 @@ class RunReport:
                 f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
                 f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB"
             )
+        if r.lowest_headroom_gb is not None:
+            cost = f" · one batch cost up to {r.batch_cost_gb:.2f}GB" if r.batch_cost_gb is not None else ""
+            below = f" · below one batch {r.headroom_warnings} time(s)" if r.headroom_warnings else ""
+            lines.append(f"Lowest headroom {r.lowest_headroom_gb:.2f}GB to {r.lowest_headroom_binds}{cost}{below}")
         if r.bad_lines:
             lines.append(f"{r.bad_lines} bad input line(s) skipped")
         if r.unprocessed_domains:
@@ -175,5 +185,9 @@ _WHEN_KNOWN = frozenset(
         "workers_lost",
         "quarantined",
         "responses_committed",
+        "lowest_headroom_gb",
+        "lowest_headroom_binds",
+        "batch_cost_gb",
+        "headroom_warnings",
     }
 )

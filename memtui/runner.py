@@ -39,6 +39,7 @@ from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
+from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
 from memtui.records import RunReport
@@ -89,6 +90,8 @@ class RunSnapshot:
     #: When (the clock's time) the job last started running batches; None while it is not (loading, paused,
     #: waiting for memory). A memory trend is the job's only from here on.
     running_since: float | None = None
+    #: The memory that gets the job killed (system, cgroup, RLIMIT_AS) against one batch's cost; None: not read.
+    headroom: Headroom | None = None
 
     @property
     def finished(self) -> bool:
@@ -109,11 +112,14 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         trace: RunTrace | None = None,
         sleep: Callable[[float], None] | None = None,
+        headroom: HeadroomWatch | None = None,
     ) -> None:
         """``clock`` and ``sleep`` drive the memory waits (backoff after a MemoryError, the open
         breaker); the default sleep is a wait on the command condition, so stop, resume and a
-        requested cleanup wake it at once. Tests pass a fake clock and its sleep."""
+        requested cleanup wake it at once. Tests pass a fake clock and its sleep. ``headroom``
+        reads the system and cgroup on the monitor's samples (None: not shown)."""
         self.job = job
+        self.headroom = headroom
         self.monitor = monitor
         self.trace = trace
         self._previous_abnormal_end: str | None = None
@@ -292,6 +298,7 @@ class Runner:
                 breaker_gives_up_in_s=(
                     self._open_wait.remaining_at(now) if self._open_wait is not None and self._report is None else None
                 ),
+                headroom=self.headroom.latest if self.headroom is not None else None,
             )
 
     # -- the loop -------------------------------------------------------------------
@@ -329,6 +336,8 @@ class Runner:
             self.monitor.start()
         self.monitor.breaker.add_listener(self._on_breaker)
         self.monitor.add_cleanup_listener(self._on_cleanup)
+        if self.headroom is not None:
+            self.monitor.add_sample_listener(self._on_sample)
         self.monitor.cleaner.register("model caches", self.job.executor.clear_caches)
         with self._lock:
             self._t0 = self._clock()
@@ -360,6 +369,7 @@ class Runner:
                 self.monitor.cleaner.unregister("model caches")
                 self.monitor.breaker.remove_listener(self._on_breaker)
                 self.monitor.remove_cleanup_listener(self._on_cleanup)
+                self.monitor.remove_sample_listener(self._on_sample)
                 if started_monitor:
                     self.monitor.stop()
         with self._lock:
@@ -436,7 +446,9 @@ class Runner:
         self._set_phase("running")
         texts = [text for _, text in work.to_embed]
         done = 0
+        self._sub_batch_begins()
         for indices, vectors in executor.encode_iter(texts):
+            self._sub_batch_ends()
             for i, vector in zip(indices, vectors):
                 work.vectors[work.to_embed[i][0]] = vector
             done += len(indices)
@@ -446,7 +458,17 @@ class Runner:
                 verdict = self._checkpoint()
                 if verdict is not Verdict.CONTINUE:
                     return verdict
+            self._sub_batch_begins()
         return Verdict.CONTINUE
+
+    def _sub_batch_begins(self) -> None:
+        """Mark where a sub-batch starts: its growth to its peak is one batch's measured cost."""
+        if self.headroom is not None:
+            self.headroom.cost.begin(self.monitor.sample())
+
+    def _sub_batch_ends(self) -> None:
+        if self.headroom is not None:
+            self.headroom.cost.end(self.monitor.sample())
 
     def _commit(self, work: Work, *, complete: bool) -> None:
         result = self.job.commit(work)
@@ -578,6 +600,13 @@ class Runner:
     def _on_cleanup(self, report: CleanupReport) -> None:
         self._publish(CleanupRan(report))
 
+    def _on_sample(self, now: float, rss: int) -> None:
+        """Each memory sample feeds the headroom watch; one notice when the headroom crosses a batch's cost."""
+        assert self.headroom is not None
+        change = self.headroom.observe(now, rss)
+        if change is not None:
+            self._publish(Notice(change.message, level="warning" if change.low else "info"))
+
     # -- reporting ------------------------------------------------------------------
     def _active(self, now: float) -> float:
         """The clock with paused spells left out (lock held): rate and ETA count working time only."""
@@ -621,6 +650,8 @@ class Runner:
         # file-backed RSS (mmapped weights) the kernel can drop; anon it cannot
         parts = breakdown() if breakdown is not None else None
         thresholds = getattr(self.monitor, "thresholds", None)
+        lowest = self.headroom.lowest if self.headroom is not None else None
+        cost = self.headroom.cost.bytes if self.headroom is not None else None
         with self._lock:
             duration = (self._t_end or self._clock()) - (self._t0 or self._clock())
             items = self._items_done - self._items_skipped
@@ -661,6 +692,10 @@ class Runner:
                 reason=self._abort_reason or None,
                 memory_floor_gb=round(self._floor_bytes / GB, 3) if self._floor_bytes is not None else None,
                 previous_abnormal_end=self._previous_abnormal_end or None,
+                lowest_headroom_gb=round(lowest.bytes / GB, 3) if lowest is not None else None,
+                lowest_headroom_binds=lowest.binds if lowest is not None else None,
+                batch_cost_gb=round(cost / GB, 3) if cost is not None else None,
+                headroom_warnings=self.headroom.warnings if self.headroom is not None else None,
             )
 
 

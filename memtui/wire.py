@@ -37,6 +37,7 @@ TYPES: dict[str, str] = {
     "BreakerSnapshot": "memtui.memory.breaker",
     "BreakerState": "memtui.memory.breaker",
     "MemoryLimit": "memtui.memory.probe",
+    "Headroom": "memtui.memory.headroom",
     "CleanupReport": "memtui.memory.cleanup",
     # the embedding engine
     "RunSnapshot": "memtui.runner",

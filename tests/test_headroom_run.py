@@ -1,0 +1,105 @@
+"""A real Runner on a real job and SQLite file, its memory a fake process inside a fake cgroup: when the
+headroom to the cgroup's limit falls below one batch's measured cost, the run says so once (both faces' log),
+says when it is back, carries the headroom in its snapshots (and on the wire), and reports the lowest seen."""
+
+from __future__ import annotations
+
+import io
+
+from memtui import wire
+from memtui.events import Notice
+from memtui.faces.headless import HeadlessFace
+from memtui.jobs.cache import CacheJob
+from memtui.memory.config import MemoryConfig
+from memtui.memory.headroom import HeadroomWatch
+from memtui.memory.monitor import MemoryMonitor
+from memtui.memory.system import SystemReader
+from memtui.memory.units import GB, MB
+from memtui.runner import Runner
+from tests.memory.test_system import meminfo, v2_group, write
+from tests.support.executors import FakeExecutor
+from tests.support.fakes import FakeClock, FakeMemory
+from tests.support.inputs import write_input
+
+LIMIT = 2 * GB
+HOG = 900 * MB  # a neighbour in the same cgroup, from sub-batch HOG_FROM to HOG_UNTIL
+
+
+class CgroupRun:
+    """The job's RSS grows 50MB per sub-batch (its measured cost); the cgroup holds it and, for a while, a hog."""
+
+    HOG_FROM, HOG_UNTIL = 6, 12
+
+    def __init__(self, tmp_path) -> None:
+        self.proc, self.root = tmp_path / "proc", tmp_path / "cgroup"
+        write(self.proc / "self" / "cgroup", "0::/job\n")
+        write(self.proc / "meminfo", meminfo(16384, 12000))
+        self.clock = FakeClock(0.0)
+        self.memory = FakeMemory(base=1 * GB, per_step=50 * MB)
+        self.hog = 0
+        self._charge()
+        config = MemoryConfig(warning_memory_gb=8.0, max_memory_gb=10.0, sample_interval_s=3600.0)
+        self.monitor = MemoryMonitor(config, probe=self.memory, clock=self.clock)
+        executor = FakeExecutor(sub_batch=2, on_sub_batch=self._sub_batch)
+        source = write_input(tmp_path / "in.jsonl", 4, 9)
+        job = CacheJob(source, tmp_path / "cache.sqlite", executor, model_id="hash-test")
+        reader = SystemReader(self.proc, self.root, getrlimit=None)
+        self.runner = Runner(job, self.monitor, clock=self.clock, headroom=HeadroomWatch(reader))
+
+    def _charge(self) -> None:
+        v2_group(self.root / "job", current=self.memory.rss_bytes() + self.hog, max_=str(LIMIT), inactive=0)
+
+    def _sub_batch(self, n: int) -> None:
+        self.memory.step()
+        self.clock.advance(1.0)
+        self.hog = HOG if self.HOG_FROM <= n < self.HOG_UNTIL else 0
+        self._charge()
+
+
+def headroom_notices(events) -> list[tuple[str, str]]:
+    return [(e.level, e.message) for e in events if isinstance(e, Notice) and "Memory headroom" in e.message]
+
+
+def test_low_headroom_is_said_once_shown_and_reported(tmp_path):
+    run = CgroupRun(tmp_path)
+    events = run.runner.subscribe()
+    report = run.runner.run()
+    assert report.status == "success"
+    notices = headroom_notices(events.drain())
+    assert [level for level, _ in notices] == ["warning", "info"]
+    assert "is below one batch's measured cost (0.05GB)" in notices[0][1]
+    assert "to cgroup v2 /job" in notices[0][1]
+    assert notices[1][1].startswith("✅ Memory headroom back to ")
+    # the hog left the job less than nothing at its worst sub-batch: 1GB + 50MB x 6 + 900MB > 2GB
+    assert report.lowest_headroom_gb == 0.0
+    assert report.lowest_headroom_binds == "cgroup v2 /job"
+    assert report.batch_cost_gb == round(50 * MB / GB, 3)
+    assert report.headroom_warnings == 1
+    assert any(line.startswith("Lowest headroom 0.00GB to cgroup v2 /job") for line in report.summary_lines())
+    assert report.to_dict()["lowest_headroom_binds"] == "cgroup v2 /job"
+
+    snap = run.runner.snapshot()
+    h = snap.headroom
+    assert h is not None and not h.low
+    assert h.bytes == LIMIT - run.memory.rss_bytes()
+    assert (h.cgroup, h.cgroup_limit_bytes, h.available_bytes) == ("cgroup v2 /job", LIMIT, 12000 * MB)
+    assert wire.loads(wire.dumps("snapshot", snap)) == ("snapshot", snap)  # attached viewers and attach --json
+
+
+def test_headless_log_has_one_line_each_way(tmp_path):
+    run = CgroupRun(tmp_path)
+    err = io.StringIO()
+    HeadlessFace(run.runner, err=err, progress_every_s=3600).run()
+    lines = [line for line in err.getvalue().splitlines() if "Memory headroom" in line]
+    assert len(lines) == 2
+    assert lines[0].startswith("WARNING:memtui:⚠️ Memory headroom ")
+    assert lines[1].startswith("INFO:memtui:✅ Memory headroom back to ")
+
+
+def test_a_runner_without_a_watch_reads_nothing(tmp_path):
+    run = CgroupRun(tmp_path)
+    run.runner.headroom = None
+    report = run.runner.run()
+    assert run.runner.snapshot().headroom is None
+    assert "lowest_headroom_gb" not in report.to_dict()
+    assert report.status == "success"
