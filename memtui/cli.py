@@ -441,9 +441,10 @@ def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> Mo
         policy=args.on_breaker,
         children=args.children,
         selection=selection.describe(),
-        # A --match watch waits for new matches; explicit pids and the default list end when all exited.
+        # A --match watch waits for new matches, the default list refills; explicit pids end when all exited.
         end_when_all_exit=selection.match is None,
         rescan=rescan,
+        top=selection.top(),  # the default list is re-ranked live
         limit=monitor.limit,
         signal_other_users=getattr(args, "signal_other_users", False),
     )

@@ -9,6 +9,9 @@ duration is up, the operator stops it, or every explicit target has exited.
 While the watch is paused it samples nothing, so nothing a sample would drive
 happens (no breaker transitions, no --on-breaker signals); the operator's own
 per-target commands still work, and the duration keeps counting.
+The default selection (``top``) is re-ranked at each refresh: a process that
+grows past the smallest watched one takes its place, the smaller one leaves
+(``TargetState.LEFT``), and a place freed by an exit is filled at once.
 """
 
 from __future__ import annotations
@@ -44,16 +47,19 @@ from memtui.jobs.monitor.intervene import (
     send_signal,
     signal_target,
 )
+from memtui.jobs.monitor.targets import TopN
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import Cleaner
 from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
 from memtui.memory.probe import MemoryLimit, ProcessProbe
-from memtui.memory.units import GB
+from memtui.memory.units import GB, format_gb
 
 #: How often a --match watch looks for new matching processes (or every interval, if longer).
 RESCAN_S = 5.0
+#: How often the default top N is re-ranked (or every interval, if longer): a scan of every process.
+RERANK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,15 @@ class MonitorEngine:
         selection: str = "",
         end_when_all_exit: bool = True,
         rescan: Callable[[set[int]], list[PidProbe]] | None = None,
+        top: TopN | None = None,
         limit: MemoryLimit | None = None,
         send: Sender = send_signal,
         signal_other_users: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection).
+        """``rescan(known_pids)`` returns probes on new processes to watch (the --match selection);
+        ``top`` keeps the default selection the user's largest processes (it then never ends for
+        lack of targets: another process fills each place).
 
         ``signal_other_users`` (--signal-other-users) lets signals reach processes of other users;
         init, memtui and memtui's ancestors are never signalled whatever the flags.
@@ -120,6 +129,8 @@ class MonitorEngine:
         self.end_when_all_exit = end_when_all_exit
         self.limit = limit
         self._rescan = rescan
+        self._top = top
+        self._former: list[dict[str, Any]] = []  # report entries of processes that left a live top N
         self._send = send
         self.signal_other_users = signal_other_users
         self._clock = clock
@@ -259,19 +270,22 @@ class MonitorEngine:
         )
         self._warn_unsignallable(list(self._trackers.values()))
         next_rescan = self._t0 + max(RESCAN_S, self.interval_s)
+        next_rerank = self._t0 + max(RERANK_S, self.interval_s)
         tick = self._t0
         status, reason, exit_code = "success", "duration reached", 0
         try:
             while True:
                 with self._lock:
                     paused = self._paused
-                if not paused:
-                    self._sample_round()
+                lost = 0 if paused else self._sample_round()
                 now = self._clock()
                 if not paused and self._rescan is not None and now >= next_rescan:
                     self._add_new_targets()
                     next_rescan = now + max(RESCAN_S, self.interval_s)
-                if self.end_when_all_exit and all(t.gone for t in self._trackers.values()):
+                if not paused and self._top is not None and (lost or now >= next_rerank):
+                    self._rerank(self._top)  # an exit frees a place: fill it now, not a second later
+                    next_rerank = now + max(RERANK_S, self.interval_s)
+                if self.end_when_all_exit and self._top is None and all(t.gone for t in self._trackers.values()):
                     status, reason = "success", "all targets exited"
                     break
                 while tick <= now:
@@ -314,8 +328,10 @@ class MonitorEngine:
         report = self._cleaner.run("memtui's own memory, requested by the operator", clear_caches=False)
         self._publish(CleanupRan(report))
 
-    def _sample_round(self) -> None:
+    def _sample_round(self) -> int:
+        """Sample every live target once; returns how many were lost (exited or unreadable)."""
         t0 = time.perf_counter()
+        lost = 0
         with self._lock:
             live = [t for t in self._trackers.values() if not t.gone]
         ppids = ppid_map() if self.children and live else None
@@ -325,9 +341,11 @@ class MonitorEngine:
                 sample = tracker.probe.sample(detail=tracker.wants_detail(), ppids=ppids)
             except ProcessGone as exc:
                 self._lose(tracker, TargetState.EXITED, self._exit_note(tracker, exc))
+                lost += 1
                 continue
             except ProcessAccessDenied:
                 self._lose(tracker, TargetState.DENIED, "access denied: run memtui as its owner or root to read it")
+                lost += 1
                 continue
             with self._lock:
                 transitions = tracker.record(sample, time.perf_counter() - started)
@@ -337,17 +355,42 @@ class MonitorEngine:
         with self._lock:
             self._rounds += 1
             self._round_cost = time.perf_counter() - t0
+        return lost
 
     def _exit_note(self, tracker: TargetTracker, exc: ProcessGone) -> str:
         text = str(exc).removeprefix(f"pid {tracker.pid} ")
         return f"{text} after {self._elapsed():.1f}s of watching"
 
-    def _lose(self, tracker: TargetTracker, state: TargetState, note: str) -> None:
+    def _lose(self, tracker: TargetTracker, state: TargetState, note: str, level: str = "warning") -> None:
         with self._lock:
             tracker.mark(state, note)
             snap = tracker.snapshot()
             remaining = sum(not t.gone for t in self._trackers.values())
-        self._publish(TargetGone(snap, remaining, level="warning"))
+        self._publish(TargetGone(snap, remaining, level=level))
+
+    def _rerank(self, top: TopN) -> None:
+        """Keep the watch the user's ``top.n`` largest processes; what leaves is kept for the report only."""
+        with self._lock:
+            for pid in [pid for pid, t in self._trackers.items() if t.gone]:
+                self._former.append(self._trackers.pop(pid).snapshot().as_report())  # the table drops it
+            live = dict(self._trackers)
+            pinned = {pid for pid, t in live.items() if t.held_by is not None}
+        try:
+            entering, leaving, rss = top.plan(live, pinned)
+        except psutil.Error:
+            return  # the scan failed this time; the next refresh tries again
+        for pid in leaving:
+            self._lose(live[pid], TargetState.LEFT, f"left the top {top.n} at {format_gb(rss[pid])}", level="info")
+        for pid in entering:
+            try:
+                probe = PidProbe(pid, children=self.children)
+            except (ProcessGone, ProcessAccessDenied):
+                continue  # gone between the scan and the probe: the next refresh ranks again
+            with self._lock:
+                tracker = self._trackers[pid] = self._track(probe)
+                snap = tracker.snapshot()
+            self._publish(TargetAdded(snap, f"entered the top {top.n} at {format_gb(rss[pid])}"))
+            self._warn_unsignallable([tracker])
 
     def _add_new_targets(self) -> None:
         assert self._rescan is not None
@@ -453,8 +496,9 @@ class MonitorEngine:
         return (self._t_end if self._t_end is not None else self._clock()) - self._t0
 
     def _build_report(self, status: str, reason: str, exit_code: int) -> dict[str, Any]:
-        targets = [t.snapshot() for t in self._trackers.values()]
-        peak = max(targets, key=lambda t: t.peak, default=None)
+        """Every process watched, those that left a live top N first (the report keeps them; the table does not)."""
+        targets = [*self._former, *(t.snapshot().as_report() for t in self._trackers.values())]
+        peak = max(targets, key=lambda t: t["peak_memory_gb"], default=None)
         cfg = self.config
         return {
             "status": status,
@@ -467,15 +511,15 @@ class MonitorEngine:
             "selection": self.selection,
             "children": self.children,
             "on_breaker": self.policy.value,
-            "peak_memory_gb": round(peak.peak / GB, 3) if peak else 0.0,
-            "peak_pid": peak.pid if peak else None,
-            "memory_warnings": sum(t.warnings for t in targets),
-            "breaker_trips": sum(t.trips for t in targets),
-            "actions": sum(len(t.actions) for t in targets),
+            "peak_memory_gb": peak["peak_memory_gb"] if peak else 0.0,
+            "peak_pid": peak["pid"] if peak else None,
+            "memory_warnings": sum(t["memory_warnings"] for t in targets),
+            "breaker_trips": sum(t["breaker_trips"] for t in targets),
+            "actions": sum(len(t["actions"]) for t in targets),
             "warning_memory_gb": round(cfg.warning_memory_gb, 3),
             "max_memory_gb": round(cfg.max_memory_gb, 3),
             "reset_memory_gb": round(cfg.reset_bytes / GB, 3),
             "limit_gb": round(self.limit.bytes / GB, 3) if self.limit and self.limit.bytes else None,
             "limit_source": self.limit.source if self.limit else None,
-            "targets": [t.as_report() for t in targets],
+            "targets": targets,
         }

@@ -99,7 +99,7 @@ class TargetGone(Event):
     @property
     def message(self) -> str:
         t = self.target
-        icon = "👋" if t.state is TargetState.EXITED else "🔒"
+        icon = {TargetState.EXITED: "👋", TargetState.LEFT: "↘️"}.get(t.state, "🔒")
         watching = f"still watching {self.remaining}" if self.remaining else "no target left"
         return f"{icon} pid {t.pid} ({t.label}): {t.note}; peak {format_gb(t.peak)}; {watching}"
 

@@ -4,6 +4,7 @@ Matching and the default list never include memtui itself, the processes that
 started it (a shell running ``memtui ... --match worker`` matches too) or the
 processes memtui started (a resource tracker). Both pick only the current
 user's processes (same real uid) unless ``--all-users`` widens --match.
+The default list stays live (``TopN``): re-ranked by RSS at each refresh.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import psutil
@@ -19,9 +20,14 @@ import psutil
 from memtui.errors import UsageError
 from memtui.jobs.monitor.intervene import user_name
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone
+from memtui.memory.units import MB
 
 #: How many processes the default selection watches.
 TOP_N = 5
+#: A process takes a place in a full top N only when it is larger than the smallest watched one by
+#: both of these: two processes of about the same size must not swap places at every refresh.
+ENTER_MARGIN = 0.10
+ENTER_GAP = 8 * MB
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ class Selection:
         if not parts:
             parts.append(f"top {self.top_n} memory users of {_user()}")
         return " and ".join(parts) + (" (with children)" if self.children else "")
+
+    def top(self) -> TopN | None:
+        """The live ranking of the default selection; None when the operator named what to watch."""
+        return TopN(self.top_n) if not self.pids and self.match is None else None
 
 
 def _user() -> str:
@@ -116,8 +126,8 @@ def find_matching(
     return probes
 
 
-def top_users(n: int, children: bool) -> list[PidProbe]:
-    """The current user's (same real uid) ``n`` largest processes by RSS, memtui's lineage excluded."""
+def ranked_processes() -> list[tuple[int, int]]:
+    """(RSS, pid) of the current user's (same real uid) processes, largest first; memtui's lineage excluded."""
     uid, exclude = os.getuid(), memtui_lineage()
     ranked = []
     for proc in psutil.process_iter(["uids", "memory_info"]):
@@ -126,8 +136,13 @@ def top_users(n: int, children: bool) -> list[PidProbe]:
         if proc.pid in exclude or not mine or info.get("memory_info") is None:
             continue
         ranked.append((info["memory_info"].rss, proc.pid))
+    return sorted(ranked, reverse=True)
+
+
+def top_users(n: int, children: bool) -> list[PidProbe]:
+    """The current user's (same real uid) ``n`` largest processes by RSS, memtui's lineage excluded."""
     probes: list[PidProbe] = []
-    for _rss, pid in sorted(ranked, reverse=True):
+    for _rss, pid in ranked_processes():
         if len(probes) == n:
             break
         try:
@@ -135,6 +150,57 @@ def top_users(n: int, children: bool) -> list[PidProbe]:
         except (ProcessGone, ProcessAccessDenied):
             continue
     return probes
+
+
+def rerank(
+    ranked: list[tuple[int, int]], watched: Collection[int], pinned: Collection[int], n: int
+) -> tuple[list[int], list[int]]:
+    """(entering, leaving) pids that keep ``watched`` the ``n`` largest of ``ranked`` ((RSS, pid), largest first).
+
+    Free places are filled largest first; a full list takes a newcomer only in place of its smallest
+    member, and only past ``ENTER_MARGIN`` and ``ENTER_GAP``. ``pinned`` pids (stopped by memtui or the
+    operator) never leave: memtui must resume what it stopped. Watched pids missing from ``ranked`` are
+    left to the sampling, which sees them exit.
+    """
+    rss = {pid: size for size, pid in ranked}
+    keep = set(watched)
+    entering: list[int] = []
+    leaving: list[int] = []
+    for size, pid in ranked:
+        if pid in keep:
+            continue
+        if len(keep) < n:
+            keep.add(pid)
+            entering.append(pid)
+            continue
+        movable = [(rss[p], p) for p in keep if p in rss and p not in pinned]
+        if not movable:
+            break
+        smallest_rss, smallest = min(movable)
+        if size <= max(smallest_rss * (1 + ENTER_MARGIN), smallest_rss + ENTER_GAP):
+            break  # ranked is largest first: no later one would pass either
+        keep.discard(smallest)
+        keep.add(pid)
+        entering.append(pid)
+        if smallest in entering:
+            entering.remove(smallest)
+        else:
+            leaving.append(smallest)
+    return entering, leaving
+
+
+@dataclass(frozen=True)
+class TopN:
+    """The default selection kept live: the user's ``n`` largest processes, re-ranked at each refresh."""
+
+    n: int = TOP_N
+    scan: Callable[[], list[tuple[int, int]]] = ranked_processes
+
+    def plan(self, watched: Collection[int], pinned: Collection[int]) -> tuple[list[int], list[int], dict[int, int]]:
+        """(entering pids, leaving pids, the RSS each was ranked at)."""
+        ranked = self.scan()
+        entering, leaving = rerank(ranked, watched, pinned, self.n)
+        return entering, leaving, {pid: size for size, pid in ranked}
 
 
 def discover(selection: Selection) -> list[PidProbe]:

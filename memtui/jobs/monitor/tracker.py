@@ -30,6 +30,7 @@ class TargetState(str, enum.Enum):
     STOPPED = "stopped"
     EXITED = "exited"
     DENIED = "access denied"
+    LEFT = "left"  # dropped out of a live top N (memtui.jobs.monitor.targets.TopN)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class TargetSnapshot:
 
     @property
     def gone(self) -> bool:
-        return self.state in (TargetState.EXITED, TargetState.DENIED)
+        return self.state in (TargetState.EXITED, TargetState.DENIED, TargetState.LEFT)
 
     def as_report(self) -> dict[str, Any]:
         return {
