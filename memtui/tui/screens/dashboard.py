@@ -193,6 +193,7 @@ class DashboardScreen(Screen):
         if s is None:
             return
         self.query_one(RunHeader).show(s)
+        self.query_one("#body").set_class(s.headroom is not None, "-system")  # one more memory line
         self.query_one(MemoryPanel).show(s)
         self.query_one(BreakerPanel).show(s)
         self.query_one(BatchPanel).show(s)

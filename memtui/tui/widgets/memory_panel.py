@@ -1,4 +1,5 @@
-"""Memory at a glance: the last minute as a sparkline, then current, peak, levels, limit, trend."""
+"""Memory at a glance: the last minute as a sparkline, then current, peak, levels, limit (or the headroom
+to the limit that kills, with the system, cgroup and swap readings), trend."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.content import Content
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, MB, format_bytes
 from memtui.runner import RunSnapshot
+from memtui.tui.headroom_text import headroom_line, readings_line
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
 from memtui.tui.widgets.memory_sparkline import MemorySparkline
 from memtui.tui.widgets.panel import Readout
@@ -47,7 +49,14 @@ class MemoryPanel(Vertical):
             )
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")
-        self.query_one("#memory-text", Readout).text = Content("\n").join(
+        # With the system read (memtui.memory.headroom), the headroom to the limit that binds and the
+        # readings behind it take the limit line's place.
+        h = s.headroom
+        self.set_class(h is not None and h.low, "-headroom-low")
+        self.border_title = "Memory · headroom below one batch" if h is not None and h.low else "Memory"
+        text = self.query_one("#memory-text", Readout)
+        limit_lines = [limit_line] if h is None else [headroom_line(h), readings_line(h, text.content_size.width)]
+        text.text = Content("\n").join(
             [
                 Content.assemble(
                     ("RSS ", "$text-muted"),
@@ -58,7 +67,7 @@ class MemoryPanel(Vertical):
                 Content.assemble(
                     ("warning ", "$warning"), gb(m.warning_bytes), ("  breaker ", "$error"), gb(m.max_bytes)
                 ),
-                limit_line,
+                *limit_lines,
                 self._trend(s),
             ]
         )
