@@ -27,7 +27,7 @@ from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.message_pump import _MessagePumpMeta
 from textual.worker import Worker, WorkerState
@@ -36,6 +36,7 @@ from memtui.engine import Engine
 from memtui.errors import ConfigError, UsageError
 from memtui.records import Report
 from memtui.tui.driver import HangupSafeDriver
+from memtui.tui.key_gate import KeyGate
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, load_theme, load_themes
 from memtui.tui.widgets.gc_log import GcLog
@@ -81,6 +82,7 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         self._worker: Worker | None = None
         self.report: Report | None = None
         self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
+        self.keys = KeyGate(self, route=super().on_event)  # typed keys apply one by one, in order
         for t in load_themes():
             self.register_theme(t)
         if theme is not None and is_theme_file(theme):  # an operator's own theme file
@@ -124,6 +126,20 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
     def _check_thresholds(self, warning: str, breaker: str) -> str | None:
         """An error for levels the engine must not see, checked before ``set_thresholds``."""
         return None
+
+    # -- keys: in the order typed, each to the screen in front by then (memtui.tui.key_gate) --
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded:
+            await self.keys.receive(event)
+        else:
+            await super().on_event(event)
+
+    def push_screen(self, screen: Any, callback: Any = None, wait_for_dismiss: bool = False, **kw: Any) -> Any:
+        """Keys typed after the one that opened a screen wait until it is mounted, then go to it."""
+        shown = super().push_screen(screen, callback, wait_for_dismiss, **kw)  # type: ignore[call-overload]
+        if not wait_for_dismiss:
+            self.keys.screen_pushed(shown)
+        return shown
 
     # -- the job ----------------------------------------------------------------------
     def _start_hosting(self) -> None:

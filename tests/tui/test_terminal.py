@@ -34,7 +34,7 @@ from tests.support.executors import FakeExecutor
 from tests.support.inputs import write_input
 
 tmp = Path(sys.argv[1])
-source = write_input(tmp / "responses.jsonl", domains=60, per_domain=4)
+source = write_input(tmp / "responses.jsonl", domains=int(sys.argv[2]), per_domain=4)
 job = CacheJob(source, tmp / "cache.sqlite", FakeExecutor(sub_batch=2, delay_s=0.02), model_id="fake")
 runner = Runner(job, MemoryMonitor(MemoryConfig()))
 runner.open()
@@ -49,13 +49,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 class Terminal:
     """A child process on the slave side of a pty, 80x24, with its output drained continuously."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, domains: int = 60) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: a session leader whose controlling terminal is the pty
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             os.chdir(ROOT)
             os.environ["TERM"] = "xterm-256color"
-            os.execv(sys.executable, [sys.executable, "-c", CHILD, str(tmp)])
+            os.execv(sys.executable, [sys.executable, "-c", CHILD, str(tmp), str(domains)])
         self.pid, self.fd = pid, fd
         self.output = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -132,3 +132,18 @@ def test_a_dropped_terminal_stops_cleanly_and_still_reports(tmp_path: Path):
     assert term.exit_code() == 130
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "interrupted" and committed(tmp_path) == report["domains_done"] >= 10
+
+
+def test_a_burst_in_one_write_fills_the_dialog_its_first_key_opens(tmp_path: Path):
+    """``t0.9<Tab>1.4<Enter>`` as one read of the terminal (a paste, a slow SSH link): the keys after t go
+    into the thresholds dialog, in order; then ``qy`` in one write asks and confirms."""
+    term = Terminal(tmp_path, domains=600)
+    wait_for_domains(term, tmp_path, 5)
+    term.type(b"t0.9\t1.4\r")
+    term.wait_for_text(b"0.90GB")
+    term.type(b"qy")
+    assert term.exit_code() == 130
+    term.hang_up()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["warning_memory_gb"], report["max_memory_gb"]) == (0.9, 1.4), report
+    assert report["status"] == "interrupted"
