@@ -133,7 +133,7 @@ async def test_the_sparkline_scale_is_fixed_by_the_levels_and_marks_them():
     from textual.app import App
 
     from memtui.memory.units import GB as _GB
-    from memtui.tui.widgets.memory_sparkline import MemorySparkline
+    from memtui.tui.widgets.memory_sparkline import GUTTER, MemorySparkline
 
     class One(App):
         def compose(self):
@@ -151,5 +151,6 @@ async def test_the_sparkline_scale_is_fixed_by_the_levels_and_marks_them():
         await pilot.pause()
         assert spark.scale == first == (0, int(1.7 * _GB) // (_GB // 10) * (_GB // 10))
         high = str(spark.render())
-        assert low.splitlines()[-1][-10:-5] == high.splitlines()[-1][-10:-5], "0.4GB drawn at the same height"
+        first_five = slice(-10 - GUTTER, -5 - GUTTER)  # the newest columns end where the levels' gutter starts
+        assert low.splitlines()[-1][first_five] == high.splitlines()[-1][first_five], "0.4GB drawn at the same height"
         assert any(ch in low for ch in "⎽⎼⎻⎺"), "the warning and breaker levels are marked"

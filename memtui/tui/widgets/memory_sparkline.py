@@ -5,10 +5,12 @@ noise into a cliff and draws the same RSS at different heights as the data
 moves. Here the scale is fixed by the levels alone: 0 at the bottom, a little
 above the breaker (``HEADROOM``, rounded up to 0.1 GB) at the top, so a height
 always means the same memory and a column that reaches the breaker's mark is
-at the breaker. The warning and breaker levels are drawn as scan lines
-(⎽⎼⎻⎺) in their colors across the empty cells of the row they fall in; each
-column takes the color of its zone. ``scale`` says what the bottom and top are,
-and the memory panel prints it.
+at the breaker. Each level is a scan line (⎽⎼⎻⎺, its height within the row) in
+its color: across the empty cells of its row (two levels in one row take turns,
+cell by cell, the warning always drawn lower), and always in a two-cell gutter
+at the right edge, warning then breaker, beside the newest column, so both stay
+visible when the columns cover their row. Each column takes the color of its
+zone. ``scale`` says what the bottom and top are, and the memory panel prints it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 _SCAN = "⎽⎼⎻⎺"
 #: The top of the scale, as a multiple of the breaker level.
 HEADROOM = 1.1
+#: Cells at the right edge that always show the levels (warning, breaker); narrower widgets go without.
+GUTTER = 2
+
+
+class Mark(NamedTuple):
+    """Where a level is drawn: its row (0 at the bottom), its scan line in that row, its style."""
+
+    row: int
+    glyph: str
+    style: Style
 
 
 class Samples(NamedTuple):
@@ -71,7 +83,8 @@ class MemorySparkline(Widget):
 
     def render(self) -> Text:
         width, rows = self.size.width, max(1, self.size.height)
-        cols = self.columns(width)
+        gutter = GUTTER if width > 2 * GUTTER else 0
+        cols = self.columns(width - gutter)
         styles = {
             "normal": self.get_component_rich_style("memory-sparkline--normal"),
             "warning": self.get_component_rich_style("memory-sparkline--warning"),
@@ -82,43 +95,48 @@ class MemorySparkline(Widget):
             return Text("no samples yet", style=empty, no_wrap=True)
         floor, top = self.scale
         span = max(1, top - floor)
-        pad = width - len(cols)
+        pad = width - gutter - len(cols)
         heights = [min(rows * 8, max(0, round((v - floor) / span * rows * 8))) for v in cols]
         zones = [self._zone(v) for v in cols]
-        marks = self.marks(rows)
+        warning, breaker = self.marks(rows)
         text = Text(no_wrap=True, overflow="crop")
         for row in range(rows - 1, -1, -1):
-            mark = marks.get(row)
-            for _ in range(pad):
-                text.append(*(mark if mark else (" ", empty)))
-            for h, zone in zip(heights, zones):
-                level = min(8, max(0, h - row * 8))
-                if level == 0 and mark is not None:
-                    text.append(mark[0], style=mark[1])  # the level's line shows where no column covers it
-                    continue
-                # Keep a floor row visible, so a tiny RSS still draws a line rather than nothing.
-                ch = _BLOCKS[level] if level or row else "▁"
-                text.append(ch, style=styles[zone])
+            # The levels in this row take turns across its empty cells (by column, so they do not crawl).
+            here = [mark for mark in (breaker, warning) if mark.row == row]
+            for x in range(width - gutter):
+                i = x - pad  # the column's sample (none in the padding before a short history)
+                level = min(8, max(0, heights[i] - row * 8)) if i >= 0 else 0
+                if level == 0 and here:
+                    mark = here[x % len(here)]
+                    text.append(mark.glyph, style=mark.style)  # a level's line shows where no column covers it
+                elif i < 0:
+                    text.append(" ", style=empty)
+                else:
+                    # Keep a floor row visible, so a tiny RSS still draws a line rather than nothing.
+                    text.append(_BLOCKS[level] if level or row else "▁", style=styles[zones[i]])
+            if gutter:
+                for mark in (warning, breaker):
+                    text.append(*((mark.glyph, mark.style) if mark.row == row else (" ", empty)))
             if row:
                 text.append("\n")
         return text
 
-    def marks(self, rows: int) -> dict[int, tuple[str, Style]]:
-        """Row -> (scan line, style) for the warning and breaker levels (the breaker wins a shared row)."""
+    def marks(self, rows: int) -> tuple[Mark, Mark]:
+        """The warning's and the breaker's marks; in a shared row the warning's scan line is drawn lower."""
         floor, top = self.scale
         span = max(1, top - floor)
-        out: dict[int, tuple[str, Style]] = {}
-        for level, component in (
-            (self.samples.warning, "memory-sparkline--warning"),
-            (self.samples.max, "memory-sparkline--critical"),
-        ):
-            pos = (level - floor) / span * rows  # in rows from the bottom
-            if not 0 <= pos <= rows:
-                continue
+        placed = []
+        for level in (self.samples.warning, self.samples.max):
+            pos = min(float(rows), max(0.0, (level - floor) / span * rows))  # in rows from the bottom
             row = min(rows - 1, int(pos))
-            within = pos - row  # 0..1 inside the row
-            out[row] = (_SCAN[min(3, int(within * 4))], self.get_component_rich_style(component))
-        return out
+            placed.append((row, min(3, int((pos - row) * 4))))
+        (w_row, w_at), (b_row, b_at) = placed
+        if w_row == b_row and w_at >= b_at:  # one cell, two levels: keep them apart, in order
+            w_at, b_at = (b_at - 1, b_at) if b_at else (0, 1)
+        return (
+            Mark(w_row, _SCAN[w_at], self.get_component_rich_style("memory-sparkline--warning")),
+            Mark(b_row, _SCAN[b_at], self.get_component_rich_style("memory-sparkline--critical")),
+        )
 
     def _zone(self, value: int) -> str:
         if value >= self.samples.max:
