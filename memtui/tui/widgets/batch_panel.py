@@ -29,7 +29,8 @@ class BatchPanel(Panel):
         first = Content.assemble(
             ("size ", "$text-muted"), size, ("  limits ", "$text-muted"), f"{s.batch_min}..{s.batch_max}"
         )
-        rate = f"{s.items_per_s:.1f}" if s.items_per_s > 0 else "–"  # no rate until work is done
+        per_s = s.report.items_per_s if s.report is not None else s.items_per_s  # once over: the report's
+        rate = f"{per_s:.1f}" if per_s > 0 else "–"  # no rate until work is done
         second = Content.assemble(
             ("batches ", "$text-muted"), f"{s.batches:,}", ("  ", ""), rate, ("/s", "$text-muted")
         )

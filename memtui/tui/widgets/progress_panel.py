@@ -9,13 +9,25 @@ from memtui.tui.text import bar, count, format_duration
 from memtui.tui.widgets.panel import Panel
 
 
+def responses_done(s: RunSnapshot) -> int:
+    """The responses the bar counts, the same number the run report gives once the run is over.
+
+    While the job runs, work in flight counts (a first batch of many minutes does not sit at 0.0%).
+    Once it is over, the report's count: a stop or an abort mid-batch commits the unfinished domains'
+    vectors too (a rerun keeps them), and the screen must not say less than the report.
+    """
+    if s.report is not None:
+        committed = s.report.responses_committed
+        return s.items_done if committed is None else s.items_skipped + committed
+    return s.items_done + s.in_flight_progress[0]
+
+
 class ProgressPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "Progress"
 
     def show(self, s: RunSnapshot) -> None:
-        # Work in flight counts: a first batch of many minutes does not sit at 0.0%.
-        done = s.items_done + (0 if s.finished else s.in_flight_progress[0])
+        done = responses_done(s)
         fraction = min(1.0, done / s.items_total) if s.items_total else (1.0 if s.finished else 0.0)
         pct = f" {fraction * 100:5.1f}%"
         width = max(4, self.content_size.width - len(pct)) if self.content_size.width else 40
@@ -23,7 +35,7 @@ class ProgressPanel(Panel):
         bar_style = "$success" if s.finished and s.report and s.report.status == "success" else "$primary"
         line1 = Content.assemble((filled, bar_style), (empty, "$text-muted"), (pct, "bold"))
         line2 = Content.assemble(
-            (count(s.items_done), "bold"),
+            (count(done if s.finished else s.items_done), "bold"),
             ("/", "$text-muted"),
             count(s.items_total),
             (" responses", "$text-muted"),
@@ -35,13 +47,15 @@ class ProgressPanel(Panel):
             (f"  ({count(s.items_skipped)} already cached)", "$text-muted") if s.items_skipped else ("", ""),
         )
         parts: list[tuple[str, str] | str] = [("elapsed ", "$text-muted"), format_duration(s.elapsed_s)]
+        if s.finished and (partly := done - s.items_done) > 0:
+            parts += [("  incl. ", "$text-muted"), count(partly), (" of unfinished domains", "$text-muted")]
         if not s.finished:
             parts += [("  ETA ", "$text-muted"), "paused" if s.paused else format_duration(s.eta_s)]
             if s.in_flight:
-                done, total = s.in_flight_progress
+                embedded, total = s.in_flight_progress
                 parts += [
                     ("  in flight ", "$text-muted"),
-                    f"{done}/{total}",
+                    f"{embedded}/{total}",
                     (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted"),
                 ]
         self.set_text(Content("\n").join([line1, line2, Content.assemble(*parts)]))
