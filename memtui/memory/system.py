@@ -160,18 +160,25 @@ def read_cgroups(proc: Path, cgroup_root: Path) -> tuple[CgroupMemory, ...]:
     return ()
 
 
-def _walk(mount: Path, cgroup_path: str, read: Callable[[Path, str], CgroupMemory | None]) -> tuple[CgroupMemory, ...]:
+Read = Callable[[Path, str, bool], CgroupMemory | None]
+
+
+def _walk(mount: Path, cgroup_path: str, read: Read) -> tuple[CgroupMemory, ...]:
     rel = Path(cgroup_path.lstrip("/"))
     found: list[CgroupMemory] = []
     for ancestor in [rel, *rel.parents]:
         name = "/" if str(ancestor) == "." else "/" + str(ancestor)
-        cgroup = read(mount / ancestor, name)
-        if cgroup is not None and (not found or cgroup.limit is not None):
+        cgroup = read(mount / ancestor, name, bool(found))
+        if cgroup is not None:
             found.append(cgroup)
     return tuple(found)
 
 
-def _read_v2(folder: Path, name: str) -> CgroupMemory | None:
+def _read_v2(folder: Path, name: str, limited_only: bool) -> CgroupMemory | None:
+    """The cgroup in ``folder``; with ``limited_only`` (an ancestor), None unless it has a limit."""
+    limit = _read_limit(folder / "memory.max")
+    if limited_only and limit is None:
+        return None
     usage = _read_int(folder / "memory.current")
     if usage is None:  # not a cgroup folder, or the root (which has no memory.current)
         return None
@@ -180,12 +187,15 @@ def _read_v2(folder: Path, name: str) -> CgroupMemory | None:
         path=name,
         usage=usage,
         inactive_file=_stat_fields(folder / "memory.stat").get("inactive_file", 0),
-        limit=_read_limit(folder / "memory.max"),
+        limit=limit,
         swap=_read_int(folder / "memory.swap.current"),
     )
 
 
-def _read_v1(folder: Path, name: str) -> CgroupMemory | None:
+def _read_v1(folder: Path, name: str, limited_only: bool) -> CgroupMemory | None:
+    limit = _read_limit(folder / "memory.limit_in_bytes")
+    if limited_only and limit is None:
+        return None
     usage = _read_int(folder / "memory.usage_in_bytes")
     if usage is None:
         return None
@@ -197,7 +207,7 @@ def _read_v1(folder: Path, name: str) -> CgroupMemory | None:
         usage=usage,
         # total_ counts the cgroup's children too, as its usage does
         inactive_file=stat.get("total_inactive_file", stat.get("inactive_file", 0)),
-        limit=_read_limit(folder / "memory.limit_in_bytes"),
+        limit=limit,
         swap=max(0, memsw - usage) if memsw is not None else None,
     )
 
