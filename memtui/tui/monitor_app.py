@@ -1,5 +1,8 @@
 """The monitor-mode TUI: watched processes in a table, events in a log, keys to pause, resume or terminate.
 
+The table sorts (``o``: RSS, growth, PID) and filters (``/``) without touching
+the engine; its cursor follows its pid, and every signal names the pid it goes to.
+
 Same contract as the main app: the MonitorEngine runs in a thread worker, the
 app polls ``snapshot()`` and drains ``subscribe()`` on a timer, and acts only
 through the engine's commands. Every signal the operator sends is confirmed
@@ -13,7 +16,7 @@ from typing import ClassVar, NamedTuple
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import var
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from memtui.engine import call
 from memtui.errors import MemtuiError
@@ -22,6 +25,7 @@ from memtui.jobs.monitor.engine import MonitorEngine, MonitorSnapshot
 from memtui.jobs.monitor.events import (
     MonitorFinished,
     TargetActed,
+    TargetAdded,
     TargetBreakerChanged,
     TargetGone,
     TargetSampled,
@@ -35,6 +39,7 @@ from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
 from memtui.tui.text import gb, strip_icon
+from memtui.tui.widgets.filter_bar import FilterBar
 from memtui.tui.widgets.gc_log import GcLog
 from memtui.tui.widgets.process_table import ProcessTable
 
@@ -81,7 +86,9 @@ def log_entry(event: Event) -> tuple[str, str] | None:
     if isinstance(event, TargetActed):
         return "SIG", "warning" if event.action.ok else "error"
     if isinstance(event, TargetGone):
-        return "EXIT", "muted"
+        return ("LEFT" if event.target.state is TargetState.LEFT else "EXIT"), "muted"
+    if isinstance(event, TargetAdded):
+        return "NEW", "info"
     if isinstance(event, MonitorFinished):
         return "DONE", "success" if event.report["exit_code"] == 0 else "warning"
     return "NOTE", {"error": "error", "warning": "warning"}.get(event.level, "info")
@@ -125,6 +132,11 @@ class MonitorApp(EngineApp):
             tooltip="Change thresholds: warning and breaker levels for every watched process",
         ),
         Binding("q", "request_quit", "Quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"),
+        Binding(
+            "o", "cycle_order", "Sort", tooltip="Sort the table: by RSS, growth or PID in turn (its title says which)"
+        ),
+        Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter: every process again"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
@@ -147,16 +159,20 @@ class MonitorApp(EngineApp):
         )
         self.engine = engine
         self.header = Static("", id="monitor-header", markup=False)
+        self.filter_bar = FilterBar(id="filter")
         self.table = ProcessTable(id="processes")
         self.log_widget = GcLog(id="monitor-log")
 
     def compose(self) -> ComposeResult:
         yield self.header
+        yield self.filter_bar
         yield self.table
         yield self.log_widget
-        yield Footer()
+        yield Footer(compact=True)  # every key, q included, fits 60 columns
 
     def on_ready(self) -> None:
+        self.log_widget.border_title = "Log"  # the events of the watch, not memtui's own cleanups
+        self.filter_bar.display = False
         self._start_hosting()
 
     def _polling_started(self) -> None:
@@ -195,7 +211,7 @@ class MonitorApp(EngineApp):
         )
 
     def _header(self, s: MonitorSnapshot) -> str:
-        live = sum(not t.gone for t in s.targets)
+        """What is watched and how, most important first (the line is cut at the terminal's edge)."""
         span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
         state = (
             f"finished: {s.report['end_reason']}"
@@ -207,12 +223,14 @@ class MonitorApp(EngineApp):
             else "watching"
         )
         return (
-            f"{s.selection} · {live}/{len(s.targets)} live · every {s.interval_s:g}s · warning "
-            f"{gb(s.warning_bytes)} breaker {gb(s.max_bytes)} · on breaker: {s.policy.value} · {span} · {state}"
+            f"{state} · {s.selection} · warning {gb(s.warning_bytes)} · breaker {gb(s.max_bytes)} · "
+            f"on breaker: {s.policy.value} · every {s.interval_s:g}s · {span}"
         )
 
     # -- keys -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return bool(self.table.filter_text) or None
         if action != "signal" and action != "thresholds":
             return True
         keys = self.key_state
@@ -260,6 +278,38 @@ class MonitorApp(EngineApp):
                 f"{s.warning_bytes / GB:.2f}GB", f"{s.max_bytes / GB:.2f}GB", self._apply_thresholds
             )
         )
+
+    # -- sorting and filtering (the table only: the engine watches the same processes) --
+    def action_cycle_order(self) -> None:
+        self.table.sort_by(self.table.order.next())
+        self._update_key_state()
+
+    def action_filter(self) -> None:
+        self.filter_bar.display = True
+        self.filter_bar.focus()
+
+    def action_clear_filter(self) -> None:
+        self.filter_bar.value = ""
+        self._close_filter()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is self.filter_bar:
+            self.table.filter_by(event.value)
+            self._update_key_state()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is self.filter_bar:
+            self.filter_bar.display = bool(event.value)
+            self.table.focus()
+
+    def on_filter_bar_cleared(self, _event: FilterBar.Cleared) -> None:
+        self._close_filter()
+
+    def _close_filter(self) -> None:
+        self.filter_bar.display = False
+        self.table.filter_by("")
+        self.table.focus()
+        self._update_key_state()
 
     # -- quitting ---------------------------------------------------------------------
     def action_request_quit(self) -> None:

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from memtui.jobs.monitor.engine import MonitorEngine
+from memtui.jobs.monitor.targets import TopN
 from memtui.jobs.monitor.tracker import TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.memory.config import MemoryConfig
@@ -92,7 +93,7 @@ async def test_keys_stop_resume_and_terminate_the_selected_process_after_confirm
         assert child.wait(timeout=10) == -signal.SIGTERM
         await wait_for(pilot, lambda: app.last.target(child.pid).state is TargetState.EXITED, what="exited")
         await wait_for(pilot, lambda: app.report is not None, what="the watch to end (its only target exited)")
-        assert "exited" in str(table.get_cell(str(child.pid), "state"))
+        await wait_for(pilot, lambda: table.shown_pids == [], what="the exited process to leave the table")
         await pilot.press("q")
     report = app.return_value
     assert [(a["action"], a["by"]) for a in report["targets"][0]["actions"]] == [
@@ -106,7 +107,7 @@ async def test_keys_stop_resume_and_terminate_the_selected_process_after_confirm
 
 async def test_breaker_colors_the_row_and_q_resumes_what_memtui_stopped(child):
     app = MonitorApp(engine_for(child, policy="stop"))
-    async with app.run_test(size=(110, 30)) as pilot:
+    async with app.run_test(size=(120, 30)) as pilot:  # wide enough for the Breaker column
         table = app.query_one(ProcessTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="a row")
         child.stdin.write("grow\n")
@@ -114,8 +115,11 @@ async def test_breaker_colors_the_row_and_q_resumes_what_memtui_stopped(child):
         await wait_for(pilot, lambda: status(child) == "stopped", what="the breaker's SIGSTOP")
         await wait_for(pilot, lambda: app.last.target(child.pid).breaker is BreakerState.OPEN, what="open")
         await pilot.pause(0.3)
-        cell = table.get_cell(str(child.pid), "breaker")
-        assert str(cell) == "open" and cell.style == table.get_component_rich_style("process-table--open", partial=True)
+        open_style = table.get_component_rich_style("process-table--open", partial=True)
+        for column in ("breaker", "eta"):
+            cell = table.get_cell(str(child.pid), column)
+            assert str(cell) == "open" and cell.style == open_style, column
+        assert table.get_cell(str(child.pid), "rss").style == open_style
         assert str(table.get_cell(str(child.pid), "state")) == "stopped (memtui)"
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
@@ -251,3 +255,143 @@ async def test_the_monitor_palette_lists_its_keys_from_the_bindings(child):
         assert "Resume the selected process" not in titles, "the process runs: r is not offered"
         assert [doc.key_display(app) for doc in documented([app]) if doc.action == "request_quit"] == ["q  ^c"]
         await pilot.press("q")
+
+
+# -- the table at 80x24 and 60x20: columns, sort, filter, live top N ---------------------------------
+def screen_lines(app) -> list[str]:
+    """What the terminal shows, line by line."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def row_line(app, pid: int) -> str:
+    return next((line for line in screen_lines(app) if f" {pid} " in line), "")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_state_and_time_to_breaker_stay_on_screen_at(size, child):
+    """Issue #13 item 9: at 80x24 every column fits; at 60x20 State and To breaker are still there."""
+    app = MonitorApp(engine_for(child, policy="stop"))
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: "running" in row_line(app, child.pid), what="the child's row")
+        header = next(line for line in screen_lines(app) if "PID" in line)
+        wanted = ["PID", "Process", "RSS", "Trend", "State", "To breaker"] if size[0] >= 80 else ["State", "To breaker"]
+        assert all(label in header for label in wanted), header
+        assert header.index("State") < header.index("To breaker") < header.rindex("│")
+        child.stdin.write("grow\n")
+        child.stdin.flush()
+        await wait_for(pilot, lambda: status(child) == "stopped", what="the breaker's SIGSTOP")
+        await wait_for(
+            pilot,
+            lambda: "stopped" in row_line(app, child.pid) and "open" in row_line(app, child.pid),
+            what="the row to say stopped and open",
+        )
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+    assert status(child) != "stopped"
+
+
+@pytest.fixture
+def spawn():
+    """Children that allocate N MB when told ("alloc N"), killed at the end."""
+    from tests.jobs.test_monitor_engine import Child
+
+    children: list[Child] = []
+
+    def make() -> Child:
+        children.append(Child())
+        return children[-1]
+
+    try:
+        yield make
+    finally:
+        for c in children:
+            c.kill()
+
+
+async def test_o_sorts_by_rss_growth_and_pid(spawn):
+    small, big = spawn(), spawn()
+    small.step("alloc 10")
+    big.step("alloc 90")
+    app = MonitorApp(MonitorEngine([PidProbe(small.pid), PidProbe(big.pid)], MemoryConfig(), interval_s=0.05))
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(ProcessTable)
+        await wait_for(pilot, lambda: table.shown_pids == [big.pid, small.pid], what="rows by RSS")
+        assert "by RSS" in str(table.border_title)
+        small.step("alloc 40")  # grows, still the smaller one
+        await wait_for(pilot, lambda: (app.last.target(small.pid).rate_bps or 0) > 1 << 20, what="small's growth")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: table.shown_pids == [small.pid, big.pid], what="rows by growth")
+        assert "by growth" in str(table.border_title) and "by growth" in "".join(screen_lines(app))
+        await pilot.press("o")
+        await wait_for(pilot, lambda: table.shown_pids == sorted([small.pid, big.pid]), what="rows by PID")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: table.shown_pids == [big.pid, small.pid], what="rows by RSS again")
+        await pilot.press("q")
+
+
+async def test_slash_filters_by_pid_or_name_enter_keeps_it_escape_clears_it(spawn):
+    one, two = spawn(), spawn()
+    app = MonitorApp(MonitorEngine([PidProbe(one.pid), PidProbe(two.pid)], MemoryConfig(), interval_s=0.05))
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(ProcessTable)
+        await wait_for(pilot, lambda: len(table.shown_pids) == 2, what="two rows")
+        await pilot.press("slash")
+        assert app.focused is app.filter_bar
+        await pilot.press(*str(two.pid))
+        await wait_for(pilot, lambda: table.shown_pids == [two.pid], what="the filtered row")
+        await pilot.press("enter")
+        assert app.focused is table and app.filter_bar.display, "Enter keeps the filter, the keys go to the table"
+        assert f"1 of 2 processes · by RSS · filter '{two.pid}'" == table.border_title
+        await pilot.press("s")  # acts on the one row left, and says which
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSignalScreen), what="the question")
+        assert f"pid {two.pid}" in "".join(screen_lines(app))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmSignalScreen), what="the dialog to close")
+        await pilot.press("escape")  # from the table: clears the filter
+        await wait_for(pilot, lambda: len(table.shown_pids) == 2, what="both rows again")
+        assert not app.filter_bar.display
+        await pilot.press("slash", "p", "y", "t", "h", "o", "n")  # by name: both children are python
+        await wait_for(pilot, lambda: table.filter_text == "python", what="the typed filter")
+        assert len(table.shown_pids) == 2
+        await pilot.press("z")
+        await wait_for(pilot, lambda: table.shown_pids == [], what="no row matches")
+        await pilot.press("escape")  # in the filter line: clears it too
+        await wait_for(pilot, lambda: len(table.shown_pids) == 2, what="both rows again")
+        assert app.focused is table and not app.filter_bar.display
+        assert all(a == () for a in (t.actions for t in app.last.targets)), "nothing was signalled"
+        await pilot.press("q")
+
+
+async def test_the_cursor_stays_on_its_pid_as_the_live_top_n_moves(spawn):
+    """Rows re-sort, a newcomer enters, another leaves, one exits: the cursor stays on the operator's pid."""
+    from tests.jobs.test_monitor_rerank import scan_of
+
+    a, b, c, d = spawn(), spawn(), spawn(), spawn()
+    a.step("alloc 60")
+    b.step("alloc 30")
+    engine = MonitorEngine(
+        [PidProbe(p.pid) for p in (a, b, c)],
+        MemoryConfig(),
+        interval_s=0.05,
+        top=TopN(3, scan=scan_of([a, b, c, d])),
+    )
+    app = MonitorApp(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(ProcessTable)
+        await wait_for(pilot, lambda: table.shown_pids == [a.pid, b.pid, c.pid], what="rows by RSS")
+        await pilot.press("down")
+        assert table.selected_pid == b.pid
+        d.step("alloc 150")  # d enters at the top, c (the smallest) leaves
+        await wait_for(pilot, lambda: table.shown_pids == [d.pid, a.pid, b.pid], what="d in, c out")
+        assert table.selected_pid == b.pid and table.cursor_row == 2
+        a.kill()  # a exits, c comes back to fill its place
+        await wait_for(pilot, lambda: table.shown_pids == [d.pid, b.pid, c.pid], what="a out, c back")
+        assert table.selected_pid == b.pid
+        log = "\n".join(app.log_widget.lines_text())
+        assert f"LEFT pid {c.pid}" in log and f"EXIT pid {a.pid}" in log and f"NEW Watching pid {d.pid}" in log
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSignalScreen), what="the question")
+        assert f"pid {b.pid}" in "".join(screen_lines(app))
+        await pilot.press("n")
+        await pilot.press("q")
+    assert b.proc.poll() is None
