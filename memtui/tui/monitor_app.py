@@ -196,9 +196,20 @@ class MonitorApp(EngineApp):
     def watch_last(self, s: MonitorSnapshot | None) -> None:
         if s is None:
             return
+        before = self.table.selected_pid
         self.table.show(s.targets)
+        self._say_if_selection_left(before, s)
         self.header.update(self._header(s))
         self._update_key_state()
+
+    def _say_if_selection_left(self, pid: int | None, s: MonitorSnapshot) -> None:
+        """The selected process exited or left the top N: say so, the cursor is on another one now."""
+        target = s.target(pid) if pid is not None else None
+        if pid is None or (target is not None and not target.gone) or self.table.selected_pid == pid:
+            return
+        now = self.table.selected_pid
+        where = f"the cursor is on pid {now}" if now is not None else "no process is selected"
+        self.notify(f"pid {pid} is no longer in the table; {where}", severity="warning", timeout=4)
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._update_key_state()

@@ -39,10 +39,12 @@ STATE = Column("state", "State", 16)  # "stopped (memtui)": stopped by the break
 SHORT_STATE = Column("state", "State", 7)  # "stopped", whoever stopped it
 ETA = Column("eta", "To breaker", 10, "right")
 
+#: The name's minimum in the wide layouts: the sparkline comes at 100 columns, peak and breaker at 120.
+WIDE_NAME = Column("name", "Process", 26)
 #: Widest first; the first whose fixed columns leave the name its minimum is used.
 LAYOUTS: tuple[tuple[Column, ...], ...] = (
-    (PID, Column("name", "Process", 20), RSS, TREND, HISTORY, PEAK, BREAKER, STATE, ETA),
-    (PID, Column("name", "Process", 20), RSS, TREND, HISTORY, STATE, ETA),
+    (PID, WIDE_NAME, RSS, TREND, HISTORY, PEAK, BREAKER, STATE, ETA),
+    (PID, WIDE_NAME, RSS, TREND, HISTORY, STATE, ETA),
     (PID, NAME, RSS, TREND, STATE, ETA),
     (PID, NAME, RSS, TREND, SHORT_STATE, ETA),
     (PID, NAME, RSS, SHORT_STATE, ETA),

@@ -376,6 +376,8 @@ async def test_the_cursor_stays_on_its_pid_as_the_live_top_n_moves(spawn):
         top=TopN(3, scan=scan_of([a, b, c, d])),
     )
     app = MonitorApp(engine)
+    notes: list[str] = []
+    app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.query_one(ProcessTable)
         await wait_for(pilot, lambda: table.shown_pids == [a.pid, b.pid, c.pid], what="rows by RSS")
@@ -393,5 +395,10 @@ async def test_the_cursor_stays_on_its_pid_as_the_live_top_n_moves(spawn):
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSignalScreen), what="the question")
         assert f"pid {b.pid}" in "".join(screen_lines(app))
         await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmSignalScreen), what="the dialog to close")
+        assert b.proc.poll() is None and notes == []
+        b.kill()  # the selected one exits: the cursor must land somewhere, and the operator is told
+        await wait_for(pilot, lambda: table.shown_pids == [d.pid, c.pid], what="b out")
+        await wait_for(pilot, lambda: bool(notes), what="the note")
+        assert notes == [f"pid {b.pid} is no longer in the table; the cursor is on pid {table.selected_pid}"]
         await pilot.press("q")
-    assert b.proc.poll() is None
