@@ -21,8 +21,9 @@ from memtui.memory.units import format_gb
 READ_EVERY_S = 1.0
 #: A low-headroom warning ends only once the headroom is this many batches' cost (no flapping at the edge).
 CLEAR_AT_BATCHES = 1.25
-#: "Recent" sub-batches whose growth is one batch's cost (after a malloc_trim the next one pays again).
-RECENT_SUB_BATCHES = 16
+#: "Recent" sub-batches whose largest growth is one batch's cost: enough to span a few batches, since the
+#: first sub-batch after a batch's malloc_trim pays again what later ones reuse.
+RECENT_SUB_BATCHES = 64
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The memory panel's two headroom lines: what is left before the limit that kills, and the readings behind it.
 
     headroom 0.85GB to cgroup  batch +0.05GB
-    cgroup 1.2/2.0GB  avail 21.8GB  no swap
+    cgroup 1.15/2.00GB  avail 21.8GB  no swap
 
 Below one batch's measured cost the first line turns bold $error; within two
 batches' cost, $warning.
@@ -19,11 +19,20 @@ from memtui.tui.text import gb
 NEAR_BATCHES = 2.0
 
 
-def short_gb(n_bytes: float) -> str:
+def _digits(n_bytes: float) -> int:
     """2 decimals below 10GB, 1 below 100GB, none above: a big machine's numbers fit 46 columns."""
     value = n_bytes / GB
-    digits = 2 if value < 10 else 1 if value < 100 else 0
-    return f"{value:.{digits}f}GB"
+    return 2 if value < 10 else 1 if value < 100 else 0
+
+
+def short_gb(n_bytes: float) -> str:
+    return f"{n_bytes / GB:.{_digits(n_bytes)}f}GB"
+
+
+def gb_pair(used: float, total: float) -> str:
+    """``0.58/0.63GB``: both with the total's digits, so a small limit's usage still shows."""
+    digits = _digits(total)
+    return f"{used / GB:.{digits}f}/{total / GB:.{digits}f}GB"
 
 
 def binds_label(binds: str) -> str:
@@ -70,7 +79,7 @@ def _readings(h: Headroom, sep: str) -> Content:
     elif h.cgroup_limit_bytes is None:
         parts = [("cgroup no limit", muted)]
     else:
-        parts = [("cgroup ", muted), f"{(h.cgroup_used_bytes or 0) / GB:.1f}/{h.cgroup_limit_bytes / GB:.1f}GB"]
+        parts = [("cgroup ", muted), gb_pair(h.cgroup_used_bytes or 0, h.cgroup_limit_bytes)]
     if h.available_bytes is not None:
         parts += [(f"{sep}avail ", muted), short_gb(h.available_bytes)]
     if not h.swap_total_bytes:
