@@ -9,6 +9,7 @@ import io
 from memtui import wire
 from memtui.events import Notice
 from memtui.faces.headless import HeadlessFace
+from memtui.faces.job import progress_line
 from memtui.jobs.cache import CacheJob
 from memtui.memory.config import MemoryConfig
 from memtui.memory.headroom import HeadroomWatch
@@ -96,10 +97,9 @@ def test_headless_log_has_one_line_each_way(tmp_path):
     assert lines[1].startswith("INFO:memtui:✅ Memory headroom back to ")
 
 
-def test_a_runner_without_a_watch_reads_nothing(tmp_path):
+def test_progress_line_names_the_headroom(tmp_path):
     run = CgroupRun(tmp_path)
-    run.runner.headroom = None
-    report = run.runner.run()
-    assert run.runner.snapshot().headroom is None
-    assert "lowest_headroom_gb" not in report.to_dict()
-    assert report.status == "success"
+    run.runner.run()
+    line = progress_line(run.runner.snapshot())
+    rss = run.memory.rss_bytes()
+    assert f"peak {rss / GB:.2f}GB · headroom {(LIMIT - rss) / GB:.2f}GB to cgroup v2 /job · breaker" in line
