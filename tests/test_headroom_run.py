@@ -103,3 +103,13 @@ def test_progress_line_names_the_headroom(tmp_path):
     line = progress_line(run.runner.snapshot())
     rss = run.memory.rss_bytes()
     assert f"peak {rss / GB:.2f}GB · headroom {(LIMIT - rss) / GB:.2f}GB to cgroup v2 /job · breaker" in line
+
+
+def test_a_runner_without_a_watch_reads_nothing(tmp_path):
+    run = CgroupRun(tmp_path)
+    run.runner.headroom = None
+    report = run.runner.run()
+    assert run.runner.snapshot().headroom is None
+    assert "lowest_headroom_gb" not in report.to_dict()
+    assert "headroom" not in progress_line(run.runner.snapshot())
+    assert report.status == "success"
