@@ -30,7 +30,10 @@ PANELS = [
         "Memory",
         "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
         "says it); the amber and red lines mark the warning and breaker levels; green normal, amber "
-        "warning, red over the breaker. 'time to breaker' is told only for a steady rise of the running "
+        "warning, red over the breaker. 'headroom' is what is left before the limit that kills the job "
+        "(the cgroup's, the system's available memory or RLIMIT_AS, whichever is least) against one "
+        "batch's measured cost ('batch +'); red below it. Under it: the cgroup's usage/limit, available "
+        "memory, swap. 'time to breaker' is told only for a steady rise of the running "
         "job; otherwise it says flat, falling, paused or why not.",
     ),
     (
