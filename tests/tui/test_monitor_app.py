@@ -383,6 +383,12 @@ async def test_the_cursor_stays_on_its_pid_as_the_live_top_n_moves(spawn):
         await wait_for(pilot, lambda: table.shown_pids == [a.pid, b.pid, c.pid], what="rows by RSS")
         await pilot.press("down")
         assert table.selected_pid == b.pid
+        await pilot.resize_terminal(60, 20)  # other columns, the same selection
+        await wait_for(pilot, lambda: "trend" not in [c.key for c in table.layout_columns], what="60 columns")
+        assert table.selected_pid == b.pid
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: "trend" in [c.key for c in table.layout_columns], what="80 columns")
+        assert table.selected_pid == b.pid
         d.step("alloc 150")  # d enters at the top, c (the smallest) leaves
         await wait_for(pilot, lambda: table.shown_pids == [d.pid, a.pid, b.pid], what="d in, c out")
         assert table.selected_pid == b.pid and table.cursor_row == 2

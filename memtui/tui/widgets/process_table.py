@@ -77,6 +77,7 @@ class ProcessTable(DataTable):
     def _redraw(self) -> None:
         if not self.is_mounted:
             return
+        pid, index = self.selected_pid, self.cursor_row
         columns = fit(self.size.width - SCROLLBAR)
         if columns != self.layout_columns:
             self.clear(columns=True)
@@ -84,7 +85,6 @@ class ProcessTable(DataTable):
                 self.add_column(c.label, key=c.key, width=c.width)
             self.layout_columns = columns
         wanted = rows(self.targets, self.order, self.filter_text)
-        pid, index = self.selected_pid, self.cursor_row
         if [t.pid for t in wanted] == self.shown_pids:
             for t in wanted:
                 for c, cell in zip(columns, self._cells(t, columns)):
