@@ -116,6 +116,20 @@ async def test_headroom_lines_fit_and_tell_the_state(frozen_with, state, size):
         await pilot.press("q", "y")
 
 
+@pytest.mark.parametrize("size", [(60, 40), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_tall_terminals_keep_every_line(frozen_with, size):
+    """Tall terminals give the sparkline three rows: the panel grows so the five lines still show."""
+    run = frozen_with(cgroup_with_room)
+    app = run.app()
+    async with app.run_test(size=size) as pilot:
+        await _held(pilot, run)
+        d = app.dashboard
+        panel, text = d.query_one("#memory"), d.query_one("#memory-text")
+        assert text.region.height == 5
+        assert text.region.bottom <= panel.content_region.bottom, "the last line is cut off"
+        await pilot.press("q", "y")
+
+
 async def test_without_a_watch_the_limit_line_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A run that reads no system memory (a viewer of an older run, the frozen screens) keeps four lines."""
     monkeypatch.chdir(tmp_path)
