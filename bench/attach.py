@@ -170,6 +170,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of 0 and 3 viewers (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="mtb", dir="/tmp"))  # short: a Unix socket path has 108 bytes
     try:
         input_path = work / "in.jsonl"
@@ -205,6 +206,8 @@ def main() -> int:
             "attach_first_frame_s_all": [round(x, 3) for x in tui],
             "attach_json_first_snapshot_s": round(statistics.median(js), 3),
             "cpus": os.cpu_count(),
+            "nice": os.nice(0),
+            "load_avg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         }
         print(json.dumps(result, indent=2))
         if args.json:

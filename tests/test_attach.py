@@ -217,6 +217,8 @@ async def test_attach_pilot_pause_detach_then_quit_and_stop(place, inputs, monke
     from memtui.attach.client import RemoteEngine
     from memtui.attach.runs import find
     from memtui.tui.attached import AttachedMemtuiApp, AttachQuitScreen
+    from memtui.tui.keys import documented
+    from memtui.tui.screens.help import HelpScreen
 
     runs, env, _ = place
     monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
@@ -226,6 +228,14 @@ async def test_attach_pilot_pause_detach_then_quit_and_stop(place, inputs, monke
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert app.last.mode == "cache" and app.last.memory.history  # the last minute of memory, replayed
+        assert "d" in app.screen.active_bindings  # the footer offers d...
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert any(key == "d" and text.startswith("Detach:") for key, text in app.screen.key_rows())  # ...the help
+        await pilot.press("escape")
+        await pilot.pause()
+        assert any(doc.action == "detach" for doc in documented([app.screen, app]))  # ...and the palette's source
         await pilot.press("p")
         deadline = time.monotonic() + 20
         while not engine.snapshot().paused:
@@ -385,3 +395,156 @@ def test_a_viewer_whose_terminal_goes_away_detaches_and_the_in_process_tui_is_at
             os.kill(tui, signal.SIGKILL)
             exit_status(tui, 10)
         os.close(tui_master)
+
+
+# -- several runs: the chooser; the monitor attached --------------------------------------------
+
+
+@pytest.fixture
+def sleeper():
+    """A process memtui did not start, for monitor runs to watch."""
+    proc = subprocess.Popen(["sleep", "600"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def detach_monitor(place, target: subprocess.Popen) -> tuple[str, int]:
+    _runs, env, started = place
+    done = memtui(
+        "run", "--mode", "monitor", "--pid", str(target.pid), "--monitor-interval", "0.2", "--detach", env=env
+    )
+    assert done.returncode == 0, done.stderr
+    match = DETACHED.match(done.stdout.strip())
+    assert match, done.stdout
+    started.append(int(match.group(2)))
+    return match.group(1), int(match.group(2))
+
+
+def read_terminal(master: int, until: bytes, timeout: float, seen: bytes = b"") -> bytes:
+    """What the terminal showed, read until ``until`` appears in it."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while until not in seen:
+        assert time.monotonic() < deadline, f"timed out waiting for {until!r}; the terminal showed: {seen[-2000:]!r}"
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(place, sleeper):
+    _runs, env, _ = place
+    ids = [detach_monitor(place, sleeper)[0] for _ in range(2)]
+
+    done = memtui("attach", env=env, timeout=30)  # no terminal: a usage error naming the runs
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("memtui: error:") and all(run_id in line for run_id in ids)
+    assert done.stdout == ""
+
+    viewer, master = spawn_on_a_terminal(["attach"], env)  # on a terminal: a numbered list and a prompt
+    code = None
+    try:
+        shown = read_terminal(master, b"attach to which run?", 60)
+        assert b"2 memtui runs are running" in shown
+        for n, run_id in enumerate(ids, 1):
+            assert re.search(rf" {n}\) {run_id} ".encode(), shown), shown
+        os.write(master, b"7\r")  # no such run: it says so and asks again
+        shown = read_terminal(master, b"attach to which run?", 30, read_terminal(master, b"no single run", 30))
+        os.write(master, b"2\r")
+        wait_until(lambda: [row["viewers"] for row in ls(env)] == [0, 1], 60, "the second run to be attached")
+        shown = read_terminal(master, b"Detach", 30)  # the attached monitor's footer offers d
+        os.write(master, b"d")
+        read_terminal(master, f"detached from run {ids[1]}".encode(), 30)
+        code = exit_status(viewer, 30)
+        assert code == 0
+    finally:
+        if code is None:
+            os.kill(viewer, signal.SIGKILL)
+            exit_status(viewer, 10)
+        os.close(master)
+
+    viewer, master = spawn_on_a_terminal(["attach"], env)  # q at the prompt: nothing attached
+    try:
+        read_terminal(master, b"attach to which run?", 60)
+        os.write(master, b"q\r")
+        read_terminal(master, b"no run chosen", 30)
+        assert exit_status(viewer, 30) == 0
+    finally:
+        os.close(master)
+    assert [row["viewers"] for row in ls(env)] == [0, 0]
+    for run_id in ids:
+        assert memtui("stop", run_id, env=env, timeout=60).returncode == 0
+
+
+async def test_attached_monitor_shows_the_watch_a_key_reaches_the_run_and_d_detaches(place, sleeper, monkeypatch):
+    """A real `memtui run --mode monitor` process, watched through a RemoteEngine: its table shows the
+    target, s (confirmed) stops the real process from the run, r resumes it, d detaches and the watch goes on."""
+    from memtui.attach.client import RemoteEngine
+    from memtui.attach.runs import find
+    from memtui.tui.attached import AttachedMonitorApp
+
+    runs, env, _ = place
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(runs))
+    run_id, pid = detach_monitor(place, sleeper)
+
+    def state() -> str:
+        with open(f"/proc/{sleeper.pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0]
+
+    engine = RemoteEngine(find(run_id).socket)
+    app = AttachedMonitorApp(engine, poll_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        deadline = time.monotonic() + 30
+        while not (app.last and app.last.targets and len(app.last.targets[0].history) >= 3):
+            assert time.monotonic() < deadline, "the attached monitor did not show its target"
+            await pilot.pause(0.1)
+        [target] = app.last.targets
+        assert target.pid == sleeper.pid and app.table.row_count == 1
+        history = target.history  # joined from deltas: in time order, no sample twice
+        assert all(a[0] < b[0] for a, b in zip(history, history[1:]))
+        assert "d" in app.active_bindings and app.active_bindings["d"].binding.action == "detach"
+
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("y")  # the question: SIGSTOP pid ...?
+        deadline = time.monotonic() + 20
+        while state() != "T":
+            assert time.monotonic() < deadline, "s did not reach the run"
+            await pilot.pause(0.1)
+        while app.last.targets[0].held_by != "operator":
+            assert time.monotonic() < deadline, "the viewer did not hear that the run stopped it"
+            await pilot.pause(0.1)
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("y")
+        while state() == "T":
+            assert time.monotonic() < deadline, "r did not reach the run"
+            await pilot.pause(0.1)
+
+        await pilot.press("d")
+        await pilot.pause()
+    assert app.detached and app.return_value is None and not app.lost
+    time.sleep(0.5)
+    assert alive(pid)  # the watch goes on
+    [row] = ls(env)
+    assert row["id"] == run_id and row["viewers"] == 0 and row["phase"] == "watching"
+    assert memtui("stop", run_id, env=env, timeout=60).returncode == 0
+
+
+def test_d_is_a_viewers_key_only():
+    """A local run has nothing to detach from: no app or screen of it binds d (or detach)."""
+    from memtui.tui.app import MemtuiApp
+    from memtui.tui.attached import AttachedMemtuiApp, AttachedMonitorApp
+    from memtui.tui.monitor_app import MonitorApp
+    from memtui.tui.screens.dashboard import DashboardScreen
+
+    def bound(cls) -> set[str]:
+        return {b.key for c in cls.__mro__ for b in c.__dict__.get("BINDINGS", []) if b.action == "detach"}
+
+    assert bound(MemtuiApp) == bound(MonitorApp) == bound(DashboardScreen) == set()
+    assert bound(AttachedMemtuiApp) == bound(AttachedMonitorApp) == {"d"}

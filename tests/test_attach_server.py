@@ -208,8 +208,42 @@ def test_deltas_carry_only_new_samples_and_every_viewer_holds_the_runs_history(t
     assert codes == [0]
     lines = [wire.loads(line) for line in capsys.readouterr().out.splitlines()]
     kinds = {kind for kind, _ in lines}
-    assert "delta" not in kinds and "snapshot" in kinds and "report" in kinds
+    assert "delta" not in kinds and "snapshot" in kinds
+    assert lines[-1][0] == "report"  # the run's last word: its own last event went before it
+    assert "RunFinished" in {type(body).__name__ for _, body in lines[-4:-1]}
     streamed = [body.memory.history for kind, body in lines if kind == "snapshot"]
     assert len(streamed) > 5
     for history in streamed:
         assert history == run_history[: len(history)]
+
+
+async def test_an_attached_dashboard_redraws_per_frame_not_per_poll(tmp_path, run_dir, monkeypatch):
+    """The viewer polls its RemoteEngine often (keys feel quick) but draws a snapshot once: a poll
+    that brings no new frame and no event redraws nothing."""
+    from memtui.tui.attached import AttachedMemtuiApp
+    from memtui.tui.screens.dashboard import DashboardScreen
+
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=4, gate=gate)  # held in its first batch: a quiet run
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.3).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    drawn: list[object] = []
+    draw = DashboardScreen.watch_snapshot
+    monkeypatch.setattr(DashboardScreen, "watch_snapshot", lambda screen, s: (drawn.append(s), draw(screen, s)))
+    try:
+        app = AttachedMemtuiApp(RemoteEngine(str(server.socket_path)), poll_interval=0.02)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(1.0)  # the replayed past drawn
+            drawn.clear()
+            await pilot.pause(2.0)  # ~100 polls, ~7 frames
+            assert 2 <= len(drawn) <= 15
+            assert all(a is not b for a, b in zip(drawn, drawn[1:]))  # each frame drawn once
+            assert drawn[-1] is app.remote.snapshot()
+            await pilot.press("d")
+    finally:
+        gate.set()
+        runner.stop()
+        worker.join(30)
+        server.finish(runner.snapshot().report)

@@ -21,8 +21,11 @@ from typing import Any
 
 from memtui import wire
 from memtui.attach import delta
-from memtui.errors import ConfigError, RuntimeFailure, UsageError
+from memtui.errors import ConfigError, InputError, RuntimeFailure, UsageError
 from memtui.events import EventBus, EventQueue
+
+#: The engine's errors a viewer raises as such (a face catches memtui's errors); any other is a ValueError.
+_ERRORS: dict[str, type[Exception]] = {e.__name__: e for e in (ConfigError, InputError, UsageError, RuntimeFailure)}
 
 CONNECT_TIMEOUT_S = 5.0
 REPLY_TIMEOUT_S = 5.0
@@ -202,10 +205,11 @@ class RemoteEngine:
         return lambda *args, **kwargs: self.send_command(name, *args, **kwargs)
 
     # -- commands ---------------------------------------------------------------------
-    def send_command(self, name: str, *args: Any, **kwargs: Any) -> None:
-        """Send one command and wait for its reply; ConfigError/ValueError as the engine raised them."""
+    def send_command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Send one command and wait for its reply: what the engine's command returned (None if the wire
+        cannot carry it), or memtui's error as the engine raised it (ValueError for any other)."""
         if self.detached or self._ended.is_set():
-            return
+            return None
         number = next(self._numbers)
         body = {"id": number, "name": name, "args": list(args), "kwargs": kwargs}
         line = (wire.dumps("command", body) + "\n").encode()
@@ -213,16 +217,14 @@ class RemoteEngine:
             with self._send_lock:
                 self._sock.sendall(line)
         except OSError:
-            return  # the run is gone: run() says so
+            return None  # the run is gone: run() says so
         with self._reply_ready:
             self._reply_ready.wait_for(lambda: number in self._replies or self._ended.is_set(), REPLY_TIMEOUT_S)
             reply = self._replies.pop(number, None)
         if reply is None or reply.get("ok"):
-            return
+            return None if reply is None else reply.get("result")
         error = str(reply.get("error"))
-        if reply.get("type") == "ConfigError":
-            raise ConfigError(error)
-        raise ValueError(error)
+        raise _ERRORS.get(str(reply.get("type")), ValueError)(error)
 
     def detach(self) -> None:
         """Leave the run running; close the connection."""

@@ -212,25 +212,37 @@ def list_runs(args: argparse.Namespace) -> int:
     if not rows:
         print("no memtui run is running")
         return 0
-    print(
+    for line in table(rows):
+        print(line)
+    return 0
+
+
+def table(rows: list[dict[str, Any]], *, numbered: bool = False) -> list[str]:
+    """``ls``'s table: a header, then one line per run (numbered from 1 for the chooser)."""
+    lines = [
         f"{'ID':<8} {'PID':>7} {'MODE':<10} {'PHASE':<10} {'DONE':>15} {'RSS':>8} {'BREAKER':<9} {'VIEWERS':>7}  INPUT"
-    )
+    ]
     for r in rows:
         done = f"{r['items_done']}/{r['items_total']}" if r["items_total"] is not None else "?"
         rss = f"{r['rss_gb']:.2f}GB" if r["rss_gb"] is not None else "?"
         viewers = "?" if r["viewers"] is None else r["viewers"]
-        print(
+        lines.append(
             f"{r['id']:<8} {r['pid']:>7} {r['mode']:<10} {r['phase']:<10} {done:>15} {rss:>8} {r['breaker']:<9} "
             f"{viewers:>7}  {r['input']}"
         )
-    return 0
+    if not numbered:
+        return lines
+    return [f"    {lines[0]}"] + [f"{n:>2}) {line}" for n, line in enumerate(lines[1:], 1)]
 
 
 # -- attach -------------------------------------------------------------------------------
 
 
 def attach(args: argparse.Namespace) -> int:
-    entry = find(args.id)
+    entry = pick(args.id)
+    if entry is None:
+        print("memtui: no run chosen; nothing attached", file=sys.stderr)
+        return 0
     if args.json:
         return stream_json(entry)
     from memtui.attach.client import RemoteEngine  # noqa: PLC0415
@@ -260,6 +272,35 @@ def attach(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return int(report["exit_code"])
+
+
+def pick(run_id: str | None) -> RunEntry | None:
+    """The run to attach to: ``find``'s, but with several runs and no id on a terminal, the operator's choice."""
+    if run_id is None and sys.stdin.isatty() and sys.stdout.isatty():
+        running = entries()
+        if len(running) > 1:
+            return choose(running)
+    return find(run_id)
+
+
+def choose(running: list[RunEntry], ask: Any = input) -> RunEntry | None:
+    """A numbered list of the runs and a prompt (works over SSH, any size, no mouse); None if cancelled."""
+    print(f"{len(running)} memtui runs are running:")
+    for line in table([status(e) for e in running], numbered=True):
+        print(line)
+    while True:
+        try:
+            answer = ask(f"attach to which run? [1-{len(running)} or its id, q cancels]: ").strip()
+        except EOFError:
+            return None
+        if answer.lower() in ("q", "quit"):
+            return None
+        if answer.isdigit() and 1 <= int(answer) <= len(running):
+            return running[int(answer) - 1]
+        matches = [e for e in running if e.id == answer] or [e for e in running if answer and e.id.startswith(answer)]
+        if len(matches) == 1:
+            return matches[0]
+        print(f"no single run is {answer!r}: type a number from 1 to {len(running)}, an id, or q")
 
 
 def stream_json(entry: RunEntry) -> int:

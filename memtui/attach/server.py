@@ -9,7 +9,8 @@ memory history), the recent events, then live events as they happen and every
 ``snapshot_every_s`` a "delta" (the snapshot with only the history samples that
 are new: memtui.attach.delta); a "report" when the run ends. A viewer sends "command"
 messages: only names in ``engine.commands`` reach the engine (memtui.engine.call),
-with keyword arguments of plain values; each gets a "reply".
+with keyword arguments of plain values; each gets a "reply" (with what the command
+returned, where the wire carries it).
 
 Nothing here ever waits for a viewer: one pump thread reads the engine (one
 event queue, one snapshot per period, each line encoded once) and appends to
@@ -202,6 +203,7 @@ class AttachServer:
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._report_sent = False
+        self._order = threading.RLock()  # events, then the report: from the pump or from finish()
         self._base: Any = None  # the last snapshot the pump sent: the next delta starts where it ends
         self._since: dict[str, float] = {}
         self._full: bytes | None = None  # the base, encoded in full once if a viewer needs it
@@ -264,15 +266,15 @@ class AttachServer:
 
     def _pump_loop(self) -> None:
         next_snapshot = 0.0
+        report_due: Any = None
         while not self._closing.is_set():
             self._events.wait(timeout=0.1)
-            lines = [_line("event", event) for event in self._events.drain()]
+            self._pass_events()
+            if report_due is not None:  # a round after the snapshot showed it: the engine's last events are out
+                self.send_report(report_due)
+                report_due = None
             with self._lock:
-                self._recent.extend(lines)
                 viewers = list(self._viewers)
-            for line in lines:
-                for viewer in viewers:
-                    viewer.push("event", line)
             now = time.monotonic()
             if viewers and now >= next_snapshot:
                 next_snapshot = now + self.snapshot_every_s
@@ -283,18 +285,31 @@ class AttachServer:
                 line = _line("delta", {"snapshot": body, "history_len": lengths})
                 for viewer in viewers:
                     viewer.push("delta", line)
-                if snap.report is not None:
-                    self.send_report(snap.report)
+                if snap.report is not None and not self._report_sent:
+                    report_due = snap.report
+
+    def _pass_events(self) -> None:
+        """The engine's new events to every viewer, in order; none after the report (the run's last word)."""
+        with self._order:
+            lines = [_line("event", event) for event in self._events.drain()]
+            with self._lock:
+                self._recent.extend(lines)
+                viewers = [] if self._report_sent else list(self._viewers)
+            for line in lines:
+                for viewer in viewers:
+                    viewer.push("event", line)
 
     def send_report(self, report: Any) -> None:
-        with self._lock:
-            if self._report_sent:
-                return
-            self._report_sent = True
-            viewers = list(self._viewers)
-        line = _report_line(report)
-        for viewer in viewers:
-            viewer.push("report", line)
+        with self._order:
+            self._pass_events()  # what the engine said before it reported goes first
+            with self._lock:
+                if self._report_sent:
+                    return
+                self._report_sent = True
+                viewers = list(self._viewers)
+            line = _report_line(report)
+            for viewer in viewers:
+                viewer.push("report", line)
 
     # -- viewers ----------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -371,10 +386,14 @@ class AttachServer:
         except Exception as exc:  # WireError, or a listed type built with the wrong fields
             return {"id": None, "ok": False, "error": f"not a command: {exc}"}
         try:
-            call(self.engine, name, *args, **kwargs)
+            result = call(self.engine, name, *args, **kwargs)
         except Exception as exc:  # the viewer hears why; the run goes on
             return {"id": number, "ok": False, "error": str(exc), "type": type(exc).__name__}
-        return {"id": number, "ok": True}
+        try:  # what the command returned, if the wire carries it (the monitor's Action for pause_target ...)
+            wire.encode(result)
+        except wire.WireError:
+            result = None
+        return {"id": number, "ok": True, "result": result}
 
     # -- the end ----------------------------------------------------------------------
     def finish(self, report: Any = None, *, flush_s: float = 2.0) -> None:

@@ -90,6 +90,12 @@ class _Attached:
         self.detached = False
         self.lost = None  # why the run ended abnormally, if it did
 
+    def tick(self, **options: Any) -> None:
+        """Redraw only for a new frame from the run (2 a second) or new events, not on every poll."""
+        fresh = self.remote.snapshot() is not self.last or self._events.wait(0)  # type: ignore[attr-defined]
+        if fresh or options.get("force_chart"):
+            super().tick(**options)  # type: ignore[misc]
+
     def action_detach(self) -> None:
         self.detached = True
         self.remote.detach()
@@ -162,9 +168,15 @@ class _Attached:
             self.remote.detach()
 
 
+#: d exists only in a viewer (a local run has nothing to detach from); its tooltip puts it in help and palette.
+DETACH = Binding(
+    "d", "detach", "Detach", tooltip="Detach: leave this viewer; the run goes on ('memtui attach' comes back)"
+)
+
+
 class AttachedMemtuiApp(_Attached, MemtuiApp):
     TITLE = "memtui (attached)"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "detach", "Detach")]
+    BINDINGS: ClassVar[list[BindingType]] = [DETACH]
 
     def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
@@ -173,7 +185,7 @@ class AttachedMemtuiApp(_Attached, MemtuiApp):
 
 class AttachedMonitorApp(_Attached, MonitorApp):
     TITLE = "memtui monitor (attached)"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "detach", "Detach")]
+    BINDINGS: ClassVar[list[BindingType]] = [DETACH]
 
     def __init__(self, engine: Any, **options: Any) -> None:
         self._attached_init(engine)
