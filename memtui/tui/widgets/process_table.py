@@ -31,6 +31,10 @@ _BREAKER_CLASS = {
 }
 
 
+def _same(a: object, b: Text) -> bool:
+    return isinstance(a, Text) and (a.plain, a.style, a.justify) == (b.plain, b.style, b.justify)
+
+
 class ProcessTable(DataTable):
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
         "process-table--closed",
@@ -88,7 +92,8 @@ class ProcessTable(DataTable):
         if [t.pid for t in wanted] == self.shown_pids:
             for t in wanted:
                 for c, cell in zip(columns, self._cells(t, columns)):
-                    self.update_cell(str(t.pid), c.key, cell)
+                    if not _same(self.get_cell(str(t.pid), c.key), cell):  # most cells hold still
+                        self.update_cell(str(t.pid), c.key, cell)
         else:
             self.clear()
             for t in wanted:
