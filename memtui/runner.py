@@ -164,6 +164,7 @@ class Runner:
         self._batch_t0 = 0.0
         self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
         self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
+        self._admission: Admission | None = None  # the loop's: each sub-batch's token budget stays within it
 
     # -- commands (any thread) ------------------------------------------------------
     def pause(self) -> None:
@@ -386,7 +387,7 @@ class Runner:
     def _loop(self) -> Verdict:
         units = self.job.units()
         pushback: collections.deque[Unit] = collections.deque()
-        admission = Admission(self.monitor.config)  # batch sizes and MemoryError retries: one policy
+        admission = self._admission = Admission(self.monitor.config)  # batch sizes, MemoryError retries: one policy
         while True:
             verdict = self._checkpoint()
             if verdict is not Verdict.CONTINUE:
@@ -446,6 +447,7 @@ class Runner:
         self._set_phase("running")
         texts = [text for _, text in work.to_embed]
         done = 0
+        self._bound_budget()
         self._sub_batch_begins()
         for indices, vectors in executor.encode_iter(texts):
             self._sub_batch_ends()
@@ -458,8 +460,18 @@ class Runner:
                 verdict = self._checkpoint()
                 if verdict is not Verdict.CONTINUE:
                     return verdict
+            self._bound_budget()
             self._sub_batch_begins()
         return Verdict.CONTINUE
+
+    def _bound_budget(self) -> None:
+        """Memory wins over speed: below a full admission (WARNING, HALF-OPEN, a MemoryError's cap) the
+        executor's adaptive token budget (memtui.embed.budget) gives every sub-batch its smallest budget."""
+        budget = getattr(self.job.executor, "budget", None)
+        if budget is not None and self._admission is not None:
+            cfg, state = self.monitor.config, self.monitor.breaker.state
+            full = state is BreakerState.CLOSED and self._admission.batch_size(state, cfg) >= cfg.batch_size_max
+            budget.memory_tight = not full
 
     def _sub_batch_begins(self) -> None:
         """Mark where a sub-batch starts: its growth to its peak is one batch's measured cost."""

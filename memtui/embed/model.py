@@ -4,7 +4,9 @@ torch and sentence-transformers are imported only when the model is first
 loaded, so a rerun over a complete cache (and ``model_id``, which keys the
 cache) never pays their ~300 MB. Encoding is cut into token-budgeted
 sub-batches: activation memory follows batch x sequence length, and each
-sub-batch is short enough for the runner to pause or stop between them.
+sub-batch is short enough for the runner to pause or stop between them. The
+budget adapts to the speed it measures during the run (``memtui.embed.budget``)
+unless one is given.
 
 ``backend`` picks what runs the model (``memtui.embed.backends``): ``torch``
 (sentence-transformers, exact fp32, the default) or ``onnx`` / ``onnx-int8``
@@ -32,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from memtui.embed.budget import AdaptiveBudget
 from memtui.errors import ModelError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"})
-DEFAULT_TOKEN_BUDGET = 2048  # fastest on 2 quiet CPU cores (1024 wins only when they are contended): BENCHMARKS.md
+DEFAULT_TOKEN_BUDGET = 2048  # where the adaptive budget starts: fastest on 2 quiet CPU cores (BENCHMARKS.md)
 DEFAULT_MAX_BATCH = 128
 # Attention scores grow with batch x len^2; bounding that by the token budget
 # at this reference length only bites for models with longer windows.
@@ -132,7 +135,7 @@ class Embedder:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        token_budget: int | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         backend: str = "torch",
     ) -> None:
@@ -142,7 +145,9 @@ class Embedder:
         self.backend = check_backend(backend)
         self.device = device
         self.threads = threads or len(os.sched_getaffinity(0))
-        self.token_budget = token_budget
+        # None: adapt to the measured speed (starting at the default); a number: that budget, fixed.
+        self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET
+        self.budget = AdaptiveBudget(self.token_budget) if token_budget is None else None
         self.max_batch = max_batch
         self.load_seconds: float | None = None
         self._lock = threading.Lock()
@@ -345,21 +350,27 @@ class Embedder:
         return self._plan(self.token_lengths(texts), token_budget, max_batch)
 
     def _plan(self, lengths: list[int], token_budget: int | None, max_batch: int | None = None) -> list[list[int]]:
-        budget = token_budget or self.token_budget
-        cap = max_batch or self.max_batch
         order = sorted(range(len(lengths)), key=lengths.__getitem__)
         batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            longest = lengths[i]  # ascending order: the newcomer is the longest
-            n = len(current) + 1
-            if current and (n > cap or n * longest > budget or n * longest * longest > budget * ATTENTION_REF_LEN):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
+        start = 0
+        while start < len(order):
+            batches.append(self._cut(lengths, order, start, token_budget or self.token_budget, max_batch))
+            start += len(batches[-1])
         return batches
+
+    def _cut(
+        self, lengths: list[int], order: list[int], start: int, budget: int, max_batch: int | None = None
+    ) -> list[int]:
+        """The next sub-batch of ``order`` (ascending lengths) from ``start``: the budget's rule, written once."""
+        cap = max_batch or self.max_batch
+        end = start + 1  # a text longer than the budget still gets a sub-batch of its own
+        while end < len(order):
+            longest = lengths[order[end]]  # ascending order: the newcomer is the longest
+            n = end - start + 1
+            if n > cap or n * longest > budget or n * longest * longest > budget * ATTENTION_REF_LEN:
+                break
+            end += 1
+        return order[start:end]
 
     # -- encoding ----------------------------------------------------------
 
@@ -370,7 +381,10 @@ class Embedder:
 
         Identical texts are encoded once and reported under all their indices.
         Each text is cut to its ``window`` first, so no tokenizer ever sees
-        more of a text than can reach the model. A PyTorch CPU out-of-memory
+        more of a text than can reach the model. Without ``token_budget``, each
+        sub-batch is cut when it is due, at the adaptive budget's choice, and
+        timed for it (the encode alone, not what the caller does in between).
+        A PyTorch CPU out-of-memory
         error is re-raised as MemoryError so the runner's backoff treats it
         like any other.
         """
@@ -390,10 +404,18 @@ class Embedder:
         windows = [self.window(text) for text in unique]
         token_ids = self._token_ids(windows)
         by_ids = getattr(model, "encode_ids", None)  # onnx: the planning's ids are the model's input
-        for batch in self._plan([len(row) for row in token_ids], token_budget):
+        lengths = [len(row) for row in token_ids]
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        start = 0
+        while start < len(order):
+            adaptive = self.budget if token_budget is None else None
+            budget = adaptive.next() if adaptive is not None else token_budget or self.token_budget
+            batch = self._cut(lengths, order, start, budget)
+            start += len(batch)
             sub = [windows[j] for j in batch]
+            timed = adaptive.measure(budget, sum(lengths[j] for j in batch)) if adaptive else contextlib.nullcontext()
             try:
-                with no_grad():
+                with timed, no_grad():
                     if by_ids is not None:
                         vectors = by_ids([token_ids[j] for j in batch])
                     else:
