@@ -10,6 +10,8 @@ from collections.abc import Iterator, KeysView
 from dataclasses import dataclass, fields
 from typing import Any
 
+from memtui.memory.breaker import BreakerState
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -30,6 +32,40 @@ class DomainGroup:
     def name(self) -> str:
         """What the engine calls a unit of work (the runner knows units only by name)."""
         return self.domain
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One cluster worker as its own memory core sees it (memtui.cluster): a face's row, a report entry."""
+
+    address: str
+    name: str
+    rss_bytes: int
+    peak_bytes: int
+    #: RSS peak of each of the last seconds, oldest first (a sparkline; a spike survives the downsampling).
+    history: tuple[int, ...]
+    warning_bytes: int
+    max_bytes: int
+    breaker: BreakerState
+    breaker_trips: int
+    warnings: int
+    cleanups: int
+    #: Texts in the worker's sub-batch in flight (or next); the breaker shrinks it.
+    batch_size: int
+    current_domain: str | None
+    #: What the worker does now: idle, loading model, embedding, paused, waiting for memory.
+    activity: str
+    items_done: int
+    domains_done: int
+    sub_batches: int
+    model_loaded: bool
+    model_loads: int
+    #: The operator's pause holds this worker (it starts no sub-batch).
+    paused: bool
+    #: The version of the client's orders (pause, thresholds) this worker follows.
+    orders: int
+    #: The worker left the cluster during the run (its last row is kept).
+    lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
-from memtui.records import RunReport
+from memtui.records import RunReport, WorkerRow
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
@@ -92,6 +92,8 @@ class RunSnapshot:
     running_since: float | None = None
     #: The memory that gets the job killed (system, cgroup, RLIMIT_AS) against one batch's cost; None: not read.
     headroom: Headroom | None = None
+    #: A cluster run's workers, one row each (memtui.cluster); empty for a local run.
+    workers: tuple[WorkerRow, ...] = ()
 
     @property
     def finished(self) -> bool:

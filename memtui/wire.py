@@ -42,6 +42,7 @@ TYPES: dict[str, str] = {
     # the embedding engine
     "RunSnapshot": "memtui.runner",
     "RunReport": "memtui.records",
+    "WorkerRow": "memtui.records",
     "PhaseChanged": "memtui.events",
     "BatchStarted": "memtui.events",
     "BatchDone": "memtui.events",

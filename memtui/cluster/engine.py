@@ -15,8 +15,14 @@ another loop: instead of encoding batches itself, it
   on another worker (Dask reschedules them), each result is committed once;
 - quarantines a domain whose task was on two workers that died (Dask's ``KilledWorker``, with
   ``allowed-failures`` = 1): named in the report, not retried for ever; the run ends ``partial``;
-- stops submitting on pause or stop, lets the tasks in flight finish and commits them; forwards
-  cleanups and threshold changes to every worker (``Client.run``).
+- steers every worker as the operator steers the client: a pause holds each worker before its next
+  sub-batch (and the client submits nothing), a stop lets the tasks in flight finish and commits
+  them; cleanups and threshold changes go to every worker (``Client.run``). The pause and the
+  levels are ``Orders`` with a version: a worker whose row shows an older version (one that joined
+  later, or missed a message) gets them again at the next poll, and a pause is renewed while it lasts;
+- keeps one row per worker (``snapshot().workers``, the report's ``workers``): each worker's row rides
+  Dask's heartbeat to the scheduler (``Worker.metrics``), and one call per second
+  (``cluster_view``) reads them all, with the workers that left.
 """
 
 from __future__ import annotations
@@ -24,28 +30,32 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from memtui.cluster.plugin import (
+    SUB_BATCH_TEXTS,
     GuardPlugin,
+    Orders,
     WorkerGaveUp,
     WorkerWatch,
+    cluster_view,
     embed_domain,
-    removed_workers,
     worker_cleanup,
-    worker_set_config,
-    worker_stats,
+    worker_follow,
 )
+from memtui.cluster.rows import newer, report_entry, worker_row
 from memtui.cluster.settings import ALLOWED_FAILURES, dask_config, memory_limit_bytes
 from memtui.events import Notice
 from memtui.jobs.base import EmbedJob, Work
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor
-from memtui.records import RunReport
-from memtui.runner import MAX_NAMED_UNPROCESSED, Runner, Verdict
+from memtui.memory.units import GB
+from memtui.records import RunReport, WorkerRow
+from memtui.runner import MAX_NAMED_UNPROCESSED, Runner, RunSnapshot, Verdict
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
@@ -54,6 +64,8 @@ log = logging.getLogger("memtui")
 POLL_S = 1.0
 #: How long to wait for a first worker on an existing cluster.
 WORKER_WAIT_S = 60.0
+#: While paused, each worker's pause is renewed this often (it lapses after plugin.PAUSE_LEASE_S).
+PAUSE_RENEW_S = 5.0
 
 
 def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
@@ -61,8 +73,9 @@ def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
     return n
 
 
-def _worker_addresses(dask_scheduler: Any = None) -> list[str]:
-    return list(dask_scheduler.workers)
+def _natural(row: WorkerRow) -> list[Any]:
+    """Sort key: worker 2 before worker 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", row.name)] + [row.address]
 
 
 class ClusterRunner(Runner):
@@ -81,8 +94,11 @@ class ClusterRunner(Runner):
         trace: RunTrace | None = None,
         clock: Callable[[], float] = time.monotonic,
         task: Callable[[str, list[str]], Any] = embed_domain,
+        sub_batch_texts: int = SUB_BATCH_TEXTS,
     ) -> None:
-        """``task`` is what each domain runs as (default ``embed_domain``; tests wrap it)."""
+        """``task`` is what each domain runs as (default ``embed_domain``; tests wrap it);
+        ``sub_batch_texts`` the texts a worker encodes between two checkpoints (pause, breaker)
+        with its breaker CLOSED."""
         if (workers is None) == (scheduler is None):
             raise ValueError("ClusterRunner needs workers=N or scheduler=ADDRESS (one of them)")
         super().__init__(job, monitor, clock=clock, trace=trace)
@@ -94,17 +110,34 @@ class ClusterRunner(Runner):
         self._client: Any = None
         self._cluster: Any = None
         self._forward_cleanup = False
-        self._forward_config: MemoryConfig | None = None
+        self._orders = Orders(0, False, monitor.config)
+        self._announced = self._orders  # the last orders the log told about
+        self._renewed: dict[str, float] = {}  # worker -> when the current orders were last sent to it
         self._seen: set[str] = set()
         self._gone: set[str] = set()
-        self._workers: dict[str, dict[str, Any]] = {}
+        self._live: set[str] = set()
+        self._workers: dict[str, WorkerRow] = {}
+        self._readings: dict[str, dict[str, Any]] = {}  # worker -> the raw row its WorkerRow was made from
         self._quarantined: list[str] = []
         self._failed: list[str] = []
         self._last_poll = 0.0
         self._seq = itertools.count(1)
         self._task = task
+        self._sub_batch_texts = sub_batch_texts
 
-    # -- commands: the Runner's, forwarded to every worker too ----------------------------------
+    # -- commands: the Runner's, and every worker follows ---------------------------------------
+    def pause(self) -> None:
+        super().pause()
+        self._reorder()
+
+    def resume(self) -> None:
+        super().resume()
+        self._reorder()
+
+    def stop(self) -> None:
+        super().stop()
+        self._reorder()  # a paused worker lets its task in flight finish, to be committed
+
     def request_cleanup(self) -> None:
         with self._wake:
             self._forward_cleanup = True
@@ -112,14 +145,45 @@ class ClusterRunner(Runner):
 
     def set_thresholds(self, **levels: Any) -> MemoryConfig:
         config = super().set_thresholds(**levels)
-        with self._wake:
-            self._forward_config = config
+        self._reorder()
         return config
 
-    def worker_rows(self) -> list[dict[str, Any]]:
-        """The latest stats of every worker seen (a face's per-worker rows); any thread."""
+    def set_batch_limits(self, *, minimum: int | None = None, maximum: int | None = None) -> MemoryConfig:
+        config = super().set_batch_limits(minimum=minimum, maximum=maximum)
+        self._reorder()
+        return config
+
+    def _reorder(self) -> None:
+        """New orders for the workers when what they should follow changed (the loop sends them)."""
+        with self._wake:
+            paused = self._paused and not self._stop_requested
+            config = self.monitor.config
+            if (paused, config) != (self._orders.paused, self._orders.config):
+                self._orders = Orders(self._orders.version + 1, paused, config)
+            self._wake.notify_all()
+
+    # -- reading --------------------------------------------------------------------------------
+    def snapshot(self) -> RunSnapshot:
+        """The Runner's snapshot with one row per worker seen."""
+        return replace(super().snapshot(), workers=self._rows())
+
+    def _rows(self) -> tuple[WorkerRow, ...]:
         with self._lock:
-            return [dict(row) for row in self._workers.values()]
+            return tuple(sorted(self._workers.values(), key=_natural))
+
+    def _take(self, readings: dict[str, Any]) -> None:
+        """Keep each worker's newest row (a heartbeat read late must not turn a row back)."""
+        with self._lock:
+            for address, data in readings.items():
+                if not isinstance(data, dict) or not newer(data, self._readings.get(address)):
+                    continue  # an error from that worker, or an older reading
+                try:
+                    row = worker_row(data, lost=address in self._gone)
+                except (KeyError, TypeError, ValueError) as exc:  # a worker of another memtui version
+                    log.debug("worker %s sent a row memtui cannot read: %s", address, exc)
+                    continue
+                self._readings[address] = data
+                self._workers[address] = row
 
     # -- the cluster ----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -151,7 +215,10 @@ class ClusterRunner(Runner):
         self._client.register_plugin(WorkerWatch())  # a fresh count of workers that leave, for this run
         # Local workers share this machine's cores; a worker elsewhere uses its own.
         threads = max(1, len(os.sched_getaffinity(0)) // self.n_workers) if self.n_workers else None
-        self._client.register_plugin(GuardPlugin(self.model, self.backend, config, threads))
+        with self._wake:
+            self._orders = self._announced = Orders(0, False, config)  # what GuardPlugin gives every worker
+        self._client.register_plugin(GuardPlugin(self.model, self.backend, config, threads, self._sub_batch_texts))
+        self._reorder()  # a pause or a change asked for while the cluster started
         self._poll(force=True)
         self._publish(
             Notice(
@@ -170,46 +237,75 @@ class ClusterRunner(Runner):
             if cluster is not None:
                 cluster.close()
 
-    def _live_workers(self) -> list[str]:
-        return list(self._client.run_on_scheduler(_worker_addresses))
-
     def _poll(self, *, force: bool = False) -> None:
-        """Lost workers (seen before, gone now) and every live worker's stats, at most every POLL_S."""
+        """Lost workers (seen before, gone now) and every live worker's row, at most every POLL_S:
+        one call to the scheduler, which has the rows from the workers' heartbeats."""
         now = time.monotonic()
         if not force and now - self._last_poll < POLL_S:
             return
         self._last_poll = now
         try:
-            live = set(self._live_workers())
-            removed = set(self._client.run_on_scheduler(removed_workers))
-            stats = self._client.run(worker_stats, workers=list(live), on_error="return") if live else {}
+            view = self._client.run_on_scheduler(cluster_view)
         except Exception as exc:  # a poll that failed is retried at the next one
             log.debug("cluster poll failed: %s", exc)
             return
+        live, removed = set(view["live"]), set(view["removed"])
         lost = ((self._seen - live) | removed) - self._gone
         for address in sorted(lost):
             self._gone.add(address)
             self._publish(Notice(f"💀 Worker {address} lost: its domains run again on another worker", level="warning"))
         with self._lock:
+            self._live = live - self._gone
             for address in lost:
                 if address in self._workers:
-                    self._workers[address]["lost"] = True
-            for address, row in stats.items():
-                if isinstance(row, dict):
-                    self._workers[address] = {**row, "lost": False}
+                    self._workers[address] = replace(self._workers[address], lost=True)
+        self._take(view["rows"])
         self._seen |= live
 
     def _forward(self) -> None:
-        """Cleanups and thresholds the operator asked for go to every worker."""
+        """What the operator asked for reaches every worker: a cleanup once, the orders until each
+        worker's row shows them (a worker that joined later too), a pause renewed while it lasts."""
         with self._wake:
             cleanup, self._forward_cleanup = self._forward_cleanup, False
-            config, self._forward_config = self._forward_config, None
+            orders = self._orders
         if cleanup:
-            self._client.run(worker_cleanup, "requested by operator", on_error="return")
-            self._publish(Notice("🧹 Cleanup sent to every worker"))
-        if config is not None:
-            self._client.run(worker_set_config, config, on_error="return")
-            self._publish(Notice("🎚️ Thresholds sent to every worker"))
+            replies = self._send(worker_cleanup)
+            self._publish(Notice(f"🧹 Cleanup sent to {len(replies)} worker(s)"))
+        now = time.monotonic()
+        with self._lock:
+            due = sorted(
+                address
+                for address in self._live
+                if (row := self._workers.get(address)) is None
+                or row.orders < orders.version
+                or (orders.paused and now - self._renewed.get(address, float("-inf")) >= PAUSE_RENEW_S)
+            )
+        if due:
+            for address in self._send(worker_follow, orders, workers=due):
+                self._renewed[address] = now
+        if orders.version != self._announced.version:
+            self._announce(orders)
+
+    def _send(self, function: Callable[..., Any], *args: Any, workers: list[str] | None = None) -> list[str]:
+        """Run ``function`` on the workers (all, or those named); keep the rows they return; who answered."""
+        try:
+            replies = self._client.run(function, *args, workers=workers, on_error="return")
+        except Exception as exc:  # a worker that left meanwhile: the next poll sends again
+            log.debug("sending %s to the workers failed: %s", function.__name__, exc)
+            return []
+        self._take(replies)
+        return [address for address, reply in replies.items() if isinstance(reply, dict)]
+
+    def _announce(self, orders: Orders) -> None:
+        """One log line per change the workers were told about."""
+        before, self._announced = self._announced, orders
+        workers = len(self._live)
+        if orders.config != before.config:
+            self._publish(Notice(f"🎚️ Thresholds sent to {workers} worker(s)"))
+        if orders.paused and not before.paused:
+            self._publish(Notice(f"⏸️ Pause sent to {workers} worker(s): each holds after its sub-batch in flight"))
+        elif before.paused and not orders.paused:
+            self._publish(Notice(f"▶️ {workers} worker(s) go on"))
 
     # -- the loop -------------------------------------------------------------------------------
     def _loop(self) -> Verdict:
@@ -244,6 +340,7 @@ class ClusterRunner(Runner):
                     stopping, verdict = True, checked
             elif paused and not stopping:
                 self._set_phase("paused")
+                self._clean_up_if_asked()  # the workers got theirs (_forward); this process's own
             # Fill the free slots: one domain per task, prepared (its texts missing from the cache) just in time.
             while not stopping and not paused and not exhausted and len(in_flight) < self._slots():
                 unit = next(units, None)
@@ -311,18 +408,24 @@ class ClusterRunner(Runner):
                     work.vectors[key] = vector
                 self._batch_t0 = started
                 self._commit(work, complete=True)
-                with self._lock:
-                    self._workers[result.worker] = {**result.stats, "lost": False}
+                self._take({result.worker: result.row})
+                row = result.row
                 self._publish(
                     Notice(
                         f"🖥️ {result.worker}: {name} · {len(work.to_embed)} embedded in "
-                        f"{self._clock() - started:.1f}s · worker mem {result.stats['memory_gb']:.2f}GB "
-                        f"peak {result.stats['peak_memory_gb']:.2f}GB · breaker {result.stats['breaker']}"
+                        f"{self._clock() - started:.1f}s · worker mem {row['rss_bytes'] / GB:.2f}GB "
+                        f"peak {row['peak_bytes'] / GB:.2f}GB · breaker {row['breaker']}"
                     )
                 )
             self._poll()
         self._record_left(units)
         return verdict
+
+    def _clean_up_if_asked(self) -> None:
+        with self._wake:
+            cleanup, self._cleanup_requested = self._cleanup_requested, False
+        if cleanup:
+            self.monitor.cleanup("requested by operator")
 
     def _slots(self) -> int:
         if self._max_in_flight is not None:
@@ -345,11 +448,9 @@ class ClusterRunner(Runner):
         if status == "success" and self._quarantined:
             status, exit_code = "partial", 1
         report = super()._build_report(status, error, exit_code)
-        with self._lock:
-            rows = tuple({k: v for k, v in row.items() if k != "history"} for _, row in sorted(self._workers.items()))
         return replace(
             report,
-            workers=rows,
+            workers=tuple(report_entry(row) for row in self._rows()),
             workers_lost=len(self._gone),
             quarantined=tuple(self._quarantined),
             cluster=self.describe(),

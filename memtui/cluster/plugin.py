@@ -13,12 +13,16 @@ the minimum share at WARNING / HALF-OPEN, and an open breaker waits with the sam
 fails with ``WorkerGaveUp`` and the client ends the run as a local run would). A MemoryError
 halves the sub-batch (``Admission``).
 
-``worker_stats``, ``worker_cleanup`` and ``worker_set_config`` are what the client sends to every
-worker with ``Client.run``.
+The operator steers every worker through the client (``Client.run``): ``worker_follow`` applies the
+client's ``Orders`` (pause, thresholds), ``worker_cleanup`` asks for a cleanup. Both act between
+sub-batches, in the task's thread, as the local Runner does; an idle worker cleans up at once. A
+pause is a lease the client renews: a worker whose client went away stops holding after
+``PAUSE_LEASE_S``. Each worker's row (``rows.py``) reaches the scheduler in Dask's heartbeat.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 from distributed import SchedulerPlugin, WorkerPlugin, get_worker
 
+from memtui.cluster.rows import recent_peaks
 from memtui.embed.model import DEFAULT_MAX_BATCH, Embedder
 from memtui.memory.admission import Admission, OpenBreakerWait
 from memtui.memory.batching import batch_size_for
@@ -40,8 +45,12 @@ from memtui.memory.units import GB
 
 PLUGIN_NAME = "memtui-guard"
 WATCH_NAME = "memtui-worker-watch"
+#: The key of a worker's row in Dask's heartbeat metrics (``Worker.metrics``, ``WorkerState.metrics``).
+METRIC = "memtui"
 #: Texts per admitted sub-batch with the breaker CLOSED (the Embedder cuts it further by tokens).
 SUB_BATCH_TEXTS = DEFAULT_MAX_BATCH
+#: A worker's pause lapses this long after the client last renewed it (a client that died holds no worker).
+PAUSE_LEASE_S = 30.0
 
 log = logging.getLogger("memtui")
 
@@ -51,34 +60,65 @@ class WorkerGaveUp(Exception):
 
 
 @dataclass(frozen=True)
+class Orders:
+    """What the client wants every worker to follow now; ``version`` grows with each change."""
+
+    version: int
+    paused: bool
+    config: MemoryConfig
+
+
+@dataclass(frozen=True)
 class DomainResult:
-    """What a task returns: who embedded it, the vectors in the order of the texts sent, the worker's stats."""
+    """What a task returns: who embedded it, the vectors in the order of the texts sent, the worker's row."""
 
     worker: str
     domain: str
     vectors: np.ndarray
-    stats: dict[str, Any]
+    row: dict[str, Any]
 
 
 class WorkerGuard:
     """One worker's model and memory core (lives in the worker process, built by GuardPlugin.setup)."""
 
-    def __init__(self, address: str, model: str | None, backend: str, config: MemoryConfig, threads: int | None):
+    def __init__(
+        self,
+        address: str,
+        model: str | None,
+        backend: str,
+        config: MemoryConfig,
+        threads: int | None,
+        name: str = "",
+        sub_batch_texts: int = SUB_BATCH_TEXTS,
+    ):
         self.address = address
+        self.sub_batch_texts = sub_batch_texts
+        self.name = name or address
         self.embedder = Embedder(model, backend=backend, threads=threads)
         self.monitor = MemoryMonitor(config, limit=discover_limit())
         self.monitor.cleaner.register("model caches", self.embedder.clear_caches)
-        self._lock = threading.Lock()
+        self.incarnation = time.time()
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()  # held by the task running (one at a time: --nthreads 1)
+        self._orders_lock = threading.Condition()  # the client's orders; wakes a held task
+        self._orders = Orders(0, False, config)
+        self._renewed = time.monotonic()
+        self._cleanup_wanted = False
         self.items_done = 0
         self.domains_done = 0
+        self.sub_batches = 0
         self.current_domain: str | None = None
-        self.sub_batch = SUB_BATCH_TEXTS
+        self.activity = "idle"
+        self.sub_batch = sub_batch_texts
         self.loads = 0
 
     def start(self) -> None:
         self.monitor.start()
 
     def close(self) -> None:
+        with self._orders_lock:
+            self._orders = Orders(self._orders.version, False, self._orders.config)
+            self._orders_lock.notify_all()
         self.monitor.stop()
         self.embedder.unload()
 
@@ -90,10 +130,11 @@ class WorkerGuard:
                 vectors = self._embed(texts)
             finally:
                 self.current_domain = None
+                self.activity = "idle"
                 malloc_trim()
             self.items_done += len(texts)
             self.domains_done += 1
-            return DomainResult(self.address, domain, vectors, self.stats())
+            return DomainResult(self.address, domain, vectors, self.row())
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         out: np.ndarray | None = None
@@ -103,15 +144,17 @@ class WorkerGuard:
             self._admit()
             cfg = self.monitor.config
             share = batch_size_for(self.monitor.breaker.state, cfg) / max(1, cfg.batch_size_max)
-            size = max(1, int(SUB_BATCH_TEXTS * share))
+            size = max(1, int(self.sub_batch_texts * share))
             if admission.cap is not None:
                 size = min(size, admission.cap)
             self.sub_batch = size
             chunk = texts[pos : pos + size]
             if not self.embedder.loaded:
+                self.activity = "loading model"
                 self.embedder.load()
                 self.loads += 1
                 log.info("🧠 %s: model loaded (memory %.2fGB)", self.address, self.monitor.sample() / GB)
+            self.activity = "embedding"
             try:
                 parts = list(self.embedder.encode_iter(chunk))
             except MemoryError:
@@ -126,16 +169,20 @@ class WorkerGuard:
                     out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[[pos + i for i in indices]] = vectors
             pos += len(chunk)
+            self.sub_batches += 1
             admission.succeeded(cfg)
             self.monitor.sample()
             self.monitor.breaker.record_success()
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
     def _admit(self) -> None:
-        """Before each sub-batch: past the breaker, wait as the local Runner does (or give up)."""
+        """Before each sub-batch: the operator's cleanup and pause, then past the breaker as the local
+        Runner does (wait, clean up, unload the model, or give up)."""
+        self._hold()
         self.monitor.sample()
         if self.monitor.breaker.state is not BreakerState.OPEN:
             return
+        self.activity = "waiting for memory"
         wait = OpenBreakerWait(self.monitor.config, time.monotonic)
         while self.monitor.breaker.state is BreakerState.OPEN:
             step = wait.step(self.monitor.rss_bytes, self.embedder.loaded)
@@ -145,51 +192,126 @@ class WorkerGuard:
                 log.warning("🧯 %s: memory still high after cleanups: unloading the model", self.address)
                 self.embedder.unload()
             if step.cleanup is not None:
-                self.monitor.cleanup(step.cleanup)
-            time.sleep(step.sleep_s)
+                wait.cleaned(self.monitor.cleanup(step.cleanup).freed)
+            with self._orders_lock:
+                self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.sleep_s)
+            self._run_cleanup_wanted()
             self.monitor.sample()
+        self._hold()  # a pause asked for during the wait holds before the sub-batch
 
-    # -- reading and steering (Client.run) ----------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def _hold(self) -> None:
+        """Run a cleanup the operator asked for; while the operator's pause holds, start nothing."""
+        while True:
+            self._run_cleanup_wanted()
+            with self._orders_lock:
+                if not self._pause_holds():
+                    return
+                self.activity = "paused"
+                self._orders_lock.wait_for(lambda: self._cleanup_wanted or not self._pause_holds(), timeout=1.0)
+
+    def _pause_holds(self) -> bool:
+        """The orders say paused and the client renewed them within the lease (orders lock held)."""
+        if not self._orders.paused:
+            return False
+        if time.monotonic() - self._renewed < PAUSE_LEASE_S:
+            return True
+        log.warning("⏯️ %s: the client has not renewed its pause for %.0fs: going on", self.address, PAUSE_LEASE_S)
+        self._orders = Orders(self._orders.version, False, self._orders.config)
+        return False
+
+    def _run_cleanup_wanted(self) -> None:
+        with self._orders_lock:
+            wanted, self._cleanup_wanted = self._cleanup_wanted, False
+        if wanted:
+            self.monitor.cleanup("requested by operator")
+
+    # -- steering (Client.run, from the worker's event loop) -------------------------------------
+    def follow(self, orders: Orders) -> None:
+        """Apply the client's orders (idempotent: sent again to renew a pause, or to a worker that lags)."""
+        with self._orders_lock:
+            if orders.version >= self._orders.version:
+                self._orders = orders
+                self._renewed = time.monotonic()
+            self._orders_lock.notify_all()
+        if orders.config != self.monitor.config:
+            self.monitor.set_config(orders.config)
+
+    def request_cleanup(self) -> None:
+        """Clean up now if no task runs, else at the task's next sub-batch (in its thread)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self.monitor.cleanup("requested by operator")
+            finally:
+                self._lock.release()
+            return
+        with self._orders_lock:
+            self._cleanup_wanted = True
+            self._orders_lock.notify_all()
+
+    # -- reading ------------------------------------------------------------------------------
+    def row(self) -> dict[str, Any]:
+        """This worker's row (plain data: it rides Dask's heartbeat; ``rows.worker_row`` types it)."""
         snap = self.monitor.snapshot()
-        cfg = self.monitor.config
+        with self._orders_lock:
+            orders, paused = self._orders.version, self._pause_holds()
         return {
             "address": self.address,
-            "memory_gb": round(snap.rss_gb, 3),
-            "peak_memory_gb": round(snap.peak_gb, 3),
+            "name": self.name,
+            "incarnation": self.incarnation,
+            "seq": next(self._seq),
+            "rss_bytes": snap.rss_bytes,
+            "peak_bytes": snap.peak_bytes,
+            "history": recent_peaks(snap.history),
+            "warning_bytes": snap.warning_bytes,
+            "max_bytes": snap.max_bytes,
             "breaker": snap.state.value,
             "breaker_trips": snap.breaker.trips,
-            "memory_warnings": snap.warnings,
+            "warnings": snap.warnings,
             "cleanups": snap.cleanups,
+            "batch_size": self.sub_batch,
+            "current_domain": self.current_domain,
+            "activity": self.activity,
             "items_done": self.items_done,
             "domains_done": self.domains_done,
-            "current_domain": self.current_domain,
-            "batch_size": self.sub_batch,
+            "sub_batches": self.sub_batches,
             "model_loaded": self.embedder.loaded,
             "model_loads": self.loads,
-            "max_memory_gb": cfg.max_memory_gb,
-            "warning_memory_gb": cfg.warning_memory_gb,
-            "history": [rss for _, rss in snap.history[-60:]],
+            "paused": paused,
+            "orders": orders,
         }
 
 
 class GuardPlugin(WorkerPlugin):
-    """Gives every worker a WorkerGuard: its own model (loaded once) and its own memory monitor."""
+    """Gives every worker a WorkerGuard: its own model (loaded once) and its own memory monitor;
+    its row goes into the worker's heartbeat (``Worker.metrics``)."""
 
     name = PLUGIN_NAME
 
-    def __init__(self, model: str | None, backend: str, config: MemoryConfig, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None,
+        backend: str,
+        config: MemoryConfig,
+        threads: int | None = None,
+        sub_batch_texts: int = SUB_BATCH_TEXTS,
+    ) -> None:
         self.model = model
         self.backend = backend
         self.config = config
         self.threads = threads
+        self.sub_batch_texts = sub_batch_texts
         self.guard: WorkerGuard | None = None
 
     def setup(self, worker: Any) -> None:
-        self.guard = WorkerGuard(worker.address, self.model, self.backend, self.config, self.threads)
-        self.guard.start()
+        guard = WorkerGuard(
+            worker.address, self.model, self.backend, self.config, self.threads, str(worker.name), self.sub_batch_texts
+        )
+        guard.start()
+        self.guard = guard
+        worker.metrics[METRIC] = lambda _worker: guard.row()
 
     def teardown(self, worker: Any) -> None:
+        worker.metrics.pop(METRIC, None)
         if self.guard is not None:
             self.guard.close()
             self.guard = None
@@ -209,20 +331,20 @@ def embed_domain(domain: str, texts: list[str]) -> DomainResult:
 
 
 # Client.run passes the worker as ``dask_worker`` (get_worker() works only inside a task).
-def worker_stats(dask_worker: Any = None) -> dict[str, Any]:
-    return _guard(dask_worker).stats()
+def worker_row(dask_worker: Any = None) -> dict[str, Any]:
+    return _guard(dask_worker).row()
 
 
-def worker_cleanup(reason: str = "requested by operator", dask_worker: Any = None) -> dict[str, Any]:
+def worker_cleanup(dask_worker: Any = None) -> dict[str, Any]:
     guard = _guard(dask_worker)
-    guard.monitor.cleanup(reason)
-    return guard.stats()
+    guard.request_cleanup()
+    return guard.row()
 
 
-def worker_set_config(config: MemoryConfig, dask_worker: Any = None) -> dict[str, Any]:
+def worker_follow(orders: Orders, dask_worker: Any = None) -> dict[str, Any]:
     guard = _guard(dask_worker)
-    guard.monitor.set_config(config)
-    return guard.stats()
+    guard.follow(orders)
+    return guard.row()
 
 
 class WorkerWatch(SchedulerPlugin):
@@ -238,7 +360,13 @@ class WorkerWatch(SchedulerPlugin):
         self.removed.append(worker)
 
 
-def removed_workers(dask_scheduler: Any = None) -> list[str]:
-    """Run on the scheduler (Client.run_on_scheduler): the workers WorkerWatch saw leave."""
-    watch = dask_scheduler.plugins.get(WATCH_NAME) if dask_scheduler is not None else None
-    return list(watch.removed) if watch is not None else []
+def cluster_view(dask_scheduler: Any = None) -> dict[str, Any]:
+    """Run on the scheduler (Client.run_on_scheduler), once per client poll: the live workers, those
+    WorkerWatch saw leave, and each live worker's latest row from its heartbeat."""
+    watch = dask_scheduler.plugins.get(WATCH_NAME)
+    workers = dask_scheduler.workers
+    return {
+        "live": list(workers),
+        "removed": list(watch.removed) if watch is not None else [],
+        "rows": {address: ws.metrics[METRIC] for address, ws in workers.items() if METRIC in ws.metrics},
+    }

@@ -95,10 +95,10 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
             events.wait(timeout=1.0)
             if any(isinstance(event, BatchDone) for event in events.drain()):
                 # a worker busy on a domain right now: kill its process outright
-                rows = [w for w in runner.worker_rows() if w.get("current_domain")]
+                rows = [w for w in runner.snapshot().workers if w.current_domain]
                 client = runner._client
                 if rows and client is not None:
-                    pids = client.run(os.getpid, workers=[rows[0]["address"]])
+                    pids = client.run(os.getpid, workers=[rows[0].address])
                     killed = next(iter(pids.values()))
                     os.kill(killed, signal.SIGKILL)
     finally:

@@ -34,6 +34,7 @@ from memtui.tui.widgets import (
     RunHeader,
 )
 from memtui.tui.widgets.gc_log import local_clock
+from memtui.tui.widgets.workers_panel import WorkersPanel
 
 if TYPE_CHECKING:
     from memtui.tui.app import MemtuiApp
@@ -198,6 +199,8 @@ class DashboardScreen(Screen):
         self.query_one(BreakerPanel).show(s)
         self.query_one(BatchPanel).show(s)
         self.query_one(ProgressPanel).show(s)
+        if s.workers:
+            self.show_workers(s)
         m = s.memory
         self.history.extend(m.history)
         self.chart.show(self.history.points, m.time, m.warning_bytes, m.max_bytes)
@@ -205,6 +208,17 @@ class DashboardScreen(Screen):
         self.job = JobState(
             paused=s.paused, over=s.finished or app.report is not None, stopping=s.stopping or app.quitting
         )
+
+    def show_workers(self, s: RunSnapshot) -> None:
+        """A cluster run's rows, one per worker: the panel is mounted with the first rows, above the log."""
+        panels = self.query(WorkersPanel)
+        if panels:
+            panels.first().show(s)
+            return
+        panel = WorkersPanel(id="workers")
+        panel.show(s)
+        self.query_one("#lower").mount(panel, before=0)
+        self.apply_layout()
 
     def redraw_chart(self) -> None:
         """Draw the chart now (it is otherwise redrawn at most once a second)."""
@@ -248,6 +262,8 @@ class DashboardScreen(Screen):
             # While stopping, the short 'committing' banner sits above the log.
             views = (False, banner.has_text and not self.finished, True)
         self.chart.display, banner.display, self.gc_log.display = views
+        for workers in self.query(WorkersPanel):  # a short terminal shows them with the log, not the chart
+            workers.display = tall or views[2]
         # The progress panel always stays. A short, narrow terminal gives the chart the memory panel's
         # rows (the chart shows memory over the whole run, levels included), so the chart keeps its axis
         # and the body does not have to scroll to see it.
