@@ -5,6 +5,12 @@ says when it is back, carries the headroom in its snapshots (and on the wire), a
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 from memtui import wire
 from memtui.events import Notice
@@ -17,7 +23,7 @@ from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.system import SystemReader
 from memtui.memory.units import GB, MB
 from memtui.runner import Runner
-from tests.memory.test_system import meminfo, v2_group, write
+from tests.memory.test_system import make_v1_cgroup, meminfo, v2_group, write
 from tests.support.executors import FakeExecutor
 from tests.support.fakes import FakeClock, FakeMemory
 from tests.support.inputs import write_input
@@ -113,3 +119,96 @@ def test_a_runner_without_a_watch_reads_nothing(tmp_path):
     assert "lowest_headroom_gb" not in report.to_dict()
     assert "headroom" not in progress_line(run.runner.snapshot())
     assert report.status == "success"
+
+
+# -- for real: a v1 memory cgroup, real RSS, real allocations ------------------------------
+
+REAL_CHILD = textwrap.dedent(
+    """
+    import json, subprocess, sys
+    from pathlib import Path
+    from memtui.events import Notice
+    from memtui.jobs.cache import CacheJob
+    from memtui.memory.config import MemoryConfig
+    from memtui.memory.headroom import HeadroomWatch
+    from memtui.memory.monitor import MemoryMonitor
+    from memtui.memory.system import SystemReader
+    from memtui.runner import Runner
+    from tests.support.executors import FakeExecutor
+    from tests.support.inputs import write_input
+
+    MB = 1 << 20
+    COST, NEIGHBOUR_AT = 80 * MB, 5
+
+    NEIGHBOUR = (
+        "import sys; b = bytearray(int(sys.argv[1])); b[::4096] = b'x' * len(b[::4096]); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+
+    class Allocating(FakeExecutor):
+        '''Each sub-batch allocates and frees 80MB (a sampler sees the peak); after sub-batch 5 a
+        neighbour process in the same cgroup holds all but 30MB of its room until the next sub-batch.'''
+
+        monitor = None
+        neighbour = None
+
+        def encode_iter(self, texts):
+            for indices, vectors in super().encode_iter(texts):
+                if self.neighbour is not None:
+                    self.neighbour.communicate("")
+                    self.neighbour = None
+                block = bytearray(COST)
+                block[::4096] = b"x" * len(block[::4096])
+                self.monitor.sample()
+                del block
+                if self.sub_batches == NEIGHBOUR_AT:
+                    room = SystemReader(getrlimit=None).read().binding_cgroup().headroom
+                    self.neighbour = subprocess.Popen(
+                        [sys.executable, "-c", NEIGHBOUR, str(room - 30 * MB)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    )
+                    assert self.neighbour.stdout.readline().strip() == "ready"
+                yield indices, vectors
+
+    tmp = Path(sys.argv[1])
+    executor = Allocating(sub_batch=1)
+    monitor = MemoryMonitor(MemoryConfig(warning_memory_gb=8.0, max_memory_gb=10.0, sample_interval_s=3600.0))
+    executor.monitor = monitor
+    job = CacheJob(write_input(tmp / "in.jsonl", 3, 4), tmp / "cache.sqlite", executor, model_id="hash-test")
+    watch = HeadroomWatch(SystemReader(getrlimit=None), every_s=0.0)
+    runner = Runner(job, monitor, headroom=watch)
+    events = runner.subscribe()
+    report = runner.run()
+    notices = [(e.level, e.message) for e in events.drain() if isinstance(e, Notice) and "headroom" in e.message]
+    print(json.dumps({"report": report.to_dict(), "notices": notices}))
+    """
+)
+
+
+def test_real_cgroup_a_neighbour_leaving_less_than_a_batch_is_said(tmp_path):
+    """Real RSS growth (80MB a sub-batch) measured as the batch's cost; a neighbour process in the same
+    v1 cgroup leaves 30MB; the kernel's own accounting makes the headroom, and the run says it once each way."""
+    folder = make_v1_cgroup(limit=400 * MB)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", REAL_CHILD, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=lambda: (folder / "cgroup.procs").write_text(str(os.getpid())),
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        failures = int((folder / "memory.failcnt").read_text())
+    finally:
+        folder.rmdir()
+    report, notices = out["report"], out["notices"]
+    assert report["status"] == "success"
+    assert [level for level, _ in notices] == ["warning", "info"], notices
+    assert f"to cgroup v1 /{folder.name} is below one batch's measured cost" in notices[0][1]
+    assert report["lowest_headroom_binds"] == f"cgroup v1 /{folder.name}"
+    assert 80 * MB / GB <= report["batch_cost_gb"] < 120 * MB / GB
+    assert report["lowest_headroom_gb"] < report["batch_cost_gb"]
+    assert report["headroom_warnings"] == 1
+    assert failures == 0, "the cgroup hit its limit: the test's neighbour was too big"

@@ -173,13 +173,14 @@ CHILD = textwrap.dedent(
 )
 
 
-def _make_v1_cgroup() -> Path:
+def make_v1_cgroup(limit: int = 600 * MB) -> Path:
+    """A new v1 memory cgroup with ``limit`` (the caller removes it once empty); skips where none can be made."""
     if not (V1_MOUNT / "memory.limit_in_bytes").exists():
         pytest.skip("no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory on this machine")
     folder = V1_MOUNT / f"memtui-test-{uuid.uuid4().hex[:8]}"
     try:
         folder.mkdir()
-        (folder / "memory.limit_in_bytes").write_text(str(600 * MB))
+        (folder / "memory.limit_in_bytes").write_text(str(limit))
     except OSError as exc:
         if folder.exists():
             folder.rmdir()
@@ -188,7 +189,7 @@ def _make_v1_cgroup() -> Path:
 
 
 def test_real_v1_cgroup_readings_match_the_kernel():
-    folder = _make_v1_cgroup()
+    folder = make_v1_cgroup()
     held = 120 * MB
     child = None
     try:
