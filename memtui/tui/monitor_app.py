@@ -136,7 +136,7 @@ class MonitorApp(EngineApp):
             "o", "cycle_order", "Sort", tooltip="Sort the table: by RSS, growth or PID in turn (its title says which)"
         ),
         Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
-        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter: every process again"),
+        Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
@@ -241,7 +241,7 @@ class MonitorApp(EngineApp):
     # -- keys -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
-            return bool(self.table.filter_text) or None
+            return bool(self.table.filter_text)  # shown in the footer while a filter holds
         if action != "signal" and action != "thresholds":
             return True
         keys = self.key_state
@@ -307,6 +307,7 @@ class MonitorApp(EngineApp):
         if event.input is self.filter_bar:
             self.table.filter_by(event.value)
             self._update_key_state()
+            self.refresh_bindings()  # esc is offered while a filter holds
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input is self.filter_bar:
@@ -321,6 +322,7 @@ class MonitorApp(EngineApp):
         self.table.filter_by("")
         self.table.focus()
         self._update_key_state()
+        self.refresh_bindings()
 
     # -- quitting ---------------------------------------------------------------------
     def action_request_quit(self) -> None:

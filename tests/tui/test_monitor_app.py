@@ -341,6 +341,7 @@ async def test_slash_filters_by_pid_or_name_enter_keeps_it_escape_clears_it(spaw
         await wait_for(pilot, lambda: table.shown_pids == [two.pid], what="the filtered row")
         await pilot.press("enter")
         assert app.focused is table and app.filter_bar.display, "Enter keeps the filter, the keys go to the table"
+        assert app.check_action("clear_filter", ()) is True, "the footer offers esc while a filter holds"
         assert f"1 of 2 processes · by RSS · filter '{two.pid}'" == table.border_title
         await pilot.press("s")  # acts on the one row left, and says which
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSignalScreen), what="the question")
@@ -349,7 +350,7 @@ async def test_slash_filters_by_pid_or_name_enter_keeps_it_escape_clears_it(spaw
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmSignalScreen), what="the dialog to close")
         await pilot.press("escape")  # from the table: clears the filter
         await wait_for(pilot, lambda: len(table.shown_pids) == 2, what="both rows again")
-        assert not app.filter_bar.display
+        assert not app.filter_bar.display and app.check_action("clear_filter", ()) is False
         await pilot.press("slash", "p", "y", "t", "h", "o", "n")  # by name: both children are python
         await wait_for(pilot, lambda: table.filter_text == "python", what="the typed filter")
         assert len(table.shown_pids) == 2

@@ -16,7 +16,8 @@ from textual.widgets import Input
 
 class FilterBar(Input):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "clear", "Clear filter", show=False, tooltip="Clear the filter: every row again"),
+        Binding("enter", "submit", "Keep filter", tooltip="Keep the filter: the keys go back to the table"),
+        Binding("escape", "clear", "Clear filter", tooltip="Clear the filter: every row again"),
     ]
 
     class Cleared(Message):
