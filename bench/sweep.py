@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Tuning aid: the Embedder's token budget vs speed, sub-batch time and peak activation memory.
 
-``python bench/sweep.py [--domains N] [--budgets 2048,4096,8192] [--rounds 2]``
+``python bench/sweep.py [--domains N] [--budgets auto,1024,2048,4096] [--rounds 2]``
 
 Encodes the first N domains of the bundled sample with each budget in turn,
 interleaved over rounds (the box is shared: take the medians). Per budget:
 texts/s, the longest sub-batch (which bounds pause latency) and the RSS rise
-over the post-load baseline while encoding (sampled every 5 ms).
+over the post-load baseline while encoding (sampled every 5 ms). ``auto`` is
+the default adaptive budget (memtui.embed.budget), learning across the rounds
+as it would across a run's batches; its line says where it settled. The load
+average is printed with the figures: the best budget moves with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -29,7 +33,7 @@ from run import SAMPLE, first_domains
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--domains", type=int, default=5)
-    ap.add_argument("--budgets", default="2048,4096,8192")
+    ap.add_argument("--budgets", default="auto,1024,2048,4096", help="token budgets; auto: the adaptive one")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--long", action="store_true", help="only the sample's answers over 1,000 words")
     args = ap.parse_args()
@@ -54,8 +58,9 @@ def main() -> None:
     embedder = Embedder()
     embedder.load()
     embedder.encode(["warm up"])
-    budgets = [int(b) for b in args.budgets.split(",")]
-    rows: dict[int, list[dict[str, float]]] = {b: [] for b in budgets}
+    budgets = [b.strip() for b in args.budgets.split(",")]
+    rows: dict[str, list[dict[str, float]]] = {b: [] for b in budgets}
+    loads = [os.getloadavg()[0]]
     for rnd in range(args.rounds):
         for b in budgets if rnd % 2 == 0 else budgets[::-1]:
             malloc_trim()
@@ -73,7 +78,7 @@ def main() -> None:
             t0 = time.perf_counter()
             last = t0
             longest = 0.0
-            for _ in embedder.encode_iter(texts, token_budget=b):
+            for _ in embedder.encode_iter(texts, token_budget=None if b == "auto" else int(b)):
                 now = time.perf_counter()
                 longest = max(longest, now - last)
                 last = now
@@ -83,13 +88,19 @@ def main() -> None:
             rows[b].append(
                 {"rate": len(texts) / dt, "longest_sub_batch_s": longest, "rise_mb": (peak[0] - base) / 2**20}
             )
-    print(f"{len(texts)} texts, {args.rounds} rounds, threads {embedder.threads}")
+            loads.append(os.getloadavg()[0])
+    print(
+        f"{len(texts)} texts, {args.rounds} rounds, threads {embedder.threads}, "
+        f"load average (1 min) {min(loads):.1f}..{max(loads):.1f}"
+    )
     for b in budgets:
         med = {k: statistics.median(r[k] for r in rows[b]) for k in rows[b][0]}
         print(
-            f"budget {b:6d}: {med['rate']:6.2f} texts/s, longest sub-batch {med['longest_sub_batch_s']:5.2f}s, "
-            f"RSS rise {med['rise_mb']:6.1f} MB  (rates {[round(r['rate'], 2) for r in rows[b]]})"
+            f"budget {b:>6}: {med['rate']:6.2f} texts/s, longest sub-batch {med['longest_sub_batch_s']:5.2f}s, "
+            f"RSS rise {med['rise_mb']:4.0f}MB  (rates {[round(r['rate'], 2) for r in rows[b]]})"
         )
+    if embedder.budget is not None and "auto" in budgets:
+        print(f"auto settled on {embedder.budget.current} (moves {embedder.budget.moves})")
 
 
 if __name__ == "__main__":
