@@ -267,11 +267,20 @@ class MonitorApp(EngineApp):
         question = f"{verb} pid {target.pid} ({target.label})?"
         detail = f"memtui will send {sig} to it" + (" and its counted children" if self.engine.children else "")
         self.push_screen(
-            ConfirmSignalScreen(question, f"{detail}. {after}"), lambda ok: self._send(ok, command, target.pid)
+            ConfirmSignalScreen(question, f"{detail}. {after}"), lambda ok: self._send(ok, command, target)
         )
 
-    def _send(self, confirmed: bool | None, command: str, pid: int) -> None:
+    def _send(self, confirmed: bool | None, command: str, asked: TargetSnapshot) -> None:
         if not confirmed:
+            return
+        pid = asked.pid
+        now = self.engine.snapshot().target(pid)
+        if now is None or now.gone or now.watch_id != asked.watch_id:  # a pid back in the table is another watch
+            self.notify(
+                f"pid {pid} ({asked.label}) left the table while you were asked; nothing was sent",
+                severity="warning",
+                timeout=5,
+            )
             return
         try:
             action = call(self.engine, command, pid)

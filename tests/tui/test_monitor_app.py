@@ -409,3 +409,31 @@ async def test_the_cursor_stays_on_its_pid_as_the_live_top_n_moves(spawn):
         await wait_for(pilot, lambda: bool(notes), what="the note")
         assert notes == [f"pid {b.pid} is no longer in the table; the cursor is on pid {table.selected_pid}"]
         await pilot.press("q")
+
+
+async def test_a_process_that_leaves_while_the_question_is_open_is_not_signalled(spawn):
+    """k asked about pid A; A leaves the top 1 and comes back (a new watch, as a reused pid would be):
+    the answer y sends nothing, and says so."""
+    from tests.jobs.test_monitor_rerank import scan_of
+
+    a, b = spawn(), spawn()
+    a.step("alloc 40")
+    engine = MonitorEngine([PidProbe(a.pid)], MemoryConfig(), interval_s=0.05, top=TopN(1, scan=scan_of([a, b])))
+    app = MonitorApp(engine)
+    notes: list[str] = []
+    app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(ProcessTable)
+        await wait_for(pilot, lambda: table.shown_pids == [a.pid] and app.last.target(a.pid).samples > 3, what="a")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmSignalScreen), what="the question")
+        b.step("alloc 150")  # b takes the only place
+        await wait_for(pilot, lambda: table.shown_pids == [b.pid], what="b in, a out")
+        b.kill()  # a comes back: a new watch of the same pid
+        await wait_for(pilot, lambda: table.shown_pids == [a.pid], what="a back")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "nothing was sent" in notes[-1], what="the note")
+        label = app.last.target(a.pid).label
+        assert notes[-1] == f"pid {a.pid} ({label}) left the table while you were asked; nothing was sent"
+        assert a.proc.poll() is None and app.last.target(a.pid).actions == ()
+        await pilot.press("q")

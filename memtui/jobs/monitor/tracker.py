@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ GROWTH_WINDOW_S = 10.0
 DETAIL_BUDGET = 0.02
 #: Shown instead of a long command line.
 LABEL_WIDTH = 40
+#: Each TargetTracker's ``watch_id``: a pid watched again (re-entered, or reused) is another watch.
+_WATCHES = itertools.count(1)
 
 
 class TargetState(str, enum.Enum):
@@ -104,6 +107,7 @@ class TargetSnapshot:
     samples: int
     sample_cost_s: float
     history: tuple[tuple[float, int], ...]
+    watch_id: int = 0  # which watch of this pid: a face checks it before a signal it asked about
 
     @property
     def gone(self) -> bool:
@@ -136,6 +140,7 @@ class TargetTracker:
     def __init__(self, probe: PidProbe, config: MemoryConfig, *, clock: Clock, interval_s: float) -> None:
         self.probe = probe
         self.pid = probe.pid
+        self.watch_id = next(_WATCHES)
         self.label = short_label(probe.name, probe.cmdline)
         self.interval_s = interval_s
         self._clock = clock
@@ -274,4 +279,5 @@ class TargetTracker:
             samples=self._samples,
             sample_cost_s=self._cost,
             history=tuple(self._history),
+            watch_id=self.watch_id,
         )
