@@ -107,7 +107,8 @@ class ProcessTable(DataTable):
         live = sum(not t.gone for t in self.targets)
         count = f"{shown} of {live}" if self.filter_text else f"{live}"
         where = f" · filter {self.filter_text!r}" if self.filter_text else ""
-        self.border_title = f"{count} processes · by {self.order.value}{where}"
+        noun = "process" if live == 1 else "processes"
+        self.border_title = f"{count} {noun} · by {self.order.value}{where}"
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"process-table--{name}", partial=True)
