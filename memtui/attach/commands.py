@@ -11,6 +11,7 @@ import atexit
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -217,22 +218,41 @@ def list_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def table(rows: list[dict[str, Any]], *, numbered: bool = False) -> list[str]:
-    """``ls``'s table: a header, then one line per run (numbered from 1 for the chooser)."""
-    lines = [
-        f"{'ID':<8} {'PID':>7} {'MODE':<10} {'PHASE':<10} {'DONE':>15} {'RSS':>8} {'BREAKER':<9} {'VIEWERS':>7}  INPUT"
-    ]
-    for r in rows:
-        done = f"{r['items_done']}/{r['items_total']}" if r["items_total"] is not None else "?"
-        rss = f"{r['rss_gb']:.2f}GB" if r["rss_gb"] is not None else "?"
-        viewers = "?" if r["viewers"] is None else r["viewers"]
-        lines.append(
-            f"{r['id']:<8} {r['pid']:>7} {r['mode']:<10} {r['phase']:<10} {done:>15} {rss:>8} {r['breaker']:<9} "
-            f"{viewers:>7}  {r['input']}"
-        )
-    if not numbered:
-        return lines
-    return [f"    {lines[0]}"] + [f"{n:>2}) {line}" for n, line in enumerate(lines[1:], 1)]
+#: Column widths (negative: left-aligned); INPUT comes last, whatever room is left.
+WIDTHS = {"ID": -8, "PID": 7, "MODE": -10, "PHASE": -10, "DONE": 15, "RSS": 8, "BREAKER": -9, "VIEWERS": 7}
+CHOOSER_COLUMNS = ("ID", "MODE", "PHASE", "DONE", "RSS")
+
+
+def table(
+    rows: list[dict[str, Any]], columns: Sequence[str] = tuple(WIDTHS), *, numbered: bool = False, width: int = 0
+) -> list[str]:
+    """``ls``'s table: a header, then one line per run (numbered from 1 for the chooser); with ``width``,
+    the INPUT column keeps its end within it."""
+    heads = {c: c for c in (*columns, "INPUT")}
+    lines = [_table_line(heads, columns, "    " if numbered else "", width)]
+    for n, r in enumerate(rows, 1):
+        cells = {
+            "ID": r["id"],
+            "PID": r["pid"],
+            "MODE": r["mode"],
+            "PHASE": r["phase"],
+            "DONE": f"{r['items_done']}/{r['items_total']}" if r["items_total"] is not None else "?",
+            "RSS": f"{r['rss_gb']:.2f}GB" if r["rss_gb"] is not None else "?",
+            "BREAKER": r["breaker"],
+            "VIEWERS": "?" if r["viewers"] is None else r["viewers"],
+            "INPUT": r["input"],
+        }
+        lines.append(_table_line(cells, columns, f"{n:>2}) " if numbered else "", width))
+    return lines
+
+
+def _table_line(cells: dict[str, Any], columns: Sequence[str], prefix: str, width: int) -> str:
+    head = prefix + " ".join(f"{cells[c]:{'<' if WIDTHS[c] < 0 else '>'}{abs(WIDTHS[c])}}" for c in columns) + "  "
+    tail = str(cells["INPUT"])
+    room = width - len(head)
+    if width and len(tail) > room:
+        tail = "…" + tail[-(room - 1) :] if room > 1 else ""
+    return head + tail
 
 
 # -- attach -------------------------------------------------------------------------------
@@ -286,7 +306,8 @@ def pick(run_id: str | None) -> RunEntry | None:
 def choose(running: list[RunEntry], ask: Any = input) -> RunEntry | None:
     """A numbered list of the runs and a prompt (works over SSH, any size, no mouse); None if cancelled."""
     print(f"{len(running)} memtui runs are running:")
-    for line in table([status(e) for e in running], numbered=True):
+    width = shutil.get_terminal_size().columns - 1
+    for line in table([status(e) for e in running], CHOOSER_COLUMNS, numbered=True, width=width):
         print(line)
     while True:
         try:
