@@ -91,7 +91,7 @@ async def test_a_burst_typed_on_the_dashboard_goes_into_the_dialog_its_first_key
         await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to apply and close")
         await pilot.press("t", "0", ".", "8", "tab", "1", ".", "3", "enter")  # Pilot's presses, no pause
         await wait_for(pilot, lambda: levels(rig) == (0.8, 1.3), what="the levels pressed")
-        assert app.keys.is_open and not app.keys.held
+        await wait_for(pilot, lambda: app.keys.is_open and not app.keys.held, what="every key to land")
         await quit_and_confirm(app, pilot)
 
 
