@@ -478,7 +478,8 @@ def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(pl
         os.close(master)
     assert [row["viewers"] for row in ls(env)] == [0, 0]
     for run_id in ids:
-        assert memtui("stop", run_id, env=env, timeout=60).returncode == 0
+        done = memtui("stop", run_id, env=env, timeout=60)
+        assert done.returncode == 0 and "ending the watch" in done.stderr and "batch" not in done.stderr
 
 
 async def test_attached_monitor_shows_the_watch_a_key_reaches_the_run_and_d_detaches(place, sleeper, monkeypatch):

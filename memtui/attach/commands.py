@@ -393,7 +393,12 @@ def stop(args: argparse.Namespace) -> int:
 
     entry = find(args.id)
     engine = RemoteEngine(entry.socket)
-    print(f"memtui: stopping run {entry.id} (pid {entry.pid}): committing the batch in flight", file=sys.stderr)
+    how = (
+        "ending the watch (memtui resumes what it stopped)"
+        if entry.mode == "monitor"
+        else "committing the batch in flight"
+    )
+    print(f"memtui: stopping run {entry.id} (pid {entry.pid}): {how}", file=sys.stderr)
     engine.stop()
     try:
         report = engine.run()
