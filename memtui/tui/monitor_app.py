@@ -274,18 +274,10 @@ class MonitorApp(EngineApp):
         if not confirmed:
             return
         pid = asked.pid
-        now = self.engine.snapshot().target(pid)
-        if now is None or now.gone or now.watch_id != asked.watch_id:  # a pid back in the table is another watch
-            self.notify(
-                f"pid {pid} ({asked.label}) left the table while you were asked; nothing was sent",
-                severity="warning",
-                timeout=5,
-            )
-            return
-        try:
-            action = call(self.engine, command, pid)
+        try:  # the engine refuses, atomically, a pid that is not the watch the operator was asked about
+            action = call(self.engine, command, pid, asked.watch_id)
         except MemtuiError as exc:
-            self.notify(str(exc), severity="error", timeout=5)
+            self.notify(str(exc), severity="warning", timeout=5)
             return
         if not action.ok:
             self.notify(f"{action.signal} to pid {pid} failed: {action.error}", severity="error", timeout=5)

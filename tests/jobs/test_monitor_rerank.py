@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable
 
 import psutil
+import pytest
 
+from memtui.errors import UsageError
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetAdded, TargetGone
 from memtui.jobs.monitor.targets import ENTER_GAP, Selection, TopN, ranked_processes, rerank
@@ -165,3 +167,24 @@ def test_a_process_memtui_stopped_stays_in_the_top_n_and_is_resumed(spawn, watch
     engine.stop()
     w.finish()
     assert small.status != "stopped"
+
+
+def test_a_command_for_a_watch_that_left_and_came_back_sends_nothing(spawn, watch):  # noqa: F811
+    """A face passes the watch id it showed; the engine refuses a pid watched anew since (any face, any wire)."""
+    a, b = spawn(), spawn()
+    a.step("alloc 40")
+    engine = MonitorEngine([PidProbe(a.pid)], MemoryConfig(), interval_s=0.05, top=TopN(1, scan=scan_of([a, b])))
+    w = watch(engine)
+    shown = wait_for(lambda: engine.snapshot().target(a.pid), "a to be watched").watch_id
+    b.step("alloc 150")
+    wait_for(lambda: live_pids(engine) == {b.pid}, "b to take the only place")
+    b.kill()
+    wait_for(lambda: live_pids(engine) == {a.pid}, "a back: a new watch of the same pid")
+    with pytest.raises(UsageError, match="left the table after it was shown; nothing was sent"):
+        engine.terminate_target(a.pid, shown)
+    assert a.proc.poll() is None and engine.snapshot().target(a.pid).actions == ()
+    action = engine.pause_target(a.pid, engine.snapshot().target(a.pid).watch_id)  # the current watch is obeyed
+    assert action.ok and a.status == "stopped"
+    engine.resume_target(a.pid)
+    engine.stop()
+    w.finish()

@@ -434,6 +434,6 @@ async def test_a_process_that_leaves_while_the_question_is_open_is_not_signalled
         await pilot.press("y")
         await wait_for(pilot, lambda: "nothing was sent" in notes[-1], what="the note")
         label = app.last.target(a.pid).label
-        assert notes[-1] == f"pid {a.pid} ({label}) left the table while you were asked; nothing was sent"
+        assert notes[-1] == f"pid {a.pid} ({label}) left the table after it was shown; nothing was sent"
         assert a.proc.poll() is None and app.last.target(a.pid).actions == ()
         await pilot.press("q")

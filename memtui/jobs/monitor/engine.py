@@ -190,16 +190,18 @@ class MonitorEngine:
         """The process exits at once (a second Ctrl-C): resume every process memtui stopped first."""
         self.release_all()
 
-    def pause_target(self, pid: int) -> Action:
+    # ``watch_id`` (from the snapshot the operator was shown) makes a command refuse a pid that
+    # left the table and came back, or was reused, since: it is another process than the one asked about.
+    def pause_target(self, pid: int, watch_id: int | None = None) -> Action:
         """SIGSTOP the target (and its counted children) for the operator."""
-        return self._operator(pid, "stop", "paused by the operator")
+        return self._operator(pid, watch_id, "stop", "paused by the operator")
 
-    def resume_target(self, pid: int) -> Action:
+    def resume_target(self, pid: int, watch_id: int | None = None) -> Action:
         """SIGCONT a target, whoever stopped it; an open breaker will not stop it again until it re-trips."""
-        return self._operator(pid, "resume", "resumed by the operator")
+        return self._operator(pid, watch_id, "resume", "resumed by the operator")
 
-    def terminate_target(self, pid: int) -> Action:
-        return self._operator(pid, "terminate", "terminated by the operator")
+    def terminate_target(self, pid: int, watch_id: int | None = None) -> Action:
+        return self._operator(pid, watch_id, "terminate", "terminated by the operator")
 
     def set_thresholds(
         self, *, warning: str | float | None = None, max: str | float | None = None, pid: int | None = None
@@ -464,11 +466,13 @@ class MonitorEngine:
         self._publish(TargetActed(tracker.pid, tracker.label, record, level="warning" if record.ok else "error"))
         return record
 
-    def _operator(self, pid: int, action: str, reason: str) -> Action:
+    def _operator(self, pid: int, watch_id: int | None, action: str, reason: str) -> Action:
         with self._lock:
             tracker = self._tracker(pid)
             if tracker.gone:
                 raise UsageError(f"pid {pid} ({tracker.label}) is no longer watched: {tracker.snapshot().note}")
+            if watch_id is not None and watch_id != tracker.watch_id:
+                raise UsageError(f"pid {pid} ({tracker.label}) left the table after it was shown; nothing was sent")
             return self._act(tracker, action, reason, "operator")
 
     def release_all(self) -> None:
