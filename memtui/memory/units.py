@@ -35,10 +35,13 @@ def format_bytes(n_bytes: float) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m07s``, ``2h05m``; ``?`` when unknown. Every face says durations this way."""
+    """``42s``, ``3m07s``, ``2h05m``, ``6d10h``; ``?`` when unknown. Every face says durations this way."""
     if seconds is None:
         return "?"
     seconds = round(seconds)
+    if seconds >= 2 * 86400:  # "154h32m" reads as noise; days are what a person counts in
+        days, rest = divmod(seconds, 86400)
+        return f"{days}d{rest // 3600:02d}h"
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,6 +1,6 @@
 import pytest
 
-from memtui.memory.units import GB, MB, format_bytes, format_gb, gb_to_bytes, parse_gb, to_gb
+from memtui.memory.units import GB, MB, format_bytes, format_duration, format_gb, gb_to_bytes, parse_gb, to_gb
 
 
 def test_gb_is_binary():
@@ -92,3 +92,20 @@ def test_parse_errors_name_the_setting(text, needle):
 def test_parse_percent_out_of_range(text):
     with pytest.raises(ValueError, match="between 0 and 100"):
         parse_gb(text, limit_bytes=8 * GB, what="x")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "?"),
+        (0, "0s"),
+        (42.4, "42s"),
+        (187, "3m07s"),
+        (7500, "2h05m"),
+        (47 * 3600 + 59 * 60, "47h59m"),
+        (2 * 86400, "2d00h"),
+        (556_320, "6d10h"),
+    ],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
