@@ -32,8 +32,8 @@ async def test_a_burst_with_a_tab_fills_both_fields_and_enter_applies(make_rig):
         await pilot.pause()
         dialog = app.screen
         burst(app, "0.9\t1.4")
-        await pilot.pause(0.2)
-        assert [dialog.query_one(f"#{i}", Input).value for i in ("warning", "breaker")] == ["0.9", "1.4"]
+        typed = ["0.9", "1.4"]
+        await wait_for(pilot, lambda: [dialog.query_one(f"#{i}", Input).value for i in ("warning", "breaker")] == typed)
         burst(app, "\r")
         await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to apply")
         m = rig.runner.snapshot().memory
