@@ -112,7 +112,7 @@ class ClusterRunner(Runner):
         self._forward_cleanup = False
         self._orders = Orders(0, False, monitor.config)
         self._announced = self._orders  # the last orders the log told about
-        self._renewed: dict[str, float] = {}  # worker -> when the current orders were last sent to it
+        self._sent: dict[str, tuple[int, float]] = {}  # worker -> (the orders' version, when) last sent to it
         self._seen: set[str] = set()
         self._gone: set[str] = set()
         self._live: set[str] = set()
@@ -186,6 +186,17 @@ class ClusterRunner(Runner):
                 self._workers[address] = row
 
     # -- the cluster ----------------------------------------------------------------------------
+    def open(self) -> None:
+        """The Runner's open (faces call it before they start), and for a local cluster multiprocessing's
+        resource tracker, started now while ``sys.stderr`` is still this process's own: the TUI puts a
+        capture without a file descriptor in its place, and the tracker, started with the first worker
+        process, passes stderr's descriptor on (every worker failed: "bad value(s) in fds_to_keep")."""
+        super().open()
+        if self.n_workers is not None:
+            from multiprocessing import resource_tracker  # noqa: PLC0415
+
+            resource_tracker.ensure_running()
+
     def describe(self) -> str:
         return self.scheduler_address or f"a local cluster of {self.n_workers} worker process(es)"
 
@@ -273,18 +284,22 @@ class ClusterRunner(Runner):
             self._publish(Notice(f"🧹 Cleanup sent to {len(replies)} worker(s)"))
         now = time.monotonic()
         with self._lock:
-            due = sorted(
-                address
-                for address in self._live
-                if (row := self._workers.get(address)) is None
-                or row.orders < orders.version
-                or (orders.paused and now - self._renewed.get(address, float("-inf")) >= PAUSE_RENEW_S)
-            )
+            due = sorted(address for address in self._live if self._due(address, orders, now))
         if due:
-            for address in self._send(worker_follow, orders, workers=due):
-                self._renewed[address] = now
+            for address in due:
+                self._sent[address] = (orders.version, now)
+            self._send(worker_follow, orders, workers=due)
         if orders.version != self._announced.version:
             self._announce(orders)
+
+    def _due(self, address: str, orders: Orders, now: float) -> bool:
+        """Whether a worker gets the orders now (lock held): new ones at once, again each poll while its
+        row does not show them (a worker that joined later, a message lost), a pause every PAUSE_RENEW_S."""
+        version, when = self._sent.get(address, (-1, float("-inf")))
+        row = self._workers.get(address)
+        if row is None or row.orders < orders.version:
+            return version != orders.version or now - when >= POLL_S
+        return orders.paused and now - when >= PAUSE_RENEW_S
 
     def _send(self, function: Callable[..., Any], *args: Any, workers: list[str] | None = None) -> list[str]:
         """Run ``function`` on the workers (all, or those named); keep the rows they return; who answered."""

@@ -26,6 +26,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,11 @@ class WorkerGuard:
         threads: int | None,
         name: str = "",
         sub_batch_texts: int = SUB_BATCH_TEXTS,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        """``clock`` times the pause's lease (tests pass a fake one)."""
         self.address = address
+        self._clock = clock
         self.sub_batch_texts = sub_batch_texts
         self.name = name or address
         self.embedder = Embedder(model, backend=backend, threads=threads)
@@ -102,7 +106,7 @@ class WorkerGuard:
         self._lock = threading.Lock()  # held by the task running (one at a time: --nthreads 1)
         self._orders_lock = threading.Condition()  # the client's orders; wakes a held task
         self._orders = Orders(0, False, config)
-        self._renewed = time.monotonic()
+        self._renewed = clock()
         self._cleanup_wanted = False
         self.items_done = 0
         self.domains_done = 0
@@ -213,7 +217,7 @@ class WorkerGuard:
         """The orders say paused and the client renewed them within the lease (orders lock held)."""
         if not self._orders.paused:
             return False
-        if time.monotonic() - self._renewed < PAUSE_LEASE_S:
+        if self._clock() - self._renewed < PAUSE_LEASE_S:
             return True
         log.warning("⏯️ %s: the client has not renewed its pause for %.0fs: going on", self.address, PAUSE_LEASE_S)
         self._orders = Orders(self._orders.version, False, self._orders.config)
@@ -231,7 +235,7 @@ class WorkerGuard:
         with self._orders_lock:
             if orders.version >= self._orders.version:
                 self._orders = orders
-                self._renewed = time.monotonic()
+                self._renewed = self._clock()
             self._orders_lock.notify_all()
         if orders.config != self.monitor.config:
             self.monitor.set_config(orders.config)

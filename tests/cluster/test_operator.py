@@ -183,9 +183,57 @@ async def test_the_tui_shows_a_row_per_real_worker_at_80x24(tmp_path, cluster):
         await pilot.pause()
         rows = run.runner.snapshot().workers
         assert [panel.get_row_at(i)[0].plain for i in range(2)] == [w.name for w in rows]
-        assert sum(int(panel.get_cell(w.address, "done").plain.replace(",", "")) for w in rows) == 4 * 8
+        assert sum(w.items_done for w in rows) == 4 * 8
+        assert all(panel.get_cell(w.address, "doing").plain == "idle" for w in rows)
         assert all(panel.get_cell(w.address, "breaker").plain == "CLOSED" for w in rows)
         assert d.query_one("#body").max_scroll_y == 0
         await pilot.press("q")
     assert app.return_value["status"] == "success"
     _assert_complete(run.cache, 4, 8)
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from memtui.cluster.engine import ClusterRunner
+from memtui.embed.model import Embedder
+from memtui.jobs.cache import CacheJob
+from memtui.memory import MemoryConfig, MemoryMonitor
+from tests.support.inputs import write_input
+
+tmp = Path(sys.argv[1])
+source = write_input(tmp / "in.jsonl", domains=2, per_domain=2)
+embedder = Embedder()
+job = CacheJob(source, tmp / "cache.sqlite", embedder, model_id=embedder.model_id)
+runner = ClusterRunner(job, MemoryMonitor(MemoryConfig()), workers=1, model=embedder.model_id)
+runner.open()  # as the CLI does, before the face starts
+
+
+class Capture:  # what the TUI puts in place of sys.stderr while it runs: no file descriptor
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        return -1
+
+
+sys.stderr = Capture()
+report = runner.run()
+print(report.status, report.error)
+"""
+
+
+def test_a_local_cluster_starts_under_a_face_that_captured_stderr(tmp_path):
+    """The TUI replaces sys.stderr; the local cluster's worker processes must start all the same."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "success None", done.stdout[-2000:] + done.stderr[-2000:]
+    _assert_complete(tmp_path / "cache.sqlite", 2, 2)

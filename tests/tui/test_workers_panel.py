@@ -18,7 +18,7 @@ from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, MB
 from memtui.records import WorkerRow
 from memtui.tui.widgets import GcLog
-from memtui.tui.widgets.workers_panel import NARROW, WorkersPanel, columns, doing, spark
+from memtui.tui.widgets.workers_panel import NARROW, WIDE, WorkersPanel, columns, doing, spark
 
 from .conftest import wait_for
 from .frozen import FrozenRun
@@ -119,9 +119,10 @@ async def test_two_workers_fit_at_80x24_beside_the_log(held):
         assert _cell(panel, ok, "name") == "0" and _cell(panel, ok, "rss") == "0.63GB"
         assert _cell(panel, ok, "breaker") == "CLOSED" and _cell(panel, hot, "breaker") == "OPEN"
         assert _cell(panel, ok, "doing") == "site000.example"
-        assert _cell(panel, hot, "doing").startswith("waiting for memory: a-very-long")
-        assert _cell(panel, ok, "done") == "0" and _cell(panel, hot, "done") == "300"
-        assert len(_cell(panel, ok, "trend")) == 12  # 20 seconds, the peak of each slice
+        assert _cell(panel, hot, "doing").startswith("waiting: a-very-long")
+        assert [c.value for c in panel.columns] == ["name", "rss", "trend", "breaker", "batch", "doing"]
+        assert len(_cell(panel, ok, "trend")) == 10  # 20 seconds, the peak of each slice
+        assert panel.columns["doing"].width >= len("paused: site000.example")
         # colors from the theme: the open breaker in $error, a sparkline over the breaker level too
         error = Color.parse(app.theme_variables["error"])
         assert panel.get_cell(hot.address, "breaker").style.color.triplet == error.triplet
@@ -137,6 +138,7 @@ async def test_at_60x20_the_panel_drops_a_column_and_the_body_scrolls_to_it(held
         panel = await _panel(pilot, held)
         assert panel.size.width < NARROW
         assert [c.value for c in panel.columns] == ["name", "rss", "trend", "breaker", "batch", "doing"]
+        assert len(_cell(panel, TWO[0], "trend")) == 6
         assert panel.max_scroll_x == 0, "every column fits the width"
         body = app.dashboard.query_one("#body")
         body.scroll_to_widget(panel, animate=False)
@@ -173,11 +175,11 @@ async def test_a_lost_worker_keeps_its_row_dimmed_and_rows_update_in_place(held)
     app = held.app()
     async with app.run_test(size=(80, 24)) as pilot:
         panel = await _panel(pilot, held)
-        rows["now"] = (replace(TWO[0], items_done=900), replace(TWO[1], lost=True))
+        rows["now"] = (replace(TWO[0], rss_bytes=900 * MB), replace(TWO[1], lost=True))
         app.tick()
         await pilot.pause()
         assert panel.row_count == 2 and panel.border_title == "Workers 1 · 1 lost"
-        assert _cell(panel, TWO[0], "done") == "900"
+        assert _cell(panel, TWO[0], "rss") == "0.88GB"
         assert _cell(panel, TWO[1], "doing") == "lost" and _cell(panel, TWO[1], "breaker") == "—"
         muted = panel.get_component_rich_style("workers-panel--muted", partial=True)
         assert muted.color is not None and panel.get_cell(TWO[1].address, "rss").style == muted
@@ -201,11 +203,25 @@ def test_the_sparkline_has_a_fixed_scale_and_keeps_spikes():
 
 
 def test_columns_fit_the_width_and_doing_names_the_domain_first():
-    for width in (55, 69, 70, 76, 120):
+    for width in (55, 69, 70, 76, 89, 90, 120):
         layout = columns(width)
         assert sum(c.width + 2 for c in layout) + 1 <= width, width  # padding and a scrollbar included
         assert layout[-1].key == "doing" and layout[-1].width >= 8
-        assert ("done" in [c.key for c in layout]) is (width >= NARROW)
+        assert ("done" in [c.key for c in layout]) is (width >= WIDE)
     assert doing(worker(1, activity="paused", paused=True)) == "paused: site001.example"
+    assert doing(worker(1, activity="waiting for memory")) == "waiting: site001.example"
+    assert doing(worker(1)) == "site001.example"
+    assert doing(worker(1, paused=True)) == "pausing: site001.example"
     assert doing(worker(1, activity="idle", current_domain=None)) == "idle"
     assert doing(worker(1, lost=True)) == "lost"
+
+
+async def test_a_wide_terminal_shows_each_workers_responses_done(held):
+    cluster_shaped(held, lambda: TWO)
+    app = held.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = await _panel(pilot, held)
+        assert panel.size.width >= WIDE and panel.max_scroll_x == 0
+        assert _cell(panel, TWO[0], "done") == "0" and _cell(panel, TWO[1], "done") == "300"
+        assert _cell(panel, TWO[1], "doing") == "waiting: a-very-long-domain-name-that-cannot-fit.example"
+        await pilot.press("q", "y")

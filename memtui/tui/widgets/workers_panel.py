@@ -6,8 +6,9 @@ seen from the client (``RunSnapshot.workers``); the panels above stay the client
 the run's totals. The sparkline uses the memory panel's fixed scale (0 to a little above
 the worker's breaker level), so the same height is the same memory on every row. Rows are
 keyed by address, a lost worker keeps its last row (dimmed); many workers scroll (Tab
-focuses the table, arrows move). Narrow terminals drop the responses column and shorten
-the sparkline. Colors come only from the theme, through component classes in app.tcss.
+focuses the table, arrows move). Only wide terminals show each worker's responses done
+(they are in the report); narrow ones shorten the sparkline. Colors come only from the
+theme, through component classes in app.tcss.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from memtui.tui.text import gb
 from memtui.tui.widgets.memory_sparkline import HEADROOM
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
-#: Below this many cells of content the panel drops the responses column and shortens the sparkline.
+#: Below this many cells of content the panel shortens the name and the sparkline more.
 NARROW = 70
+#: From this many cells of content up the panel shows each worker's responses done.
+WIDE = 90
 
 _BREAKER_CLASS = {
     BreakerState.CLOSED: "closed",
@@ -47,15 +50,14 @@ class Column(NamedTuple):
 
 def columns(width: int) -> tuple[Column, ...]:
     """The columns for ``width`` cells of content: the domain takes what the others leave."""
-    narrow = width < NARROW
     fixed = [
-        Column("name", "Worker", 6 if narrow else 8),
+        Column("name", "Worker", 8 if width >= WIDE else 6),
         Column("rss", "RSS", 7),
-        Column("trend", "Last 20s", 6 if narrow else 12),
+        Column("trend", "Last 20s", 12 if width >= WIDE else 10 if width >= NARROW else 6),
         Column("breaker", "Breaker", 9),
         Column("batch", "Batch", 5),
     ]
-    if not narrow:
+    if width >= WIDE:
         fixed.append(Column("done", "Done", 6))
     # one cell of padding on both sides of each column; one cell for a scrollbar when rows overflow
     used = sum(c.width + 2 for c in fixed) + 2 + 1
@@ -80,13 +82,19 @@ def spark(values: Sequence[int], width: int, warning_bytes: int, max_bytes: int)
     return out
 
 
+#: What a worker does, in a word, before its domain (the domain is what the operator looks for).
+_SHORT = {"paused": "paused", "waiting for memory": "waiting", "loading model": "loading"}
+
+
 def doing(row: WorkerRow) -> str:
-    """What the worker does, in a few words: the domain first, since it is what the operator looks for."""
+    """The worker's domain, after a word when it is not simply embedding it; else what it does."""
     if row.lost:
         return "lost"
-    if row.current_domain and row.activity != "embedding":
-        return f"{row.activity}: {row.current_domain}"
-    return row.current_domain or ("paused" if row.paused else row.activity)
+    if row.current_domain:
+        # paused but still embedding: the pause arrived, the sub-batch in flight finishes first
+        word = "pausing" if row.paused and row.activity == "embedding" else _SHORT.get(row.activity)
+        return f"{word}: {row.current_domain}" if word else row.current_domain
+    return "paused" if row.paused else row.activity
 
 
 class WorkersPanel(DataTable):
