@@ -29,7 +29,8 @@ PANELS = [
     (
         "Memory",
         "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
-        "says it); the amber and red lines mark the warning and breaker levels; green normal, amber "
+        "says it); the amber and red lines mark the warning and breaker levels (in one row they take "
+        "turns, amber lower), and the two marks at the right edge show both always; green normal, amber "
         "warning, red over the breaker. 'headroom' is what is left before the limit that kills the job "
         "(the cgroup's, the system's available memory or RLIMIT_AS, whichever is least) against one "
         "batch's measured cost ('batch +'); red below it. Under it: the cgroup's usage/limit, available "
