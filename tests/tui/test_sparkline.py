@@ -1,8 +1,10 @@
 """The sparkline marks both levels, in their own colors, wherever they fall: in one row they take turns
-(the warning drawn lower), and a gutter at the right edge shows both even when the columns cover their row."""
+(the warning drawn lower), and a gutter at the right edge shows both even when the columns cover their row.
+The chart too: levels closer than a row get a row each, each labelled with its own value."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from rich.console import Console
 from textual.app import App, ComposeResult
 
 from memtui.memory.units import GB
+from memtui.tui.widgets.memory_chart import MemoryChart
 from memtui.tui.widgets.memory_sparkline import GUTTER, MemorySparkline
 
 from .frozen import FrozenRun
@@ -109,3 +112,24 @@ async def test_the_dashboard_sparkline_shows_both_levels(size, tmp_path: Path, m
             await pilot.press("q", "y")
     finally:
         run.release()
+
+
+class OneChart(App):
+    CSS = "MemoryChart { height: 12; width: 60; }"
+
+    def compose(self) -> ComposeResult:
+        yield MemoryChart()
+
+
+@pytest.mark.parametrize("levels", [(1.0, 1.5), (1.42, 1.45), (1.44, 1.45)])
+async def test_the_chart_gives_each_level_its_own_row_and_label(levels):
+    warning, breaker = levels
+    app = OneChart()
+    async with app.run_test(size=(70, 14)) as pilot:
+        chart = app.query_one(MemoryChart)
+        points = [(940.0 + t, int((0.5 + t / 100) * GB)) for t in range(60)]
+        chart.show(points, 1000.0, int(warning * GB), int(breaker * GB), force=True)
+        await pilot.pause()
+        rows = re.sub(r"\x1b\[[0-9;]*m", "", chart.plt.build()).splitlines()
+        labelled = [next(i for i, row in enumerate(rows) if row.startswith(f"{level:.2f}")) for level in levels]
+        assert labelled[0] > labelled[1], rows  # the warning's row below the breaker's

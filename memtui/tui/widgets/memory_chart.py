@@ -15,6 +15,8 @@ from textual_plotext import PlotextPlot
 from memtui.memory.units import GB
 
 _REDRAW_EVERY_S = 1.0
+#: Rows of the widget that are not plot: the frame's top, its bottom (with the x ticks), the x labels.
+_AXIS_ROWS = 3
 
 
 def _plotext_color(value: str | None) -> tuple[int, int, int] | str:
@@ -93,9 +95,15 @@ class MemoryChart(PlotextPlot):
         ys = [rss / GB for _, rss in points]
         top = max([breaker / GB * 1.1, *ys]) if breaker else max(ys or [1.0])
         plt.ylim(0, top)
-        # Ticks at the levels that matter, so each threshold line sits on its own label.
-        ticks = [0.0] + [level / GB for level in (warning, breaker) if level]
-        plt.yticks(ticks, [f"{t:.2f}" for t in ticks])
+        # Ticks at the levels that matter, so each threshold line sits on its own label. Levels closer
+        # than a row would share one (the breaker's line and label hiding the warning's): the warning's
+        # line goes a row lower, still labelled with its own value.
+        at = {level: level / GB for level in (warning, breaker) if level}
+        row_gb = top / max(1, self.content_size.height - _AXIS_ROWS - 1)
+        if warning and breaker and (breaker - warning) / GB < row_gb:
+            at[warning] = max(0.0, breaker / GB - row_gb)
+        ticks = [0.0, *at.values()]
+        plt.yticks(ticks, ["0.00", *(f"{level / GB:.2f}" for level in at)])
         if xs:
             left = min(xs[0], -1 / scale)
             plt.xlim(left, 0)
@@ -103,9 +111,9 @@ class MemoryChart(PlotextPlot):
             plt.xticks([-t for t in ticks], [f"-{t:g}" if t else "now" for t in ticks])
             plt.plot(xs, ys, color=_plotext_color(variables.get("primary")), marker="braille")
         if warning:
-            plt.hline(warning / GB, _plotext_color(variables.get("warning")))
+            plt.hline(at[warning], _plotext_color(variables.get("warning")))
         if breaker:
-            plt.hline(breaker / GB, _plotext_color(variables.get("error")))
+            plt.hline(at[breaker], _plotext_color(variables.get("error")))
         # The units go in the border, so every row inside is plot.
         self.border_title = f"Memory chart · {'minutes' if minutes else 'seconds'} ago"
         self.border_subtitle = (
