@@ -18,6 +18,7 @@ gate opens after ``HOLD_LIMIT_S``: keys may then go astray, but never stay stuck
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,6 +44,7 @@ class KeyGate:
         self._in_flight: TypedEvent | None = None
         self._opening: set[object] = set()  # screens pushed and not yet mounted
         self._watchdog: Timer | None = None
+        self._mounts: set[asyncio.Task[None]] = set()  # kept: the loop holds tasks weakly
 
     @property
     def is_open(self) -> bool:
@@ -63,12 +65,13 @@ class KeyGate:
         self._opening.add(token)
 
         async def wait() -> None:
-            try:
+            with contextlib.suppress(Exception):  # a screen that fails to mount is Textual's to report
                 await mounted
-            finally:
-                self._app.call_later(self._opened, token)
+            self._app.call_later(self._opened, token)
 
-        asyncio.get_running_loop().create_task(wait(), name="memtui key gate: screen mount")
+        task = asyncio.get_running_loop().create_task(wait(), name="memtui key gate: screen mount")
+        self._mounts.add(task)
+        task.add_done_callback(self._mounts.discard)
 
     async def _opened(self, token: object) -> None:
         self._opening.discard(token)
@@ -92,9 +95,9 @@ class KeyGate:
             node = node.parent  # closed: nothing more will happen there
         self._app.call_later(self._landed, event)
 
-    def _reached(self, event: TypedEvent, node: DOMNode) -> None:
-        if node is self._app or node.parent is None:
-            self._app.call_later(self._landed, event)
+    async def _reached(self, event: TypedEvent, node: DOMNode) -> None:
+        if node is self._app:  # the last of its queues: the key and all it set off have been handled
+            await self._landed(event)
         else:
             self._follow(event, node.parent)
 
