@@ -38,6 +38,7 @@ from typing import Any
 
 from memtui.cluster.plugin import (
     SUB_BATCH_TEXTS,
+    TOPIC,
     GuardPlugin,
     Orders,
     WorkerGaveUp,
@@ -228,6 +229,7 @@ class ClusterRunner(Runner):
         threads = max(1, len(os.sched_getaffinity(0)) // self.n_workers) if self.n_workers else None
         with self._wake:
             self._orders = self._announced = Orders(0, False, config)  # what GuardPlugin gives every worker
+        self._client.subscribe_topic(TOPIC, self._on_worker_log)  # before the plugin: its first lines too
         self._client.register_plugin(GuardPlugin(self.model, self.backend, config, threads, self._sub_batch_texts))
         self._reorder()  # a pause or a change asked for while the cluster started
         self._poll(force=True)
@@ -238,11 +240,25 @@ class ClusterRunner(Runner):
             )
         )
 
+    def _on_worker_log(self, event: tuple[float, Any]) -> None:
+        """A worker's memtui log line (a Dask event, in the client's event loop): one Notice, named by worker."""
+        _, line = event
+        if not isinstance(line, dict):
+            return
+        name, address = str(line.get("name") or ""), str(line.get("address") or "?")
+        who = f"worker {name}" if name and "://" not in name else address
+        level = {"warning": "warning", "error": "error", "critical": "error"}.get(str(line.get("level")), "info")
+        self._publish(Notice(f"{who}: {line.get('message', '')}", level=level))
+
     def _disconnect(self) -> None:
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         try:
             if client is not None:
+                try:
+                    client.unsubscribe_topic(TOPIC)
+                except Exception as exc:  # a client whose scheduler is gone
+                    log.debug("unsubscribing from the workers' log failed: %s", exc)
                 client.close()
         finally:
             if cluster is not None:

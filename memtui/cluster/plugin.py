@@ -18,6 +18,10 @@ client's ``Orders`` (pause, thresholds), ``worker_cleanup`` asks for a cleanup. 
 sub-batches, in the task's thread, as the local Runner does; an idle worker cleans up at once. A
 pause is a lease the client renews: a worker whose client went away stops holding after
 ``PAUSE_LEASE_S``. Each worker's row (``rows.py``) reaches the scheduler in Dask's heartbeat.
+
+memtui's log lines in a worker (breaker changes, warnings, cleanups, the model loaded) go to the client
+as Dask events (``Worker.log_event`` on ``TOPIC``; the client subscribes and logs them, named by worker),
+not to the worker's stderr: a local cluster's workers share the client's terminal, where the TUI draws.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ METRIC = "memtui"
 SUB_BATCH_TEXTS = DEFAULT_MAX_BATCH
 #: A worker's pause lapses this long after the client last renewed it (a client that died holds no worker).
 PAUSE_LEASE_S = 30.0
+#: The Dask event topic memtui's log lines in a worker go to (``Worker.log_event``, ``Client.subscribe_topic``).
+TOPIC = "memtui"
 
 log = logging.getLogger("memtui")
 
@@ -157,7 +163,7 @@ class WorkerGuard:
                 self.activity = "loading model"
                 self.embedder.load()
                 self.loads += 1
-                log.info("🧠 %s: model loaded (memory %.2fGB)", self.address, self.monitor.sample() / GB)
+                log.info("🧠 Model loaded (memory %.2fGB)", self.monitor.sample() / GB)
             self.activity = "embedding"
             try:
                 parts = list(self.embedder.encode_iter(chunk))
@@ -193,7 +199,7 @@ class WorkerGuard:
             if step.give_up is not None:
                 raise WorkerGaveUp(f"{self.address}: {step.give_up}")
             if step.unload:
-                log.warning("🧯 %s: memory still high after cleanups: unloading the model", self.address)
+                log.warning("🧯 Memory still high after cleanups: unloading the model")
                 self.embedder.unload()
             if step.cleanup is not None:
                 wait.cleaned(self.monitor.cleanup(step.cleanup).freed)
@@ -219,7 +225,7 @@ class WorkerGuard:
             return False
         if self._clock() - self._renewed < PAUSE_LEASE_S:
             return True
-        log.warning("⏯️ %s: the client has not renewed its pause for %.0fs: going on", self.address, PAUSE_LEASE_S)
+        log.warning("⏯️ The client has not renewed its pause for %.0fs: going on", PAUSE_LEASE_S)
         self._orders = Orders(self._orders.version, False, self._orders.config)
         return False
 
@@ -285,6 +291,22 @@ class WorkerGuard:
         }
 
 
+class ToClient(logging.Handler):
+    """memtui's log records in a worker, sent to the client as Dask events (thread-safe: ``log_event``
+    hands a record from the task or sampler thread to the worker's event loop)."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__(logging.INFO)
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event = {"name": str(self.worker.name), "level": record.levelname.lower(), "message": record.getMessage()}
+            self.worker.log_event(TOPIC, {"address": self.worker.address, **event})
+        except Exception:  # a worker closing: the line is lost, the work is not
+            self.handleError(record)
+
+
 class GuardPlugin(WorkerPlugin):
     """Gives every worker a WorkerGuard: its own model (loaded once) and its own memory monitor;
     its row goes into the worker's heartbeat (``Worker.metrics``)."""
@@ -305,6 +327,7 @@ class GuardPlugin(WorkerPlugin):
         self.threads = threads
         self.sub_batch_texts = sub_batch_texts
         self.guard: WorkerGuard | None = None
+        self._to_client: ToClient | None = None
 
     def setup(self, worker: Any) -> None:
         guard = WorkerGuard(
@@ -313,8 +336,16 @@ class GuardPlugin(WorkerPlugin):
         guard.start()
         self.guard = guard
         worker.metrics[METRIC] = lambda _worker: guard.row()
+        self._to_client = ToClient(worker)
+        memtui_log = logging.getLogger("memtui")
+        memtui_log.addHandler(self._to_client)  # with a handler, Python's last resort (stderr) stays quiet
+        if memtui_log.getEffectiveLevel() > logging.INFO:
+            memtui_log.setLevel(logging.INFO)
 
     def teardown(self, worker: Any) -> None:
+        if self._to_client is not None:
+            logging.getLogger("memtui").removeHandler(self._to_client)
+            self._to_client = None
         worker.metrics.pop(METRIC, None)
         if self.guard is not None:
             self.guard.close()

@@ -16,6 +16,7 @@ pytest.importorskip("distributed")
 from memtui.cluster.engine import ClusterRunner
 from memtui.cluster.settings import dask_config, memory_limit_bytes
 from memtui.embed.model import Embedder
+from memtui.events import Notice
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.memory.breaker import BreakerState
@@ -55,15 +56,15 @@ def cluster() -> Iterator[str]:
 class Run:
     """A ClusterRunner on the shared cluster, run in a thread."""
 
-    def __init__(self, tmp_path: Path, address: str, domains: int, per_domain: int, **kw) -> None:
+    def __init__(self, tmp_path: Path, address: str | None, domains: int, per_domain: int, **kw) -> None:
+        """On the shared cluster at ``address``, or (None) on a local cluster of its own (``workers=N``)."""
         self.domains, self.per_domain, self.cache = domains, per_domain, tmp_path / "cache.sqlite"
         source = write_input(tmp_path / "in.jsonl", domains=domains, per_domain=per_domain)
         embedder = Embedder()
         job = CacheJob(source, self.cache, embedder, model_id=embedder.model_id)
         monitor = MemoryMonitor(kw.pop("config", CONFIG))
-        self.runner = ClusterRunner(
-            job, monitor, scheduler=address, model=embedder.model_id, sub_batch_texts=SUB_BATCH, **kw
-        )
+        where = {"scheduler": address} if address else {"workers": kw.pop("workers")}
+        self.runner = ClusterRunner(job, monitor, model=embedder.model_id, sub_batch_texts=SUB_BATCH, **where, **kw)
         self.result: dict = {}
         self.thread = threading.Thread(target=lambda: self.result.setdefault("report", self.runner.run()), daemon=True)
 
@@ -147,6 +148,24 @@ def test_thresholds_and_cleanups_reach_every_worker(tmp_path, cluster):
     assert all(w["max_memory_gb"] == 3.5 and w["cleanups"] >= 1 for w in report.workers)
 
 
+def test_a_worker_that_joins_later_follows_the_pause_and_the_levels(tmp_path):
+    run = Run(tmp_path, None, domains=4, per_domain=16, workers=1)
+    run.runner.open()
+    run.start()
+    run.wait_for("the first worker embedding", lambda rows: len(rows) == 1 and rows[0].sub_batches > 0)
+    run.runner.set_thresholds(warning="2.5GB", max="3.5GB")
+    run.runner.pause()
+    run.wait_for("the first worker paused", lambda rows: rows[0].paused and rows[0].max_bytes == int(3.5 * GB))
+    run.runner._cluster.scale(2)  # a worker joins the paused run
+    run.wait_for(
+        "the new worker following the run's orders",
+        lambda rows: len(rows) == 2 and all(w.paused and w.max_bytes == int(3.5 * GB) for w in rows),
+    )
+    run.runner.resume()
+    report = run.finish()
+    assert len(report.workers) == 2 and all(w["max_memory_gb"] == 3.5 for w in report.workers)
+
+
 def test_a_workers_breaker_trips_for_real_and_nothing_is_lost(tmp_path, cluster):
     import cloudpickle
 
@@ -156,14 +175,19 @@ def test_a_workers_breaker_trips_for_real_and_nothing_is_lost(tmp_path, cluster)
     try:
         # levels above a loaded worker (about 0.65GB here) and this test process; the ballast goes past them
         config = MemoryConfig(max_memory_gb=1.5, warning_memory_gb=1.3)
-        run = Run(tmp_path, cluster, domains=4, per_domain=8, config=config, task=ballast.ballast_embed).start()
-        report = run.finish()
+        run = Run(tmp_path, cluster, domains=4, per_domain=8, config=config, task=ballast.ballast_embed)
+        events = run.runner.subscribe()
+        report = run.start().finish()
     finally:
         cloudpickle.unregister_pickle_by_value(ballast)
     trips = sum(w["breaker_trips"] for w in report.workers)
     assert trips >= len(ballast.BALLAST_DOMAINS), report.workers  # each block opened its worker's breaker
     assert sum(w["cleanups"] for w in report.workers) >= trips  # the open breaker cleaned up: the block went
     assert all(not w["lost"] for w in report.workers) and report.workers_lost == 0
+    # the workers' own log lines reach the client's log (Dask events), named by worker, not their stderr
+    lines = [e.message for e in events.drain() if isinstance(e, Notice)]
+    opened = [line for line in lines if line.startswith("worker ") and "Circuit breaker OPEN" in line]
+    assert len(opened) >= len(ballast.BALLAST_DOMAINS), lines
 
 
 async def test_the_tui_shows_a_row_per_real_worker_at_80x24(tmp_path, cluster):
