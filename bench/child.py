@@ -310,6 +310,9 @@ def role_throughput(args: argparse.Namespace) -> None:
             "tokens": sum(lengths),
             "threads": embedder.threads,
             "token_budget": embedder.token_budget,
+            # The adaptive budget (memtui.embed.budget): where it ended up after all pairs, and its moves.
+            "token_budget_settled": embedder.budget.current if embedder.budget else None,
+            "token_budget_moves": embedder.budget.moves if embedder.budget else [],
             "max_batch": embedder.max_batch,
             "peer_best_batch_size": best_bs,
             "repeats": reps,
