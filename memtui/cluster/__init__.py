@@ -12,10 +12,12 @@
 
 
 def require_distributed() -> None:
-    """UsageError (exit 2) naming the extra when Dask distributed is not installed."""
+    """UsageError (exit 2) naming the extra when Dask distributed, or cryptography (the TLS of a local
+    cluster: ``engine.py``), is not installed."""
     import importlib.util  # noqa: PLC0415
 
     from memtui.errors import UsageError  # noqa: PLC0415
 
-    if importlib.util.find_spec("distributed") is None:
-        raise UsageError("--workers / --scheduler need Dask distributed: pip install 'memtui[distributed]'")
+    for module in ("distributed", "cryptography"):
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"--workers / --scheduler need {module}: pip install 'memtui[distributed]'")

@@ -5,7 +5,10 @@ another loop: instead of encoding batches itself, it
 
 - starts a local cluster of N worker processes (``workers=N``) or connects to a scheduler
   (``scheduler="tcp://..."``), sets Dask's memory manager behind memtui's breaker
-  (``settings.py``) and registers ``GuardPlugin`` (each worker's model and memory core);
+  (``settings.py``) and registers ``GuardPlugin`` (each worker's model and memory core). A local
+  cluster speaks TLS with certificates made for this run only (``security=True``): its workers run
+  as the user who started memtui (root, often), and on a shared machine any local user could
+  otherwise connect to its scheduler on 127.0.0.1 and run code in them;
 - streams domains as tasks, at most ``max_in_flight`` (2 x workers) at a time: a domain's
   missing texts are read, checked against the cache (``CacheJob.prepare``) and sent only when a
   slot frees, so neither the client nor the scheduler ever holds the whole input;
@@ -218,6 +221,7 @@ class ClusterRunner(Runner):
                     host="127.0.0.1",
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
+                    security=True,  # temporary certificates: only this client may connect
                 )
                 self._client = Client(self._cluster)
         else:

@@ -59,6 +59,10 @@ def dask_config() -> dict[str, Any]:
         # one task per worker thread, none queued on the worker: a worker that dies is blamed only for
         # the domain it was running (Dask counts a death against every task assigned to the worker)
         "distributed.scheduler.worker-saturation": 1.0,
+        # no HTTP routes (health, metrics, task info) on the scheduler and workers memtui starts: nothing
+        # of the run is served in clear on the machine (the cluster's own comms are TLS: engine.py)
+        "distributed.scheduler.http.routes": [],
+        "distributed.worker.http.routes": [],
     }
 
 

@@ -153,6 +153,14 @@ def test_a_worker_that_joins_later_follows_the_pause_and_the_levels(tmp_path):
     run.runner.open()
     run.start()
     run.wait_for("the first worker embedding", lambda rows: len(rows) == 1 and rows[0].sub_batches > 0)
+    # the local cluster speaks TLS with this run's own certificates: another client, even with TLS, is refused
+    from distributed import Client
+    from distributed.security import Security
+
+    address = run.runner._cluster.scheduler_address
+    assert address.startswith("tls://127.0.0.1:")
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, security=Security.temporary(), timeout=5)
     run.runner.set_thresholds(warning="2.5GB", max="3.5GB")
     run.runner.pause()
     run.wait_for("the first worker paused", lambda rows: rows[0].paused and rows[0].max_bytes == int(3.5 * GB))
