@@ -667,8 +667,11 @@ class Runner:
         lowest = self.headroom.lowest if self.headroom is not None else None
         cost = self.headroom.cost.bytes if self.headroom is not None else None
         with self._lock:
-            duration = (self._t_end or self._clock()) - (self._t0 or self._clock())
+            end = self._t_end or self._clock()
+            duration = end - (self._t0 or end)
+            working = self._active(end) - (self._t0 or end)  # the rate leaves paused time out, as on screen
             items = self._items_done - self._items_skipped
+            committed = self._committed_complete + sum(self._committed_partial.values())
             return RunReport(
                 status=status,
                 exit_code=exit_code,
@@ -680,11 +683,11 @@ class Runner:
                 cleanups=memory.cleanups,
                 batches=self._batches,
                 items=items,
-                responses_committed=self._committed_complete + sum(self._committed_partial.values()),
+                responses_committed=committed,
                 items_embedded=self._items_embedded,
                 items_skipped=self._items_skipped,
                 items_total=self._items_total,
-                items_per_s=round(items / duration, 2) if duration > 0 else 0.0,
+                items_per_s=round(committed / working, 2) if working > 0 else 0.0,
                 duration_s=round(duration, 3),
                 domains_done=self._units_done,
                 domains_total=self._units_total,

@@ -481,3 +481,6 @@ def test_paused_time_is_left_out_of_rate_and_eta_and_work_in_flight_counts(tmp_p
     thread.join(10)
     report = runner.snapshot().report
     assert report is not None and report.status == "success"
+    # the report's rate is the screen's: responses committed per second of working time, the pause left out
+    assert report.duration_s >= 15.0 + 1.0
+    assert report.items_per_s == pytest.approx(report.responses_committed / (report.duration_s - 15.0), rel=0.01)
