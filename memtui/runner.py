@@ -99,6 +99,19 @@ class RunSnapshot:
     def finished(self) -> bool:
         return self.report is not None
 
+    @property
+    def responses_done(self) -> int:
+        """The responses every face counts as done: the same number the run report gives once it is over.
+
+        While the job runs, work in flight counts (a first batch of many minutes does not sit at 0.0%).
+        Once it is over, the report's count: a stop or an abort mid-batch commits the unfinished domains'
+        vectors too (a rerun keeps them), and no face may say less than the report.
+        """
+        if self.report is not None:
+            committed = self.report.responses_committed
+            return self.items_done if committed is None else self.items_skipped + committed
+        return self.items_done + self.in_flight_progress[0]
+
 
 class Runner:
     """The embedding job's engine (an Engine: memtui.engine)."""

@@ -15,6 +15,7 @@ import pytest
 
 from memtui.errors import ConfigError
 from memtui.events import BatchDone, BatchStarted, BreakerChanged, CleanupRan, Notice, RunFinished
+from memtui.faces.job import progress_line
 from memtui.jobs.cache import CacheJob
 from memtui.memory import BreakerState, Cleaner, MemoryConfig, MemoryLimit, MemoryMonitor
 from memtui.memory.units import GB, MB
@@ -472,6 +473,9 @@ def test_paused_time_is_left_out_of_rate_and_eta_and_work_in_flight_counts(tmp_p
     wait_until(lambda: runner.snapshot().phase == "paused")
     mid = box["in_flight"]
     assert mid.batches == 0 and mid.in_flight_progress[0] > 0 and mid.items_per_s > 0 and mid.eta_s is not None
+    # every face counts the same: the headless line too counts the batch in flight
+    assert mid.responses_done == mid.in_flight_progress[0]
+    assert progress_line(mid).startswith(f"⏳ {mid.responses_done}/")
     before = runner.snapshot()
     clock.advance(15.0)
     after = runner.snapshot()

@@ -17,13 +17,14 @@ _LOGGED_BY_CORE = (MemoryWarning, CleanupRan, BreakerChanged)
 
 
 def progress_line(s: RunSnapshot) -> str:
-    pct = 100.0 * s.items_done / s.items_total if s.items_total else 0.0
+    done = s.responses_done
+    pct = 100.0 * done / s.items_total if s.items_total else 0.0
     m = s.memory
     state = "paused" if s.paused else s.phase
     h = s.headroom
     headroom = f" · headroom {h.describe()}{' (below one batch)' if h.low else ''}" if h is not None else ""
     return (
-        f"⏳ {s.items_done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
+        f"⏳ {done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
         f"{s.items_per_s:.1f}/s · ETA {format_duration(s.eta_s)} · "
         f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB{headroom} · breaker {m.state.label} · batch {s.batch_size} · "
         f"{state}"

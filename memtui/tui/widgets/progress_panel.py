@@ -9,25 +9,12 @@ from memtui.tui.text import bar, count, format_duration
 from memtui.tui.widgets.panel import Panel
 
 
-def responses_done(s: RunSnapshot) -> int:
-    """The responses the bar counts, the same number the run report gives once the run is over.
-
-    While the job runs, work in flight counts (a first batch of many minutes does not sit at 0.0%).
-    Once it is over, the report's count: a stop or an abort mid-batch commits the unfinished domains'
-    vectors too (a rerun keeps them), and the screen must not say less than the report.
-    """
-    if s.report is not None:
-        committed = s.report.responses_committed
-        return s.items_done if committed is None else s.items_skipped + committed
-    return s.items_done + s.in_flight_progress[0]
-
-
 class ProgressPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "Progress"
 
     def show(self, s: RunSnapshot) -> None:
-        done = responses_done(s)
+        done = s.responses_done
         fraction = min(1.0, done / s.items_total) if s.items_total else (1.0 if s.finished else 0.0)
         pct = f" {fraction * 100:5.1f}%"
         width = max(4, self.content_size.width - len(pct)) if self.content_size.width else 40
