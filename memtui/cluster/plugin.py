@@ -193,6 +193,7 @@ class WorkerGuard:
         if self.monitor.breaker.state is not BreakerState.OPEN:
             return
         self.activity = "waiting for memory"
+        self.sub_batch = 0  # the open breaker admits nothing (the local Runner's batch size 0)
         wait = OpenBreakerWait(self.monitor.config, time.monotonic)
         while self.monitor.breaker.state is BreakerState.OPEN:
             step = wait.step(self.monitor.rss_bytes, self.embedder.loaded)
