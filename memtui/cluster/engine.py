@@ -220,6 +220,9 @@ class ClusterRunner(Runner):
                     memory_limit=memory_limit_bytes(config),
                     host="127.0.0.1",
                     dashboard_address=None,
+                    # no dashboard; Dask's HTTP server (its routes are off: settings.py) on a free local port,
+                    # not 8787, where it would warn "Port 8787 is already in use" beside another cluster
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                     security=True,  # temporary certificates: only this client may connect
                 )
