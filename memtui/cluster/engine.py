@@ -77,6 +77,11 @@ def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
     return n
 
 
+def _who(name: str, address: str) -> str:
+    """How log lines name a worker: ``worker 1`` (a local cluster's), else its address."""
+    return f"worker {name}" if name and "://" not in name else address
+
+
 def _natural(row: WorkerRow) -> list[Any]:
     """Sort key: worker 2 before worker 10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", row.name)] + [row.address]
@@ -252,8 +257,7 @@ class ClusterRunner(Runner):
         _, line = event
         if not isinstance(line, dict):
             return
-        name, address = str(line.get("name") or ""), str(line.get("address") or "?")
-        who = f"worker {name}" if name and "://" not in name else address
+        who = _who(str(line.get("name") or ""), str(line.get("address") or "?"))
         level = {"warning": "warning", "error": "error", "critical": "error"}.get(str(line.get("level")), "info")
         self._publish(Notice(f"{who}: {line.get('message', '')}", level=level))
 
@@ -448,9 +452,10 @@ class ClusterRunner(Runner):
                 self._commit(work, complete=True)
                 self._take({result.worker: result.row})
                 row = result.row
+                who = _who(str(row.get("name") or ""), result.worker)
                 self._publish(
                     Notice(
-                        f"🖥️ {result.worker}: {name} · {len(work.to_embed)} embedded in "
+                        f"🖥️ {who}: {name} · {len(work.to_embed)} embedded in "
                         f"{self._clock() - started:.1f}s · worker mem {row['rss_bytes'] / GB:.2f}GB "
                         f"peak {row['peak_bytes'] / GB:.2f}GB · breaker {row['breaker']}"
                     )
