@@ -126,6 +126,9 @@ class RunReport:
     lowest_headroom_binds: str | None = None
     batch_cost_gb: float | None = None
     headroom_warnings: int | None = None
+    #: what made the vectors, as the cache tags them (``memtui.embed.backends.vector_backend``):
+    #: torch, onnx, or onnx-int8 with its recipe and ISA (onnx-int8/r3/avx512_vnni)
+    backend: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -225,5 +228,6 @@ _WHEN_KNOWN = frozenset(
         "lowest_headroom_binds",
         "batch_cost_gb",
         "headroom_warnings",
+        "backend",
     }
 )

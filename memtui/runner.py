@@ -726,6 +726,7 @@ class Runner:
                 lowest_headroom_binds=lowest.binds if lowest is not None else None,
                 batch_cost_gb=round(cost / GB, 3) if cost is not None else None,
                 headroom_warnings=self.headroom.warnings if self.headroom is not None else None,
+                backend=getattr(self.job, "backend", None),
             )
 
 

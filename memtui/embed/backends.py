@@ -11,7 +11,8 @@ once per model and recipe by ``memtui.embed.onnx_export`` in a child process
         export.json                     recipe, source folder, timings
 
 A backend's name is part of a vector's identity in the cache (see
-``memtui.embed.store.key_for``): vectors of two backends never mix.
+``memtui.embed.store.key_for``): vectors of two backends never mix; an int8
+vector's tag also names its recipe and the ISA it was exported for.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ _NEEDS = {"onnx": ("onnxruntime", "tokenizers"), "onnx-int8": ("onnxruntime", "t
 #: What the one-time export needs besides (torch and transformers come with sentence-transformers).
 _EXPORT_NEEDS = ("onnx", "onnxruntime", "torch", "transformers")
 EXPORT_TIMEOUT_S = 1800
+#: Tokens (rows x longest row) per onnxruntime call on onnx-int8. The Embedder's sub-batches are sized
+#: for torch; int8 runs them in slices this small, whose activations stay in the cores' caches: 2.4x
+#: torch's speed instead of 1.4-1.6x at 2048 tokens, same texts, interleaved (BENCHMARKS.md, recipe 3).
+INT8_RUN_TOKENS = 512
 _SOURCE_FILES = (
     "config.json",
     "modules.json",
@@ -128,14 +133,15 @@ def model_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def vector_backend(backend: str) -> str:
+def vector_backend(backend: str, isa: str | None = None) -> str:
     """The backend as part of a vector's identity in the cache (``store.key_for``): onnx-int8 carries its
-    recipe from version 2 on, so vectors of an older int8 export are never served to a newer one."""
+    recipe (so vectors of an older int8 export are never served to a newer one) and, from recipe 3 on, the
+    ISA its model was exported for (AVX2's 7-bit weights give other vectors than VNNI's)."""
     if backend != "onnx-int8":
         return backend
     from memtui.embed.onnx_export import RECIPE_VERSION
 
-    return backend if RECIPE_VERSION == 1 else f"{backend}/r{RECIPE_VERSION}"
+    return f"{backend}/r{RECIPE_VERSION}/{isa or detect_isa()}"
 
 
 def artifact_dir(folder: Path) -> Path:
@@ -259,6 +265,24 @@ def _read_json(path: Path) -> Any:
         return {}
 
 
+def run_slices(lengths: Sequence[int], tokens: int | None) -> list[slice]:
+    """Consecutive slices of rows whose count x longest row stays within ``tokens`` (one row at least);
+    the whole batch for None."""
+    if tokens is None:
+        return [slice(0, len(lengths))] if lengths else []
+    out: list[slice] = []
+    start, longest = 0, 0
+    for i, n in enumerate(lengths):
+        wider = max(longest, n)
+        if i > start and (i - start + 1) * wider > tokens:
+            out.append(slice(start, i))
+            start, wider = i, n
+        longest = wider
+    if start < len(lengths):
+        out.append(slice(start, len(lengths)))
+    return out
+
+
 class OnnxModel:
     """A sentence-transformers model (Transformer + Pooling [+ Normalize]) on onnxruntime.
 
@@ -266,11 +290,14 @@ class OnnxModel:
     ``tokenizer``, ``max_seq_length``, ``get_embedding_dimension()`` and ``encode``.
     """
 
-    def __init__(self, folder: Path, onnx_path: Path, *, threads: int, backend: str) -> None:
+    def __init__(
+        self, folder: Path, onnx_path: Path, *, threads: int, backend: str, run_tokens: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.backend = backend
         self.onnx_path = onnx_path
+        self.run_tokens = run_tokens
         modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []  # a list in a model folder
         kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
         if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
@@ -326,9 +353,14 @@ class OnnxModel:
 
     def encode_ids(self, rows: Sequence[Sequence[int]], *, normalize_embeddings: bool = True) -> np.ndarray:
         """Vectors of already tokenized texts (special tokens in, truncated): the Embedder's sub-batches, whose
-        ids it computed once to plan them, so nothing is tokenized twice."""
-        ids, mask = self.tokenizer.pad(rows)
-        return self._run(ids, mask, normalize_embeddings)
+        ids it computed once to plan them, so nothing is tokenized twice; run in ``run_tokens`` slices."""
+        parts = [
+            self._run(*self.tokenizer.pad(rows[part]), normalize_embeddings)
+            for part in run_slices([len(r) for r in rows], self.run_tokens)
+        ]
+        if not parts:
+            return np.empty((0, self._dim or 0), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
@@ -363,7 +395,8 @@ def load_onnx(folder: Path, backend: str, *, threads: int, log: Any = None) -> O
     require_extra(backend)
     path = ensure_exported(folder, backend, log=log)
     try:
-        return OnnxModel(folder, path, threads=threads, backend=backend)
+        run_tokens = INT8_RUN_TOKENS if backend == "onnx-int8" else None
+        return OnnxModel(folder, path, threads=threads, backend=backend, run_tokens=run_tokens)
     except ModelError:
         raise
     except Exception as exc:

@@ -18,11 +18,13 @@ import pytest
 
 from memtui.embed.backends import (
     BACKENDS,
+    INT8_RUN_TOKENS,
     artifact_dir,
     artifact_name,
     detect_isa,
     model_cache_root,
     resolve_backend,
+    run_slices,
     vector_backend,
 )
 from memtui.embed.model import DEFAULT_MODEL_ID, Embedder, _packaged_model_path
@@ -84,7 +86,7 @@ def test_export_writes_both_files_atomically_into_the_model_cache(models_env):
     assert names == sorted(["export.json", "model.onnx", artifact_name("onnx-int8", detect_isa())])
     info = json.loads((folder / "export.json").read_text())
     assert info["isa"] == detect_isa() and info["fused"].get("Attention") == 6  # the fused graph: fast
-    assert info["recipe"] == 2 and info["int8_fp32_nodes"] == ["/inner/encoder/layer.0/output/dense/MatMul"]
+    assert info["recipe"] == 3 and info["int8_fp32_nodes"] == ["/inner/encoder/layer.0/output/dense/MatMul"]
     assert not [p for p in models_env.iterdir() if p.name.startswith(".")]  # no temp folder left behind
     assert (folder / artifact_name("onnx-int8")).stat().st_size < (folder / "model.onnx").stat().st_size
 
@@ -170,11 +172,47 @@ def test_keys_of_torch_are_unchanged_and_other_backends_differ():
     assert len(keys) == len(BACKENDS)
 
 
-def test_the_int8_recipe_is_part_of_a_vectors_identity():
-    # Recipe 1's int8 vectors were keyed "onnx-int8": a newer export must not be served them.
+INT8_TAG = f"onnx-int8/r3/{detect_isa()}"
+
+
+def test_the_int8_recipe_and_isa_are_part_of_a_vectors_identity():
+    # Recipe 1's int8 vectors were keyed "onnx-int8", recipe 2's "onnx-int8/r2": a newer export must not be
+    # served them; nor may an AVX2 export (7-bit weights) be served a VNNI one's vectors, or the reverse.
     assert vector_backend("torch") == "torch" and vector_backend("onnx") == "onnx"
-    assert vector_backend("onnx-int8") == "onnx-int8/r2" == Embedder(backend="onnx-int8").vector_backend
-    assert key_for(DEFAULT_MODEL_ID, "a", vector_backend("onnx-int8")) != key_for(DEFAULT_MODEL_ID, "a", "onnx-int8")
+    assert vector_backend("onnx-int8") == INT8_TAG == Embedder(backend="onnx-int8").vector_backend
+    tags = {
+        "onnx-int8",
+        "onnx-int8/r2",
+        vector_backend("onnx-int8", "avx2"),
+        vector_backend("onnx-int8", "avx512_vnni"),
+    }
+    assert len({key_for(DEFAULT_MODEL_ID, "a", tag) for tag in tags}) == 4
+    assert vector_backend("onnx-int8", "arm64") == "onnx-int8/r3/arm64"
+
+
+def test_int8_runs_sub_batches_in_slices_within_its_token_budget():
+    assert run_slices([], 512) == [] and run_slices([3, 9], None) == [slice(0, 2)]
+    assert run_slices([100, 120, 130, 200, 256, 256], 512) == [slice(0, 3), slice(3, 5), slice(5, 6)]
+    assert run_slices([600, 700], 512) == [slice(0, 1), slice(1, 2)]  # a row longer than the budget runs alone
+    lengths = [40 + 3 * i for i in range(70)]
+    parts = run_slices(lengths, 512)
+    assert [i for part in parts for i in range(len(lengths))[part]] == list(range(len(lengths)))
+    assert all((p.stop - p.start) * max(lengths[p]) <= 512 for p in parts)
+    assert all((p.stop - p.start + 1) * max(lengths[p.start : p.stop + 1]) > 512 for p in parts[:-1])  # none too small
+
+
+def test_int8_calls_onnxruntime_in_slices_and_keeps_the_row_order(models_env, real_embedder):
+    embedder = Embedder(backend="onnx-int8")
+    model = embedder.load()
+    assert model.run_tokens == INT8_RUN_TOKENS
+    texts = [f"{'a longer sentence about the weather and the sea ' * (i % 5 + 1)}{i}" for i in range(40)]
+    calls: list[tuple[int, ...]] = []
+    run = model._run
+    model._run = lambda ids, mask, normalize: calls.append(ids.shape) or run(ids, mask, normalize)
+    vectors = embedder.encode(texts)
+    assert len(calls) > 1 and all(rows * width <= INT8_RUN_TOKENS for rows, width in calls)
+    cos = np.sum(vectors * real_embedder.encode(texts), axis=1)
+    assert cos.min() > 0.95, cos  # each vector is its own text's, in input order
 
 
 def test_an_old_cache_reads_as_torch(tmp_path):
@@ -199,13 +237,17 @@ def test_torch_then_int8_on_one_cache_re_embeds_and_counts_per_backend(models_en
     assert int8_run.returncode == 0, int8_run.stderr
     torch_report, int8_report = json.loads(torch_run.stdout), json.loads(int8_run.stdout)
     assert int8_report["status"] == "success" and int8_report["domains_done"] == 2
+    assert (torch_report["backend"], int8_report["backend"]) == (
+        "torch",
+        INT8_TAG,
+    )  # the report names its vectors' maker
     assert int8_report["items_embedded"] == torch_report["items_embedded"] > 0  # nothing served across backends
     assert "Model loaded" in int8_run.stderr
     info = json.loads(memtui("cache", "info", "--cache", cache, "--json", env=env).stdout)
     n = torch_report["items_embedded"]
     assert info["backends"] == {
         "torch": {"vectors": n, "domains_done": 2},
-        "onnx-int8/r2": {"vectors": n, "domains_done": 2},
+        INT8_TAG: {"vectors": n, "domains_done": 2},
     }
     assert info["vectors"] == 2 * n
     # Reruns resume within their own backend: nothing embedded, no model loaded.
@@ -256,7 +298,7 @@ def test_the_config_key_and_env_reach_a_run(models_env, small_input, tmp_path):
         env=env_with(models_env),
     )
     assert run.returncode == 0, run.stderr
-    assert set(json.loads(memtui("cache", "info", "--cache", cache, "--json").stdout)["backends"]) == {"onnx-int8/r2"}
+    assert set(json.loads(memtui("cache", "info", "--cache", cache, "--json").stdout)["backends"]) == {INT8_TAG}
     bad = memtui(
         "run", "--headless", "--input", small_input, "--cache", cache, env=env_with(models_env, MEMTUI_BACKEND="gpu")
     )
