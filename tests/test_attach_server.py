@@ -247,3 +247,29 @@ async def test_an_attached_dashboard_redraws_per_frame_not_per_poll(tmp_path, ru
         runner.stop()
         worker.join(30)
         server.finish(runner.snapshot().report)
+
+
+def test_attach_json_rebuilds_each_full_snapshot_byte_for_byte(tmp_path):
+    """A script gets from a delta exactly the line the run would have sent in full (samples kept as text)."""
+    import dataclasses
+
+    from memtui.attach import delta
+    from memtui.attach.commands import _FullSnapshots
+    from memtui.attach.server import _line
+
+    runner = make_runner(tmp_path, domains=3)
+    runner.open()
+    s = runner.snapshot()
+    samples = tuple((1000.0 + i / 7, 500_000_000 + 4099 * i) for i in range(60))
+
+    def at(start: int, end: int, done: int):
+        return dataclasses.replace(s, memory=dataclasses.replace(s.memory, history=samples[start:end]), items_done=done)
+
+    frames = [at(0, 30, 1), at(0, 40, 2), at(5, 45, 3), at(20, 60, 4)]  # the history fills, then slides
+    full = _FullSnapshots()
+    assert full.line(_line("snapshot", frames[0])) is not None
+    for before, now in zip(frames, frames[1:]):
+        body, lengths = delta.cut(now, delta.since(before))
+        assert len(body.memory.history) < len(now.memory.history)
+        line = full.line(_line("delta", {"snapshot": body, "history_len": lengths}))
+        assert line is not None and line.encode() == _line("snapshot", now).rstrip(b"\n")

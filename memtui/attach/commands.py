@@ -367,21 +367,20 @@ class _FullSnapshots:
     """Wire lines with each "delta" turned into the full "snapshot" it stands for (memtui.attach.delta)."""
 
     def __init__(self) -> None:
-        self.held: dict[str, Any] | None = None
+        from memtui.attach.delta import JsonSnapshots  # noqa: PLC0415
+
+        self.snapshots = JsonSnapshots()
 
     def line(self, raw: bytes) -> str | None:
         head = raw[:48]  # the envelope's "kind" comes before its body: no text of a body is read here
         if b'"kind":"snapshot"' in head:
-            self.held = json.loads(raw)["body"]
+            self.snapshots.full(json.loads(raw)["body"])
         elif b'"kind":"delta"' in head:
-            from memtui.attach.delta import apply_json  # noqa: PLC0415
-
             message = json.loads(raw)
-            if self.held is None:
+            body = self.snapshots.delta(message["body"]["snapshot"], message["body"]["history_len"])
+            if body is None:
                 return None  # never before the first snapshot
-            self.held = apply_json(self.held, message["body"]["snapshot"], message["body"]["history_len"])
-            message.update(kind="snapshot", body=self.held)
-            return json.dumps(message, separators=(",", ":"))
+            return f'{{"memtui_wire":{message["memtui_wire"]},"kind":"snapshot","body":{body}}}'
         return raw.decode()
 
 

@@ -19,10 +19,11 @@ snapshots without decoding them).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["apply", "apply_json", "cut", "join", "since"]
+__all__ = ["JsonSnapshots", "apply", "apply_json", "cut", "join", "since"]
 
 Sample = Sequence[float]  # (time, rss bytes): a tuple decoded, a list in JSON
 
@@ -115,3 +116,41 @@ def apply_json(held: dict[str, Any], delta_body: dict[str, Any], lengths: dict[s
         for key, h in _json_histories(delta_body).items()
     }
     return _json_with_histories(delta_body, joined)
+
+
+class JsonSnapshots:
+    """``attach --json``'s side: each delta as the full snapshot's JSON text, made fast.
+
+    Re-serializing the whole history (600 floats and ints) for every frame was most of a JSON
+    viewer's cost; each sample's text is made once and the body around the histories is small."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, Any] | None = None
+        self._texts: dict[float, str] = {}
+
+    def full(self, body: dict[str, Any]) -> None:
+        self.held = body
+
+    def delta(self, delta_body: dict[str, Any], lengths: dict[str, int]) -> str | None:
+        """The full snapshot's body as JSON text; None before any full snapshot."""
+        if self.held is None:
+            return None
+        self.held = held = apply_json(self.held, delta_body, lengths)
+        histories = _json_histories(held)
+        marks = {key: f"\0{key}" for key in histories}
+        text = json.dumps(_json_with_histories(held, marks), separators=(",", ":"))  # type: ignore[arg-type]
+        texts: dict[float, str] = {}
+        for key, history in histories.items():
+            mark = json.dumps(marks[key])
+            if text.count(mark) != 1:  # a body string that happens to hold the mark: the plain way
+                return json.dumps(held, separators=(",", ":"))
+            samples = ",".join(self._sample_text(s, texts) for s in history)
+            text = text.replace(mark, f"[{samples}]")
+        self._texts = texts  # only the samples still held
+        return text
+
+    def _sample_text(self, sample: Sample, texts: dict[float, str]) -> str:
+        t = sample[0]
+        text = self._texts.get(t) or json.dumps(sample, separators=(",", ":"))
+        texts[t] = text
+        return text
