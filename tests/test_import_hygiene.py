@@ -75,3 +75,14 @@ def test_no_textual_import_in_core_jobs_embed_runner(path):
 )
 def test_the_pattern(line, bad):
     assert bool(TEXTUAL_IMPORT.search(line)) is bad
+
+
+def test_an_attached_viewer_loads_no_ml_and_no_sqlite():
+    """`memtui attach` reads snapshots only: numpy, torch and SQLite would be start-up time before the first frame."""
+    code = (
+        "import json, sys\n"
+        "import memtui.attach.commands, memtui.attach.client, memtui.tui.attached\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN[1:]!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

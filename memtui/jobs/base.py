@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from memtui.jobs.input import BadLine
 from memtui.records import DomainGroup, Response
+
+if TYPE_CHECKING:  # vectors are numpy arrays, but a viewer that only reads snapshots need not load numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
