@@ -17,8 +17,10 @@ from memtui import wire
 from memtui.attach.client import RemoteEngine, read_lines
 from memtui.attach.server import AttachServer
 from memtui.engine import Engine
+from memtui.errors import ConfigError, RuntimeFailure
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
+from memtui.memory.units import GB
 from memtui.runner import Runner
 from memtui.trace import RunTrace
 from tests.support.executors import FakeExecutor
@@ -273,3 +275,34 @@ def test_attach_json_rebuilds_each_full_snapshot_byte_for_byte(tmp_path):
         assert len(body.memory.history) < len(now.memory.history)
         line = full.line(_line("delta", {"snapshot": body, "history_len": lengths}))
         assert line is not None and line.encode() == _line("snapshot", now).rstrip(b"\n")
+
+
+def test_a_viewer_sets_all_the_engines_levels_and_is_told_when_a_command_found_no_run(tmp_path, run_dir):
+    """The job's `t` dialog sends a reset level too; once the run is over, a command whose answer matters
+    raises instead of returning None (read as done), while pause/stop stay quiet (snapshots tell)."""
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=3, gate=gate)
+    runner.open()
+    server = AttachServer(runner).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    try:
+        remote = RemoteEngine(str(server.socket_path))
+        remote.set_thresholds(warning="0.9GB", max="1.4GB", reset="0.8GB", reset_follows=False)
+        levels = runner.snapshot().memory
+        assert (round(levels.warning_bytes / GB, 2), round(levels.max_bytes / GB, 2)) == (0.9, 1.4)
+        assert round(runner.monitor.config.reset_memory_gb or 0, 2) == 0.8
+        with pytest.raises(ConfigError):
+            remote.set_thresholds(warning="2GB", max="1GB")  # the engine's own check, as its error type
+        gate.set()
+        worker.join(30)
+        server.finish(runner.snapshot().report)
+        deadline = time.monotonic() + 10
+        while remote.report is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(RuntimeFailure, match="set_batch_limits: not sent, the run has ended"):
+            remote.set_batch_limits(minimum=1, maximum=2)
+        remote.pause()  # quiet: nothing to pause, and no error for the face to show
+    finally:
+        gate.set()
+        worker.join(30)

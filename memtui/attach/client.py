@@ -13,6 +13,7 @@ on, and every command after it (a face's stop on unmount) does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -179,20 +180,25 @@ class RemoteEngine:
     def unsubscribe(self, queue: EventQueue) -> None:
         self._bus.unsubscribe(queue)
 
+    # stop, pause, resume and cleanup need no answer: the snapshots show whether they took effect
+    # (and a run that has ended takes none). Every other command's answer matters to its caller.
     def stop(self) -> None:
-        self.send_command("stop")
+        self._send_unanswered("stop")
 
     def pause(self) -> None:
-        self.send_command("pause")
+        self._send_unanswered("pause")
 
     def resume(self) -> None:
-        self.send_command("resume")
+        self._send_unanswered("resume")
 
     def request_cleanup(self) -> None:
-        self.send_command("request_cleanup")
+        self._send_unanswered("request_cleanup")
 
-    def set_thresholds(self, *, warning: str | float | None = None, max: str | float | None = None) -> None:
-        self.send_command("set_thresholds", warning=warning, max=max)
+    def set_thresholds(
+        self, *, warning: str | float | None = None, max: str | float | None = None, **levels: Any
+    ) -> Any:
+        """The protocol's two levels, and whatever more the engine takes (the job's reset level)."""
+        return self.send_command("set_thresholds", warning=warning, max=max, **levels)
 
     def emergency_exit(self, why: str) -> None:
         """A viewer leaving at once must not end the run: it only detaches."""
@@ -207,9 +213,14 @@ class RemoteEngine:
     # -- commands ---------------------------------------------------------------------
     def send_command(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Send one command and wait for its reply: what the engine's command returned (None if the wire
-        cannot carry it), or memtui's error as the engine raised it (ValueError for any other)."""
+        cannot carry it), or memtui's error as the engine raised it (ValueError for any other).
+
+        RuntimeFailure when no answer comes (detached, the run ended or went away, or it did not answer
+        in time): the command may not have been applied, and the caller must not read None as done."""
         if self.detached or self._ended.is_set():
-            return None
+            raise RuntimeFailure(
+                f"{name}: not sent, {'this viewer has detached' if self.detached else 'the run has ended'}"
+            )
         number = next(self._numbers)
         body = {"id": number, "name": name, "args": list(args), "kwargs": kwargs}
         line = (wire.dumps("command", body) + "\n").encode()
@@ -217,14 +228,23 @@ class RemoteEngine:
             with self._send_lock:
                 self._sock.sendall(line)
         except OSError:
-            return None  # the run is gone: run() says so
+            raise RuntimeFailure(f"{name}: not sent, the run has gone away") from None
         with self._reply_ready:
             self._reply_ready.wait_for(lambda: number in self._replies or self._ended.is_set(), REPLY_TIMEOUT_S)
             reply = self._replies.pop(number, None)
-        if reply is None or reply.get("ok"):
-            return None if reply is None else reply.get("result")
+        if reply is None:
+            raise RuntimeFailure(
+                f"{name}: the run did not answer within {REPLY_TIMEOUT_S:g}s (it may have ended or be very busy); "
+                "look at its state before asking again"
+            )
+        if reply.get("ok"):
+            return reply.get("result")
         error = str(reply.get("error"))
         raise _ERRORS.get(str(reply.get("type")), ValueError)(error)
+
+    def _send_unanswered(self, name: str) -> None:
+        with contextlib.suppress(RuntimeFailure):
+            self.send_command(name)
 
     def detach(self) -> None:
         """Leave the run running; close the connection."""

@@ -16,7 +16,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from memtui.errors import ConfigError
+from memtui.errors import MemtuiError
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
 from memtui.records import Report, RunReport
@@ -159,7 +159,7 @@ class MemtuiApp(EngineApp):
             return error
         try:
             self.runner.set_thresholds(warning=warning, max=breaker, reset=reset or None, reset_follows=not reset)
-        except ConfigError as exc:
+        except MemtuiError as exc:  # invalid, or an attached run that did not answer
             return str(exc)
         self.tick()
         return None
@@ -217,7 +217,7 @@ class MemtuiApp(EngineApp):
             values.append(value)
         try:
             self.runner.set_batch_limits(minimum=values[0], maximum=values[1])
-        except ConfigError as exc:
+        except MemtuiError as exc:
             return str(exc)
         self.tick()
         return None

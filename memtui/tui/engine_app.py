@@ -33,7 +33,7 @@ from textual.message_pump import _MessagePumpMeta
 from textual.worker import Worker, WorkerState
 
 from memtui.engine import Engine
-from memtui.errors import ConfigError, UsageError
+from memtui.errors import MemtuiError, UsageError
 from memtui.records import Report
 from memtui.tui.driver import HangupSafeDriver
 from memtui.tui.key_gate import KeyGate
@@ -198,7 +198,7 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
             return error
         try:
             self._engine.set_thresholds(warning=warning, max=breaker)
-        except ConfigError as exc:
+        except MemtuiError as exc:  # invalid, or an attached run that did not answer
             return str(exc)
         self.tick()  # the engine logs the change; the panels show it at once
         return None
