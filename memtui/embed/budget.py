@@ -36,7 +36,7 @@ LOW = 512
 HIGH = 2048
 HOLD = 12  # measured sub-batches on the current rung before the first probe
 MAX_HOLD = 96
-PROBE_PAIRS = 2  # neighbour sub-batches per probe (each followed by one on the current rung)
+PROBE_PAIRS = 3  # neighbour sub-batches per probe (each followed by one on the current rung): 3 beat 2 in noise
 HYSTERESIS = 0.05  # a neighbour must be this much faster to win
 
 
