@@ -43,9 +43,9 @@ _NEEDS = {"onnx": ("onnxruntime", "tokenizers"), "onnx-int8": ("onnxruntime", "t
 _EXPORT_NEEDS = ("onnx", "onnxruntime", "torch", "transformers")
 EXPORT_TIMEOUT_S = 1800
 #: Tokens (rows x longest row) per onnxruntime call on onnx-int8. The Embedder's sub-batches are sized
-#: for torch; int8 runs them in slices this small, whose activations stay in the cores' caches: 2.4x
-#: torch's speed instead of 1.4-1.6x at 2048 tokens, same texts, interleaved (BENCHMARKS.md, recipe 3).
-INT8_RUN_TOKENS = 512
+#: for torch; int8 runs them in slices this small (one 256-token text a call), whose activations stay in
+#: the core's cache: through memtui 1.9-2.0x torch's speed instead of 1.4x unsliced (BENCHMARKS.md, recipe 3).
+INT8_RUN_TOKENS = 384
 _SOURCE_FILES = (
     "config.json",
     "modules.json",

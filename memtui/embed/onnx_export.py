@@ -23,7 +23,7 @@ Recipe (measured on the bundled sample: BENCHMARKS.md):
    neighbour overlap from 0.954 to 0.964 and the 1st-percentile cosine from
    0.990 to 0.992 for 1/18 of the weights (a screen of per-layer exclusions:
    BENCHMARKS.md). The result: ``model_int8_<isa>.onnx``.
-4. At run time (``memtui.embed.backends.INT8_RUN_TOKENS``) the int8 model gets at most 512 tokens per
+4. At run time (``memtui.embed.backends.INT8_RUN_TOKENS``) the int8 model gets at most 384 tokens per
    call. Dynamic quantization scales each call's activations as one tensor, so a text's int8 vector
    depends a little on its call's neighbours: the slicing is part of the recipe.
 
@@ -46,7 +46,7 @@ from pathlib import Path
 #: Bump when the recipe changes: it is part of the model-cache folder's name and of an int8 vector's
 #: identity in the embedding cache (``memtui.embed.backends.vector_backend``).
 #: 1: every MatMul and Attention int8. 2: the first layer's FFN output MatMul kept fp32.
-#: 3: recipe 2's export, run in slices of at most 512 tokens per call (step 4).
+#: 3: recipe 2's export, run in slices of at most 384 tokens per call (step 4).
 RECIPE_VERSION = 3
 #: MatMuls left in fp32 by the int8 recipe, matched against the traced graph's node names.
 FP32_MATMULS = ("/encoder/layer.0/output/dense/MatMul",)
