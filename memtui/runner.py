@@ -484,9 +484,7 @@ class Runner:
         executor's adaptive token budget (memtui.embed.budget) gives every sub-batch its smallest budget."""
         budget = getattr(self.job.executor, "budget", None)
         if budget is not None and self._admission is not None:
-            cfg, state = self.monitor.config, self.monitor.breaker.state
-            full = state is BreakerState.CLOSED and self._admission.batch_size(state, cfg) >= cfg.batch_size_max
-            budget.memory_tight = not full
+            budget.memory_tight = not self._admission.full(self.monitor.breaker.state, self.monitor.config)
 
     def _sub_batch_begins(self) -> None:
         """Mark where a sub-batch starts: its growth to its peak is one batch's measured cost."""

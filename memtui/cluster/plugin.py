@@ -165,6 +165,9 @@ class WorkerGuard:
                 self.loads += 1
                 log.info("🧠 Model loaded (memory %.2fGB)", self.monitor.sample() / GB)
             self.activity = "embedding"
+            budget = getattr(self.embedder, "budget", None)
+            if budget is not None:  # memory wins over speed, as in the local Runner
+                budget.memory_tight = not admission.full(self.monitor.breaker.state, cfg)
             try:
                 parts = list(self.embedder.encode_iter(chunk))
             except MemoryError:

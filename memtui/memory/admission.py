@@ -80,6 +80,11 @@ class Admission:
         size = batch_size_for(state, config)
         return size if self.cap is None else min(size, self.cap)
 
+    def full(self, state: BreakerState, config: MemoryConfig) -> bool:
+        """Memory allows a whole batch (CLOSED, no MemoryError cap below the maximum). Below that,
+        speed gives way: an adaptive token budget takes its smallest size and learns nothing."""
+        return state is BreakerState.CLOSED and self.batch_size(state, config) >= config.batch_size_max
+
     def memory_error(self, batch_len: int, config: MemoryConfig) -> Retry:
         """A batch of ``batch_len`` items raised MemoryError: give up, or retry with half of it."""
         if batch_len <= 1:

@@ -146,3 +146,31 @@ def test_the_client_sends_orders_until_each_row_shows_them_and_renews_a_pause(tm
     assert runner._due(address, pause, now + PAUSE_RENEW_S), "a pause is renewed"
     assert not runner._due(address, Orders(1, False, CONFIG), now + 10 * PAUSE_RENEW_S), "nothing to renew"
     assert runner._due(address, Orders(2, False, CONFIG), now + POLL_S / 2), "new orders go at once"
+
+
+class _BudgetedEmbedder:
+    """Stands in for the Embedder: records whether memory had the adaptive budget give way at each call."""
+
+    loaded = True
+
+    def __init__(self) -> None:
+        from memtui.embed.budget import AdaptiveBudget
+
+        self.budget = AdaptiveBudget(2048)
+        self.tight: list[bool] = []
+
+    def encode_iter(self, texts):
+        import numpy as np
+
+        self.tight.append(self.budget.memory_tight)
+        yield list(range(len(texts))), np.zeros((len(texts), 4), dtype=np.float32)
+
+
+def test_a_worker_gives_its_token_budget_the_smallest_size_when_memory_allows_less_than_a_batch(guard):
+    """The one admission policy (Admission.full) decides for a worker as for the local Runner."""
+    embedder = guard.embedder = _BudgetedEmbedder()  # type: ignore[assignment]
+    guard._embed(["a", "b"])
+    guard.follow(Orders(1, False, CONFIG.replace(warning_memory_gb=0.001, max_memory_gb=100.0)))  # this RSS: WARNING
+    guard._embed(["c", "d"])
+    assert embedder.tight[0] is False and embedder.tight[-1] is True
+    assert guard.monitor.breaker.state is BreakerState.WARNING

@@ -272,3 +272,15 @@ def test_the_countdown_runs_between_rounds_and_stops_at_the_round_s_allowance():
     assert wait.remaining_at(clock()) == pytest.approx(300.0 - step.sleep_s / 2)
     clock.advance(1000.0)  # suspended: the round counts only its wait and the slack
     assert wait.remaining_at(clock()) == pytest.approx(300.0 - step.sleep_s - 2.0)
+
+
+def test_a_full_admission_is_closed_and_uncapped():
+    config = MemoryConfig(batch_size_max=8)
+    admission = Admission(config)
+    assert admission.full(BreakerState.CLOSED, config)
+    assert not admission.full(BreakerState.WARNING, config) and not admission.full(BreakerState.HALF_OPEN, config)
+    admission.memory_error(8, config)  # capped at 4 until it grows back
+    assert not admission.full(BreakerState.CLOSED, config)
+    for _ in range(4):
+        admission.succeeded(config)
+    assert admission.full(BreakerState.CLOSED, config)
