@@ -105,6 +105,26 @@ class CleanupRan(Event):
 
 
 @dataclass(frozen=True)
+class WorkerDone(Event):
+    """A cluster worker's domain came back (memtui.cluster): a batch line naming the worker."""
+
+    worker: str
+    domain: str
+    embedded: int
+    duration_s: float
+    rss: int
+    peak: int
+    breaker: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"🖥️ {self.worker}: {self.domain} · {self.embedded} embedded in {self.duration_s:.1f}s · "
+            f"worker mem {format_gb(self.rss)} peak {format_gb(self.peak)} · breaker {self.breaker}"
+        )
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     text: str
 

@@ -49,6 +49,7 @@ TYPES: dict[str, str] = {
     "BreakerChanged": "memtui.events",
     "MemoryWarning": "memtui.events",
     "CleanupRan": "memtui.events",
+    "WorkerDone": "memtui.events",
     "Notice": "memtui.events",
     "RunFinished": "memtui.events",
     # the monitor engine

@@ -53,11 +53,10 @@ from memtui.cluster.plugin import (
 )
 from memtui.cluster.rows import newer, report_entry, worker_row
 from memtui.cluster.settings import ALLOWED_FAILURES, dask_config, memory_limit_bytes
-from memtui.events import Notice
+from memtui.events import Notice, WorkerDone
 from memtui.jobs.base import EmbedJob, Work
 from memtui.memory.config import MemoryConfig
 from memtui.memory.monitor import MemoryMonitor
-from memtui.memory.units import GB
 from memtui.records import RunReport, WorkerRow
 from memtui.runner import MAX_NAMED_UNPROCESSED, Runner, RunSnapshot, Verdict
 from memtui.trace import RunTrace
@@ -454,10 +453,14 @@ class ClusterRunner(Runner):
                 row = result.row
                 who = _who(str(row.get("name") or ""), result.worker)
                 self._publish(
-                    Notice(
-                        f"🖥️ {who}: {name} · {len(work.to_embed)} embedded in "
-                        f"{self._clock() - started:.1f}s · worker mem {row['rss_bytes'] / GB:.2f}GB "
-                        f"peak {row['peak_bytes'] / GB:.2f}GB · breaker {row['breaker']}"
+                    WorkerDone(
+                        who,
+                        name,
+                        len(work.to_embed),
+                        self._clock() - started,
+                        int(row["rss_bytes"]),
+                        int(row["peak_bytes"]),
+                        str(row["breaker"]),
                     )
                 )
             self._poll()

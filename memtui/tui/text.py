@@ -19,6 +19,7 @@ from memtui.events import (
     Notice,
     PhaseChanged,
     RunFinished,
+    WorkerDone,
 )
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, format_duration
@@ -98,8 +99,8 @@ def classify(event: Event) -> tuple[str, str] | None:
             BreakerState.CLOSED: "success",
         }[event.new]
         return "BRKR", kind
-    if isinstance(event, (BatchDone, BatchStarted)):
-        return None  # batches are the batch and progress panels' (the headless log keeps its lines)
+    if isinstance(event, (BatchDone, BatchStarted, WorkerDone)):
+        return None  # batches are the batch, progress and workers panels' (the headless log keeps its lines)
     if isinstance(event, RunFinished):
         return "DONE", "success" if event.report.status == "success" else "error"
     if isinstance(event, PhaseChanged):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from memtui.events import BatchDone, BatchStarted, CleanupRan, MemoryWarning, Notice
+from memtui import wire
+from memtui.events import BatchDone, BatchStarted, CleanupRan, MemoryWarning, Notice, WorkerDone
 from memtui.memory.cleanup import CleanupReport
 from memtui.memory.units import MB
 from memtui.tui.history import RssHistory
@@ -113,6 +114,10 @@ def test_event_lines_drop_emoji_and_get_a_tag():
     assert classify(MemoryWarning(1 << 30)) == ("WARN", "warning")
     assert classify(BatchStarted(1, ("a",), 3, 3, 0)) is None
     assert classify(BatchDone(1, ("a",), 3, 3, 0.5, 0)) is None, "the GC log holds no batch lines"
+    done = WorkerDone("worker 1", "a.com", 21, 6.6, 600 * MB, 640 * MB, "closed")
+    assert classify(done) is None, "a worker's domain is a batch line too: the workers panel's"
+    assert done.message == "🖥️ worker 1: a.com · 21 embedded in 6.6s · worker mem 0.59GB peak 0.62GB · breaker closed"
+    assert wire.loads(wire.dumps("event", done)) == ("event", done), "attached viewers and headless get it typed"
     assert classify(Notice("x", level="error")) == ("ERROR", "error")
     assert strip_icon("⚠️ Memory warning: 1.12GB") == "Memory warning: 1.12GB"
     assert strip_icon("🧹 Cleanup: 1 objects") == "Cleanup: 1 objects"

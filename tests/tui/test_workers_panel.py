@@ -17,7 +17,7 @@ from rich.color import Color
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, MB
 from memtui.records import WorkerRow
-from memtui.tui.widgets import GcLog
+from memtui.tui.widgets import GcLog, ProgressPanel
 from memtui.tui.widgets.workers_panel import NARROW, WIDE, WorkersPanel, columns, doing, spark
 
 from .conftest import wait_for
@@ -229,4 +229,18 @@ async def test_a_wide_terminal_shows_each_workers_responses_done(held):
         assert panel.size.width >= WIDE and panel.max_scroll_x == 0
         assert _cell(panel, TWO[0], "done") == "0" and _cell(panel, TWO[1], "done") == "300"
         assert _cell(panel, TWO[1], "doing") == "waiting: a-very-long-domain-name-that-cannot-fit.example"
+        await pilot.press("q", "y")
+
+
+async def test_the_progress_panel_names_the_domains_out_when_workers_give_no_text_counts(held):
+    """A ClusterRunner knows which domains are out, not how far each worker is: no '0/0 of 4 domains'."""
+    real = held.runner.snapshot
+    held.runner.snapshot = lambda: replace(  # type: ignore[method-assign]
+        real(), workers=TWO, in_flight=("a", "b", "c", "d"), in_flight_progress=(0, 0)
+    )
+    app = held.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _panel(pilot, held)
+        text = str(app.dashboard.query_one(ProgressPanel).render())
+        assert "in flight 4 domains" in text and "0/0" not in text
         await pilot.press("q", "y")

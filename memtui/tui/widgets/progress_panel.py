@@ -40,9 +40,9 @@ class ProgressPanel(Panel):
             parts += [("  ETA ", "$text-muted"), "paused" if s.paused else format_duration(s.eta_s)]
             if s.in_flight:
                 embedded, total = s.in_flight_progress
-                parts += [
-                    ("  in flight ", "$text-muted"),
-                    f"{embedded}/{total}",
-                    (f" of {len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}", "$text-muted"),
-                ]
+                domains = f"{len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}"
+                if total:  # a cluster's workers report no per-text progress: the domains out are what is known
+                    parts += [("  in flight ", "$text-muted"), f"{embedded}/{total}", (f" of {domains}", "$text-muted")]
+                else:
+                    parts += [("  in flight ", "$text-muted"), domains]
         self.set_text(Content("\n").join([line1, line2, Content.assemble(*parts)]))
