@@ -17,7 +17,7 @@ from rich.color import Color
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, MB
 from memtui.records import WorkerRow
-from memtui.tui.widgets import GcLog, ProgressPanel
+from memtui.tui.widgets import GcLog, MemoryPanel, ProgressPanel
 from memtui.tui.widgets.workers_panel import NARROW, WIDE, WorkersPanel, columns, doing, spark
 
 from .conftest import wait_for
@@ -100,6 +100,7 @@ async def test_a_local_run_mounts_no_workers_panel(held):
         app.tick()
         await pilot.pause()
         assert not app.dashboard.query(WorkersPanel)
+        assert app.dashboard.query_one(MemoryPanel).border_title == "Memory"
         await pilot.press("q", "y")
 
 
@@ -128,6 +129,7 @@ async def test_two_workers_fit_at_80x24_beside_the_log(held):
         assert panel.get_cell(hot.address, "breaker").style.color.triplet == error.triplet
         assert all(span.style.color.triplet == error.triplet for span in panel.get_cell(hot.address, "trend").spans)
         assert panel.border_title == "Workers 2"
+        assert d.query_one(MemoryPanel).border_title == "Memory · client", "whose memory the panel shows"
         await pilot.press("q", "y")
 
 

@@ -53,7 +53,9 @@ class MemoryPanel(Vertical):
         # readings behind it take the limit line's place.
         h = s.headroom
         self.set_class(h is not None and h.low, "-headroom-low")
-        self.border_title = "Memory · headroom below one batch" if h is not None and h.low else "Memory"
+        # A cluster run's panel is the client's (the workers' memory is the workers panel's): say whose.
+        title = "Memory · client" if s.workers else "Memory"
+        self.border_title = f"{title} · headroom below one batch" if h is not None and h.low else title
         text = self.query_one("#memory-text", Readout)
         limit_lines = [limit_line] if h is None else [headroom_line(h), readings_line(h, text.content_size.width)]
         text.text = Content("\n").join(
