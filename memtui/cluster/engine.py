@@ -445,6 +445,18 @@ class ClusterRunner(Runner):
                     self._publish(Notice(f"❌ {self._abort_reason}", level="error"))
                     stopping, verdict = True, Verdict.ABORT
                     continue
+                tag = getattr(self.job, "backend", None)  # the cache's key for these vectors (a CacheJob's)
+                if tag is not None and result.vectors_of != tag:  # e.g. an AVX2 worker's int8 vectors, VNNI cache
+                    self._failed.append(name)
+                    with self._lock:
+                        self._abort_reason = (
+                            f"worker {result.worker} makes {result.vectors_of or 'unnamed'} vectors, this run's "
+                            f"cache keys are {tag}: they never mix; run the workers on one CPU kind, "
+                            "or use --backend torch"
+                        )
+                    self._publish(Notice(f"❌ {self._abort_reason}", level="error"))
+                    stopping, verdict = True, Verdict.ABORT
+                    continue
                 for (key, _), vector in zip(work.to_embed, result.vectors):
                     work.vectors[key] = vector
                 self._batch_t0 = started

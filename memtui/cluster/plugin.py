@@ -83,6 +83,9 @@ class DomainResult:
     domain: str
     vectors: np.ndarray
     row: dict[str, Any]
+    #: what made the vectors, as the cache tags them (an int8 export is per instruction set): the client
+    #: commits them only under the run's own tag
+    vectors_of: str = ""
 
 
 class WorkerGuard:
@@ -144,7 +147,7 @@ class WorkerGuard:
                 malloc_trim()
             self.items_done += len(texts)
             self.domains_done += 1
-            return DomainResult(self.address, domain, vectors, self.row())
+            return DomainResult(self.address, domain, vectors, self.row(), vectors_of=self.embedder.vector_backend)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         out: np.ndarray | None = None

@@ -269,3 +269,19 @@ def test_a_local_cluster_starts_under_a_face_that_captured_stderr(tmp_path):
     )
     assert done.stdout.strip() == "success None", done.stdout[-2000:] + done.stderr[-2000:]
     _assert_complete(tmp_path / "cache.sqlite", 2, 2)
+
+
+def test_vectors_tagged_otherwise_than_the_caches_keys_are_never_committed(tmp_path, cluster):
+    """Each worker names what made its vectors (an int8 export is per instruction set, so a worker on
+    another CPU makes other vectors): here the workers' torch against a cache keyed for an AVX2 int8
+    export. The run ends, names both, and commits nothing."""
+    source = write_input(tmp_path / "in.jsonl", domains=2, per_domain=3)
+    embedder = Embedder()
+    job = CacheJob(source, tmp_path / "cache.sqlite", embedder, model_id=embedder.model_id, backend="onnx-int8/r3/avx2")
+    runner = ClusterRunner(
+        job, MemoryMonitor(CONFIG), model=embedder.model_id, sub_batch_texts=SUB_BATCH, scheduler=cluster
+    )
+    report = runner.run()
+    assert report.status == "aborted" and report.exit_code == 1, report.summary_lines()
+    assert "makes torch vectors, this run's cache keys are onnx-int8/r3/avx2" in (report.reason or "")
+    assert report.responses_committed == 0
