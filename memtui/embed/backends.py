@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -324,8 +325,13 @@ class OnnxModel:
                 f"--backend {backend} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
             )
         self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
+        # Sliced calls are small: run ``threads`` of them at once, one thread each, rather than one at a
+        # time on ``threads`` threads that meet at every op (1.2-1.4x on 2 shared cores, BENCHMARKS.md;
+        # the same calls, so the same vectors). A session may be run from several threads at once.
+        self.parallel = threads if run_tokens is not None and threads > 1 else 1
+        self._slices = ThreadPoolExecutor(self.parallel, "memtui-onnx") if self.parallel > 1 else None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1 if self._slices is not None else threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # activations go back to malloc (the runner trims it) after each call
         # Threads that spin while waiting starve each other on shared cores (as OMP_WAIT_POLICY=PASSIVE for torch).
@@ -342,6 +348,11 @@ class OnnxModel:
     def get_embedding_dimension(self) -> int | None:
         return self._dim
 
+    def close(self) -> None:
+        """Let the slice threads go (the Embedder's unload): nothing may wait on them afterwards."""
+        if self._slices is not None:
+            self._slices.shutdown(wait=False)
+
     def encode(
         self, sentences: Sequence[str], *, batch_size: int = 32, normalize_embeddings: bool = True, **_ignored: Any
     ) -> np.ndarray:
@@ -354,10 +365,13 @@ class OnnxModel:
     def encode_ids(self, rows: Sequence[Sequence[int]], *, normalize_embeddings: bool = True) -> np.ndarray:
         """Vectors of already tokenized texts (special tokens in, truncated): the Embedder's sub-batches, whose
         ids it computed once to plan them, so nothing is tokenized twice; run in ``run_tokens`` slices."""
-        parts = [
-            self._run(*self.tokenizer.pad(rows[part]), normalize_embeddings)
-            for part in run_slices([len(r) for r in rows], self.run_tokens)
-        ]
+        slices = run_slices([len(r) for r in rows], self.run_tokens)
+
+        def run(part: slice) -> np.ndarray:
+            return self._run(*self.tokenizer.pad(rows[part]), normalize_embeddings)
+
+        pool = self._slices
+        parts = list(pool.map(run, slices)) if pool is not None and len(slices) > 1 else [run(p) for p in slices]
         if not parts:
             return np.empty((0, self._dim or 0), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

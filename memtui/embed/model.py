@@ -256,7 +256,10 @@ class Embedder:
     def unload(self) -> None:
         """Drop the model so its memory can be returned; the next encode reloads it."""
         with self._lock:
-            self._model = None
+            model, self._model = self._model, None
+        close = getattr(model, "close", None)  # an ONNX model's slice threads
+        if close is not None:
+            close()
 
     def clear_caches(self) -> list[str]:
         """Free allocator caches that exist without unloading; return what was cleared.

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,22 @@ def test_int8_calls_onnxruntime_in_slices_and_keeps_the_row_order(models_env, re
     assert len(calls) > 1 and all(rows * width <= INT8_RUN_TOKENS for rows, width in calls)
     cos = np.sum(vectors * real_embedder.encode(texts), axis=1)
     assert cos.min() > 0.95, cos  # each vector is its own text's, in input order
+
+
+def test_int8_slices_run_side_by_side_and_give_the_very_vectors_of_one_at_a_time(models_env):
+    """With 2 threads the slices run two at once, one thread each (no meeting at every op); the calls
+    are the same, so the vectors are bit for bit those of a one-thread model."""
+    texts = [f"{'a sentence about the tides, the moon and the harbour ' * (i % 6 + 1)}{i}" for i in range(48)]
+    side_by_side, one = Embedder(backend="onnx-int8", threads=2), Embedder(backend="onnx-int8", threads=1)
+    model = side_by_side.load()
+    assert model.parallel == 2 and one.load().parallel == 1
+    threads: set[str] = set()
+    run = model._run
+    model._run = lambda ids, mask, normalize: threads.add(threading.current_thread().name) or run(ids, mask, normalize)
+    assert np.array_equal(side_by_side.encode(texts), one.encode(texts))
+    assert len(threads) == 2 and all(name.startswith("memtui-onnx") for name in threads), threads
+    side_by_side.unload()
+    assert model._slices is not None and model._slices._shutdown  # unload lets the slice threads go
 
 
 def test_an_old_cache_reads_as_torch(tmp_path):
