@@ -26,6 +26,7 @@ from memtui.memory.units import GB, format_duration
 
 __all__ = [
     "STATE_CLASS",
+    "STATE_NAME",
     "STATE_STYLE",
     "bar",
     "classify",
@@ -43,13 +44,15 @@ STATE_STYLE = {
     BreakerState.OPEN: "$error",
     BreakerState.HALF_OPEN: "$accent",
 }
-#: CSS class for each breaker state, so .tcss can color borders.
-STATE_CLASS = {
-    BreakerState.CLOSED: "-closed",
-    BreakerState.WARNING: "-warning",
-    BreakerState.OPEN: "-open",
-    BreakerState.HALF_OPEN: "-half-open",
+#: Each breaker state's name in CSS: component classes (``process-table--open``) and, dashed, classes.
+STATE_NAME = {
+    BreakerState.CLOSED: "closed",
+    BreakerState.WARNING: "warning",
+    BreakerState.OPEN: "open",
+    BreakerState.HALF_OPEN: "half-open",
 }
+#: CSS class for each breaker state, so .tcss can color borders.
+STATE_CLASS = {state: f"-{name}" for state, name in STATE_NAME.items()}
 
 
 def gb(n_bytes: float) -> str:

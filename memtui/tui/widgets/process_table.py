@@ -17,18 +17,11 @@ from textual.widgets import DataTable
 from memtui.jobs.monitor.tracker import TargetSnapshot, TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.tui.process_columns import Column, Order, fit, rows, size, trend
-from memtui.tui.text import format_duration
+from memtui.tui.text import STATE_NAME, format_duration
 from memtui.tui.widgets.row_sparkline import row_sparkline
 
 #: Columns kept free on the right for the vertical scrollbar, so a long list does not push a column out.
 SCROLLBAR = 2
-
-_BREAKER_CLASS = {
-    BreakerState.CLOSED: "closed",
-    BreakerState.WARNING: "warning",
-    BreakerState.OPEN: "open",
-    BreakerState.HALF_OPEN: "half-open",
-}
 
 
 def _same(a: object, b: Text) -> bool:
@@ -114,7 +107,7 @@ class ProcessTable(DataTable):
         return self.get_component_rich_style(f"process-table--{name}", partial=True)
 
     def _cells(self, t: TargetSnapshot, columns: tuple[Column, ...]) -> list[Text]:
-        breaker = self._style(_BREAKER_CLASS[t.breaker])
+        breaker = self._style(STATE_NAME[t.breaker])
         alarm = breaker if t.breaker is not BreakerState.CLOSED else Style()
         stopped = t.state is TargetState.STOPPED
         if t.breaker is BreakerState.OPEN:

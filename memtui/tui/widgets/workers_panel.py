@@ -21,11 +21,10 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB
 from memtui.records import WorkerRow
 from memtui.runner import RunSnapshot
-from memtui.tui.text import gb
+from memtui.tui.text import STATE_NAME, gb
 from memtui.tui.widgets.memory_sparkline import HEADROOM
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -33,13 +32,6 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 NARROW = 70
 #: From this many cells of content up the panel shows each worker's responses done.
 WIDE = 90
-
-_BREAKER_CLASS = {
-    BreakerState.CLOSED: "closed",
-    BreakerState.WARNING: "warning",
-    BreakerState.OPEN: "open",
-    BreakerState.HALF_OPEN: "half-open",
-}
 
 
 class Column(NamedTuple):
@@ -160,7 +152,7 @@ class WorkersPanel(DataTable):
         trend = Text(no_wrap=True, overflow="crop")
         for ch, zone in spark(row.history, widths["trend"], row.warning_bytes, row.max_bytes):
             trend.append(ch, style=dim or self._style(zone))
-        breaker = Text("—" if row.lost else row.breaker.label, style=dim or self._style(_BREAKER_CLASS[row.breaker]))
+        breaker = Text("—" if row.lost else row.breaker.label, style=dim or self._style(STATE_NAME[row.breaker]))
         activity = doing(row)
         busy = row.paused or row.activity in ("paused", "waiting for memory")
         cells = {
