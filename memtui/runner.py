@@ -94,6 +94,8 @@ class RunSnapshot:
     headroom: Headroom | None = None
     #: A cluster run's workers, one row each (memtui.cluster); empty for a local run.
     workers: tuple[WorkerRow, ...] = ()
+    #: What makes the vectors, as the cache tags them (``torch``, ``onnx-int8/r3/avx512_vnni``); None: unknown.
+    backend: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -288,6 +290,7 @@ class Runner:
                 input=self.job.input_path,
                 cache=self.job.cache_path,
                 model=self.job.model_id,
+                backend=getattr(self.job, "backend", None),
                 phase=self._phase,
                 paused=self._paused,
                 stopping=self._stop_requested,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from memtui.memory.units import MB
 from memtui.tui.history import RssHistory
 from memtui.tui.text import bar, classify, short_path, strip_icon
 from memtui.tui.widgets import MemorySparkline
+from memtui.tui.widgets.run_header import title_parts
 
 from .frozen import FrozenRun
 
@@ -159,3 +161,11 @@ async def test_the_sparkline_scale_is_fixed_by_the_levels_and_marks_them():
         first_five = slice(-10 - GUTTER, -5 - GUTTER)  # the newest columns end where the levels' gutter starts
         assert low.splitlines()[-1][first_five] == high.splitlines()[-1][first_five], "0.4GB drawn at the same height"
         assert any(ch in low for ch in "⎽⎼⎻⎺"), "the warning and breaker levels are marked"
+
+
+def test_the_header_names_a_backend_other_than_the_exact_default(held):
+    s = held.runner.snapshot()
+    assert s.backend == "torch" and title_parts(s, 200)[2] == "all-MiniLM-L6-v2"
+    int8 = replace(s, backend="onnx-int8/r3/avx512_vnni")
+    assert title_parts(int8, 200)[2] == "all-MiniLM-L6-v2 · onnx-int8"
+    assert title_parts(int8, 40)[2] == "", "a narrow header drops the model first, backend and all"

@@ -46,6 +46,8 @@ def phase_of(s: RunSnapshot) -> str:
 def title_parts(s: RunSnapshot, width: int) -> tuple[str, str, str]:
     """(input, cache, model) shortened to fit ``width`` cells: the model goes first, then path heads."""
     model = s.model.rsplit("/", 1)[-1]
+    if s.backend and s.backend != "torch":  # the exact default says nothing; another backend is news
+        model += f" · {s.backend.split('/', 1)[0]}"
     fixed = len("memtui ") + len(s.mode) + len("  ·  ") + len(" → ")
     inp, cache = short_path(s.input, 10_000), short_path(s.cache, 10_000)
     if fixed + len(inp) + len(cache) + len(model) + 5 > width:
