@@ -76,16 +76,23 @@ def seconds_to_level(
     points = [(t, r) for t, r in history if t >= end - window_s]
     if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 6:
         return None
+    slope = least_squares_slope(points)
+    if slope is None or slope <= 0:
+        return None
+    return max(0.0, (level - rss) / slope)
+
+
+def least_squares_slope(points: list[tuple[float, int]]) -> float | None:
+    """Bytes per second fitted to (time, RSS) points; None for fewer than 3 points or no time spread."""
+    if len(points) < 3:
+        return None
     n = len(points)
     mean_t = sum(t for t, _ in points) / n
     mean_r = sum(r for _, r in points) / n
     var = sum((t - mean_t) ** 2 for t, _ in points)
     if var <= 0:
         return None
-    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / var  # bytes per second
-    if slope <= 0:
-        return None
-    return max(0.0, (level - rss) / slope)
+    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
 
 
 SampleListener = Callable[[float, int], None]

@@ -151,10 +151,7 @@ class MemtuiApp(EngineApp):
 
     def _apply_levels(self, warning: str, breaker: str, reset: str = "") -> str | None:
         """The t dialog: warning and breaker as any engine's, then the reset level (empty: the warning's)."""
-        for what, value in (("warning", warning), ("breaker", breaker)):
-            if not value:
-                return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
-        error = self._check_thresholds(warning, breaker)
+        error = self._levels_error(warning, breaker)
         if error is not None:
             return error
         try:

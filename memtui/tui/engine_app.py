@@ -189,11 +189,15 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         return self.report is None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     # -- thresholds -------------------------------------------------------------------
-    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
+    def _levels_error(self, warning: str, breaker: str) -> str | None:
+        """What is wrong with the two levels typed into a dialog (one line), or None."""
         for what, value in (("warning", warning), ("breaker", breaker)):
             if not value:
                 return f"{what}: enter a size, e.g. 1.2, 800MB or 75%"
-        error = self._check_thresholds(warning, breaker)
+        return self._check_thresholds(warning, breaker)
+
+    def _apply_thresholds(self, warning: str, breaker: str) -> str | None:
+        error = self._levels_error(warning, breaker)
         if error is not None:
             return error
         try:

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.content import Content
 
 from memtui.memory.breaker import BreakerState
+from memtui.memory.monitor import least_squares_slope
 from memtui.memory.units import GB, MB, format_bytes
 from memtui.runner import RunSnapshot
 from memtui.tui.headroom_text import headroom_line, readings_line
@@ -115,8 +116,8 @@ def trend(
     points = [(t, r) for t, r in history if t >= end - window_s]
     mid = end - window_s / 2
     halves = [[p for p in points if p[0] < mid], [p for p in points if p[0] >= mid]]
-    slopes = [_slope(h) for h in halves]
-    whole = _slope(points)
+    slopes = [least_squares_slope(h) for h in halves]
+    whole = least_squares_slope(points)
     if whole is None or any(x is None for x in slopes):
         return "settling", None
     if abs(whole) * window_s < FLAT_BYTES:
@@ -126,16 +127,3 @@ def trend(
     if any(x is not None and x <= 0 for x in slopes):
         return "flat", None
     return "rising", max(0.0, (level - rss) / whole)
-
-
-def _slope(points: list[tuple[float, int]]) -> float | None:
-    """Least-squares bytes per second; None for fewer than 3 points or no time spread."""
-    if len(points) < 3:
-        return None
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_r = sum(r for _, r in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var <= 0:
-        return None
-    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
