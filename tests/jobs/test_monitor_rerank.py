@@ -184,7 +184,8 @@ def test_a_command_for_a_watch_that_left_and_came_back_sends_nothing(spawn, watc
         engine.terminate_target(a.pid, shown)
     assert a.proc.poll() is None and engine.snapshot().target(a.pid).actions == ()
     action = engine.pause_target(a.pid, engine.snapshot().target(a.pid).watch_id)  # the current watch is obeyed
-    assert action.ok and a.status == "stopped"
+    assert action.ok
+    wait_for(lambda: a.status == "stopped", "SIGSTOP to take effect")  # delivered asynchronously
     engine.resume_target(a.pid)
     engine.stop()
     w.finish()
