@@ -99,6 +99,14 @@ def test_the_docs_are_all_linked_from_the_index() -> None:
     assert index.startswith("# ")
 
 
+def test_the_readme_is_a_landing_page_with_the_ci_test_command() -> None:
+    """At most 120 lines; .ci/run reads the test command from the block right after the marker."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 120, f"README.md has {len(lines)} lines; move the details to docs/"
+    marker = lines.index("<!-- test-command -->")
+    assert lines[marker + 1 : marker + 4] == ["```sh", "make test", "```"]
+
+
 @pytest.mark.parametrize(
     ("heading", "slug"),
     [
