@@ -89,9 +89,14 @@ def open_runs_dir(*, create: bool) -> Iterator[tuple[Path, int | None]]:
     """The run folder and an fd on it, checked (not a link, ours, made 0700); fd None if it does not exist
     and ``create`` is false. Names inside it are reached through the fd: a folder swapped since is not used."""
     path = runs_dir()
-    try:
-        if create:
+    if create:
+        try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # a file or a link there: the open below words it
+        except OSError as exc:
+            raise _folder_error(path, exc) from None
+    try:
         fd = os.open(path, _DIR_FLAGS)
     except FileNotFoundError:
         if create:
@@ -99,7 +104,7 @@ def open_runs_dir(*, create: bool) -> Iterator[tuple[Path, int | None]]:
         yield path, None
         return
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.lexists(path):
             raise UsageError(
                 f"the run folder {path} is not a folder (a link or a file); remove it or set MEMTUI_RUN_DIR"
             ) from None
