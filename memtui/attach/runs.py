@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 
 from memtui.errors import UsageError
-from memtui.safefs import describe_mode, write_atomic
+from memtui.safefs import check_ancestors, describe_mode, write_atomic
 
 __all__ = [
     "RunEntry",
@@ -59,10 +59,18 @@ def runs_dir() -> Path:
     if os.environ.get("MEMTUI_RUN_DIR"):
         return Path(os.environ["MEMTUI_RUN_DIR"]).expanduser()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
+    if runtime and _ours(Path(runtime)):  # not another user's, kept by su or sudo -E
         return Path(runtime) / "memtui"
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "memtui" / "runs"
+
+
+def _ours(folder: Path) -> bool:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
 
 
 def _folder_error(path: Path, exc: OSError) -> UsageError:
@@ -96,6 +104,12 @@ def open_runs_dir(*, create: bool) -> Iterator[tuple[Path, int | None]]:
             pass  # a file or a link there: the open below words it
         except OSError as exc:
             raise _folder_error(path, exc) from None
+    try:
+        check_ancestors(path, "the run folder")  # nobody else can swap it for another between here and a use
+    except FileNotFoundError:
+        pass  # no folder above: none to list (the open below says so)
+    except OSError as exc:
+        raise _folder_error(path, exc) from None
     try:
         fd = os.open(path, _DIR_FLAGS)
     except FileNotFoundError:

@@ -27,6 +27,7 @@ import collections
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from memtui.attach.client import peer_credentials
 from memtui.attach.runs import RunEntry, ensure_runs_dir, new_run_id, process_start, remove
 from memtui.engine import Engine, call
 from memtui.events import Notice
+from memtui.safefs import lstat_or_none
 
 log = logging.getLogger("memtui")
 
@@ -217,8 +219,9 @@ class AttachServer:
     def start(self) -> AttachServer:
         folder = ensure_runs_dir()
         path = folder / f"{self.run_id}.sock"
-        if path.exists() or path.is_symlink():
-            path.unlink()
+        st = lstat_or_none(path)
+        if st is not None and stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+            path.unlink()  # a dead run's socket of ours; anything else there makes the bind fail, untouched
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(path))

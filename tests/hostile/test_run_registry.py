@@ -161,6 +161,43 @@ def test_a_run_folder_that_is_a_link_is_refused_by_every_verb(place, tmp_path):
     assert (elsewhere / "abc123.json").exists()
 
 
+@pytest.mark.parametrize("parent_mode, parent_owner", [(0o777, 0), (0o755, NOBODY)])
+def test_a_run_folder_of_ours_inside_a_folder_others_control_is_refused(place, parent_mode, parent_owner):
+    """Whoever can write the folder above can swap ours for theirs between a check and a use."""
+    require_root()
+    runs, env, _ = place
+    plant_entry(runs / "aaa111.json", entry(runs, "aaa111"))
+    os.chown(runs.parent, parent_owner, parent_owner)
+    os.chmod(runs.parent, parent_mode)
+    for done in verbs(env):
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("memtui: error: the run folder") and str(runs.parent) in line, line
+    assert (runs / "aaa111.json").exists()
+
+
+def test_an_xdg_runtime_dir_of_another_user_is_not_used(place, tmp_path):
+    """``sudo -E`` keeps the user's XDG_RUNTIME_DIR: memtui, as root, does not put its runs there."""
+    require_root()
+    _runs, env, _ = place
+    theirs = tmp_path / "run-user-1000"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY, NOBODY)
+    mine = tmp_path / "cache"
+    env = {k: v for k, v in env.items() if k != "MEMTUI_RUN_DIR"}
+    env.update(XDG_RUNTIME_DIR=str(theirs), XDG_CACHE_HOME=str(mine))
+    assert ls(env)[0] == []
+    from memtui.attach import runs as registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MEMTUI_RUN_DIR", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME"):
+            mp.delenv(key, raising=False)
+        mp.setenv("XDG_RUNTIME_DIR", str(theirs))
+        mp.setenv("XDG_CACHE_HOME", str(mine))
+        assert registry.ensure_runs_dir() == mine / "memtui" / "runs"
+    assert list(theirs.iterdir()) == []
+
+
 # -- planted entries: the severe case ----------------------------------------------------------------
 
 
