@@ -25,8 +25,8 @@ from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 from memtui.records import Report, report_dict
-from memtui.safefs import same_file, write_atomic
-from memtui.stdio import dead_end_safe_stdio, write_line
+from memtui.output import check_output, stream_fd, write_output
+from memtui.stdio import dead_end_safe_stdio, fill_closed_std_fds, write_line
 
 if TYPE_CHECKING:
     from memtui.engine import Engine
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fill_closed_std_fds()  # first: no file memtui opens may become its fd 0, 1 or 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     previous = _interrupt_on_termination()
@@ -391,27 +392,15 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             write_line(sys.stdout, json.dumps(report_dict(report), indent=2))
     if server is not None:
         server.finish(report)  # viewers get the report before the socket goes
-    if args.report:
+    if args.report and not (stream_fd(args.report) == 1 and not use_tui):  # headless: it is on stdout already
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
     return int(report["exit_code"])
 
 
 def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> None:
     """Before any work: --report must be writable and must not name the input, the cache or its companions."""
-    if report is None:
-        return
-    for what, path in protected.items():
-        if same_file(report, path):
-            raise UsageError(
-                f"--report {report} is the {what} ({path}); writing the report there would destroy "
-                "it: pass another --report path"
-            )
-    if report.is_dir():
-        raise UsageError(f"--report {report} is a directory; pass a file path such as {report / 'report.json'}")
-    folder = report.parent if str(report.parent) else Path(".")
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--report {report}: cannot write in {existing}; pass a --report path in a writable folder")
+    if report is not None:
+        check_output(report, "--report", protected=protected)
 
 
 def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> MonitorEngine:
@@ -496,10 +485,9 @@ def trace_path(cache: Path) -> Path:
 
 
 def write_report(path: Path, report: Report) -> None:
-    """All at once (a temp file renamed over it): a reader never sees half, a link there is replaced, not followed."""
+    """By the user-named output rule (memtui.output): a file all at once, a device or FIFO written into."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
+        write_output(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
     except OSError as exc:
         raise RuntimeFailure(
             f"the run ended ({report.get('status')}) but its report could not be written to "
