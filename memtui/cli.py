@@ -23,9 +23,9 @@ from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
+from memtui.output import check_output, stream_fd, write_output
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 from memtui.records import Report, report_dict
-from memtui.output import check_output, stream_fd, write_output
 from memtui.stdio import dead_end_safe_stdio, fill_closed_std_fds, write_line
 
 if TYPE_CHECKING:
