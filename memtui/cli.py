@@ -7,13 +7,14 @@ Exit codes: 0 done; 1 failed or aborted by the breaker (after committing);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -320,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
     runner = build_runner(args, monitor)
     try:
-        runner.open()  # bad input, cache or config fails here, in one line, before any face starts
+        with _scan_log():
+            runner.open()  # bad input, cache or config fails here, in one line, before any face starts
         progress = runner.snapshot()
         cluster = getattr(args, "workers", None) or getattr(args, "scheduler", None)  # workers load the model
         if progress.items_done < progress.items_total and not cluster:  # a complete cache loads no model
@@ -333,6 +335,25 @@ def run(args: argparse.Namespace) -> int:
         runner.job.close()
         raise
     return run_face(args, runner)
+
+
+@contextlib.contextmanager
+def _scan_log() -> Iterator[None]:
+    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile."""
+    logger = logging.getLogger("memtui")
+    if logger.handlers:
+        yield
+        return
+    from memtui.faces.headless import setup_logging  # noqa: PLC0415
+
+    saved = logger.level, logger.propagate
+    handler = setup_logging(sys.stderr)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _check_theme_file(theme: str | None) -> None:
