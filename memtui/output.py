@@ -85,9 +85,7 @@ def _check_node(path: Path, st: os.stat_result, flag: str) -> None:
     """An existing device, FIFO or socket: only a character device or a FIFO of ours or root's, writable."""
     kind = stat.filemode(st.st_mode)
     if stat.S_ISBLK(st.st_mode):
-        raise UsageError(
-            f"{flag} {path} is a block device ({kind}); memtui never writes into a disk: pass a file path"
-        )
+        raise UsageError(f"{flag} {path} is a block device ({kind}); memtui never writes into a disk: pass a file path")
     if not (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         raise UsageError(f"{flag} {path} is not a file, a FIFO or a character device ({kind}); pass a file path")
     if st.st_uid not in (os.geteuid(), 0):

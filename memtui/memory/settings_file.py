@@ -38,9 +38,7 @@ def read_toml_file(path: Path, what: str = "config file", *, missing_fix: str = 
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
             return {}  # MEMTUI_CONFIG=/dev/null: the usual way to say "no settings file"
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(
-                f"{what} {path} is not a regular file ({stat.filemode(st.st_mode)}); pass a TOML file"
-            )
+            raise ConfigError(f"{what} {path} is not a regular file ({stat.filemode(st.st_mode)}); pass a TOML file")
         if st.st_size > MAX_BYTES:
             raise ConfigError(f"{what} {path} is {st.st_size} bytes, over the {MAX_BYTES} limit; pass a TOML file")
         try:
@@ -60,8 +58,7 @@ def read_toml_file(path: Path, what: str = "config file", *, missing_fix: str = 
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "save it as UTF-8"
+            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
     try:
         return tomllib.loads(text)
