@@ -66,7 +66,7 @@ def check_output(path: Path, flag: str, *, protected: dict[str, Path]) -> None:
             )
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # under a file: the folder check words it
         st = None
     except OSError as exc:
         raise UsageError(f"{flag} {path}: cannot look at it ({exc.strerror}); pass another path") from None
@@ -105,7 +105,7 @@ def write_output(path: Path, data: bytes, what: str, *, wait_s: float = WAIT_S) 
         return
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         if _write_into(path, st, data, what, wait_s):
