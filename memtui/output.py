@@ -133,13 +133,14 @@ def _write_into(path: Path, seen: os.stat_result, data: bytes, what: str, wait_s
             return False
         if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) or st.st_uid not in (os.geteuid(), 0):
             raise OSError(errno.EBUSY, f"the {what} path was swapped for another node while being written; rerun")
+        poller = select.poll()  # not select(): any fd number
+        poller.register(fd, select.POLLOUT)
         view = memoryview(data)
         while view:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(errno.ETIMEDOUT, f"the reader took no data within {wait_s:g}s")
-            _, ready, _ = select.select([], [fd], [], min(left, 1.0))
-            if not ready:
+            if not poller.poll(min(left, 1.0) * 1000):
                 continue
             try:
                 view = view[os.write(fd, view) :]
