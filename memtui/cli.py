@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)"
     )
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
-    run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
+    run.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="write the JSON run report here ('-' is stdout; a device or FIFO is written into, never replaced)",
+    )
     run.add_argument(
         "--detach",
         action="store_true",
