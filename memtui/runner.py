@@ -85,7 +85,7 @@ class RunSnapshot:
     model_loaded: bool
     memory: MemorySnapshot
     report: RunReport | None
-    #: While the breaker holds the job: running time left before the run gives up on it (a countdown).
+    #: While the breaker (or a low headroom) holds the job: running time left before the run gives up (a countdown).
     breaker_gives_up_in_s: float | None = None
     #: When (the clock's time) the job last started running batches; None while it is not (loading, paused,
     #: waiting for memory). A memory trend is the job's only from here on.
