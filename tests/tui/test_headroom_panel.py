@@ -1,6 +1,7 @@
 """The memory panel's headroom lines at 80x24 and 60x20: no cgroup, a cgroup with room, and room for less than
 one batch (the warning, the brake holding the run). A frozen run (frozen.py) with a headroom watch on a fake
-/proc and /sys tree, so every number is known; each line must fit its panel, and the panel must not overlap the next one."""
+/proc and /sys tree, so every number is known; each line must fit its panel, and the panel must not overlap
+the next one."""
 
 from __future__ import annotations
 
