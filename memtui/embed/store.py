@@ -459,7 +459,7 @@ class CacheStore:
             raise StoreError(f"cannot open cache {path} ({_reason(exc)}); {_FIX}") from None
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns (WAL fsync per commit)
             if existed:
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":

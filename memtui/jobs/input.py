@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from memtui.errors import InputError
+from memtui.jobs.input_watch import LineDigest
 from memtui.records import DomainGroup, Response
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -190,12 +191,18 @@ def _parse(raw: bytes | bytearray, line: int) -> dict:
     return data
 
 
-def _records(path: Path, stats: InputStats, strict: bool, where: str) -> Iterator[_Record]:
-    """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``."""
+def _records(
+    path: Path, stats: InputStats, strict: bool, where: str, digest: LineDigest | None = None
+) -> Iterator[_Record]:
+    """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``.
+
+    ``digest`` sees every line read, so two passes can prove they read the same bytes (jobs.input_watch)."""
     line = 0
     with _open(path, where) as fh:
         try:
             for raw in _lines(fh):
+                if digest is not None:
+                    digest.update(raw)
                 line += 1
                 stats.lines = line
                 if raw is not None and raw.isspace():
@@ -213,7 +220,7 @@ def _records(path: Path, stats: InputStats, strict: bool, where: str) -> Iterato
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise InputError(
                 f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); "
-                "re-create the file (the complete domains before it were read)"
+                "re-create the file and rerun"
             ) from None
         except OSError as exc:
             raise InputError(
@@ -251,6 +258,7 @@ def read_domains(
     stats: InputStats | None = None,
     skip: Callable[[str], bool] | None = None,
     name: str | None = None,
+    digest: LineDigest | None = None,
 ) -> Iterator[DomainGroup]:
     """Yield one group per contiguous run of a domain (messages call the input ``name``, default its path).
 
@@ -272,7 +280,7 @@ def read_domains(
             return None
         return DomainGroup(current, tuple(group))
 
-    for record in _records(path, stats, strict, name or str(path)):
+    for record in _records(path, stats, strict, name or str(path), digest):
         domain = record.data["domain"]
         if domain != current:
             done = finish()
