@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from memtui.embed.lock import CacheLock
+from memtui.embed.presence import CachePresence
 from memtui.embed.store import TORCH_BACKEND, CacheStore, DomainSummary, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
-from memtui.embed.presence import CachePresence
 from memtui.jobs.input import InputStats, read_domains
 from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
 from memtui.jobs.source import InputSource
@@ -126,9 +126,7 @@ class CacheJob:
 
     def _read(self, stats: InputStats, digest: LineDigest | None = None) -> Iterator[DomainGroup]:
         assert self._source is not None
-        return read_domains(
-            self._source.path, strict=self.strict, stats=stats, name=self._source.name, digest=digest
-        )
+        return read_domains(self._source.path, strict=self.strict, stats=stats, name=self._source.name, digest=digest)
 
     def _marked(self, stats: InputStats) -> Iterator[DomainGroup]:
         """The scan's pass: the digest of the lines read at each domain's end (jobs.input_watch)."""

@@ -219,8 +219,7 @@ def _records(
                 yield _Record(line, data)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise InputError(
-                f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); "
-                "re-create the file and rerun"
+                f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); re-create the file and rerun"
             ) from None
         except OSError as exc:
             raise InputError(

@@ -45,7 +45,7 @@ def runs_dir(monkeypatch) -> Path:
 
 
 def socket_of(pid: int) -> str:
-    from memtui.attach.runs import entries  # noqa: PLC0415 - reads MEMTUI_RUN_DIR
+    from memtui.attach.runs import entries
 
     found: list[str] = []
 
