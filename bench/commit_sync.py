@@ -60,12 +60,16 @@ def main() -> None:
                 store.close()
         disk = os.statvfs(folder)
     load = os.getloadavg()
-    print(f"sample: {len(groups)} domains, {n} responses, {len(batches)} batches of {BATCH} domains; "
-          f"cache folder fs block {disk.f_frsize}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"sample: {len(groups)} domains, {n} responses, {len(batches)} batches of {BATCH} domains; "
+        f"cache folder fs block {disk.f_frsize}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print(f"embedding those batches once: {embed_s:.2f} s ({embed_s / len(batches) * 1000:.0f} ms a batch)")
     for mode, ts in times.items():
-        print(f"commit {mode:6}: median {statistics.median(ts) * 1000:.2f} ms, max {max(ts) * 1000:.2f} ms, "
-              f"total {sum(ts) / args.rounds:.3f} s a run ({sum(ts) / args.rounds / embed_s * 100:.2f}% of embedding)")
+        print(
+            f"commit {mode:6}: median {statistics.median(ts) * 1000:.2f} ms, max {max(ts) * 1000:.2f} ms, "
+            f"total {sum(ts) / args.rounds:.3f} s a run ({sum(ts) / args.rounds / embed_s * 100:.2f}% of embedding)"
+        )
 
 
 if __name__ == "__main__":

@@ -161,3 +161,29 @@ def test_a_truncated_gzip_says_nothing_was_read_into_the_cache(tmp_path):
     assert len(errors) == 1 and "gzip stream is corrupt or truncated" in errors[0], done.stderr
     assert "domains before it were read" not in errors[0]
     assert not cache.exists()
+
+
+def test_other_bytes_under_an_unchanged_identity_are_caught_by_the_line_digest(tmp_path, monkeypatch):
+    """The last line of defence: a rewrite the file's identity cannot show (the kernel always moves the
+    change time, so the identity is held still here) still fails at the first domain that differs."""
+    from memtui.jobs import input_watch
+    from memtui.jobs.input import read_domains
+
+    inp = write_input(tmp_path / "in.jsonl", 4, 3)
+    watch = input_watch.InputWatch(str(inp), inp)
+    digest = input_watch.LineDigest()
+    for _ in read_domains(inp, digest=digest):
+        watch.scanned_domain(digest)
+    watch.scan_done()
+    data = inp.read_bytes()
+    at = data.index(b"site002.example answer")
+    inp.write_bytes(data[:at] + b"SITE" + data[at + 4 :])
+    frozen = watch._scanned
+    monkeypatch.setattr(input_watch, "identity", lambda _path: frozen)
+    digest = input_watch.LineDigest()
+    checked = []
+    with pytest.raises(input_watch.InputChanged, match="holds other lines than the scan read"):
+        for index, group in enumerate(read_domains(inp, digest=digest)):
+            watch.check_domain(index, digest, group.domain)
+            checked.append(group.domain)
+    assert checked == ["site000.example"]  # the domain whose last line read runs into the change is refused
