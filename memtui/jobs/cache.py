@@ -9,7 +9,7 @@ per-domain summaries (its last domain may be cut short).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memtui.embed.lock import CacheLock
@@ -19,6 +19,7 @@ from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, read_domains
 from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
+from memtui.jobs.scan_progress import ScanProgress
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
 from memtui.records import DomainGroup, Response
@@ -103,7 +104,9 @@ class CacheJob:
 
     def _scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
-        for group in self._scoped(self._marked(self.stats)):
+        assert self._source is not None
+        progress = ScanProgress(self._source.name)  # a long scan says it goes on (log lines)
+        for group in self._scoped(self._marked(self.stats, progress)):
             if group.domain in sizes and self.summaries:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
@@ -124,15 +127,22 @@ class CacheJob:
             )
         return sizes
 
-    def _read(self, stats: InputStats, digest: LineDigest | None = None) -> Iterator[DomainGroup]:
+    def _read(
+        self,
+        stats: InputStats,
+        progress: Callable[[InputStats], None] | None = None,
+        digest: LineDigest | None = None,
+    ) -> Iterator[DomainGroup]:
         assert self._source is not None
-        return read_domains(self._source.path, strict=self.strict, stats=stats, name=self._source.name, digest=digest)
+        return read_domains(
+            self._source.path, strict=self.strict, stats=stats, name=self._source.name, progress=progress, digest=digest
+        )
 
-    def _marked(self, stats: InputStats) -> Iterator[DomainGroup]:
+    def _marked(self, stats: InputStats, progress: Callable[[InputStats], None]) -> Iterator[DomainGroup]:
         """The scan's pass: the digest of the lines read at each domain's end (jobs.input_watch)."""
         assert self._watch is not None
         digest = LineDigest()
-        for group in self._read(stats, digest):
+        for group in self._read(stats, progress, digest):
             self._watch.scanned_domain(digest)
             yield group
 
@@ -142,7 +152,7 @@ class CacheJob:
         digest = LineDigest()
         index = 0
         try:
-            for group in self._read(stats, digest):
+            for group in self._read(stats, digest=digest):
                 self._watch.check_domain(index, digest, group.domain)
                 index += 1
                 yield group
