@@ -180,6 +180,7 @@ class Runner:
         self._opened = False
         self._batch_t0 = 0.0
         self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
+        self._finished_units: frozenset[int] | None = None  # id() of the units the last commit finished
         self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
         self._admission: Admission | None = None  # the loop's: each sub-batch's token budget stays within it
 
@@ -442,6 +443,8 @@ class Runner:
 
     def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""
+        if self._finished_units is not None:  # a domain's pieces share its name: judged one by one
+            return [u for u in batch if id(u) not in self._finished_units]
         return [u for u in batch if u.name not in self._completed_names]
 
     def _embed(self, work: Work) -> Verdict:
@@ -520,6 +523,9 @@ class Runner:
             self._in_flight, self._in_flight_progress = (), (0, 0)
             self._rate_window.append((self._active(now), self._items_done))
             self._completed_names = frozenset(result.completed)
+            self._finished_units = (
+                None if result.finished is None else frozenset(id(work.units[i]) for i in result.finished)
+            )
             number = self._batches
         self._publish(
             BatchDone(
