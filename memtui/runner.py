@@ -670,7 +670,11 @@ class Runner:
     def _record_unprocessed(self, pushback: collections.deque[Unit], units: Iterator[Unit]) -> None:
         names: list[str] = []
         count = 0
+        last = None
         for unit in [*pushback, *units]:
+            if unit.name == last:  # the next piece of the same domain (memtui.jobs.pieces)
+                continue
+            last = unit.name
             count += 1
             if len(names) < MAX_NAMED_UNPROCESSED:
                 names.append(unit.name)

@@ -643,7 +643,8 @@ class CacheStore:
             )
         return conn.execute(
             "SELECT r.prompt_type, r.model, e.vector, r.id FROM backend_responses r LEFT JOIN embeddings e"
-            " ON e.key = r.key WHERE r.backend = ? AND r.domain = ? ORDER BY r.backend, r.domain, r.prompt_type, r.model",
+            " ON e.key = r.key WHERE r.backend = ? AND r.domain = ?"
+            " ORDER BY r.backend, r.domain, r.prompt_type, r.model",
             (self.backend, domain),
         )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from memtui.jobs.input import BadLine
-from memtui.records import DomainGroup, DomainPiece, Response
+from memtui.records import DomainPiece, Response
 
 if TYPE_CHECKING:  # vectors are numpy arrays, but a viewer that only reads snapshots need not load numpy
     import numpy as np
@@ -34,7 +34,7 @@ class JobTotals:
 class Work:
     """One admitted batch: its domains, their responses' keys, and the texts still to embed."""
 
-    units: tuple[DomainPiece | DomainGroup, ...]
+    units: tuple[DomainPiece, ...]
     keys: list[bytes]  # one per response, in order
     to_embed: list[tuple[bytes, str]]  # distinct (key, text) pairs missing from the cache
     vectors: dict[bytes, np.ndarray] = field(default_factory=dict)

@@ -145,7 +145,12 @@ class CacheJob:
         ids = IdIndex()
         try:
             yield from read_pieces(
-                self._source.path, where=self._source.name, ids=ids, strict=self.strict, stats=stats, check_ids=check_ids
+                self._source.path,
+                where=self._source.name,
+                ids=ids,
+                strict=self.strict,
+                stats=stats,
+                check_ids=check_ids,
             )
         finally:
             ids.close()
@@ -169,13 +174,8 @@ class CacheJob:
     def units(self) -> Iterator[DomainPiece]:
         # A second streaming pass: bad lines were counted by open(), so this one keeps its own stats.
         for piece in self._scoped(self._read(InputStats())):
-            if piece.domain in self._done:
-                continue
-            if piece.part == 0:
-                self._parts[piece.domain] = [0, -1]
-                if self.summaries:  # its old summary and rows go: they are rebuilt from what it holds now
-                    self.store.forget_domain(piece.domain)
-            yield piece
+            if piece.domain not in self._done:
+                yield piece
 
     def _scoped(self, pieces: Iterator[DomainPiece]) -> Iterator[DomainPiece]:
         """Apply --limit (first N domains) and --texts (first N responses)."""
@@ -194,6 +194,8 @@ class CacheJob:
             yield piece
 
     def prepare(self, units: Sequence[DomainPiece]) -> Work:
+        for unit in units:
+            self._begin_domain(unit)
         keys = [key_for(self.model_id, r.text, self.backend) for unit in units for r in unit.responses]
         texts = {k: r.text for k, r in zip(keys, (r for unit in units for r in unit.responses))}
         missing = self.store.missing(set(keys))
@@ -230,6 +232,15 @@ class CacheJob:
             stored=tuple(stored),
             finished=tuple(finished),
         )
+
+    def _begin_domain(self, piece: DomainPiece) -> None:
+        """A domain's first piece, prepared before any of its pieces is committed (in either engine): its old
+        summary and rows go, rebuilt from what it holds now. Once per run (a retried first piece must not
+        drop the rows its domain's later pieces committed)."""
+        if piece.part == 0 and piece.domain not in self._parts:
+            self._parts[piece.domain] = [0, -1]
+            if self.summaries:
+                self.store.forget_domain(piece.domain)
 
     def _piece_done(self, piece: DomainPiece) -> bool:
         """Count a piece of its domain in; True when it was the domain's last one missing (pieces may end

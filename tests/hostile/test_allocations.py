@@ -140,7 +140,9 @@ def finish(proc: subprocess.Popen[str], timeout: float = 900) -> dict:
 def counts(cache: Path) -> tuple[int, int, int]:
     con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=30)
     try:
-        return tuple(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("embeddings", "responses", "domains"))
+        return tuple(
+            con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("embeddings", "responses", "domains")
+        )
     finally:
         con.close()
 

@@ -59,7 +59,13 @@ def with_added(lines: list[str], domain: str, extra: int, tag: str = "new") -> l
     last = max(i for i, line in enumerate(lines) if json.loads(line)["domain"] == domain)
     new = [
         json.dumps(
-            {"id": f"{tag}-{k}", "domain": domain, "model": "claude", "prompt_type": "security", "response": f"{tag} {k}"}
+            {
+                "id": f"{tag}-{k}",
+                "domain": domain,
+                "model": "claude",
+                "prompt_type": "security",
+                "response": f"{tag} {k}",
+            }
         )
         for k in range(extra)
     ]
@@ -104,13 +110,17 @@ def test_a_response_removed_from_a_finished_domain_leaves_no_stale_row(tmp_path,
 
 def test_a_repeated_id_is_refused_naming_it_and_its_lines(tmp_path, sample_lines):
     """The same id in two domains used to replace the first row (5 vectors, 2 rows, success)."""
-    second_start = next(i for i, line in enumerate(sample_lines) if domain_of(sample_lines, i) != domain_of(sample_lines, 0))
+    second_start = next(
+        i for i, line in enumerate(sample_lines) if domain_of(sample_lines, i) != domain_of(sample_lines, 0)
+    )
     record = json.loads(sample_lines[second_start])
     record["id"] = json.loads(sample_lines[0])["id"]
     lines = [*sample_lines]
     lines[second_start] = json.dumps(record)
-    cache, report = tmp_path / "c.sqlite", tmp_path / "r.json"
-    done = memtui("run", "--mode", "cache", "--headless", "--input", write(tmp_path / "in.jsonl", lines), "--cache", cache)
+    cache = tmp_path / "c.sqlite"
+    done = memtui(
+        "run", "--mode", "cache", "--headless", "--input", write(tmp_path / "in.jsonl", lines), "--cache", cache
+    )
     assert done.returncode == 2, done.stderr
     (line,) = error_lines(done.stderr)
     assert f"in.jsonl:{second_start + 1}:" in line and "line 1" in line and record["id"] in line
