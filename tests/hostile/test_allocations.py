@@ -201,3 +201,37 @@ def test_kill_inside_a_huge_domain_resumes_inside_it(tmp_path):
     assert result["status"] == "success"
     assert result["embedded"] == n - kept  # only the responses without a vector
     assert counts(cache) == (n, n, 1)
+
+
+def test_real_model_run_of_a_domain_in_several_pieces(tmp_path):
+    """The real CLI and model in a 2 GB memory cgroup: one domain of three pieces and more is committed whole,
+    and its stored agreement is the pairwise one over the vectors the cache holds."""
+    from tests.test_limits import memtui_in
+
+    n = 3 * PIECE_RESPONSES + 100
+    source = tmp_path / "in.jsonl"
+    with open(source, "w") as fh:
+        for i in range(n):
+            line = {"domain": "one", "model": f"m{i % 2}", "prompt_type": f"p{i % 3}", "response": f"reply {i % 97} x"}
+            fh.write(json.dumps(line) + "\n")
+    cache, report = tmp_path / "c.sqlite", tmp_path / "r.json"
+    with memory_cgroup(2 * CGROUP_LIMIT) as procs:
+        done = memtui_in(
+            procs, "run", "--mode", "cache", "--headless", "--input", source, "--cache", cache, "--report", report,
+            timeout=900,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rep = json.loads(report.read_text())
+    assert (rep["status"], rep["domains_done"], rep["responses_committed"]) == ("success", 1, n)
+    assert rep["peak_memory_gb"] < 1.5  # the default breaker
+    con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+    try:
+        stored = con.execute(
+            "SELECT r.prompt_type, r.model, e.vector FROM responses r JOIN embeddings e ON e.key = r.key"
+        ).fetchall()
+        (agreement,) = con.execute("SELECT agreement FROM domains WHERE domain = 'one'").fetchone()
+    finally:
+        con.close()
+    assert len(stored) == n
+    expected = pairwise_agreement([(p, m, np.frombuffer(v, dtype="<f4")) for p, m, v in stored])
+    assert expected is not None and abs(agreement - expected) <= 1e-9 * abs(expected)
