@@ -26,7 +26,7 @@ import numpy as np
 
 from memtui.embed.agreement import AgreementSums
 from memtui.embed.lock import CacheLock
-from memtui.errors import MemtuiError, RuntimeFailure, StoreError
+from memtui.errors import InputError, MemtuiError, RuntimeFailure, StoreError
 from memtui.records import Response
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
@@ -710,6 +710,7 @@ class CacheStore:
                 if self.dim is not None:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'dim' AND value = ''", (str(self.dim),))
                 conn.executemany("INSERT OR IGNORE INTO embeddings(key, vector) VALUES (?, ?)", rows)
+                self._refuse_taken_ids(conn, responses)
                 self._insert_responses(conn, response_rows)
                 made = [self._summarize_stored(conn, domain, fp) for domain, fp in finish]
                 domain_rows += [_domain_row(s) for s in made]
@@ -748,6 +749,28 @@ class CacheStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(self.backend, *row) for row in response_rows],
             )
+
+    def _refuse_taken_ids(self, conn: sqlite3.Connection, responses: Sequence[Response]) -> None:
+        """An id the cache holds for another domain (another input sharing the cache) is never replaced:
+        InputError (exit 2), the batch rolled back. A domain's own old rows were dropped when it began."""
+        by_id = {r.id: r for r in responses}
+        ids = list(by_id)
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if self.backend == TORCH_BACKEND:
+                sql, args = f"SELECT id, domain FROM responses WHERE id IN ({marks})", chunk
+            else:
+                sql = f"SELECT id, domain FROM backend_responses WHERE backend = ? AND id IN ({marks})"
+                args = [self.backend, *chunk]
+            for rid, domain in conn.execute(sql, args):
+                r = by_id[rid]
+                if domain != r.domain:
+                    raise InputError(
+                        f"line {r.line}: id {rid!r} (domain {r.domain!r}) is already in cache {self.path} for domain "
+                        f"{domain!r}, from another input; give responses ids unique across the inputs that share "
+                        "a cache, or pass --cache NEW_PATH"
+                    )
 
     def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
         """``work`` in one write transaction, failures as commit_batch's."""

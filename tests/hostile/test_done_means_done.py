@@ -143,3 +143,23 @@ def test_a_cache_from_before_fingerprints_stays_valid_and_is_checked_again(tmp_p
     assert rows(cache, "SELECT count(*) FROM domains WHERE fingerprint IS NOT NULL")[0][0] == 2
     code, rep, err = run(source, cache, report)
     assert (code, rep["items_skipped"]) == (0, len(sample_lines)), err
+
+
+def test_an_id_another_input_put_in_the_cache_is_not_replaced(tmp_path):
+    """Two inputs share a cache; the second reuses an id of the first in another domain: refused (exit 2),
+    the first input's row kept."""
+    cache, report = tmp_path / "c.sqlite", tmp_path / "r.json"
+
+    def line(rid: str, domain: str, text: str) -> str:
+        return json.dumps({"id": rid, "domain": domain, "model": "a", "prompt_type": "p", "response": text})
+
+    first = write(tmp_path / "a.jsonl", [line("r1", "alpha.example", "first text"), line("r2", "alpha.example", "x")])
+    assert run(first, cache, report)[0] == 0
+    second = write(tmp_path / "b.jsonl", [line("r9", "beta.example", "other"), line("r1", "beta.example", "second")])
+    code, rep, err = run(second, cache, report)
+    assert (code, rep["exit_code"], rep["status"]) == (2, 2, "failed"), err
+    message = rep["error"]
+    assert "Traceback" not in err and message in err
+    assert "line 2" in message and "'r1'" in message and "alpha.example" in message
+    assert rows(cache, "SELECT domain FROM responses WHERE id = 'r1'") == [("alpha.example",)]
+    assert rows(cache, "SELECT responses FROM domains WHERE domain = 'alpha.example'") == [(2,)]
