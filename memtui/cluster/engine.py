@@ -404,7 +404,7 @@ class ClusterRunner(Runner):
                 in_flight[future] = (work, self._clock())
                 self._set_phase("running")
             with self._lock:
-                self._in_flight = tuple(w.names[0] for w, _ in in_flight.values())
+                self._in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
             if not in_flight:
                 if stopping or exhausted:
                     break

@@ -50,7 +50,7 @@ class Work:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(u.domain for u in self.units)
+        return tuple(dict.fromkeys(u.domain for u in self.units))  # a domain's pieces: named once
 
 
 @dataclass(frozen=True)
