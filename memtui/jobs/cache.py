@@ -13,7 +13,7 @@ per-domain summaries (its last domain may be cut short).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memtui.embed.lock import CacheLock
@@ -23,6 +23,7 @@ from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.ids import IdIndex
 from memtui.jobs.input import InputStats
 from memtui.jobs.pieces import Fingerprint, read_pieces
+from memtui.jobs.scan_progress import ScanProgress
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
 from memtui.records import DomainPiece, Response
@@ -106,7 +107,9 @@ class CacheJob:
     def _scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
         fingerprint: Fingerprint | None = None
-        for piece in self._scoped(self._read(self.stats, check_ids=True)):
+        assert self._source is not None
+        progress = ScanProgress(self._source.name)  # a long scan says it goes on (log lines)
+        for piece in self._scoped(self._read(self.stats, progress, check_ids=True)):
             if piece.part == 0 and piece.domain in sizes and self.summaries:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
@@ -140,7 +143,13 @@ class CacheJob:
         stored = self.store.fingerprints_for(self._fingerprints)
         return {domain for domain, fp in self._fingerprints.items() if stored.get(domain) == fp}
 
-    def _read(self, stats: InputStats, *, check_ids: bool = False) -> Iterator[DomainPiece]:
+    def _read(
+        self,
+        stats: InputStats,
+        progress: Callable[[InputStats], None] | None = None,
+        *,
+        check_ids: bool = False,
+    ) -> Iterator[DomainPiece]:
         assert self._source is not None
         ids = IdIndex()
         try:
@@ -151,6 +160,7 @@ class CacheJob:
                 strict=self.strict,
                 stats=stats,
                 check_ids=check_ids,
+                progress=progress,
             )
         finally:
             ids.close()

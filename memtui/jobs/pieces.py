@@ -10,7 +10,7 @@ yielded once the next line proves whether more of the domain follows (its
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memtui.errors import InputError
@@ -49,15 +49,16 @@ def read_pieces(
     stats: InputStats | None = None,
     check_ids: bool = False,
     size: int = PIECE_RESPONSES,
+    progress: Callable[[InputStats], None] | None = None,
 ) -> Iterator[DomainPiece]:
     """Each domain's responses in pieces of at most ``size`` (a domain split by other domains comes back as
     another run of pieces from part 0). ``ids`` numbers content-hash ids; ``check_ids``: refuse (InputError,
-    exit 2) an explicit id seen on an earlier line, naming both lines."""
+    exit 2) an explicit id seen on an earlier line, naming both lines. ``progress``: as read_domains'."""
     stats = stats if stats is not None else InputStats()
     current: str | None = None
     part = 0
     group: list[Response] = []
-    for record in _records(path, stats, strict, where):
+    for record in _records(path, stats, strict, where, progress):
         domain = record.data["domain"]
         if check_ids and record.data.get("id") is not None:
             _check_id(str(record.data["id"]), record.line, ids, where)
