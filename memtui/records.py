@@ -34,6 +34,21 @@ class DomainGroup:
         return self.domain
 
 
+@dataclass(frozen=True, eq=False)
+class DomainPiece:
+    """At most memtui.jobs.pieces.PIECE_RESPONSES consecutive responses of one domain: the unit of work,
+    so no allocation grows with a domain's size. ``last``: no more of the domain follows."""
+
+    domain: str
+    part: int
+    responses: tuple[Response, ...]
+    last: bool
+
+    @property
+    def name(self) -> str:
+        return self.domain
+
+
 @dataclass(frozen=True)
 class WorkerRow:
     """One cluster worker as its own memory core sees it (memtui.cluster): a face's row, a report entry."""

@@ -180,6 +180,7 @@ class Runner:
         self._opened = False
         self._batch_t0 = 0.0
         self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
+        self._finished_units: frozenset[int] | None = None  # id() of the units the last commit finished
         self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
         self._admission: Admission | None = None  # the loop's: each sub-batch's token budget stays within it
 
@@ -450,6 +451,8 @@ class Runner:
 
     def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""
+        if self._finished_units is not None:  # a domain's pieces share its name: judged one by one
+            return [u for u in batch if id(u) not in self._finished_units]
         return [u for u in batch if u.name not in self._completed_names]
 
     def _embed(self, work: Work) -> Verdict:
@@ -528,6 +531,9 @@ class Runner:
             self._in_flight, self._in_flight_progress = (), (0, 0)
             self._rate_window.append((self._active(now), self._items_done))
             self._completed_names = frozenset(result.completed)
+            self._finished_units = (
+                None if result.finished is None else frozenset(id(work.units[i]) for i in result.finished)
+            )
             number = self._batches
         self._publish(
             BatchDone(
@@ -694,7 +700,11 @@ class Runner:
     def _record_unprocessed(self, pushback: collections.deque[Unit], units: Iterator[Unit]) -> None:
         names: list[str] = []
         count = 0
+        last = None
         for unit in [*pushback, *units]:
+            if unit.name == last:  # the next piece of the same domain (memtui.jobs.pieces)
+                continue
+            last = unit.name
             count += 1
             if len(names) < MAX_NAMED_UNPROCESSED:
                 names.append(unit.name)

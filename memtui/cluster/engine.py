@@ -404,7 +404,7 @@ class ClusterRunner(Runner):
                 in_flight[future] = (work, self._clock())
                 self._set_phase("running")
             with self._lock:
-                self._in_flight = tuple(w.names[0] for w, _ in in_flight.values())
+                self._in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
             if not in_flight:
                 if stopping or exhausted:
                     break
@@ -422,7 +422,8 @@ class ClusterRunner(Runner):
                 try:
                     result = future.result()
                 except KilledWorker:
-                    self._quarantined.append(name)
+                    if name not in self._quarantined:  # another piece of a domain already quarantined
+                        self._quarantined.append(name)
                     self._publish(
                         Notice(
                             f"☣️ Domain {name!r} quarantined: the workers running it died {ALLOWED_FAILURES + 1} "
@@ -492,9 +493,14 @@ class ClusterRunner(Runner):
         return 2 * live
 
     def _record_left(self, units: Iterator[Any]) -> None:
-        names = [*self._quarantined, *self._failed]
+        names = list(dict.fromkeys([*self._quarantined, *self._failed]))
+        named = set(names)
         count = len(names)
-        for unit in units:
+        last = None
+        for unit in units:  # pieces (memtui.jobs.pieces): a domain counts once
+            if unit.name == last or unit.name in named:
+                continue
+            last = unit.name
             count += 1
             if len(names) < MAX_NAMED_UNPROCESSED:
                 names.append(unit.name)

@@ -25,10 +25,11 @@ from urllib.parse import quote
 
 import numpy as np
 
+from memtui.embed.agreement import AgreementSums
 from memtui.embed.lock import CacheLock
 from memtui.embed.vector_check import SUM_TABLE, checksum, fault
 from memtui.embed.wal_owner import STAMP_KEY, check_wal_owner
-from memtui.errors import MemtuiError, RuntimeFailure, StoreError
+from memtui.errors import InputError, MemtuiError, RuntimeFailure, StoreError
 from memtui.records import Response
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
@@ -64,7 +65,7 @@ _BACKEND_SCHEMA = """
 CREATE TABLE IF NOT EXISTS backend_vectors (key BLOB PRIMARY KEY, backend TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS backend_domains (backend TEXT NOT NULL, domain TEXT NOT NULL, responses INTEGER NOT NULL,
                                             counts TEXT NOT NULL, agreement REAL, done_at REAL NOT NULL,
-                                            PRIMARY KEY (backend, domain));
+                                            fingerprint BLOB, PRIMARY KEY (backend, domain));
 CREATE TABLE IF NOT EXISTS backend_responses (backend TEXT NOT NULL, id TEXT NOT NULL, domain TEXT NOT NULL,
                                               model TEXT NOT NULL, prompt_type TEXT NOT NULL, key BLOB NOT NULL,
                                               PRIMARY KEY (backend, id));
@@ -95,6 +96,34 @@ class DomainSummary:
     counts: dict[str, int]
     agreement: float | None
     done_at: float
+    #: What the domain held when it was summarised (memtui.jobs.domains.Fingerprint); None: not known
+    #: (an older memtui's summary), so the domain is checked again.
+    fingerprint: bytes | None = None
+
+
+#: Labels (model/prompt type) a summary's counts name; the rest are summed under OTHER_LABELS.
+MAX_COUNT_LABELS = 1000
+OTHER_LABELS = "(other labels)"
+#: Rows read at a time when a domain is summarised from the cache.
+SUMMARY_ROWS = 1024
+
+
+class CountsTally:
+    """Responses per model/prompt type, naming at most MAX_COUNT_LABELS of them (a summary stays small)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.total = 0
+
+    def add(self, label: str, n: int = 1) -> None:
+        self.total += n
+        if label in self.counts or len(self.counts) < MAX_COUNT_LABELS:
+            self.counts[label] = self.counts.get(label, 0) + n
+        else:
+            self.counts[OTHER_LABELS] = self.counts.get(OTHER_LABELS, 0) + n
+
+    def sorted(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
 
 
 def summarize_domain(
@@ -106,29 +135,19 @@ def summarize_domain(
 
     Agreement is the mean cosine similarity over every pair of responses to
     the same prompt type from different models, pooled across prompt types;
-    None when no prompt type was answered by two models.
+    None when no prompt type was answered by two models. Computed exactly
+    from running sums (memtui.embed.agreement), never a pairwise matrix.
     """
-    counts: dict[str, int] = {}
-    by_prompt: dict[str, list[Response]] = {}
-    for r in responses:
-        label = f"{r.model}/{r.prompt_type}"
-        counts[label] = counts.get(label, 0) + 1
-        by_prompt.setdefault(r.prompt_type, []).append(r)
-    total, pairs = 0.0, 0
-    for group in by_prompt.values():
-        models = np.array([r.model for r in group])
-        cross = models[:, None] != models[None, :]
-        n_cross = int(cross.sum())
-        if n_cross == 0:
-            continue
-        vecs = np.stack([np.asarray(vector_lookup(r), dtype=np.float64) for r in group])
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        vecs = vecs / np.where(norms == 0.0, 1.0, norms)
-        sims = vecs @ vecs.T
-        total += float(sims[cross].sum()) / 2.0  # the mask counts each pair twice
-        pairs += n_cross // 2
-    agreement = total / pairs if pairs else None
-    return DomainSummary(domain, len(responses), dict(sorted(counts.items())), agreement, time.time())
+    counts = CountsTally()
+    sums = AgreementSums()
+    for r in sorted(responses, key=lambda r: (r.prompt_type, r.model)):
+        counts.add(f"{r.model}/{r.prompt_type}")
+        sums.add(r.prompt_type, r.model, np.asarray(vector_lookup(r)))
+    return DomainSummary(domain, len(responses), counts.sorted(), sums.score(), time.time())
+
+
+def _domain_row(s: DomainSummary) -> tuple[Any, ...]:
+    return (s.domain, s.responses, json.dumps(s.counts, sort_keys=True), s.agreement, s.done_at, s.fingerprint)
 
 
 def _chunks(items: Sequence[bytes], size: int = IN_CHUNK) -> Iterable[Sequence[bytes]]:
@@ -366,6 +385,7 @@ class CacheStore:
                 cls._add_sum_table(conn, path)
                 if backend != TORCH_BACKEND:
                     cls._add_backend_tables(conn, path)
+                cls._add_domain_fingerprints(conn, path)
             except BaseException:
                 conn.close()
                 raise
@@ -405,6 +425,35 @@ class CacheStore:
             if _is_full(path, exc):
                 raise disk_full(path, "opening the cache") from None
             raise StoreError(f"cannot prepare cache {path} for vector checksums ({_reason(exc)}); {_FIX}") from None
+
+    @staticmethod
+    def _add_domain_fingerprints(conn: sqlite3.Connection, path: Path) -> None:
+        """The migration for "done means done" (idempotent): a fingerprint column on the summaries, and the
+        indexes a domain is forgotten and summarised by. An older summary has no fingerprint: its domain is
+        checked again (its vectors are kept, only missing ones are embedded); an older memtui ignores both."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        statements = [
+            f"ALTER TABLE {table} ADD COLUMN fingerprint BLOB"
+            for table in ("domains", "backend_domains")
+            if table in tables and "fingerprint" not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        ]
+        statements.append("CREATE INDEX IF NOT EXISTS responses_group ON responses(domain, prompt_type, model)")
+        if "backend_responses" in tables:
+            statements.append(
+                "CREATE INDEX IF NOT EXISTS backend_responses_group"
+                " ON backend_responses(backend, domain, prompt_type, model)"
+            )
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_full(path, exc):
+                raise disk_full(path, "opening the cache") from None
+            raise StoreError(f"cannot add domain fingerprints to cache {path} ({_reason(exc)}); {_FIX}") from None
 
     @staticmethod
     def _make_folders(path: Path, created: list[Path]) -> None:
@@ -593,6 +642,69 @@ class CacheStore:
             }
         return {row[0] for row in self._query("SELECT domain FROM domains")}
 
+    def fingerprints_for(self, domains: Iterable[str]) -> dict[str, bytes]:
+        """The fingerprint each domain was summarised with by this store's backend (domains without one: absent)."""
+        out: dict[str, bytes] = {}
+        wanted = list(dict.fromkeys(domains))
+        for i in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if self.backend != TORCH_BACKEND:
+                sql = f"SELECT domain, fingerprint FROM backend_domains WHERE backend = ? AND domain IN ({marks})"
+                rows = self._query(sql, (self.backend, *chunk))
+            else:
+                rows = self._query(f"SELECT domain, fingerprint FROM domains WHERE domain IN ({marks})", chunk)
+            out.update((domain, bytes(fp)) for domain, fp in rows if fp is not None)
+        return out
+
+    def forget_domain(self, domain: str) -> None:
+        """Before a domain is (re)done: drop its summary and its response rows (this backend's), so what the
+        cache says of it is rebuilt from what the input holds now. Its vectors stay (keyed by text)."""
+        self._write(lambda conn: self._forget(conn, domain))
+
+    def _forget(self, conn: sqlite3.Connection, domain: str) -> None:
+        if self.backend == TORCH_BACKEND:
+            conn.execute("DELETE FROM domains WHERE domain = ?", (domain,))
+            conn.execute("DELETE FROM responses WHERE domain = ?", (domain,))
+        else:
+            conn.execute("DELETE FROM backend_domains WHERE backend = ? AND domain = ?", (self.backend, domain))
+            conn.execute("DELETE FROM backend_responses WHERE backend = ? AND domain = ?", (self.backend, domain))
+
+    def _summary_rows(self, conn: sqlite3.Connection, domain: str) -> sqlite3.Cursor:
+        """A domain's (prompt type, model, vector) rows as the cache holds them, grouped for AgreementSums."""
+        if self.backend == TORCH_BACKEND:
+            return conn.execute(
+                "SELECT r.prompt_type, r.model, e.vector, r.id FROM responses r LEFT JOIN embeddings e"
+                " ON e.key = r.key WHERE r.domain = ? ORDER BY r.domain, r.prompt_type, r.model",
+                (domain,),
+            )
+        return conn.execute(
+            "SELECT r.prompt_type, r.model, e.vector, r.id FROM backend_responses r LEFT JOIN embeddings e"
+            " ON e.key = r.key WHERE r.backend = ? AND r.domain = ?"
+            " ORDER BY r.backend, r.domain, r.prompt_type, r.model",
+            (self.backend, domain),
+        )
+
+    def _summarize_stored(self, conn: sqlite3.Connection, domain: str, fingerprint: bytes | None) -> DomainSummary:
+        """A domain's summary from its rows in the cache, read SUMMARY_ROWS at a time (memory: a few vectors,
+        whatever the domain's size). Raises StoreError if a row has no vector (it cannot be done)."""
+        counts, sums = CountsTally(), AgreementSums()
+        cursor = self._summary_rows(conn, domain)
+        while rows := cursor.fetchmany(SUMMARY_ROWS):
+            start = 0
+            for end in range(1, len(rows) + 1):
+                if end < len(rows) and rows[end][:2] == rows[start][:2]:
+                    continue
+                prompt_type, model = rows[start][0], rows[start][1]
+                blobs = [row[2] for row in rows[start:end]]
+                if any(blob is None for blob in blobs):
+                    rid = next(row[3] for row in rows[start:end] if row[2] is None)
+                    raise StoreError(f"no vector for response {rid} of domain {domain}; rerun to embed it")
+                counts.add(f"{model}/{prompt_type}", end - start)
+                sums.add(prompt_type, model, np.frombuffer(b"".join(blobs), dtype="<f4").reshape(end - start, -1))
+                start = end
+        return DomainSummary(domain, counts.total, counts.sorted(), sums.score(), time.time(), fingerprint)
+
     def summarize(self, domain: str, responses: Sequence[Response], fresh: Mapping[bytes, np.ndarray]) -> DomainSummary:
         """summarize_domain with vectors from ``fresh`` first, then from the cache."""
         keys = {r.id: self.key(r.text) for r in responses}
@@ -615,18 +727,19 @@ class CacheStore:
         vectors: Mapping[bytes, np.ndarray],
         responses: Sequence[Response] = (),
         completed_domains: Sequence[DomainSummary] = (),
-    ) -> None:
+        finish: Sequence[tuple[str, bytes | None]] = (),
+    ) -> list[DomainSummary]:
         """Write a batch in ONE transaction: vectors, response rows, domain summaries.
 
         Vectors of a half-done domain may be committed without its summary;
         the domain is redone on resume, finding its vectors already cached.
+        ``finish``: (domain, fingerprint) of domains whose last rows this batch brings; each is summarised
+        from the cache's rows inside the same transaction (``_summarize_stored``). Returns those summaries.
         """
         rows = [(key, self._blob(vec)) for key, vec in vectors.items()]
         response_rows = [(r.id, r.domain, r.model, r.prompt_type, self.key(r.text)) for r in responses]
-        domain_rows = [
-            (s.domain, s.responses, json.dumps(s.counts, sort_keys=True), s.agreement, s.done_at)
-            for s in completed_domains
-        ]
+        domain_rows = [_domain_row(s) for s in completed_domains]
+        made: list[DomainSummary] = []
         with self._lock:
             conn = self._conn
             try:
@@ -639,14 +752,14 @@ class CacheStore:
                     "INSERT OR REPLACE INTO vector_sums(key, crc) VALUES (?, ?)", [(k, checksum(k, b)) for k, b in rows]
                 )
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (STAMP_KEY, repr(time.time())))
+                self._refuse_taken_ids(conn, responses)
+                self._insert_responses(conn, response_rows)
+                made = [self._summarize_stored(conn, domain, fp) for domain, fp in finish]
+                domain_rows += [_domain_row(s) for s in made]
                 if self.backend == TORCH_BACKEND:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",
-                        response_rows,
-                    )
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO domains(domain, responses, counts, agreement, done_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO domains(domain, responses, counts, agreement, done_at, fingerprint)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
                         domain_rows,
                     )
                 else:  # see _BACKEND_SCHEMA
@@ -656,26 +769,71 @@ class CacheStore:
                         [(key, self.backend) for key, _ in rows],
                     )
                     conn.executemany(
-                        "INSERT OR REPLACE INTO backend_responses(backend, id, domain, model, prompt_type, key)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [tag + row for row in response_rows],
-                    )
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO backend_domains(backend, domain, responses, counts, agreement, done_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO backend_domains(backend, domain, responses, counts, agreement, done_at,"
+                        " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [tag + row for row in domain_rows],
                     )
                 conn.execute("COMMIT")
             except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error) and _is_full(self.path, exc):
-                    raise disk_full(self.path, "writing the cache") from None
-                if isinstance(exc, sqlite3.Error):  # an I/O error: a runtime failure, not bad input
-                    raise RuntimeFailure(
-                        f"writing cache {self.path} failed ({_reason(exc)}); {self._write_fix(exc)}"
-                    ) from None
-                raise
+                self._failed_write(conn, exc)
+        return made
+
+    def _insert_responses(self, conn: sqlite3.Connection, response_rows: list[tuple[Any, ...]]) -> None:
+        """Response rows, keyed by id (the scan refuses an input that repeats one: memtui.jobs.ids)."""
+        if self.backend == TORCH_BACKEND:
+            conn.executemany(
+                "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",
+                response_rows,
+            )
+        else:  # see _BACKEND_SCHEMA
+            conn.executemany(
+                "INSERT OR REPLACE INTO backend_responses(backend, id, domain, model, prompt_type, key)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.backend, *row) for row in response_rows],
+            )
+
+    def _refuse_taken_ids(self, conn: sqlite3.Connection, responses: Sequence[Response]) -> None:
+        """An id the cache holds for another domain (another input sharing the cache) is never replaced:
+        InputError (exit 2), the batch rolled back. A domain's own old rows were dropped when it began."""
+        by_id = {r.id: r for r in responses}
+        ids = list(by_id)
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if self.backend == TORCH_BACKEND:
+                sql, args = f"SELECT id, domain FROM responses WHERE id IN ({marks})", chunk
+            else:
+                sql = f"SELECT id, domain FROM backend_responses WHERE backend = ? AND id IN ({marks})"
+                args = [self.backend, *chunk]
+            for rid, domain in conn.execute(sql, args):
+                r = by_id[rid]
+                if domain != r.domain:
+                    raise InputError(
+                        f"line {r.line}: id {rid!r} (domain {r.domain!r}) is already in cache {self.path} for domain "
+                        f"{domain!r}, from another input; give responses ids unique across the inputs that share "
+                        "a cache, or pass --cache NEW_PATH"
+                    )
+
+    def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """``work`` in one write transaction, failures as commit_batch's."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                work(conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._failed_write(conn, exc)
+
+    def _failed_write(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        """Roll back and raise what a write failure means to the user (a full disk, a runtime failure)."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and _is_full(self.path, exc):
+            raise disk_full(self.path, "writing the cache") from None
+        if isinstance(exc, sqlite3.Error):  # an I/O error: a runtime failure, not bad input
+            raise RuntimeFailure(f"writing cache {self.path} failed ({_reason(exc)}); {self._write_fix(exc)}") from None
+        raise exc
 
     def _blob(self, vector: np.ndarray) -> bytes:
         vec = np.asarray(vector)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from memtui.jobs.input import BadLine
-from memtui.records import DomainGroup, Response
+from memtui.records import DomainPiece, Response
 
 if TYPE_CHECKING:  # vectors are numpy arrays, but a viewer that only reads snapshots need not load numpy
     import numpy as np
@@ -34,7 +34,7 @@ class JobTotals:
 class Work:
     """One admitted batch: its domains, their responses' keys, and the texts still to embed."""
 
-    units: tuple[DomainGroup, ...]
+    units: tuple[DomainPiece, ...]
     keys: list[bytes]  # one per response, in order
     to_embed: list[tuple[bytes, str]]  # distinct (key, text) pairs missing from the cache
     vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
@@ -50,7 +50,7 @@ class Work:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(u.domain for u in self.units)
+        return tuple(dict.fromkeys(u.domain for u in self.units))  # a domain's pieces: named once
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class CommitResult:
     vectors_written: int
     #: (domain, its responses with a vector in the cache now, its responses) for each domain of the batch
     stored: tuple[tuple[str, int, int], ...] = ()
+    #: indices (in Work.units) of the units whose every response now has its vector; None: judge by
+    #: ``completed`` names (a job whose units are whole domains)
+    finished: tuple[int, ...] | None = None
 
     @property
     def units_completed(self) -> int:

@@ -29,19 +29,23 @@ DEFAULT_LIMIT = 500
 
 
 def sample_texts(input_path: str | os.PathLike[str], limit: int) -> list[str]:
-    """The first ``limit`` distinct texts of the input (bad lines skipped)."""
-    from memtui.jobs.input import InputStats, read_domains
+    """The first ``limit`` distinct texts of the input (bad lines skipped), read in domain pieces (a huge
+    first domain is never held whole)."""
+    from memtui.jobs.ids import IdIndex
+    from memtui.jobs.pieces import read_pieces
     from memtui.jobs.source import InputSource
 
     source = InputSource.open(input_path)
+    ids = IdIndex()
     texts: dict[str, None] = {}
     try:
-        for group in read_domains(source.path, strict=False, stats=InputStats(), name=source.name):
-            for response in group.responses:
+        for piece in read_pieces(source.path, where=source.name, ids=ids):
+            for response in piece.responses:
                 texts.setdefault(response.text)
                 if len(texts) >= limit:
                     return list(texts)
     finally:
+        ids.close()
         source.close()
     return list(texts)
 
