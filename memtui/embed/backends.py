@@ -19,11 +19,13 @@ vector's tag also names its recipe and the ISA it was exported for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -193,27 +195,11 @@ def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
     from memtui.memory.probe import discover_limit
 
     require_export_room(discover_limit(), folder)  # refused before it starts, never OOM-killed half-way
-    model_cache.sweep_stale_temps(root, out.name)
-    if os.path.lexists(out):  # half-written, another ISA, an older layout or not as written: a fresh folder
-        if log is not None:
-            log(f"model cache: {verdict.reason}; exporting again into a fresh folder")
-        model_cache.retire(out)
-    if log is not None:
-        log(f"exporting {folder} to ONNX ({backend}, {isa}) into {out}: once per model")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    src = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder), "--out", str(out), "--isa", isa],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=EXPORT_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise ModelError(f"the ONNX export of {folder} took over {EXPORT_TIMEOUT_S}s; use --backend torch") from None
+    with model_cache.export_lock(root, out.name):
+        verdict = model_cache.verify(out, name)  # another process may have made it while we waited
+        if verdict.path is not None:
+            return verdict.path
+        proc = _export_child(folder, out, backend, isa, verdict.reason, log)
     verdict = model_cache.verify(out, name)
     if proc.returncode != 0 or verdict.path is None:
         lines = proc.stderr.strip().splitlines()
@@ -223,6 +209,42 @@ def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
             tail = f"killed by signal {-proc.returncode}, out of memory?"
         raise ModelError(f"the ONNX export of {folder} failed ({tail[:200]}); use --backend torch")
     return verdict.path
+
+
+def _export_child(folder: Path, out: Path, backend: str, isa: str, why: str, log: Any) -> Any:
+    """Export ``folder`` into ``out`` (a fresh folder: what is there is retired first) in a child process."""
+    from memtui.embed import model_cache
+
+    model_cache.sweep_stale_temps(out.parent, out.name)
+    if os.path.lexists(out):  # half-written, another ISA, an older layout or not as written: a fresh folder
+        if log is not None:
+            log(f"model cache: {why}; exporting again into a fresh folder")
+        model_cache.retire(out)
+    if log is not None:
+        log(f"exporting {folder} to ONNX ({backend}, {isa}) into {out}: once per model")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    src = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder), "--out", str(out), "--isa", isa],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its steps are its children: a timeout or an interrupt ends them all
+    )
+    try:
+        stdout, stderr = child.communicate(timeout=EXPORT_TIMEOUT_S)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            took = f"the ONNX export of {folder} took over {EXPORT_TIMEOUT_S}s"
+            raise ModelError(f"{took}; use --backend torch") from None
+        raise
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
 # -- the runtime -----------------------------------------------------------------------------------

@@ -19,17 +19,21 @@ the backend's tag. So the cache follows the rules of the files beside the embedd
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memtui.safefs import UnsafeFile, check_private, describe_mode, owner_name
+from memtui.errors import RuntimeFailure
+from memtui.safefs import UnsafeFile, check_private, describe_mode, open_private, owner_name
 
 MANIFEST = "export.json"
 #: A manifest is a few hundred bytes; anything this big is not one of ours.
@@ -136,6 +140,32 @@ def sweep_stale_temps(root: Path, name: str, now: float | None = None) -> None:
             continue
         if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and now - st.st_mtime > STALE_TEMP_S:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def export_lock(root: Path, name: str, timeout_s: float = STALE_TEMP_S) -> Iterator[None]:
+    """One export of ``name`` at a time (runs, cluster workers): ``flock`` on ``<root>/<name>.lock``.
+
+    The waiter then finds the export made and verified instead of retiring it under the maker's feet.
+    Waits at most ``timeout_s`` (an export's own timeout); the lock dies with its holder.
+    """
+    fd = open_private(root / f"{name}.lock", os.O_RDWR, f"{_WHAT} lock")
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(
+                        f"another process has been exporting into {root / name} for over {timeout_s:.0f}s; "
+                        "wait for it or stop it"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
 
 
 def retire(folder: Path) -> None:

@@ -439,3 +439,20 @@ def test_the_export_is_refused_before_it_starts_in_a_0_6gb_cgroup(tmp_path, smal
         assert "run `python -m memtui.embed.onnx_export` once with more memory" in line
     assert killed == 0
     assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_the_cli_check_counts_a_missing_export(onnx_models, tmp_path, monkeypatch):
+    """Before any face: an int8 run whose export is still to be made needs the export's room too."""
+    from memtui.embed.footprint import require_room
+    from memtui.errors import ResourceError
+    from memtui.memory.probe import MemoryLimit
+
+    limit = MemoryLimit(600 * MB, "cgroup v1 memory.limit_in_bytes (/small)")
+    monkeypatch.setenv("MEMTUI_MODEL_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ResourceError) as info:
+        require_room(limit, backend="onnx-int8")
+    assert "the one-time ONNX export of" in str(info.value) and "(cgroup v1 memory.limit_in_bytes (/small))" in str(
+        info.value
+    )
+    use(copy_cache(onnx_models, tmp_path), monkeypatch)
+    assert require_room(limit, backend="onnx-int8").need_bytes < 0.3 * GB  # made: only the run's need counts
