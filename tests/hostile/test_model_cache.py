@@ -456,3 +456,18 @@ def test_the_cli_check_counts_a_missing_export(onnx_models, tmp_path, monkeypatc
     )
     use(copy_cache(onnx_models, tmp_path), monkeypatch)
     assert require_room(limit, backend="onnx-int8").need_bytes < 0.3 * GB  # made: only the run's need counts
+
+
+def test_the_export_completes_in_a_cgroup_that_holds_its_need(tmp_path):
+    """Each step in its own process: the export fits ~1.1 GB (it peaked at 1.11 GiB in one process)."""
+    root = tmp_path / "models"
+    folder = make_memory_cgroup(1100 * MB)
+    try:
+        done = in_cgroup(folder, ["-m", "memtui.embed.onnx_export"], memtui_env(MEMTUI_MODEL_CACHE=str(root)))
+        killed = oom_kills(folder)
+    finally:
+        remove_cgroup(folder)
+    no_traceback(done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert killed == 0
+    assert model_cache.verify(export_folder(root), INT8).path == export_folder(root) / INT8
