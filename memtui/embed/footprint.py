@@ -27,13 +27,15 @@ of ``memtui run --mode cache --limit 40`` on the bundled sample, on a loaded 2-c
   0.56 GiB, from the limits it ran under);
 * onnx (fp32): 0.65 GiB (670 MiB); 10 domains finished in v1 cgroups of 450 and 520 MiB (their peak
   usage 266 and 309 MiB) -> need 256 MiB + 3 x weights = 0.50 GiB, torch's need scaled by the two peaks;
-* onnx-int8: 0.23 GiB (240 MiB; the whole sample: 0.24 GB, BENCHMARKS.md) -> need 192 MiB + 1 x weights
-  = 0.27 GiB (+16%): it runs under the 0.39 GB cgroup that torch's estimate refused.
+* onnx-int8: 0.23 GiB (240 MiB; the whole sample: 0.24 GB, BENCHMARKS.md); 10 domains finished in v1
+  cgroups of 280 and 330 MiB (peak usage 178 and 188 MiB) -> need 192 MiB + 1 x weights = 0.27 GiB
+  (+16% over VmHWM): it runs under the 0.39 GB cgroup that torch's estimate refused.
 
 The ONNX backends' one-time export (``memtui.embed.onnx_export``, each step in its own process) has its
 own need, checked before it starts (``require_export_room``): its steps peak at 0.74 GiB (the torch
 trace), 0.83 GiB (ONNX Runtime's optimizer) and 0.40 GiB (quantization); run in one process they had
-peaked at 1.11 GiB. Need: 128 MiB + 10 x weights = 0.97 GiB (+14% over the largest step and its parent).
+peaked at 1.11 GiB (and a 1.1 GB cgroup killed it; split, it finishes there). Need: 128 MiB + 10 x weights
+= 0.97 GiB (+14% over the largest step and its parent).
 """
 
 from __future__ import annotations
