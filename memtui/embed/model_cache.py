@@ -8,8 +8,9 @@ the backend's tag. So the cache follows the rules of the files beside the embedd
   ``~/.cache/memtui/models``), each export folder in it and each file are no links, ours, private:
   a looser mode of ours is tightened, another user's is refused in one line (exit 2) naming the path,
   its owner and the fix.
-* Every folder above the root may be written only by root or us (or is sticky, as /tmp): nobody else
-  can rename a folder of the chain away and put theirs in its place between the check and the load.
+* Every folder above the root (links resolved) belongs to root or us and nobody else may write it
+  unless sticky, as /tmp (``safefs.check_ancestors``): nobody else can rename a folder of the chain
+  away and put theirs in its place between the check and the load.
 * An export is written into a private temporary folder beside its final name and renamed into place
   with its manifest (``export.json``: size and sha256 of each file) written last. Before loading, the
   file's size and sha256 (streamed, never more than the manifest's size) must match the manifest; a
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from memtui.errors import RuntimeFailure
-from memtui.safefs import UnsafeFile, check_private, describe_mode, open_private, owner_name
+from memtui.safefs import UnsafeFile, check_ancestors, check_private, describe_mode, open_private, owner_name
 
 MANIFEST = "export.json"
 #: A manifest is a few hundred bytes; anything this big is not one of ours.
@@ -55,43 +56,6 @@ def cache_root() -> Path:
 
 
 # -- folders ----------------------------------------------------------------------------------------
-
-
-def _trusted(uid: int) -> bool:
-    return uid in (0, os.geteuid())
-
-
-def check_ancestors(path: Path) -> None:
-    """Every folder above ``path`` belongs to root or us and no one else may rename entries in it.
-
-    Links on the way are followed (a root-owned /var/run -> /run is common) but must be root's or
-    ours; the folders they lead through are checked the same way.
-    """
-    _check_chain(Path(os.path.abspath(path)).parent, Path(os.path.abspath(path)), 0)
-
-
-def _check_chain(folder: Path, origin: Path, hops: int) -> None:
-    if hops > 40:
-        raise UnsafeFile(f"{_WHAT} {origin}: too many links above it; set MEMTUI_MODEL_CACHE to a real folder")
-    for step in [*reversed(folder.parents), folder]:
-        try:
-            st = os.lstat(step)
-        except FileNotFoundError:
-            return  # what is missing is created by us, below a checked folder
-        if stat.S_ISLNK(st.st_mode):
-            if not _trusted(st.st_uid):
-                raise UnsafeFile(
-                    f"{_WHAT} {origin}: {step} above it is a link of another user ({owner_name(st.st_uid)}); "
-                    "set MEMTUI_MODEL_CACHE to a folder of your own"
-                )
-            _check_chain(step.parent / os.readlink(step), origin, hops + 1)
-            continue
-        loose = stat.S_IMODE(st.st_mode) & 0o022 and not st.st_mode & stat.S_ISVTX
-        if not _trusted(st.st_uid) or loose:
-            raise UnsafeFile(
-                f"{_WHAT} {origin}: {step} above it can be changed by another user ({describe_mode(st)}), "
-                "who could put their model in its place; set MEMTUI_MODEL_CACHE to a folder only you can write"
-            )
 
 
 def check_folder(path: Path, what: str = _WHAT) -> os.stat_result:
@@ -119,11 +83,20 @@ def check_folder(path: Path, what: str = _WHAT) -> os.stat_result:
 
 
 def ensure_root(root: Path | None = None) -> Path:
-    """The model cache's root, created 0700 if missing, its chain checked (UnsafeFile otherwise)."""
+    """The model cache's root, created 0700 if missing, its chain checked (UnsafeFile otherwise).
+
+    The folders above it follow safefs's rule (``check_ancestors``: root's or ours, nobody else may
+    write them unless sticky): checked above the first missing one before creating anything, and
+    again once the whole chain exists.
+    """
     root = Path(os.path.abspath(root or cache_root()))
-    check_ancestors(root)
+    first_missing = root
+    while not os.path.lexists(first_missing.parent) and first_missing.parent != first_missing:
+        first_missing = first_missing.parent
+    check_ancestors(first_missing, _WHAT if first_missing == root else f"{_WHAT} {root}: its folder")
     if not os.path.lexists(root):
         root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    check_ancestors(root, _WHAT)
     check_folder(root)
     return root
 

@@ -144,7 +144,8 @@ def test_a_folder_above_the_root_that_another_user_can_change_is_refused(onnx_mo
     with pytest.raises(UnsafeFile) as info:
         ensure_exported(_packaged_model_path(), "onnx-int8")
     text = str(info.value)
-    assert f"model cache {root}: {parent} above it can be changed by another user" in text and "\n" not in text
+    assert f"model cache {root}" in text and f" lies in {parent}, which" in text and "\n" not in text
+    assert ("belongs to another user" if above != "writable by all" else "which others can write") in text
 
 
 def test_a_sticky_folder_of_root_above_the_root_is_fine(onnx_models, tmp_path, monkeypatch):
@@ -170,16 +171,21 @@ def test_links_are_refused(onnx_models, tmp_path, monkeypatch, linked):
         aside = tmp_path / "int8.onnx"
         os.rename(export_folder(real) / INT8, aside)
         os.symlink(aside, export_folder(real) / INT8)
-    else:  # a link another user planted above the root
+    else:  # a link above the root into another user's folder
+        bobs = tmp_path / "bob"
+        bobs.mkdir()
+        os.rename(real, bobs / "models")
+        os.chown(bobs, NOBODY, NOBODY)
         hop = tmp_path / "hop"
-        os.symlink(tmp_path / "real", hop)
-        os.lchown(hop, NOBODY, NOBODY)
+        os.symlink(bobs, hop)
         root = hop / "models"
     use(root, monkeypatch)
     with pytest.raises(UnsafeFile) as info:
         ensure_exported(_packaged_model_path(), "onnx-int8")
     text = str(info.value)
-    assert ("is a symbolic link" in text or "is a link of another user" in text) and "\n" not in text
+    bobs = f"lies in {tmp_path / 'bob'}, which belongs to another user"
+    expected = bobs if linked == "folder above" else "is a symbolic link"
+    assert expected in text and "\n" not in text
 
 
 # -- what is loaded is what the export wrote ------------------------------------------------------
