@@ -367,6 +367,7 @@ class Runner:
             if self.trace is not None:
                 self.trace.begin(mode=self.job.mode, input=self.job.input_path, model=self.job.model_id)
             verdict = self._loop()
+            self._check_intact()
             status, exit_code = {
                 Verdict.CONTINUE: ("success", 0),
                 Verdict.STOP: ("interrupted", 130),
@@ -439,6 +440,13 @@ class Runner:
                 pushback.extendleft(reversed(self._incomplete(batch)))
                 self._record_unprocessed(pushback, units)
                 return verdict
+
+    def _check_intact(self) -> None:
+        """Once the work is over: the input is the file scanned and the cache is where the work went
+        (a job may offer ``check_intact``; it raises the MemtuiError that ends the run)."""
+        check = getattr(self.job, "check_intact", None)
+        if check is not None:
+            check()
 
     def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""

@@ -237,12 +237,15 @@ def test_thresholds_are_validated_and_applied_mid_run(tmp_path):
 
 
 def test_requested_cleanup_runs_in_the_job_thread_and_is_reported(tmp_path):
-    runner, executor = make_runner(tmp_path, domains=6, executor=HashExecutor(sub_batch=2, delay_s=0.02))
+    # The first sub-batch is held at the gate until the request is in: the run cannot end before it lands.
+    gate = threading.Event()
+    runner, executor = make_runner(tmp_path, domains=6, executor=HashExecutor(sub_batch=2, gate=gate))
     events = runner.subscribe()
     thread, box = run_in_thread(runner)
-    wait_until(lambda: len(executor.encoded) >= 2)
+    assert executor.holding.wait(60), "the job never reached its first sub-batch"
     runner.request_cleanup()
-    thread.join(timeout=20)
+    gate.set()
+    thread.join(timeout=60)
     cleanups = [e for e in events.drain() if isinstance(e, CleanupRan)]
     assert any(e.report.reason == "requested by operator" for e in cleanups)
     assert executor.cache_clears >= 1

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from memtui.errors import InputError
+from memtui.jobs.input_watch import LineDigest
 from memtui.records import DomainGroup, Response
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -195,16 +196,24 @@ def _parse(raw: bytes | bytearray, line: int) -> dict:
 
 
 def _records(
-    path: Path, stats: InputStats, strict: bool, where: str, progress: Callable[[InputStats], None] | None = None
+    path: Path,
+    stats: InputStats,
+    strict: bool,
+    where: str,
+    progress: Callable[[InputStats], None] | None = None,
+    digest: LineDigest | None = None,
 ) -> Iterator[_Record]:
     """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``.
 
-    ``progress(stats)`` is called every PROGRESS_LINES lines or PROGRESS_BYTES bytes (a scan says it goes on)."""
+    ``progress(stats)`` is called every PROGRESS_LINES lines or PROGRESS_BYTES bytes (a scan says it goes on);
+    ``digest`` sees every line read, so two passes can prove they read the same bytes (jobs.input_watch)."""
     line = 0
     check_at = PROGRESS_BYTES
     with _open(path, where) as fh:
         try:
             for raw in _lines(fh):
+                if digest is not None:
+                    digest.update(raw)
                 line += 1
                 stats.lines = line
                 stats.bytes_read += MAX_LINE_BYTES if raw is None else len(raw)
@@ -225,8 +234,7 @@ def _records(
                 yield _Record(line, data)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise InputError(
-                f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); "
-                "re-create the file (the complete domains before it were read)"
+                f"{where}: gzip stream is corrupt or truncated after line {line} ({exc}); re-create the file and rerun"
             ) from None
         except OSError as exc:
             raise InputError(
@@ -265,6 +273,7 @@ def read_domains(
     skip: Callable[[str], bool] | None = None,
     name: str | None = None,
     progress: Callable[[InputStats], None] | None = None,
+    digest: LineDigest | None = None,
 ) -> Iterator[DomainGroup]:
     """Yield one group per contiguous run of a domain (messages call the input ``name``, default its path).
 
@@ -286,7 +295,7 @@ def read_domains(
             return None
         return DomainGroup(current, tuple(group))
 
-    for record in _records(path, stats, strict, name or str(path), progress):
+    for record in _records(path, stats, strict, name or str(path), progress, digest):
         domain = record.data["domain"]
         if domain != current:
             done = finish()
