@@ -292,13 +292,23 @@ def make_monitor(args: argparse.Namespace) -> MemoryMonitor:
     if args.mode != "monitor":  # a default warning/reset level below the model's own need could never clear
         from memtui.embed.footprint import estimate  # noqa: PLC0415 - file sizes only, no torch
 
-        floor = estimate(args.model).need_bytes
+        floor = estimate(args.model, _backend(args)).need_bytes
     config, thresholds = resolve_config(
         file=config_file, flags=flags, limit_bytes=limit.bytes or None, limit_source=limit.source, floor_bytes=floor
     )
     monitor = MemoryMonitor(config, limit=limit)
     monitor.thresholds = thresholds  # the run report's "thresholds"
     return monitor
+
+
+def _backend(args: argparse.Namespace) -> str:
+    """The backend the run will load (the need before loading follows it); a bad name fails later, in one line."""
+    from memtui.embed.backends import resolve_backend  # noqa: PLC0415
+
+    try:
+        return resolve_backend(getattr(args, "backend", None), args.config or default_config())
+    except MemtuiError:
+        return "torch"
 
 
 def _resolve_input(path: Path | None) -> Path:
@@ -334,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
             from memtui.embed.footprint import require_room  # noqa: PLC0415
 
             lowered = monitor.config.max_bytes if thresholds.breaker_lowered else None
-            require_room(monitor.limit, args.model, lowered_breaker_bytes=lowered)  # too small: exit 1, no load
+            require_room(monitor.limit, args.model, lowered_breaker_bytes=lowered, backend=_backend(args))
         thresholds.log()  # defaults lowered to fit the limit, or levels typed above it
     except MemtuiError:
         runner.job.close()

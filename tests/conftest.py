@@ -21,3 +21,25 @@ def real_embedder():
     embedder = Embedder()
     embedder.load()
     return embedder
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory):
+    """A model cache with the packaged model exported (fp32 + int8): the export runs once per session.
+
+    Tests that tamper with an export copy it first (``tests/hostile/test_model_cache.py``).
+    """
+    from memtui.embed.backends import ensure_exported
+    from memtui.embed.model import _packaged_model_path
+
+    root = tmp_path_factory.mktemp("models")
+    old = os.environ.get("MEMTUI_MODEL_CACHE")
+    os.environ["MEMTUI_MODEL_CACHE"] = str(root)
+    try:
+        ensure_exported(_packaged_model_path(), "onnx-int8")
+    finally:
+        if old is None:
+            os.environ.pop("MEMTUI_MODEL_CACHE", None)
+        else:
+            os.environ["MEMTUI_MODEL_CACHE"] = old
+    return root

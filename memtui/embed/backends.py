@@ -8,7 +8,9 @@ once per model and recipe by ``memtui.embed.onnx_export`` in a child process
     $MEMTUI_MODEL_CACHE or ~/.cache/memtui/models/<hash of the model's files and the recipe>/
         model.onnx                      fp32, fused (the onnx backend)
         model_int8_<isa>.onnx           int8 weights, per channel (onnx-int8)
-        export.json                     recipe, source folder, timings
+        export.json                     the manifest: size and sha256 of each file; recipe, source, timings
+
+Private, ours, no links, and checked against the manifest before each load (``memtui.embed.model_cache``).
 
 A backend's name is part of a vector's identity in the cache (see
 ``memtui.embed.store.key_for``): vectors of two backends never mix; an int8
@@ -17,11 +19,13 @@ vector's tag also names its recipe and the ISA it was exported for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -114,10 +118,9 @@ def detect_isa() -> str:
 
 def model_cache_root() -> Path:
     """$MEMTUI_MODEL_CACHE, else $XDG_CACHE_HOME/memtui/models (~/.cache/memtui/models)."""
-    if os.environ.get("MEMTUI_MODEL_CACHE"):
-        return Path(os.environ["MEMTUI_MODEL_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "memtui" / "models"
+    from memtui.embed.model_cache import cache_root
+
+    return cache_root()
 
 
 def model_hash(folder: Path) -> str:
@@ -153,45 +156,95 @@ def artifact_name(backend: str, isa: str | None = None) -> str:
     return "model.onnx" if backend == "onnx" else f"model_int8_{isa or detect_isa()}.onnx"
 
 
+def check_model_cache(folder: Path) -> None:
+    """The model cache's root and this model's export folder are ours, no links (UnsafeFile otherwise).
+
+    Cheap (no hashing): run before any work, so a refusal is one line before a face starts; the load
+    verifies the file itself (``ensure_exported``).
+    """
+    from memtui.embed import model_cache
+
+    out = model_cache.ensure_root() / model_hash(folder)
+    if os.path.lexists(out):
+        model_cache.check_folder(out)
+        model_cache.read_manifest(out)
+
+
 def ensure_exported(folder: Path, backend: str, *, log: Any = None) -> Path:
-    """The ONNX file of ``backend`` for ``folder``, exported first (in a child process) if missing."""
-    out = artifact_dir(folder)
+    """The ONNX file of ``backend`` for ``folder``, checked against its export's manifest; exported first
+    (in a child process, if the memory limit can hold it) when missing, half-written or not as written.
+
+    Another user's or a linked model cache is refused (``memtui.embed.model_cache``), never loaded.
+    """
+    from memtui.embed import model_cache
+
+    root = model_cache.ensure_root()
+    out = root / model_hash(folder)
     isa = detect_isa()
-    path = out / artifact_name(backend, isa)
-    if path.is_file():
-        return path
+    name = artifact_name(backend, isa)
+    verdict = model_cache.verify(out, name)
+    if verdict.path is not None:
+        return verdict.path
     missing = missing_modules(backend, export=True)
     if missing:
         raise UsageError(
             f"--backend {backend} needs {', '.join(missing)} for its one-time export, which is not "
             f"installed; {EXTRA_HINT}"
         )
-    if out.exists():  # an export of another ISA or an older layout: redo it beside, then swap
-        stale = out.with_name(out.name + f".old-{os.getpid()}")
-        os.rename(out, stale)
-        import shutil
+    from memtui.embed.footprint import require_export_room
+    from memtui.memory.probe import discover_limit
 
-        shutil.rmtree(stale, ignore_errors=True)
+    require_export_room(discover_limit(), folder)  # refused before it starts, never OOM-killed half-way
+    with model_cache.export_lock(root, out.name):
+        verdict = model_cache.verify(out, name)  # another process may have made it while we waited
+        if verdict.path is not None:
+            return verdict.path
+        proc = _export_child(folder, out, backend, isa, verdict.reason, log)
+    verdict = model_cache.verify(out, name)
+    if proc.returncode != 0 or verdict.path is None:
+        lines = proc.stderr.strip().splitlines()
+        tail = next((line for line in reversed(lines) if line.startswith("memtui: error:")), None)
+        tail = tail.removeprefix("memtui: error: ") if tail else (lines or [verdict.reason or "no output"])[-1]
+        if proc.returncode < 0:
+            tail = f"killed by signal {-proc.returncode}, out of memory?"
+        raise ModelError(f"the ONNX export of {folder} failed ({tail[:200]}); use --backend torch")
+    return verdict.path
+
+
+def _export_child(folder: Path, out: Path, backend: str, isa: str, why: str, log: Any) -> Any:
+    """Export ``folder`` into ``out`` (a fresh folder: what is there is retired first) in a child process."""
+    from memtui.embed import model_cache
+
+    model_cache.sweep_stale_temps(out.parent, out.name)
+    if os.path.lexists(out):  # half-written, another ISA, an older layout or not as written: a fresh folder
+        if log is not None:
+            log(f"model cache: {why}; exporting again into a fresh folder")
+        model_cache.retire(out)
     if log is not None:
         log(f"exporting {folder} to ONNX ({backend}, {isa}) into {out}: once per model")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    root = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    src = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder), "--out", str(out), "--isa", isa],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its steps are its children: a timeout or an interrupt ends them all
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "memtui.embed.onnx_export", "--model", str(folder), "--out", str(out), "--isa", isa],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=EXPORT_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise ModelError(f"the ONNX export of {folder} took over {EXPORT_TIMEOUT_S}s; use --backend torch") from None
-    if proc.returncode != 0 or not path.is_file():
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        raise ModelError(f"the ONNX export of {folder} failed ({tail}); use --backend torch")
-    return path
+        stdout, stderr = child.communicate(timeout=EXPORT_TIMEOUT_S)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            took = f"the ONNX export of {folder} took over {EXPORT_TIMEOUT_S}s"
+            raise ModelError(f"{took}; use --backend torch") from None
+        raise
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
 # -- the runtime -----------------------------------------------------------------------------------

@@ -191,6 +191,10 @@ class Embedder:
         source = Path(self._source())
         if source.exists() and not any((source / name).exists() for name in ("modules.json", "config.json")):
             raise ModelError(f"model '{self._name}' did not load: {source} has no modules.json or config.json; {_FIX}")
+        if self.backend != "torch" and source.is_dir():
+            from memtui.embed.backends import check_model_cache
+
+            check_model_cache(source)  # another user's or a linked model cache: exit 2 before any work
 
     @property
     def vector_backend(self) -> str:

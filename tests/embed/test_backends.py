@@ -44,24 +44,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def onnx_models(tmp_path_factory) -> Path:
-    """A model cache with the packaged model exported (fp32 + int8): the export runs once per session."""
-    root = tmp_path_factory.mktemp("models")
-    old = os.environ.get("MEMTUI_MODEL_CACHE")
-    os.environ["MEMTUI_MODEL_CACHE"] = str(root)
-    try:
-        from memtui.embed.backends import ensure_exported
-
-        ensure_exported(_packaged_model_path(), "onnx-int8")
-    finally:
-        if old is None:
-            os.environ.pop("MEMTUI_MODEL_CACHE", None)
-        else:
-            os.environ["MEMTUI_MODEL_CACHE"] = old
-    return root
-
-
 @pytest.fixture
 def models_env(onnx_models, monkeypatch) -> Path:
     monkeypatch.setenv("MEMTUI_MODEL_CACHE", str(onnx_models))
