@@ -288,7 +288,7 @@ class ClusterRunner(Runner):
             try:
                 self._cluster = self._bounded(start_local, CLUSTER_START_S, close=_close_cluster)
                 cluster = self._cluster
-                self._client = self._bounded(lambda: Client(cluster, set_as_default=False), CONNECT_S, close=_close)
+                self._client = self._bounded(lambda: Client(cluster), CONNECT_S, close=_close)
             except Late:
                 raise RuntimeFailure(
                     f"a local cluster of {n_workers} worker(s) did not start within {CLUSTER_START_S:.0f} s; "
@@ -301,7 +301,7 @@ class ClusterRunner(Runner):
                 return False
             try:
                 self._client = self._bounded(
-                    lambda: Client(address, timeout=CONNECT_S, set_as_default=False), CONNECT_S + 5, close=_close
+                    lambda: Client(address, timeout=CONNECT_S), CONNECT_S + 5, close=_close
                 )
             except Late:
                 raise RuntimeFailure(
