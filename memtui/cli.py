@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="cache mode on an existing Dask cluster (tcp://HOST:PORT); needs memtui[distributed]",
+        help="cache mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
+        "client TLS config; its scheduler can run code in memtui); needs memtui[distributed]",
     )
     run.add_argument(
         "--texts",

@@ -300,9 +300,7 @@ class ClusterRunner(Runner):
             if not probe(address, stopped=self._stopped):  # a silent or foreign listener ends here, in one line
                 return False
             try:
-                self._client = self._bounded(
-                    lambda: Client(address, timeout=CONNECT_S), CONNECT_S + 5, close=_close
-                )
+                self._client = self._bounded(lambda: Client(address, timeout=CONNECT_S), CONNECT_S + 5, close=_close)
             except Late:
                 raise RuntimeFailure(
                     f"scheduler {address}: did not take this client within {CONNECT_S:.0f} s; {check}"

@@ -213,7 +213,7 @@ def _descendants(pid: int) -> set[tuple[int, str]]:
 
 def _started(pid: int) -> str:
     try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return ""
 
