@@ -8,6 +8,7 @@ are hang tests, not timing tests).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -266,7 +267,10 @@ def test_a_cluster_tui_whose_terminal_goes_away_ends_and_leaves_nothing_behind(t
         assert len(below) >= 2, below  # the local cluster's processes
         stop.set()
         reader.join(5)
-        os.close(master)  # the terminal goes away: SIGHUP to memtui and every process of its session
+        # the terminal goes away as tmux's kill-session does it: SIGHUP to the whole process group (the
+        # local cluster's workers die with it), and the pty closes
+        os.killpg(proc.pid, signal.SIGHUP)
+        os.close(master)
         code = proc.wait(HANG_S)
         deadline = time.monotonic() + 60
         while _alive(below) and time.monotonic() < deadline:  # no orphan outlives the run
@@ -280,7 +284,44 @@ def test_a_cluster_tui_whose_terminal_goes_away_ends_and_leaves_nothing_behind(t
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
     assert code == 130
+    ends = [json.loads(line) for line in Path(f"{cache}.trace").read_text().splitlines() if '"end"' in line]
+    assert ends and ends[-1]["status"] == "interrupted", ends  # the run stopped itself: no watchdog's exit
     assert not orphans, orphans
     lock = CacheLock.acquire(cache)  # released: a rerun is not refused
     lock.release()
     assert 1 <= _committed(cache) < 60
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_run_whose_workers_all_die_ends_instead_of_waiting_for_ever(tmp_path, lonely_scheduler):
+    env = memtui_env(DASK_DISTRIBUTED__WORKER__MEMORY__TARGET="False", DASK_DISTRIBUTED__WORKER__MEMORY__SPILL="False")
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [BIN / "dask", "worker", lonely_scheduler, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"]
+        + ["--memory-limit", "3.75GB"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,  # its nanny and worker in one process group: killed together
+    )
+    source = write_input(tmp_path / "in.jsonl", domains=40, per_domain=12)
+    run = Watched(
+        ["run", "--input", source, "--cache", tmp_path / "cache.sqlite", "--scheduler", lonely_scheduler]
+        + ["--headless", "--max-memory", "3", "--warning-memory", "2"],
+        env=env,
+    )
+    try:
+        with killing(run):
+            run.wait_for("🖥️", timeout=300)  # a domain done: the worker is mid-run
+            os.killpg(worker.pid, signal.SIGKILL)  # nanny and worker gone, as with a machine lost
+            code = run.wait(timeout=HANG_S)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+        log.close()
+    assert code == 1, run.stderr
+    assert "no worker left on" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert "(rerun to resume)" in run.stderr  # the domains in flight and the rest are named as left
