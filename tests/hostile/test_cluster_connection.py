@@ -35,9 +35,9 @@ HANG_S = 150
 
 
 @contextlib.contextmanager
-def listener(says: bytes | None) -> Iterator[int]:
+def listener(says: bytes | None, accepted: threading.Event | None = None) -> Iterator[int]:
     """A TCP listener on 127.0.0.1 that accepts every connection and sends ``says`` (None: nothing), then
-    holds the connection open; its port."""
+    holds the connection open (``accepted`` is set at the first); its port."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -54,6 +54,8 @@ def listener(says: bytes | None) -> Iterator[int]:
             if says:
                 conn.sendall(says)
             held.append(conn)
+            if accepted is not None:
+                accepted.set()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -325,3 +327,34 @@ def test_a_run_whose_workers_all_die_ends_instead_of_waiting_for_ever(tmp_path, 
     assert code == 1, run.stderr
     assert "no worker left on" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert "(rerun to resume)" in run.stderr  # the domains in flight and the rest are named as left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_the_tui_connects_ends_the_run(tmp_path, sig):
+    accepted = threading.Event()
+    with listener(None, accepted) as port:
+        master, slave = open_pty()
+        seen: list[bytes] = []
+        stop = threading.Event()
+        reader = drain(master, stop, seen)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memtui", *run_args(tmp_path, f"tcp://127.0.0.1:{port}", "--tui")],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=memtui_env(TERM="xterm-256color"),
+            preexec_fn=controlling_tty_preexec(slave),
+        )
+        os.close(slave)
+        try:
+            assert accepted.wait(HANG_S), b"".join(seen).decode(errors="replace")[-2000:]  # memtui is connecting
+            proc.send_signal(sig)
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            stop.set()
+            reader.join(5)
+            os.close(master)
+    assert code == 130, b"".join(seen).decode(errors="replace")[-2000:]
