@@ -19,10 +19,14 @@ another loop: instead of encoding batches itself, it
 - quarantines a domain whose task was on two workers that died (Dask's ``KilledWorker``, with
   ``allowed-failures`` = 1): named in the report, not retried for ever; the run ends ``partial``;
 - steers every worker as the operator steers the client: a pause holds each worker before its next
-  sub-batch (and the client submits nothing), a stop lets the tasks in flight finish and commits
-  them; cleanups and threshold changes go to every worker (``Client.run``). The pause and the
-  levels are ``Orders`` with a version: a worker whose row shows an older version (one that joined
-  later, or missed a message) gets them again at the next poll, and a pause is renewed while it lasts;
+  sub-batch (and the client submits nothing), a stop lets the tasks in flight finish (for at most
+  ``STOP_GRACE_S``; later ones are cancelled and left for the next run) and commits them; cleanups and
+  threshold changes go to every worker (``Client.run``). The pause and the levels are ``Orders``
+  with a version: a worker whose row shows an older version (one that joined later, or missed a
+  message) gets them again at the next poll, and a pause is renewed while it lasts;
+- bounds every wait: start-up (``address.probe`` first, for ``--scheduler``), each call to the scheduler
+  (``CALL_S``), the close; a stop is noticed at every moment, and tasks in flight with no live worker for
+  ``NO_WORKERS_S`` end the run instead of being waited for;
 - keeps one row per worker (``snapshot().workers``, the report's ``workers``): each worker's row rides
   Dask's heartbeat to the scheduler (``Worker.metrics``), and one call per second
   (``cluster_view``) reads them all, with the workers that left.
