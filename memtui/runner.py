@@ -34,7 +34,7 @@ from memtui.events import (
     RunFinished,
 )
 from memtui.jobs.base import EmbedJob, Unit, Work
-from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
+from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
 from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
@@ -85,7 +85,7 @@ class RunSnapshot:
     model_loaded: bool
     memory: MemorySnapshot
     report: RunReport | None
-    #: While the breaker holds the job: running time left before the run gives up on it (a countdown).
+    #: While the breaker (or a low headroom) holds the job: running time left before the run gives up (a countdown).
     breaker_gives_up_in_s: float | None = None
     #: When (the clock's time) the job last started running batches; None while it is not (loading, paused,
     #: waiting for memory). A memory trend is the job's only from here on.
@@ -367,6 +367,7 @@ class Runner:
             if self.trace is not None:
                 self.trace.begin(mode=self.job.mode, input=self.job.input_path, model=self.job.model_id)
             verdict = self._loop()
+            self._check_intact()
             status, exit_code = {
                 Verdict.CONTINUE: ("success", 0),
                 Verdict.STOP: ("interrupted", 130),
@@ -439,6 +440,13 @@ class Runner:
                 pushback.extendleft(reversed(self._incomplete(batch)))
                 self._record_unprocessed(pushback, units)
                 return verdict
+
+    def _check_intact(self) -> None:
+        """Once the work is over: the input is the file scanned and the cache is where the work went
+        (a job may offer ``check_intact``; it raises the MemtuiError that ends the run)."""
+        check = getattr(self.job, "check_intact", None)
+        if check is not None:
+            check()
 
     def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""
@@ -557,7 +565,9 @@ class Runner:
             if self.trace is not None:
                 self.trace.samples(lambda: monitor.snapshot().history, self._clock())
             breaker = monitor.breaker.snapshot()
-            if breaker.state is not BreakerState.OPEN:
+            low = self.headroom.latest if self.headroom is not None else None
+            low = low if low is not None and low.low else None
+            if breaker.state is not BreakerState.OPEN and low is None:
                 with self._lock:
                     self._open_wait = None
                 if self._phase in ("paused", "waiting for memory"):
@@ -565,16 +575,25 @@ class Runner:
                 if self._warning_cleanup.due(breaker):
                     monitor.cleanup("memory warning")
                 return Verdict.CONTINUE
-            # The breaker is open: clean up, back off, unload the model, and give up when waiting cannot help.
-            if wait is None:
-                wait = OpenBreakerWait(monitor.config, self._clock)
-                with self._lock:
-                    self._open_wait = wait
-                self._set_phase("waiting for memory")
-            step = wait.step(monitor.rss_bytes, self.job.executor.loaded)
+            # The breaker is open, or the headroom is below one batch's cost (a brake): clean up, back off,
+            # unload the model (the breaker only), and give up when waiting cannot help.
+            if breaker.state is BreakerState.OPEN:
+                if wait is None or isinstance(wait, HeadroomWait):
+                    wait = self._start_wait(OpenBreakerWait(monitor.config, self._clock))
+                measure = monitor.rss_bytes
+            else:
+                assert low is not None
+                if not isinstance(wait, HeadroomWait):
+                    wait = HeadroomWait(monitor.config, self._clock, low)
+                    self._start_wait(wait)
+                    if self._admission is not None:
+                        self._admission.brake()  # the next batch takes the smallest size
+                measure = wait.seen(low)
+            step = wait.step(measure, self.job.executor.loaded)
             if step.give_up is not None:
                 with self._lock:
-                    self._abort_reason, self._floor_bytes = step.give_up, step.floor_bytes
+                    self._abort_reason = step.give_up
+                    self._floor_bytes = None if isinstance(wait, HeadroomWait) else step.floor_bytes
                 self._publish(Notice(f"🚨 {step.give_up}", level="error"))
                 return Verdict.ABORT
             if step.unload:
@@ -588,6 +607,13 @@ class Runner:
             if step.cleanup is not None:
                 wait.cleaned(monitor.cleanup(step.cleanup).freed)  # nothing freed: the next one backs off
             self._sleep(step.sleep_s)
+
+    def _start_wait(self, wait: OpenBreakerWait) -> OpenBreakerWait:
+        """A wait begins (the breaker's or the headroom's): its countdown and the phase."""
+        with self._lock:
+            self._open_wait = wait  # its countdown: when the run gives up
+        self._set_phase("waiting for memory")
+        return wait
 
     def _sleep_responsive(self, seconds: float) -> None:
         """Sleep, but wake at once for a command (stop, resume, cleanup) or for the breaker leaving OPEN."""
@@ -634,6 +660,10 @@ class Runner:
         change = self.headroom.observe(now, rss)
         if change is not None:
             self._publish(Notice(change.message, level="warning" if change.low else "info"))
+            if not change.low:  # the headroom is back: a brake's wait need not sleep out its backoff
+                with self._wake:
+                    self._breaker_released = True
+                    self._wake.notify_all()
 
     # -- reporting ------------------------------------------------------------------
     def _active(self, now: float) -> float:

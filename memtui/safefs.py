@@ -166,3 +166,27 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full(where: Path | str, doing: str) -> RuntimeFailure:
     return RuntimeFailure(f"disk full while {doing} ({where}); free space there and rerun (what was committed is kept)")
+
+
+def check_ancestors(path: Path, what: str) -> None:
+    """Refuse a folder whose parents another user could rename or replace it in.
+
+    Each folder above ``path`` (links resolved) must belong to root or to us and,
+    unless sticky (like /tmp), be writable by nobody else: otherwise its owner or
+    a group could swap ``path`` for a folder or link of their own between a check
+    and a use.
+    """
+    me = os.geteuid()
+    parent = Path(os.path.realpath(path.parent))
+    for folder in (parent, *parent.parents):
+        st = os.stat(folder)
+        if st.st_uid not in (0, me):
+            raise UnsafeFile(
+                f"{what} {path} lies in {folder}, which belongs to another user ({describe_mode(st)}); "
+                "pass a folder of your own"
+            )
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise UnsafeFile(
+                f"{what} {path} lies in {folder}, which others can write ({describe_mode(st)}); "
+                "pass a folder of your own"
+            )

@@ -64,7 +64,7 @@ def detach(place, inputs, size="big", *extra) -> tuple[str, int, Path]:
 
 
 def ls(env) -> list[dict]:
-    done = memtui("ls", "--json", env=env, timeout=30)
+    done = memtui("ls", "--json", env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -136,6 +136,31 @@ def test_attach_json_streams_the_run_to_its_end(place, inputs):
     assert first["__type__"] == "RunSnapshot" and "history" in first["memory"]
     assert json.loads(out.splitlines()[-1])["body"]["status"] == "success"
     wait_until(lambda: not alive(pid), 30, "the run to exit")
+
+
+def test_piped_input_is_spooled_before_detaching_and_the_detached_run_embeds_it(place, inputs):
+    """``cat f | memtui run --input - --detach``: the data is read here, then handed to the detached run."""
+    runs, env, started = place
+    data = Path(inputs["small"]).read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "memtui", "run", "--input", "-", "--detach"],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    match = DETACHED.match(done.stdout.decode().strip())
+    assert match, done.stdout
+    run_id, pid = match.group(1), int(match.group(2))
+    started.append(pid)
+    viewer = popen_memtui("attach", run_id, "--json", env=env)
+    _out, err = viewer.communicate(timeout=300)
+    assert viewer.returncode == 0, err
+    report = json.loads((runs / f"{run_id}.report.json").read_text())
+    assert report["status"] == "success" and report["exit_code"] == 0
+    assert report["input"] == "-" and report["bad_lines"] == 0 and report["items_total"] > 100, report
+    assert report["items_embedded"] + report["items_skipped"] == report["items_total"]
 
 
 def test_a_viewer_killed_with_9_leaves_the_run_going(place, inputs):
@@ -437,10 +462,12 @@ def read_terminal(master: int, until: bytes, timeout: float, seen: bytes = b"") 
 
 
 def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(place, sleeper):
+    """Load-proof: every step waits on what the terminal shows or what ``ls`` says, with deadlines far
+    above what it takes (a loaded machine starts Python and Textual slowly)."""
     _runs, env, _ = place
     ids = [detach_monitor(place, sleeper)[0] for _ in range(2)]
 
-    done = memtui("attach", env=env, timeout=30)  # no terminal: a usage error naming the runs
+    done = memtui("attach", env=env, timeout=180)  # no terminal: a usage error naming the runs
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("memtui: error:") and all(run_id in line for run_id in ids)
@@ -449,36 +476,37 @@ def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(pl
     viewer, master = spawn_on_a_terminal(["attach"], env)  # on a terminal: a numbered list and a prompt
     code = None
     try:
-        shown = read_terminal(master, b"attach to which run?", 60)
+        shown = read_terminal(master, b"attach to which run?", 120)
         assert b"2 memtui runs are running" in shown
         for n, run_id in enumerate(ids, 1):
             assert re.search(rf" {n}\) {run_id} ".encode(), shown), shown
         os.write(master, b"7\r")  # no such run: it says so and asks again
-        shown = read_terminal(master, b"attach to which run?", 30, read_terminal(master, b"no single run", 30))
+        shown = read_terminal(master, b"attach to which run?", 120, read_terminal(master, b"no single run", 120))
         os.write(master, b"2\r")
-        wait_until(lambda: [row["viewers"] for row in ls(env)] == [0, 1], 60, "the second run to be attached")
-        shown = read_terminal(master, b"Detach", 30)  # the attached monitor's footer offers d
+        wait_until(lambda: [row["viewers"] for row in ls(env)] == [0, 1], 120, "the second run to be attached")
+        shown = read_terminal(master, b"Detach", 120)  # the attached monitor's footer offers d
         os.write(master, b"d")
-        read_terminal(master, f"detached from run {ids[1]}".encode(), 30)
-        code = exit_status(viewer, 30)
+        read_terminal(master, f"detached from run {ids[1]}".encode(), 120)
+        code = exit_status(viewer, 120)
         assert code == 0
     finally:
         if code is None:
             os.kill(viewer, signal.SIGKILL)
-            exit_status(viewer, 10)
+            exit_status(viewer, 60)
         os.close(master)
 
     viewer, master = spawn_on_a_terminal(["attach"], env)  # q at the prompt: nothing attached
     try:
-        read_terminal(master, b"attach to which run?", 60)
+        read_terminal(master, b"attach to which run?", 120)
         os.write(master, b"q\r")
-        read_terminal(master, b"no run chosen", 30)
-        assert exit_status(viewer, 30) == 0
+        read_terminal(master, b"no run chosen", 120)
+        assert exit_status(viewer, 120) == 0
     finally:
         os.close(master)
-    assert [row["viewers"] for row in ls(env)] == [0, 0]
+    # the run notices a viewer's leaving when it reads its end of the socket: waited for, not assumed
+    wait_until(lambda: [row["viewers"] for row in ls(env)] == [0, 0], 120, "both runs to have no viewer")
     for run_id in ids:
-        done = memtui("stop", run_id, env=env, timeout=60)
+        done = memtui("stop", run_id, env=env, timeout=180)
         assert done.returncode == 0 and "ending the watch" in done.stderr and "batch" not in done.stderr
 
 

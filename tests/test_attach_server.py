@@ -221,33 +221,124 @@ def test_deltas_carry_only_new_samples_and_every_viewer_holds_the_runs_history(t
 
 async def test_an_attached_dashboard_redraws_per_frame_not_per_poll(tmp_path, run_dir, monkeypatch):
     """The viewer polls its RemoteEngine often (keys feel quick) but draws a snapshot once: a poll
-    that brings no new frame and no event redraws nothing."""
+    that brings no new frame and no event redraws nothing. Load-proof: it waits on counts, not on time."""
     from memtui.tui.attached import AttachedMemtuiApp
     from memtui.tui.screens.dashboard import DashboardScreen
 
     gate = threading.Event()
     runner = make_runner(tmp_path, domains=4, gate=gate)  # held in its first batch: a quiet run
     runner.open()
-    server = AttachServer(runner, snapshot_every_s=0.3).start()
+    server = AttachServer(runner, snapshot_every_s=0.5).start()
     worker = threading.Thread(target=runner.run, daemon=True)
     worker.start()
     drawn: list[object] = []
+    polls = [0]
     draw = DashboardScreen.watch_snapshot
+    tick = AttachedMemtuiApp.tick
     monkeypatch.setattr(DashboardScreen, "watch_snapshot", lambda screen, s: (drawn.append(s), draw(screen, s)))
+    monkeypatch.setattr(
+        AttachedMemtuiApp, "tick", lambda app, **kw: (polls.__setitem__(0, polls[0] + 1), tick(app, **kw))
+    )
+
+    async def until(what: str, condition) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {len(drawn)} drawn, {polls[0]} polls"
+            await pilot.pause(0.05)
+
     try:
         app = AttachedMemtuiApp(RemoteEngine(str(server.socket_path)), poll_interval=0.02)
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(1.0)  # the replayed past drawn
+            await until("the replayed past to be drawn", lambda: drawn)
             drawn.clear()
-            await pilot.pause(2.0)  # ~100 polls, ~7 frames
-            assert 2 <= len(drawn) <= 15
-            assert all(a is not b for a, b in zip(drawn, drawn[1:]))  # each frame drawn once
-            assert drawn[-1] is app.remote.snapshot()
+            polls[0] = 0
+            # Several frames drawn, and many more polls than frames: a per-poll redraw never gets here.
+            await until("3 frames and 4 polls a frame", lambda: len(drawn) >= 3 and polls[0] >= 4 * len(drawn))
+            assert len({id(s) for s in drawn}) == len(drawn)  # each frame drawn once
             await pilot.press("d")
     finally:
         gate.set()
         runner.stop()
         worker.join(30)
+        server.finish(runner.snapshot().report)
+
+
+def test_a_viewer_attaching_mid_run_beside_another_gets_the_runs_exact_history(tmp_path, run_dir):
+    """The second viewer's deltas start where its first snapshot ends (the first viewer's base is not
+    its own): it holds the run's memory history with no gap and no sample twice, as does the first."""
+    config = MemoryConfig(batch_size_max=1, batch_size_min=1, sample_interval_s=0.01, history_size=100_000)
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=3, gate=gate, config=config)  # held: the history grows, the run waits
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.05).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    first = RemoteEngine(str(server.socket_path))
+    seen: dict[str, list[tuple[tuple[float, int], ...]]] = {"first": [], "second": []}
+
+    def watch(until) -> None:
+        deadline = time.monotonic() + 60
+        while not until():
+            assert time.monotonic() < deadline, "timed out watching the run's history grow"
+            for name, remote in viewers.items():
+                seen[name].append(remote.snapshot().memory.history)
+            time.sleep(0.02)
+
+    try:
+        viewers = {"first": first}
+        watch(lambda: len(seen["first"]) > 3 and len(seen["first"][-1]) > 40)  # the first one follows deltas
+        past = len(runner.snapshot().memory.history)
+        second = RemoteEngine(str(server.socket_path))
+        viewers["second"] = second
+        joined = len(second.snapshot().memory.history)
+        assert joined >= past  # the whole past, in its first snapshot
+        watch(lambda: len(seen["second"][-1] if seen["second"] else ()) > joined + 40)
+    finally:
+        gate.set()
+        worker.join(60)
+        server.finish(runner.snapshot().report)
+    assert first.run()["status"] == second.run()["status"] == "success"
+    run_history = runner.snapshot().memory.history
+    for name in seen:
+        seen[name].append(viewers[name].snapshot().memory.history)
+        for history in seen[name]:  # never a gap, never a sample twice
+            assert history == run_history[: len(history)], name
+    assert len(seen["second"][-1]) > joined + 40  # it went on getting new samples
+
+
+def test_a_viewer_that_stops_reading_is_dropped_after_the_send_timeout(tmp_path, run_dir):
+    """A viewer that never reads fills its socket; the sender's write then waits at most the send timeout
+    and the viewer is dropped (not resynced: its outbox never overflows), while another viewer goes on."""
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=3, gate=gate)
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.01, outbox_lines=1_000_000, send_timeout_s=1.0).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    frozen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        frozen.connect(str(server.socket_path))  # and never reads a byte
+        deadline = time.monotonic() + 60
+        while server.viewers < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        [frozen_viewer] = list(server._viewers)
+        healthy = RemoteEngine(str(server.socket_path))
+        while frozen_viewer.open:
+            assert time.monotonic() < deadline + 60, "the frozen viewer was never dropped"
+            time.sleep(0.05)
+        assert frozen_viewer.resyncs == 0  # dropped by the send timeout, not by an overflowing outbox
+        assert frozen_viewer not in server._viewers and server.viewers == 1
+        before = healthy.snapshot()
+        deadline = time.monotonic() + 60
+        while healthy.snapshot() is before:  # the other viewer still gets frames
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        frozen.close()
+        gate.set()
+        worker.join(60)
         server.finish(runner.snapshot().report)
 
 

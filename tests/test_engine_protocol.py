@@ -52,7 +52,7 @@ def _static_check(runner: Runner, monitor: MonitorEngine) -> list[Engine]:
     return [runner, monitor]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "the condition") -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "the condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

@@ -82,7 +82,7 @@ def run_in_thread(runner: Runner) -> tuple[threading.Thread, dict]:
     return thread, box
 
 
-def wait_until(predicate, timeout=10.0):
+def wait_until(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -166,9 +166,11 @@ def test_stop_mid_batch_commits_what_was_embedded_and_names_the_rest(tmp_path):
 
 
 def test_breaker_open_that_never_resets_aborts_after_the_timeout(tmp_path):
+    # On the fake clock (the wait's rounds, cleanups and unload are counted, not timed): with a real
+    # clock and a 0.5 s timeout, a loaded machine could time the wait out before the unload came.
     probe = ScriptedProbe(rss=int(0.5 * GB))
     executor = HashExecutor(sub_batch=3, on_sub_batch=lambda texts: probe.set_gb(2.0))  # "leaks" past the breaker
-    runner, _ = make_runner(tmp_path, domains=5, executor=executor, probe=probe)
+    runner, _, clock = fake_time_runner(tmp_path, domains=5, executor=executor, probe=probe)
     events = runner.subscribe()
     report = runner.run()
     assert report["status"] == "aborted" and report["exit_code"] == 1
@@ -179,6 +181,7 @@ def test_breaker_open_that_never_resets_aborts_after_the_timeout(tmp_path):
     drained = events.drain()
     assert any(isinstance(e, BreakerChanged) and e.new is BreakerState.OPEN for e in drained)
     assert any(isinstance(e, CleanupRan) for e in drained)
+    assert 0 < sum(clock.sleeps) <= FAKE_TIME["breaker_timeout_s"], "it waited, and never past the timeout"
 
 
 def test_breaker_that_resets_lets_the_run_complete(tmp_path):

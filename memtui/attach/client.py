@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,42 +32,100 @@ from memtui.events import EventBus, EventQueue
 _ERRORS: dict[str, type[Exception]] = {e.__name__: e for e in (ConfigError, InputError, UsageError, RuntimeFailure)}
 
 CONNECT_TIMEOUT_S = 5.0
+#: How long a run has to send its hello and first snapshot (generous: the machine may be loaded).
+HELLO_TIMEOUT_S = 15.0
 REPLY_TIMEOUT_S = 5.0
+#: A run sends a frame twice a second to each viewer: this long a silence means it is stopped or wedged.
+SILENT_S = 60.0
+#: No wire line is near this long (a full snapshot is well under a megabyte).
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-__all__ = ["RemoteEngine", "RunLost", "connect", "read_lines"]
+__all__ = ["NotResponding", "RemoteEngine", "RunLost", "connect", "peer_credentials", "read_lines"]
 
 
 class RunLost(RuntimeFailure):
     """The connection to the run ended before the run reported: it was killed or crashed (exit 1)."""
 
 
+class NotResponding(RuntimeFailure):
+    """The run did not answer in time (stopped with SIGSTOP, wedged) or sent what no run sends (exit 1)."""
+
+
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    return _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+
+
 def connect(path: str, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket:
+    """A connection to a run's socket, refused unless the process serving it is ours (SO_PEERCRED)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
+        _pid, uid, _gid = peer_credentials(sock)
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot attach to {path}: {exc.strerror or exc}") from None
+    if uid != os.geteuid():
+        sock.close()
+        raise UsageError(f"cannot attach to {path}: it is served by uid {uid}, not by you (uid {os.geteuid()})")
     return sock
 
 
-def read_lines(sock: socket.socket) -> Iterator[bytes]:
-    """The lines the server sends, until it closes the connection."""
-    buffer = b""
-    while True:
+class LineReader:
+    """The lines a server sends, with every wait bounded: by the socket's timeout (that long a silence raises
+    NotResponding) and, with a ``deadline`` (time.monotonic()), in all; a line over ``max_line`` bytes raises
+    NotResponding too. What is read past a line stays here for the next ``lines()``."""
+
+    def __init__(self, sock: socket.socket, max_line: int = MAX_LINE_BYTES) -> None:
+        self.sock = sock
+        self.max_line = max_line
+        self.buffer = b""
+
+    def lines(self, deadline: float | None = None) -> Iterator[bytes]:
+        idle = self.sock.gettimeout()
         try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except OSError:
-            chunk = b""
-        if not chunk:
-            return
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
+            while True:
+                while b"\n" in self.buffer:
+                    line, self.buffer = self.buffer.split(b"\n", 1)
+                    yield line
+                if len(self.buffer) > self.max_line:
+                    raise NotResponding(f"the run sent a line of over {self.max_line} bytes; no run does")
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise NotResponding("the run did not answer in time")
+                    self.sock.settimeout(min(left, idle) if idle else left)
+                try:
+                    chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    raise NotResponding("the run did not answer in time") from None
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    return
+                self.buffer += chunk
+        finally:
+            if deadline is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(idle)
+
+    def run_lines(self, hello_s: float = HELLO_TIMEOUT_S, silent_s: float = SILENT_S) -> Iterator[bytes]:
+        """A viewer's lines: the first snapshot within ``hello_s``, then no silence longer than ``silent_s``."""
+        for line in self.lines(deadline=time.monotonic() + hello_s):
             yield line
+            if b'"kind":"snapshot"' in line[:48]:
+                break
+        else:
+            return
+        self.sock.settimeout(silent_s)
+        yield from self.lines()
+
+
+def read_lines(sock: socket.socket, *, deadline: float | None = None) -> Iterator[bytes]:
+    """The lines the server sends until it closes the connection, each wait bounded (LineReader)."""
+    return LineReader(sock).lines(deadline)
 
 
 def _refused(kind: str, body: Any) -> None:
@@ -75,23 +136,24 @@ def _refused(kind: str, body: Any) -> None:
 class RemoteEngine:
     """An Engine (memtui.engine) whose work runs in another process, reached through its attach socket."""
 
-    def __init__(self, socket_path: str, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, socket_path: str, *, timeout: float = HELLO_TIMEOUT_S) -> None:
         self.socket_path = socket_path
-        self._sock = connect(socket_path, timeout)
-        self._lines = read_lines(self._sock)
+        self._sock = connect(socket_path, min(timeout, CONNECT_TIMEOUT_S))
+        self._reader_lines = LineReader(self._sock)
         self.hello: dict[str, Any] = {}
         self._last: Any = None
         self._bus = EventBus(replay=500)
         self._report: dict[str, Any] | None = None
         self._ended = threading.Event()
         self.lost = False
+        self.silent = False  # the run stopped answering (SIGSTOP, wedged) rather than closing
         self.detached = False
         self._numbers = itertools.count(1)
         self._replies: dict[int, dict[str, Any]] = {}
         self._reply_ready = threading.Condition()
         self._send_lock = threading.Lock()
         try:
-            for raw in self._lines:
+            for raw in self._reader_lines.lines(deadline=time.monotonic() + timeout):
                 kind, body = wire.loads(raw)
                 _refused(kind, body)
                 if kind == "hello":
@@ -101,19 +163,23 @@ class RemoteEngine:
                     break
             else:
                 raise UsageError(f"the run at {socket_path} closed the connection before its first snapshot")
-        except TimeoutError:
+        except (NotResponding, wire.WireError) as exc:
             self._sock.close()
-            raise UsageError(f"the run at {socket_path} did not answer within {timeout:g}s") from None
+            raise NotResponding(
+                f"the run at {socket_path} is not responding ({exc}; no first snapshot within {timeout:g}s): "
+                "it may be stopped (SIGSTOP) or wedged; 'memtui ls' shows its state"
+            ) from None
         except BaseException:
             self._sock.close()
             raise
+        self._sock.settimeout(SILENT_S)
         self._reader = threading.Thread(target=self._read_loop, name="memtui-remote", daemon=True)
         self._reader.start()
 
     # -- what the server says ---------------------------------------------------------
     def _read_loop(self) -> None:
         try:
-            for raw in self._lines:
+            for raw in self._reader_lines.lines():
                 try:
                     kind, body = wire.loads(raw)
                 except wire.WireError:
@@ -121,16 +187,23 @@ class RemoteEngine:
                 if kind == "snapshot":
                     self._last = body
                 elif kind == "delta":
-                    self._last = delta.apply(self._last, body["snapshot"], body["history_len"])
+                    try:
+                        self._last = delta.apply(self._last, body["snapshot"], body["history_len"])
+                    except (KeyError, TypeError, AttributeError, ValueError):
+                        continue  # not a delta any run sends: the next full frame resyncs
                 elif kind == "event":
                     self._bus.publish(body)
                 elif kind == "report":  # the run is over (its host may stay up: a TUI showing it)
                     self._report = body
                     self._ended.set()
-                elif kind == "reply":
+                elif kind == "reply" and isinstance(body, dict):
                     with self._reply_ready:
                         self._replies[body.get("id") or 0] = body
                         self._reply_ready.notify_all()
+        except NotResponding:
+            self.silent = True
+            with contextlib.suppress(OSError):
+                self._sock.close()
         finally:
             if self._report is None and not self.detached:
                 self.lost = True
@@ -166,6 +239,11 @@ class RemoteEngine:
             return self._report
         if self.detached:
             raise RunLost(f"detached from run {self.run_id}")
+        if self.silent:
+            raise RunLost(
+                f"the run {self.run_id} (pid {self.hello.get('pid')}) sent nothing for {SILENT_S:g}s: it is stopped "
+                f"(SIGSTOP) or wedged; this viewer left (it may go on: 'memtui attach {self.run_id}')"
+            )
         raise RunLost(
             f"the run {self.run_id} ended abnormally (pid {self.hello.get('pid')}: its connection "
             "closed without a report; it was killed or crashed)"

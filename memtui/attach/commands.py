@@ -10,6 +10,7 @@ import argparse
 import atexit
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memtui.attach.runs import RunEntry, ensure_runs_dir, entries, find, new_run_id
-from memtui.errors import MemtuiError, RuntimeFailure, UsageError
+from memtui.errors import ConfigError, MemtuiError, RuntimeFailure, UsageError
 from memtui.safefs import open_private
 
 if TYPE_CHECKING:
@@ -84,30 +85,77 @@ def child_argv(argv: Sequence[str], run_dir: Path, run_id: str, has_report: bool
     return out
 
 
+def detach_timeout() -> float:
+    """MEMTUI_DETACH_TIMEOUT, checked before anything starts (ConfigError, exit 2)."""
+    raw = os.environ.get("MEMTUI_DETACH_TIMEOUT")
+    if raw is None or raw.strip() == "":
+        return DETACH_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"MEMTUI_DETACH_TIMEOUT={raw!r} is not a number of seconds above 0; set it like 120 or unset it"
+        )
+    return value
+
+
+def _spooled_stdin(args: argparse.Namespace) -> Any:
+    """``--input -``: the piped data, read here once (before detaching) for the detached run's standard input."""
+    from memtui.jobs.source import STDIN_NAMES, InputSource  # noqa: PLC0415
+
+    if args.input is None or str(args.input) not in STDIN_NAMES:
+        return None
+    return InputSource.open(args.input)
+
+
 def detach(argv: Sequence[str], args: argparse.Namespace) -> int:
-    """Start the run in its own session with no terminal; return once it accepts viewers."""
+    """Start the run in its own session with no terminal; return once it accepts viewers.
+
+    Every setting is checked and the run folder opened before the run starts; piped input is
+    spooled here and handed to the run as its standard input."""
     from memtui.attach.client import connect  # noqa: PLC0415
 
+    timeout = detach_timeout()
     run_dir = ensure_runs_dir()
     run_id = new_run_id()
     log_path = run_dir / f"{run_id}.log"
-    log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND, "run log")
-    env = dict(os.environ, **{RUN_ID_ENV: run_id, LOG_ENV: str(log_path), "PYTHONUNBUFFERED": "1"})
-    argv = list(argv)
-    command = [sys.executable, "-m", "memtui", *child_argv(argv, run_dir, run_id, args.report is not None)]
+    source = _spooled_stdin(args)
     try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_fd,
-            start_new_session=True,
-            env=env,
-            close_fds=True,
-        )
+        try:
+            log_fd = open_private(log_path, os.O_WRONLY | os.O_APPEND, "run log")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the run log {log_path}: {exc.strerror or exc}; set MEMTUI_RUN_DIR to a folder of yours"
+            ) from None
+        env = dict(os.environ, **{RUN_ID_ENV: run_id, LOG_ENV: str(log_path), "PYTHONUNBUFFERED": "1"})
+        argv = list(argv)
+        command = [sys.executable, "-m", "memtui", *child_argv(argv, run_dir, run_id, args.report is not None)]
+        try:
+            stdin: Any = open(source.path, "rb") if source is not None else subprocess.DEVNULL  # noqa: SIM115
+        except BaseException:
+            os.close(log_fd)
+            raise
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=stdin,
+                stdout=subprocess.DEVNULL,
+                stderr=log_fd,
+                start_new_session=True,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot start the detached run ({exc.strerror or exc})") from None
+        finally:
+            os.close(log_fd)
+            if source is not None:
+                stdin.close()
     finally:
-        os.close(log_fd)
-    timeout = float(os.environ.get("MEMTUI_DETACH_TIMEOUT", DETACH_TIMEOUT_S))
+        if source is not None:
+            source.close()
     deadline = time.monotonic() + timeout
     sock_path = run_dir / f"{run_id}.sock"
     while True:
@@ -149,9 +197,15 @@ def _tail(path: Path, lines: int = 15) -> str:
 FIELDS = ("id", "pid", "mode", "input", "cache", "phase", "items_done", "items_total", "rss_gb", "breaker", "viewers")
 
 
-def status(entry: RunEntry, timeout: float = 2.0) -> dict[str, Any]:
-    """An entry and its live state (asked over its socket; "?" where it did not answer)."""
-    from memtui.attach.client import connect, read_lines  # noqa: PLC0415
+#: How long ``ls`` (and the chooser) waits for each run's state; the runs are asked at once.
+STATUS_TIMEOUT_S = 5.0
+NOT_RESPONDING = "not responding"
+
+
+def status(entry: RunEntry, timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
+    """An entry and its live state, asked over its socket within ``timeout`` in all: a run that does not
+    answer (stopped with SIGSTOP, wedged, or a socket that sends no run's lines) is "not responding"."""
+    from memtui.attach.client import NotResponding, connect, read_lines  # noqa: PLC0415
     from memtui.wire import WireError, loads  # noqa: PLC0415
 
     row: dict[str, Any] = {
@@ -160,30 +214,41 @@ def status(entry: RunEntry, timeout: float = 2.0) -> dict[str, Any]:
         "mode": entry.mode,
         "input": entry.input,
         "cache": entry.cache,
-        "phase": "?",
+        "phase": NOT_RESPONDING,
         "items_done": None,
         "items_total": None,
         "rss_gb": None,
         "breaker": "?",
         "viewers": None,
     }
+    deadline = time.monotonic() + timeout
     try:
         sock = connect(entry.socket, timeout)
     except UsageError:
         return row
     try:
-        for raw in read_lines(sock):
+        for raw in read_lines(sock, deadline=deadline):
             kind, body = loads(raw)
-            if kind == "hello":
+            if kind == "hello" and isinstance(body, dict):
                 row["viewers"] = max(0, int(body.get("viewers", 1)) - 1)  # not counting ls itself
             elif kind == "snapshot":
                 _fill(row, body)
                 break
-    except (OSError, WireError):
-        pass
+    except (OSError, WireError, NotResponding, TypeError, ValueError, AttributeError):
+        row.update(phase=NOT_RESPONDING, viewers=None)
     finally:
         sock.close()
     return row
+
+
+def statuses(running: Sequence[RunEntry]) -> list[dict[str, Any]]:
+    """Every run's ``status``, asked at once: a few stopped runs cost one timeout, not one each."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    if not running:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(running))) as pool:
+        return list(pool.map(status, running))
 
 
 def _fill(row: dict[str, Any], s: Any) -> None:
@@ -206,7 +271,7 @@ def _fill(row: dict[str, Any], s: Any) -> None:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    rows = [status(e) for e in entries()]
+    rows = statuses(entries())
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -307,7 +372,7 @@ def choose(running: list[RunEntry], ask: Any = input) -> RunEntry | None:
     """A numbered list of the runs and a prompt (works over SSH, any size, no mouse); None if cancelled."""
     print(f"{len(running)} memtui runs are running:")
     width = shutil.get_terminal_size().columns - 1
-    for line in table([status(e) for e in running], CHOOSER_COLUMNS, numbered=True, width=width):
+    for line in table(statuses(running), CHOOSER_COLUMNS, numbered=True, width=width):
         print(line)
     while True:
         try:
@@ -329,15 +394,20 @@ def stream_json(entry: RunEntry) -> int:
 
     A script gets full snapshots only: each "delta" goes out as the "snapshot" it stands for (joined
     in JSON, never decoded: this viewer shares the run's CPUs)."""
-    from memtui.attach.client import connect, read_lines  # noqa: PLC0415
+    from memtui.attach.client import LineReader, NotResponding, connect  # noqa: PLC0415
     from memtui.wire import WireError, loads  # noqa: PLC0415
 
     sock = connect(entry.socket)
     code = None
     full = _FullSnapshots()
     try:
-        for raw in read_lines(sock):
-            out = full.line(raw)
+        for raw in _stream(LineReader(sock), entry, NotResponding):
+            try:
+                out = full.line(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RuntimeFailure(
+                    f"the socket of run {entry.id} sent a line no run sends ({type(exc).__name__}); this viewer left"
+                ) from None
             if out is None:
                 continue
             try:
@@ -361,6 +431,17 @@ def stream_json(entry: RunEntry) -> int:
         print(f"memtui: the run {entry.id} ended abnormally (its connection closed without a report)", file=sys.stderr)
         return 1
     return code
+
+
+def _stream(reader: Any, entry: RunEntry, not_responding: type[Exception]) -> Any:
+    """The run's lines, or one line saying it stopped answering (a run SIGSTOPped, a socket that is no run's)."""
+    try:
+        yield from reader.run_lines()
+    except not_responding as exc:
+        raise RuntimeFailure(
+            f"the run {entry.id} (pid {entry.pid}) is not responding ({exc}): it may be stopped (SIGSTOP) "
+            f"or wedged; this viewer left ('memtui ls' shows its state)"
+        ) from None
 
 
 class _FullSnapshots:

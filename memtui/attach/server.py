@@ -27,7 +27,7 @@ import collections
 import logging
 import os
 import socket
-import struct
+import stat
 import threading
 import time
 from pathlib import Path
@@ -35,9 +35,11 @@ from typing import Any
 
 from memtui import wire
 from memtui.attach import delta
+from memtui.attach.client import peer_credentials
 from memtui.attach.runs import RunEntry, ensure_runs_dir, new_run_id, process_start, remove
 from memtui.engine import Engine, call
 from memtui.events import Notice
+from memtui.safefs import lstat_or_none
 
 log = logging.getLogger("memtui")
 
@@ -46,14 +48,8 @@ SEND_TIMEOUT_S = 10.0
 #: 2 a second: plenty for a human; events are not held back by it.
 SNAPSHOT_EVERY_S = 0.5
 RECENT_EVENTS = 200
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 __all__ = ["AttachServer", "peer_credentials"]
-
-
-def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a Unix socket."""
-    return _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
 
 
 def _plain(value: Any) -> bool:
@@ -223,8 +219,9 @@ class AttachServer:
     def start(self) -> AttachServer:
         folder = ensure_runs_dir()
         path = folder / f"{self.run_id}.sock"
-        if path.exists() or path.is_symlink():
-            path.unlink()
+        st = lstat_or_none(path)
+        if st is not None and stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+            path.unlink()  # a dead run's socket of ours; anything else there makes the bind fail, untouched
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(path))

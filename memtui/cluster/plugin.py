@@ -11,7 +11,10 @@ sub-batch by sub-batch under its breaker, as the local Runner does: full sub-bat
 the minimum share at WARNING / HALF-OPEN, and an open breaker waits with the same
 ``OpenBreakerWait`` (cleanups, backoff, unload the model, give up past the timeout: the task then
 fails with ``WorkerGaveUp`` and the client ends the run as a local run would). A MemoryError
-halves the sub-batch (``Admission``).
+halves the sub-batch (``Admission``). The headroom brakes as in the local Runner: each worker's
+``HeadroomWatch`` measures its sub-batches' cost, and while the headroom to the worker's binding
+limit (its cgroup, MemAvailable, RLIMIT_AS) is below it the worker waits (``HeadroomWait``) and
+then takes the smallest sub-batch.
 
 The operator steers every worker through the client (``Client.run``): ``worker_follow`` applies the
 client's ``Orders`` (pause, thresholds), ``worker_cleanup`` asks for a cleanup. Both act between
@@ -39,11 +42,12 @@ from distributed import SchedulerPlugin, WorkerPlugin, get_worker
 
 from memtui.cluster.rows import recent_peaks
 from memtui.embed.model import DEFAULT_MAX_BATCH, Embedder
-from memtui.memory.admission import Admission, OpenBreakerWait
+from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait
 from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState
 from memtui.memory.cleanup import malloc_trim
 from memtui.memory.config import MemoryConfig
+from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.memory.units import GB
@@ -101,8 +105,10 @@ class WorkerGuard:
         name: str = "",
         sub_batch_texts: int = SUB_BATCH_TEXTS,
         clock: Callable[[], float] = time.monotonic,
+        headroom: HeadroomWatch | None = None,
     ):
-        """``clock`` times the pause's lease (tests pass a fake one)."""
+        """``clock`` times the pause's lease (tests pass a fake one); ``headroom`` reads this worker's
+        binding limit (by default the real /proc and /sys)."""
         self.address = address
         self._clock = clock
         self.sub_batch_texts = sub_batch_texts
@@ -110,6 +116,7 @@ class WorkerGuard:
         self.embedder = Embedder(model, backend=backend, threads=threads)
         self.monitor = MemoryMonitor(config, limit=discover_limit())
         self.monitor.cleaner.register("model caches", self.embedder.clear_caches)
+        self.headroom = headroom if headroom is not None else HeadroomWatch()
         self.incarnation = time.time()
         self._seq = itertools.count(1)
         self._lock = threading.Lock()  # held by the task running (one at a time: --nthreads 1)
@@ -126,7 +133,14 @@ class WorkerGuard:
         self.loads = 0
 
     def start(self) -> None:
+        self.monitor.add_sample_listener(self._on_sample)
         self.monitor.start()
+
+    def _on_sample(self, now: float, rss: int) -> None:
+        """The sampler's samples feed the headroom watch; one log line each way (to the client)."""
+        change = self.headroom.observe(now, rss)
+        if change is not None:
+            (log.warning if change.low else log.info)("%s", change.message)
 
     def close(self) -> None:
         with self._orders_lock:
@@ -154,9 +168,12 @@ class WorkerGuard:
         admission = Admission(self.monitor.config)
         pos = 0
         while pos < len(texts):
-            self._admit()
+            if self._admit():
+                admission.brake()
             cfg = self.monitor.config
             share = batch_size_for(self.monitor.breaker.state, cfg) / max(1, cfg.batch_size_max)
+            if admission.braked:  # after low headroom: the smallest share, as a WARNING's
+                share = min(share, cfg.batch_size_min / max(1, cfg.batch_size_max))
             size = max(1, int(self.sub_batch_texts * share))
             if admission.cap is not None:
                 size = min(size, admission.cap)
@@ -172,7 +189,11 @@ class WorkerGuard:
             if budget is not None:  # memory wins over speed, as in the local Runner
                 budget.memory_tight = not admission.full(self.monitor.breaker.state, cfg)
             try:
-                parts = list(self.embedder.encode_iter(chunk))
+                self.headroom.cost.begin(self.monitor.sample())
+                try:
+                    parts = list(self.embedder.encode_iter(chunk))
+                finally:
+                    self.headroom.cost.end(self.monitor.sample())
             except MemoryError:
                 retry = admission.memory_error(len(chunk), cfg)
                 if retry.give_up:
@@ -191,13 +212,41 @@ class WorkerGuard:
             self.monitor.breaker.record_success()
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
-    def _admit(self) -> None:
-        """Before each sub-batch: the operator's cleanup and pause, then past the breaker as the local
-        Runner does (wait, clean up, unload the model, or give up)."""
-        self._hold()
-        self.monitor.sample()
-        if self.monitor.breaker.state is not BreakerState.OPEN:
-            return
+    def _admit(self) -> bool:
+        """Before each sub-batch: the operator's cleanup and pause, then past the breaker and the headroom
+        as the local Runner does (wait, clean up, unload the model, or give up). True: the headroom braked."""
+        braked = False
+        while True:
+            self._hold()
+            self.monitor.sample()
+            if self.monitor.breaker.state is BreakerState.OPEN:
+                self._wait_open()
+                continue
+            low = self.headroom.latest
+            if low is None or not low.low:
+                return braked
+            braked = True
+            self._wait_headroom(low)
+
+    def _wait_headroom(self, low: Headroom) -> None:
+        """Wait while the headroom is below one batch's cost (cleanups, backoff; give up as an open breaker)."""
+        self.activity = "waiting for memory"
+        self.sub_batch = 0
+        wait = HeadroomWait(self.monitor.config, time.monotonic, low)
+        latest: Headroom | None = low
+        while latest is not None and latest.low and self.monitor.breaker.state is not BreakerState.OPEN:
+            step = wait.step(wait.seen(latest))
+            if step.give_up is not None:
+                raise WorkerGaveUp(f"{self.address}: {step.give_up}")
+            if step.cleanup is not None:
+                wait.cleaned(self.monitor.cleanup(step.cleanup).freed)
+            with self._orders_lock:
+                self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.sleep_s)
+            self._run_cleanup_wanted()
+            self.monitor.sample()
+            latest = self.headroom.latest
+
+    def _wait_open(self) -> None:
         self.activity = "waiting for memory"
         self.sub_batch = 0  # the open breaker admits nothing (the local Runner's batch size 0)
         wait = OpenBreakerWait(self.monitor.config, time.monotonic)
@@ -214,7 +263,6 @@ class WorkerGuard:
                 self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.sleep_s)
             self._run_cleanup_wanted()
             self.monitor.sample()
-        self._hold()  # a pause asked for during the wait holds before the sub-batch
 
     def _hold(self) -> None:
         """Run a cleanup the operator asked for; while the operator's pause holds, start nothing."""

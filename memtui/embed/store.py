@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -25,6 +26,8 @@ from urllib.parse import quote
 import numpy as np
 
 from memtui.embed.lock import CacheLock
+from memtui.embed.vector_check import SUM_TABLE, checksum, fault
+from memtui.embed.wal_owner import STAMP_KEY, check_wal_owner
 from memtui.errors import MemtuiError, RuntimeFailure, StoreError
 from memtui.records import Response
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
@@ -45,6 +48,7 @@ CREATE TABLE domains (domain TEXT PRIMARY KEY, responses INTEGER NOT NULL, count
 """
 _TABLES = {"meta", "embeddings", "responses", "domains"}
 _FIX = "move it away or pass --cache NEW_PATH"
+log = logging.getLogger("memtui")
 
 
 TORCH_BACKEND = "torch"
@@ -206,6 +210,8 @@ def _classify(path: Path, st: os.stat_result) -> None:
     _check_header(path)
     wal = path.with_name(path.name + "-wal")
     replay = wal.exists() and wal.stat().st_size > 0
+    if replay:
+        check_wal_owner(path, wal)  # before any connection could apply another database's WAL
     uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("" if replay else "&immutable=1")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=10)
@@ -357,6 +363,7 @@ class CacheStore:
             conn = cls._connect(path, existed)
             try:
                 stored_dim = cls._init_or_check(conn, path, model_id, dim)
+                cls._add_sum_table(conn, path)
                 if backend != TORCH_BACKEND:
                     cls._add_backend_tables(conn, path)
             except BaseException:
@@ -388,6 +395,16 @@ class CacheStore:
             if _is_full(path, exc):
                 raise disk_full(path, "opening the cache") from None
             raise StoreError(f"cannot prepare cache {path} for other backends ({_reason(exc)}); {_FIX}") from None
+
+    @staticmethod
+    def _add_sum_table(conn: sqlite3.Connection, path: Path) -> None:
+        """Each vector's checksum (memtui.embed.vector_check); idempotent, older caches get it empty."""
+        try:
+            conn.execute(SUM_TABLE)
+        except sqlite3.DatabaseError as exc:
+            if _is_full(path, exc):
+                raise disk_full(path, "opening the cache") from None
+            raise StoreError(f"cannot prepare cache {path} for vector checksums ({_reason(exc)}); {_FIX}") from None
 
     @staticmethod
     def _make_folders(path: Path, created: list[Path]) -> None:
@@ -459,7 +476,7 @@ class CacheStore:
             raise StoreError(f"cannot open cache {path} ({_reason(exc)}); {_FIX}") from None
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns (WAL fsync per commit)
             if existed:
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":
@@ -494,6 +511,7 @@ class CacheStore:
                     ],
                 )
                 conn.execute("COMMIT")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself holds meta: wal_owner's proof
                 return dim
         except sqlite3.DatabaseError as exc:
             if conn.in_transaction:
@@ -522,26 +540,45 @@ class CacheStore:
                 raise StoreError(f"reading cache {self.path} failed ({_reason(exc)}); {_FIX}") from None
 
     def missing(self, keys: Iterable[bytes]) -> set[bytes]:
-        """Keys with no vector yet."""
+        """Keys with no vector yet, or with one that fails its check (it is embedded again and replaced)."""
         wanted = list(dict.fromkeys(keys))
         found: set[bytes] = set()
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._query(f"SELECT key FROM embeddings WHERE key IN ({marks})", chunk))
+        bad: list[str] = []
+        for key, blob, crc in self._stored(wanted):
+            why = fault(key, blob, crc, self.dim)
+            if why is None:
+                found.add(key)
+            else:
+                bad.append(why)
+        if bad:
+            log.warning(
+                "cache %s: %d stored vector(s) damaged (e.g. one %s); embedding them again", self.path, len(bad), bad[0]
+            )
         return set(wanted) - found
+
+    def _stored(self, keys: Sequence[bytes]) -> Iterable[tuple[bytes, bytes, int | None]]:
+        """(key, vector blob, checksum or None) of the keys that have a vector."""
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            yield from self._query(
+                "SELECT e.key, e.vector, s.crc FROM embeddings e LEFT JOIN vector_sums s ON s.key = e.key"
+                f" WHERE e.key IN ({marks})",
+                chunk,
+            )
 
     def vectors_for(self, keys: Iterable[bytes]) -> dict[bytes, np.ndarray]:
         """Stored vectors (read-only float32 views) for the keys that have one."""
         out: dict[bytes, np.ndarray] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys))):
-            marks = ",".join("?" * len(chunk))
-            for key, blob in self._query(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
-                vec = np.frombuffer(blob, dtype="<f4")
-                if self.dim is not None and vec.size != self.dim:
-                    raise StoreError(
-                        f"cache {self.path} has a {vec.size}-dim vector where {self.dim} were expected; {_FIX}"
-                    )
-                out[key] = vec
+        for key, blob, crc in self._stored(list(dict.fromkeys(keys))):
+            why = fault(key, blob, crc, self.dim)
+            if why is not None:
+                raise StoreError(f"cache {self.path} has a damaged vector (it {why}); rerun to embed it again")
+            vec = np.frombuffer(blob, dtype="<f4")
+            if self.dim is not None and vec.size != self.dim:
+                raise StoreError(
+                    f"cache {self.path} has a {vec.size}-dim vector where {self.dim} were expected; {_FIX}"
+                )
+            out[key] = vec
         return out
 
     def key(self, text: str) -> bytes:
@@ -596,7 +633,12 @@ class CacheStore:
                 conn.execute("BEGIN IMMEDIATE")
                 if self.dim is not None:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'dim' AND value = ''", (str(self.dim),))
-                conn.executemany("INSERT OR IGNORE INTO embeddings(key, vector) VALUES (?, ?)", rows)
+                # REPLACE: a damaged vector (embed.vector_check) is overwritten by its new one
+                conn.executemany("INSERT OR REPLACE INTO embeddings(key, vector) VALUES (?, ?)", rows)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO vector_sums(key, crc) VALUES (?, ?)", [(k, checksum(k, b)) for k, b in rows]
+                )
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (STAMP_KEY, repr(time.time())))
                 if self.backend == TORCH_BACKEND:
                     conn.executemany(
                         "INSERT OR REPLACE INTO responses(id, domain, model, prompt_type, key) VALUES (?, ?, ?, ?, ?)",

@@ -9,14 +9,17 @@ per-domain summaries (its last domain may be cut short).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memtui.embed.lock import CacheLock
+from memtui.embed.presence import CachePresence
 from memtui.embed.store import TORCH_BACKEND, CacheStore, DomainSummary, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, read_domains
+from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
+from memtui.jobs.scan_progress import ScanProgress
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
 from memtui.records import DomainGroup, Response
@@ -57,6 +60,8 @@ class CacheJob:
         self.stats = InputStats()
         self._store: CacheStore | None = None
         self._source: InputSource | None = None
+        self._watch: InputWatch | None = None
+        self._presence: CachePresence | None = None
         self._done: set[str] = set()
 
     @property
@@ -75,8 +80,11 @@ class CacheJob:
         lock = CacheLock.acquire(cache) if cache.parent.is_dir() else None
         try:
             self._source = InputSource.open(self.input_path)
+            self._watch = InputWatch(self._source.name, self._source.path)
             sizes = self._scan()
+            self._watch.scan_done()
             self._store = CacheStore.open(cache, self.model_id, lock=lock, backend=self.backend)
+            self._presence = CachePresence(self._store.path)
         except BaseException:
             if self._store is None and lock is not None:
                 lock.release()
@@ -96,7 +104,9 @@ class CacheJob:
 
     def _scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
-        for group in self._scoped(self._read(self.stats)):
+        assert self._source is not None
+        progress = ScanProgress(self._source.name)  # a long scan says it goes on (log lines)
+        for group in self._scoped(self._marked(self.stats, progress)):
             if group.domain in sizes and self.summaries:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
@@ -117,9 +127,47 @@ class CacheJob:
             )
         return sizes
 
-    def _read(self, stats: InputStats) -> Iterator[DomainGroup]:
+    def _read(
+        self,
+        stats: InputStats,
+        progress: Callable[[InputStats], None] | None = None,
+        digest: LineDigest | None = None,
+    ) -> Iterator[DomainGroup]:
         assert self._source is not None
-        return read_domains(self._source.path, strict=self.strict, stats=stats, name=self._source.name)
+        return read_domains(
+            self._source.path, strict=self.strict, stats=stats, name=self._source.name, progress=progress, digest=digest
+        )
+
+    def _marked(self, stats: InputStats, progress: Callable[[InputStats], None]) -> Iterator[DomainGroup]:
+        """The scan's pass: the digest of the lines read at each domain's end (jobs.input_watch)."""
+        assert self._watch is not None
+        digest = LineDigest()
+        for group in self._read(stats, progress, digest):
+            self._watch.scanned_domain(digest)
+            yield group
+
+    def _checked(self, stats: InputStats) -> Iterator[DomainGroup]:
+        """The work's pass: each domain the same bytes as the scan's, before it is embedded."""
+        assert self._watch is not None
+        digest = LineDigest()
+        index = 0
+        try:
+            for group in self._read(stats, digest=digest):
+                self._watch.check_domain(index, digest, group.domain)
+                index += 1
+                yield group
+        except InputChanged:
+            raise
+        except InputError as exc:  # the scan read it all: a break now is a change
+            raise self._watch.check_read_error(exc, index) from None
+        self._watch.check_end(index)
+
+    def check_intact(self) -> None:
+        """Once the work is over: the input is still the file scanned, the cache still at its path."""
+        if self._watch is not None:
+            self._watch.check_file()
+        if self._presence is not None:
+            self._presence.check()
 
     def _check_disk(self, items_left: int) -> None:
         """Refuse to start (before the model loads) when the cache's disk cannot hold the work left."""
@@ -139,7 +187,7 @@ class CacheJob:
 
     def units(self) -> Iterator[DomainGroup]:
         # A second streaming pass: bad lines were counted by open(), so this one keeps its own stats.
-        for group in self._scoped(self._read(InputStats())):
+        for group in self._scoped(self._checked(InputStats())):
             if group.domain not in self._done:
                 yield group
 
@@ -185,6 +233,8 @@ class CacheJob:
                 if self.summaries:
                     summaries.append(self.store.summarize(unit.domain, unit.responses, work.vectors))
         self.store.commit_batch(work.vectors, responses, summaries)
+        if self._presence is not None:
+            self._presence.check()
         return CommitResult(
             completed=tuple(completed),
             items_completed=items_completed,

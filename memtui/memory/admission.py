@@ -22,6 +22,11 @@ sleeps what it is told, so every rule is tested on a fake clock.
 - ``WarningCleanup``: one cleanup on every entry into WARNING.
 - ``OpenBreakerWait``: one episode of an open breaker (cleanups, backoff,
   unloading the model, giving up).
+- ``HeadroomWait``: one episode of low headroom (the headroom to the binding
+  limit, cgroup / MemAvailable / RLIMIT_AS, below one batch's measured cost):
+  the same cleanups, backoff, timeout and floor rule, so a headroom that never
+  comes back ends the run with a reason instead of holding it for ever. While
+  it holds, ``Admission.brake`` gives the next batch the smallest size.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from memtui.memory.batching import Backoff, batch_size_for
 from memtui.memory.breaker import BreakerSnapshot, BreakerState
 from memtui.memory.config import MemoryConfig
+from memtui.memory.headroom import Headroom
 from memtui.memory.units import GB, format_gb
 
 #: Backoff rounds of an open breaker between two cleanups, and before the model is unloaded.
@@ -73,17 +79,27 @@ class Admission:
     def __init__(self, config: MemoryConfig) -> None:
         self.cap: int | None = None  # None: no MemoryError to remember, the breaker's size applies
         self.errors = 0  # consecutive MemoryErrors on a single item
+        self.braked = False  # the headroom was low: the smallest size until a batch goes through
         self._backoff = Backoff.from_config(config)
+
+    def brake(self) -> None:
+        """The headroom fell below one batch's cost: the next batch takes the smallest size (a probe, as
+        at HALF-OPEN), and ``full`` is false, so an adaptive token budget takes its smallest sub-batch."""
+        self.braked = True
 
     def batch_size(self, state: BreakerState, config: MemoryConfig) -> int:
         """How many items the next batch may hold (0: none, the breaker is open)."""
         size = batch_size_for(state, config)
+        if self.braked:
+            size = min(size, config.batch_size_min)
         return size if self.cap is None else min(size, self.cap)
 
     def full(self, state: BreakerState, config: MemoryConfig) -> bool:
-        """Memory allows a whole batch (CLOSED, no MemoryError cap below the maximum). Below that,
-        speed gives way: an adaptive token budget takes its smallest size and learns nothing."""
-        return state is BreakerState.CLOSED and self.batch_size(state, config) >= config.batch_size_max
+        """Memory allows a whole batch (CLOSED, no brake, no MemoryError cap below the maximum). Below
+        that, speed gives way: an adaptive token budget takes its smallest size and learns nothing."""
+        return (
+            state is BreakerState.CLOSED and not self.braked and self.batch_size(state, config) >= config.batch_size_max
+        )
 
     def memory_error(self, batch_len: int, config: MemoryConfig) -> Retry:
         """A batch of ``batch_len`` items raised MemoryError: give up, or retry with half of it."""
@@ -95,8 +111,9 @@ class Admission:
         return Retry(give_up=False, errors=self.errors, size=self.cap, sleep_s=self._backoff.next_delay())
 
     def succeeded(self, config: MemoryConfig) -> None:
-        """A batch went through: forget the errors, grow the cap back by one (AIMD)."""
+        """A batch went through: forget the errors and the brake, grow the cap back by one (AIMD)."""
         self.errors = 0
+        self.braked = False
         self._backoff.reset()
         if self.cap is not None:
             self.cap = self.cap + 1 if self.cap + 1 < config.batch_size_max else None
@@ -216,35 +233,51 @@ class OpenBreakerWait:
         now = self._clock()
         if self._last is None:
             self._last = now
-            return self._wait(cleanup="circuit breaker open")
+            return self._wait(cleanup=self.opening)
         gap = max(0.0, now - self._last)
         self._last = now
         counted = min(gap, self._allowed)
         self.open_s += counted
         self.suspended_s += gap - counted
         if self.remaining_s < TIMEOUT_EPSILON_S:
-            return WaitStep(
-                give_up=(
-                    f"Circuit breaker stayed open {self.open_s:.0f}s (memory {format_gb(rss)}, reset below "
-                    f"{format_gb(self.config.reset_bytes)}); giving up after committing"
-                )
-            )
+            return WaitStep(give_up=self._timeout_reason(rss))
         self.rounds += 1
         if self._escalated or not model_loaded:
             self._escalated = True  # with no model to unload, the escalation is already complete
             self._since_escalation.append(rss)
             floor = self._floor() if self.floor else None
             if floor is not None:
-                return WaitStep(give_up=floor_reason(floor, self.config), floor_bytes=floor)
+                return WaitStep(give_up=self._floor_reason(floor), floor_bytes=floor)
         if model_loaded and (self.rounds >= self.escalate_after or self.open_s >= self.config.breaker_timeout_s / 2):
             self._escalated = True
             self._next_cleanup = self.rounds + self._cleanup_every
+            if not self.unloads:
+                return self._wait(cleanup=self.still)
             return self._wait(cleanup="model unloaded", unload=True)
         cleanup = None
         if self.rounds >= self._next_cleanup:
-            cleanup = "circuit breaker still open"
+            cleanup = self.still
             self._next_cleanup = self.rounds + self._cleanup_every
         return self._wait(cleanup=cleanup)
+
+    # What this wait is for: its cleanups' reasons, its level and its give-up reasons (HeadroomWait's differ).
+    opening = "circuit breaker open"
+    still = "circuit breaker still open"
+    unloads = True  # the escalation unloads the model (HeadroomWait's is a cleanup alone)
+
+    @property
+    def _level(self) -> int:
+        """The measure must fall to this to clear (here RSS, to the reset level)."""
+        return self.config.reset_bytes
+
+    def _timeout_reason(self, measure: int) -> str:
+        return (
+            f"Circuit breaker stayed open {self.open_s:.0f}s (memory {format_gb(measure)}, reset below "
+            f"{format_gb(self.config.reset_bytes)}); giving up after committing"
+        )
+
+    def _floor_reason(self, floor: int) -> str:
+        return floor_reason(floor, self.config)
 
     def _wait(self, *, cleanup: str | None = None, unload: bool = False) -> WaitStep:
         # Never past the deadline: a long backoff must not overshoot breaker_timeout_s.
@@ -259,7 +292,7 @@ class OpenBreakerWait:
             return None
         recent, before = seen[-self.settle_rounds :], seen[: -self.settle_rounds]
         floor = min(recent)
-        if floor <= self.config.reset_bytes or floor < min(before) - FALLING_BYTES:
+        if floor <= self._level or floor < min(before) - FALLING_BYTES:
             return None
         return floor
 
@@ -275,3 +308,59 @@ def floor_reason(floor: int, config: MemoryConfig) -> str:
         f" --warning-memory {warning:.1f} --max-memory {breaker:.1f} (or a --reset-memory above"
         f" {format_gb(floor)})"
     )
+
+
+class HeadroomWait(OpenBreakerWait):
+    """What to do while the headroom stays below one batch's cost: the open breaker's rules, on the headroom.
+
+    The measure ``step`` takes is the headroom's shortfall (``Headroom.shortfall``: how far it is
+    below the all-clear, CLEAR_AT_BATCHES x the cost that raised the warning), which must fall to 0.
+    The same cadence of cleanups, the same backoff, the same timeout (``breaker_timeout_s`` of running
+    time) and the same floor rule: once the escalation rounds have run and the shortfall stays without
+    falling, waiting cannot help and the run ends with the reason. So a headroom that never comes back
+    (a neighbour holding the cgroup) ends the run, never hangs it.
+
+    It does not unload the model (its escalation is a cleanup alone, at the same round): the memory
+    it waits for is mostly others', and a model unloaded to make room would take it back on reload,
+    braking again at once, batch after batch.
+    """
+
+    opening = "memory headroom low"
+    still = "memory headroom still low"
+    unloads = False
+
+    def __init__(
+        self, config: MemoryConfig, clock: Callable[[], float], headroom: Headroom, *, floor: bool = True
+    ) -> None:
+        super().__init__(config, clock, floor=floor)
+        self.headroom = headroom  # the latest reading (``seen``): the give-up reasons name it
+
+    def seen(self, headroom: Headroom) -> int:
+        """Keep the latest reading; returns its shortfall, the measure to pass to ``step``."""
+        self.headroom = headroom
+        return headroom.shortfall
+
+    def step(self, rss: int, model_loaded: bool = True) -> WaitStep:
+        """``rss`` is the shortfall here. The escalation (a cleanup at the same round the breaker would
+        unload) always runs, as if a model were loaded; nothing is unloaded."""
+        return super().step(rss, not self._escalated)
+
+    @property
+    def _level(self) -> int:
+        return 0
+
+    def _timeout_reason(self, measure: int) -> str:
+        h = self.headroom
+        return (
+            f"Memory headroom stayed below one batch's cost for {self.open_s:.0f}s ({h.describe()}, one batch costs "
+            f"up to {format_gb(h.batch_cost_bytes or 0)}); giving up after committing"
+        )
+
+    def _floor_reason(self, floor: int) -> str:
+        h = self.headroom
+        return (
+            f"Memory headroom stays at {h.describe()} after cleanups, below the {format_gb(h.clear_bytes or 0)} "
+            f"the next batch needs (one batch costs up to {format_gb(h.batch_cost_bytes or 0)}) and is not "
+            f"coming back, so waiting cannot help; giving up after committing. Free memory under "
+            f"{h.binds} (or raise its limit) and rerun"
+        )

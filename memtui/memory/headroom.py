@@ -5,7 +5,12 @@ working set (this cgroup or an ancestor), the system's MemAvailable, or
 RLIMIT_AS less the address space in use. One batch's cost is measured, not
 guessed: the largest RSS growth over a recent sub-batch (from its start to its
 peak). When the headroom is below that cost the next batch may get the job
-killed, and the watch says so once, when it starts and when it ends.
+killed: the watch flips ``low`` (said once, when it starts and when it ends), and
+admission brakes on it (``memtui.memory.admission.HeadroomWait``: the smallest
+sub-batch, and a wait with cleanups until the headroom is back). The all-clear is
+judged against the cost that raised the warning, not a later, smaller estimate:
+the recent window forgets the big sub-batch while the job waits, and the next
+batch may be as big again.
 """
 
 from __future__ import annotations
@@ -44,9 +49,16 @@ class Headroom:
     batch_cost_bytes: int | None = None
     #: Below one batch's cost (and not yet back above CLEAR_AT_BATCHES of it).
     low: bool = False
+    #: While low: the headroom that ends it (CLEAR_AT_BATCHES x the cost that raised it).
+    clear_bytes: int | None = None
 
     def describe(self) -> str:
         return f"{format_gb(self.bytes)} to {self.binds}"
+
+    @property
+    def shortfall(self) -> int:
+        """How far the headroom is below its all-clear (0 when not low)."""
+        return max(0, (self.clear_bytes or 0) - self.bytes) if self.low else 0
 
 
 def binding_limit(reading: SystemReading) -> tuple[int, str] | None:
@@ -117,9 +129,10 @@ class HeadroomChange:
         if h.low:
             return (
                 f"⚠️ Memory headroom {h.describe()} is below one batch's measured cost ({cost}): "
-                "the next batch may get this run killed"
+                f"the next batch may get this run killed; holding batches (smallest sub-batch, cleanups) "
+                f"until it is back above {format_gb(h.clear_bytes or 0)}"
             )
-        return f"✅ Memory headroom back to {h.describe()} (one batch costs up to {cost})"
+        return f"✅ Memory headroom back to {h.describe()} (one batch costs up to {cost}): resuming"
 
 
 class HeadroomWatch:
@@ -137,6 +150,7 @@ class HeadroomWatch:
         self._latest: Headroom | None = None
         self._lowest: Headroom | None = None
         self._warnings = 0
+        self._raised_by: int | None = None  # the batch cost that raised the current warning
 
     def observe(self, now: float, rss: int) -> HeadroomChange | None:
         """Feed one sample; re-read the system when due. A change when the low-headroom state flips."""
@@ -156,6 +170,8 @@ class HeadroomWatch:
                 return None
             if latest.low:
                 self._warnings += 1
+            else:
+                self._raised_by = None
             return HeadroomChange(latest)
 
     def _headroom(self, reading: SystemReading, was_low: bool) -> Headroom | None:
@@ -164,8 +180,16 @@ class HeadroomWatch:
             return None
         left, binds = binding
         cost = self.cost.bytes
-        # Enter below one batch's cost; leave only with some room above it.
-        low = cost is not None and cost > 0 and left < (cost * CLEAR_AT_BATCHES if was_low else cost)
+        if was_low and self._raised_by is not None:
+            # Leave only with some room above the cost that raised it (or a larger one since).
+            clear = int(max(self._raised_by, cost or 0) * CLEAR_AT_BATCHES)
+            low = left < clear
+        else:
+            low = cost is not None and cost > 0 and left < cost
+            if low:
+                assert cost is not None
+                self._raised_by = cost
+            clear = int((cost or 0) * CLEAR_AT_BATCHES)
         system, cgroup = reading.system, reading.binding_cgroup()
         return Headroom(
             bytes=left,
@@ -178,6 +202,7 @@ class HeadroomWatch:
             cgroup_limit_bytes=cgroup.limit if cgroup else None,
             batch_cost_bytes=cost,
             low=low,
+            clear_bytes=clear if low else None,
         )
 
     @property

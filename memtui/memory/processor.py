@@ -6,9 +6,12 @@ counts as not processed and is retried smaller). While the breaker is open it
 cleans up and backs off; if memory does not come back within
 ``breaker_timeout_s`` it gives up and returns what was not processed.
 
-Every rule (batch sizes, MemoryError retries, the open-breaker wait) is
-``memtui.memory.admission``'s, shared with the engine; this loop only applies
-them to ``fn``.
+Every rule (batch sizes, MemoryError retries, the open-breaker wait, the
+low-headroom brake) is ``memtui.memory.admission``'s, shared with the engine;
+this loop only applies them to ``fn``. With a ``HeadroomWatch`` it brakes as the
+engine does: each ``fn(batch)`` is one batch's measured cost, and while the
+headroom to the binding limit (cgroup, MemAvailable, RLIMIT_AS) is below it the
+loop takes the smallest batch and waits, with cleanups, or gives up.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from memtui.memory.admission import Admission, OpenBreakerWait, WarningCleanup
+from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
 from memtui.memory.breaker import BreakerState
 from memtui.memory.config import MemoryConfig
+from memtui.memory.headroom import Headroom, HeadroomChange, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.units import GB
 
@@ -37,18 +41,40 @@ class SmartBatchProcessor:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        headroom: HeadroomWatch | None = None,
     ) -> None:
+        """``headroom``: brake on the headroom to the binding limit (None: the breaker alone)."""
         self.monitor = monitor
         if config is not None:
             monitor.set_config(config)
         self._sleep = sleep
         self._clock = clock
+        self.headroom = headroom
 
     @property
     def config(self) -> MemoryConfig:
         return self.monitor.config
 
     def process_with_memory_awareness(self, items: Iterable[T], fn: Callable[[list[T]], Any]) -> dict[str, Any]:
+        if self.headroom is None:
+            return self._process(items, fn)
+        self.monitor.add_sample_listener(self._on_sample)
+        try:
+            return self._process(items, fn)
+        finally:
+            self.monitor.remove_sample_listener(self._on_sample)
+
+    def _on_sample(self, now: float, rss: int) -> None:
+        assert self.headroom is not None
+        change: HeadroomChange | None = self.headroom.observe(now, rss)
+        if change is not None:
+            (log.warning if change.low else log.info)("%s", change.message)
+
+    def _low_headroom(self) -> Headroom | None:
+        latest = self.headroom.latest if self.headroom is not None else None
+        return latest if latest is not None and latest.low else None
+
+    def _process(self, items: Iterable[T], fn: Callable[[list[T]], Any]) -> dict[str, Any]:
         monitor, breaker = self.monitor, self.monitor.breaker
         pending = list(items)
         start_trips, start_warnings, start_cleanups = breaker.trips, monitor.warnings, monitor.cleanups
@@ -69,8 +95,9 @@ class SmartBatchProcessor:
             if warning_cleanup.due(snap):
                 monitor.cleanup(f"breaker {state.label}")
                 continue  # re-judge after the cleanup
+            low = self._low_headroom()
             if state is BreakerState.OPEN:
-                if wait is None:
+                if wait is None or isinstance(wait, HeadroomWait):
                     wait = OpenBreakerWait(self.config, self._clock, floor=False)
                 step = wait.step(monitor.rss_bytes, model_loaded=False)
                 if step.give_up is not None:
@@ -85,10 +112,29 @@ class SmartBatchProcessor:
                     monitor.cleanup(step.cleanup)
                 self._sleep(step.sleep_s)
                 continue
+            if low is not None:  # the brake: the headroom is below one batch's cost
+                if not isinstance(wait, HeadroomWait):
+                    wait = HeadroomWait(self.config, self._clock, low, floor=False)
+                    admission.brake()
+                step = wait.step(wait.seen(low))
+                if step.give_up is not None:
+                    status, reason = "aborted", step.give_up
+                    log.error("🚨 %s", reason)
+                    break
+                if step.cleanup is not None:
+                    wait.cleaned(monitor.cleanup(step.cleanup).freed)
+                self._sleep(step.sleep_s)
+                continue
             wait = None
             batch = pending[position : position + admission.batch_size(state, self.config)]
             try:
-                result = fn(batch)
+                if self.headroom is not None:
+                    self.headroom.cost.begin(monitor.sample())
+                try:
+                    result = fn(batch)
+                finally:
+                    if self.headroom is not None:
+                        self.headroom.cost.end(monitor.sample())
             except MemoryError:
                 retry = admission.memory_error(len(batch), self.config)
                 if retry.give_up:

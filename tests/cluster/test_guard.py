@@ -15,13 +15,15 @@ import pytest
 pytest.importorskip("distributed")
 
 from memtui import wire
-from memtui.cluster.plugin import PAUSE_LEASE_S, Orders, WorkerGuard
+from memtui.cluster.plugin import PAUSE_LEASE_S, Orders, WorkerGaveUp, WorkerGuard
 from memtui.cluster.rows import newer, recent_peaks, report_entry, worker_row
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.memory.breaker import BreakerState
+from memtui.memory.headroom import HeadroomWatch
 from memtui.memory.units import GB, MB
 from memtui.runner import Runner
+from tests.memory.test_headroom import Tree
 from tests.support.executors import FakeExecutor
 from tests.support.fakes import FakeClock
 from tests.support.inputs import write_input
@@ -174,3 +176,38 @@ def test_a_worker_gives_its_token_budget_the_smallest_size_when_memory_allows_le
     guard._embed(["c", "d"])
     assert embedder.tight[0] is False and embedder.tight[-1] is True
     assert guard.monitor.breaker.state is BreakerState.WARNING
+
+
+# -- the headroom brake, as the local Runner's -------------------------------------------------------
+
+
+def _braked_guard(tmp_path, clock, **config):
+    tree = Tree(tmp_path)  # a v2 cgroup with a 2GB limit on a fake tree
+    watch = HeadroomWatch(tree.reader(), every_s=0.0)
+    cfg = CONFIG.replace(backoff_initial_s=0.01, backoff_max_s=0.05, **config)
+    guard = WorkerGuard("tcp://127.0.0.1:4000", None, "torch", cfg, None, name="0", clock=clock, headroom=watch)
+    guard.monitor.add_sample_listener(guard._on_sample)  # what start() does, without the sampler thread
+    watch.cost.begin(500 * MB)
+    watch.cost.end(600 * MB)  # one sub-batch cost 100MB
+    tree.use(2 * GB - 60 * MB)  # a neighbour leaves 60MB
+    guard.monitor.sample()
+    assert watch.latest is not None and watch.latest.low
+    return guard, tree
+
+
+def test_a_worker_holds_its_sub_batch_while_the_headroom_is_low_then_takes_the_smallest(tmp_path, clock):
+    guard, tree = _braked_guard(tmp_path, clock)
+    braked: list[bool] = []
+    thread = threading.Thread(target=lambda: braked.append(guard._admit()), daemon=True)
+    thread.start()
+    _until(lambda: guard.activity == "waiting for memory" and guard.monitor.cleanups >= 1, "the worker waits")
+    assert thread.is_alive() and guard.sub_batch == 0
+    tree.use(1 * GB)  # the neighbour leaves
+    thread.join(timeout=30)
+    assert braked == [True], "the next sub-batch takes the smallest share"
+
+
+def test_a_worker_whose_headroom_never_comes_back_gives_up_with_the_reason(tmp_path, clock):
+    guard, _tree = _braked_guard(tmp_path, clock, breaker_timeout_s=60.0)
+    with pytest.raises(WorkerGaveUp, match="Memory headroom stays at 0.06GB to cgroup v2 /job after cleanups"):
+        guard._admit()

@@ -200,6 +200,42 @@ def test_window_gives_the_model_the_same_ids_and_vector_as_the_whole_text(real_e
         assert len(window) < len(text)  # the cut happened (a text that is one word cannot be cut)
 
 
+#: Where the window's first cut lands (WINDOW_CHARS_PER_TOKEN x the model's 256 tokens).
+FIRST_CUT = 8 * 256
+
+
+def _long_word_at_the_cut(tokenizer, length: int, inside: int) -> str:
+    """About 250 tokens of English, spaces (no tokens) up to the first cut, then a ``length``-character word
+    with ``inside`` of its characters before the cut, then English to 20k characters. BERT's WordPiece
+    turns a word over 100 characters into one [UNK]; the cut's part of it (100 or fewer) into dozens of
+    pieces: a cut counting that partial word as settled would reach the window on tokens that the whole
+    text never has, among its first 256."""
+    head = ""
+    for i in range(2000):
+        head += WORDS[i % len(WORDS)] + " "
+        if len(tokenizer(head, add_special_tokens=False)["input_ids"]) >= 250:
+            break
+    start = FIRST_CUT - inside
+    assert len(head) < start, "the head must fit before the long word"
+    rng = np.random.default_rng(length * 1000 + inside)
+    word = "".join(chr(c) for c in rng.integers(ord("a"), ord("z") + 1, length))
+    tail = " ".join(WORDS[i % len(WORDS)] for i in range(4000))
+    return (head + " " * (start - len(head)) + word + " " + tail)[:20_000]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("length", "inside"), [(101, 1), (101, 60), (101, 100), (130, 99), (160, 40), (160, 120)])
+def test_a_101_to_160_character_word_at_the_cut_keeps_the_first_256_ids(real_embedder, length, inside):
+    model = real_embedder.load()
+    text = _long_word_at_the_cut(model.tokenizer, length, inside)
+    whole = model.tokenize([text])["input_ids"][0].tolist()
+    assert len(whole) == real_embedder.max_seq_length == 256
+    assert model.tokenizer.unk_token_id in whole, "the long word is one [UNK] within the window"
+    window = real_embedder.window(text)
+    assert text.startswith(window) and len(window) < len(text)
+    assert model.tokenize([window])["input_ids"][0].tolist() == whole
+
+
 @pytest.mark.model
 def test_window_at_random_lengths_never_changes_the_ids(real_embedder):
     """Texts of random words, random spacing and random scripts, cut wherever the doubling lands."""

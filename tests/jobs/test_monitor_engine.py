@@ -142,7 +142,7 @@ def make_engine(children: list[Child], config: MemoryConfig, **kw) -> MonitorEng
     return MonitorEngine([PidProbe(c.pid) for c in children], config, **kw)
 
 
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 10.0):
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -11,7 +11,15 @@ import json
 import pytest
 
 from memtui.memory import BreakerState, BreakerTransition, CircuitBreaker, MemoryConfig
-from memtui.memory.admission import ESCALATE_AFTER_ROUNDS, SETTLE_ROUNDS, Admission, OpenBreakerWait, WarningCleanup
+from memtui.memory.admission import (
+    ESCALATE_AFTER_ROUNDS,
+    SETTLE_ROUNDS,
+    Admission,
+    HeadroomWait,
+    OpenBreakerWait,
+    WarningCleanup,
+)
+from memtui.memory.headroom import CLEAR_AT_BATCHES, Headroom
 from tests.memory.fakes import FakeClock, gb
 from tests.support.cli import memtui
 from tests.support.inputs import write_input
@@ -109,13 +117,16 @@ def test_the_cli_ends_early_when_the_breaker_is_below_memtuis_own_floor(tmp_path
         "0.04",
         "--backoff-max",
         "0.5",
-        timeout=120,
+        "--breaker-timeout",
+        "3600",
+        timeout=900,
     )
     report = json.loads(result.stdout)
     assert result.returncode == 1, result.stderr
     assert report["status"] == "aborted" and report["memory_floor_gb"] > 0.04
     assert "floor" in report["reason"] and "--max-memory" in report["reason"]
-    assert report["duration_s"] < 60
+    # Ended by the floor, not by the hour's timeout (no speed assumed: a loaded machine may take minutes).
+    assert report["duration_s"] < 3600 and "stayed open" not in report["reason"]
     assert "Traceback" not in result.stderr and "floor" in result.stderr
 
 
@@ -284,3 +295,85 @@ def test_a_full_admission_is_closed_and_uncapped():
     for _ in range(4):
         admission.succeeded(config)
     assert admission.full(BreakerState.CLOSED, config)
+
+
+# -- the headroom brake ---------------------------------------------------------------------------
+
+
+def low_headroom(left: int, cost: int = gb(0.3)) -> Headroom:
+    return Headroom(
+        bytes=left,
+        binds="cgroup v1 /jobs/a",
+        batch_cost_bytes=cost,
+        low=True,
+        clear_bytes=int(cost * CLEAR_AT_BATCHES),
+    )
+
+
+def drive_headroom(wait: HeadroomWait, clock: FakeClock, left_of_round, rounds: int = 100):
+    """Run the brake's wait like the runner does: pass each round's reading, sleep what it says."""
+    steps = []
+    for i in range(rounds):
+        step = wait.step(wait.seen(low_headroom(left_of_round(i))))
+        steps.append(step)
+        if step.give_up:
+            break
+        clock.sleep(step.sleep_s)
+    return steps
+
+
+def test_the_brake_takes_the_smallest_size_until_a_batch_goes_through():
+    admission = Admission(POLICY)
+    admission.brake()
+    assert admission.batch_size(BreakerState.CLOSED, POLICY) == POLICY.batch_size_min
+    assert not admission.full(BreakerState.CLOSED, POLICY), "the token budget takes its smallest sub-batch"
+    assert admission.batch_size(BreakerState.OPEN, POLICY) == 0
+    admission.succeeded(POLICY)
+    assert admission.batch_size(BreakerState.CLOSED, POLICY) == POLICY.batch_size_max
+    assert admission.full(BreakerState.CLOSED, POLICY)
+
+
+def test_a_headroom_that_never_comes_back_ends_the_wait_with_a_reason_never_unloading():
+    """A neighbour holds the cgroup: the open breaker's cadence and floor rule end it, no hang, no unload."""
+    clock = FakeClock()
+    wait = HeadroomWait(CONFIG, clock, low_headroom(gb(0.1)))
+    steps = drive_headroom(wait, clock, lambda i: gb(0.1))
+    assert not any(s.unload for s in steps), "the brake never unloads the model"
+    assert steps[0].cleanup == "memory headroom low"
+    assert steps[ESCALATE_AFTER_ROUNDS].cleanup == "memory headroom still low"
+    last = steps[-1]
+    assert last.give_up and len(steps) == 1 + ESCALATE_AFTER_ROUNDS + SETTLE_ROUNDS + 1, "the breaker's floor rule"
+    assert "0.10GB to cgroup v1 /jobs/a" in last.give_up and "cgroup v1 /jobs/a" in last.give_up
+    assert "waiting cannot help" in last.give_up and "giving up after committing" in last.give_up
+    assert wait.open_s < 60 < CONFIG.breaker_timeout_s
+
+
+def test_a_headroom_coming_back_slowly_is_waited_for_until_the_timeout():
+    clock = FakeClock()
+    wait = HeadroomWait(CONFIG.replace(breaker_timeout_s=40.0), clock, low_headroom(gb(0.1)))
+    rising = lambda i: gb(0.1) + i * gb(0.02)  # noqa: E731 - 20 MB more every round, never past the clear level
+    steps = drive_headroom(wait, clock, lambda i: min(rising(i), gb(0.37)))
+    assert steps[-1].give_up and "stayed below one batch's cost for 40s" in steps[-1].give_up
+    assert wait.open_s == pytest.approx(40.0)
+
+
+def test_without_floor_detection_a_flat_headroom_waits_out_the_timeout():
+    clock = FakeClock()
+    wait = HeadroomWait(CONFIG.replace(breaker_timeout_s=30.0), clock, low_headroom(gb(0.1)), floor=False)
+    steps = drive_headroom(wait, clock, lambda i: gb(0.1))
+    assert steps[-1].give_up and "stayed below" in steps[-1].give_up
+    assert wait.open_s == pytest.approx(30.0)
+
+
+def test_cleanups_that_free_nothing_back_off_in_the_brake_too():
+    clock = FakeClock()
+    wait = HeadroomWait(CONFIG.replace(breaker_timeout_s=10_000), clock, low_headroom(gb(0.1)), floor=False)
+    cleanups = []
+    for i in range(40):
+        step = wait.step(wait.seen(low_headroom(gb(0.1))))
+        if step.cleanup:
+            cleanups.append(i)
+            wait.cleaned(0)
+        clock.sleep(step.sleep_s)
+    gaps = [b - a for a, b in zip(cleanups, cleanups[1:])]
+    assert gaps[:3] == [3, 12, 24], gaps  # each cleanup that freed nothing doubles the rounds to the next

@@ -68,8 +68,10 @@ def test_watch_reads_once_a_second_and_warns_once_per_crossing(tmp_path):
     assert change.headroom.bytes == 248 * MB
     assert change.message == (
         "⚠️ Memory headroom 0.24GB to cgroup v2 /job is below one batch's measured cost (0.29GB): "
-        "the next batch may get this run killed"
+        "the next batch may get this run killed; holding batches (smallest sub-batch, cleanups) "
+        "until it is back above 0.37GB"
     )
+    assert change.headroom.clear_bytes == int(300 * MB * CLEAR_AT_BATCHES)
     assert watch.observe(2.0, 0) is None  # still low: said once
     assert watch.latest.low
 
@@ -80,7 +82,9 @@ def test_watch_reads_once_a_second_and_warns_once_per_crossing(tmp_path):
     tree.use(1 * GB)
     change = watch.observe(4.0, 0)
     assert change is not None and not change.low
-    assert change.message == "✅ Memory headroom back to 1.00GB to cgroup v2 /job (one batch costs up to 0.29GB)"
+    assert change.message == (
+        "✅ Memory headroom back to 1.00GB to cgroup v2 /job (one batch costs up to 0.29GB): resuming"
+    )
     assert watch.lowest.bytes == 248 * MB
     assert watch.warnings == 1
 
@@ -111,3 +115,29 @@ def test_monitor_samples_feed_the_watch_and_the_cost(tmp_path):
     clock.advance(5)
     monitor.sample()
     assert watch.latest.bytes == 1 * GB  # no longer listening
+
+
+def test_the_all_clear_is_judged_against_the_cost_that_raised_the_warning(tmp_path):
+    """While the job waits, the recent window may forget the big sub-batch (a smaller estimate): the
+    warning still ends only with CLEAR_AT_BATCHES x the cost that raised it, since the next batch may be
+    as big again."""
+    tree = Tree(tmp_path)
+    watch = HeadroomWatch(tree.reader())
+    watch.cost = BatchCost(recent=1)
+    measured(watch, 300 * MB)
+    tree.use(1800 * MB)  # 248MB left
+    change = watch.observe(0.0, 0)
+    assert change is not None and change.low
+    measured(watch, 50 * MB)  # a small sub-batch since: the estimate is now 50MB
+    assert watch.cost.bytes == 50 * MB
+    tree.use(2 * GB - 340 * MB)  # 340MB: far above the new 50MB, below 1.25 x 300MB = 375MB
+    assert watch.observe(1.0, 0) is None
+    assert watch.latest.low and watch.latest.clear_bytes == int(300 * MB * CLEAR_AT_BATCHES)
+    assert watch.latest.shortfall == int(300 * MB * CLEAR_AT_BATCHES) - 340 * MB
+    tree.use(2 * GB - 380 * MB)  # past the margin over the raising cost: clear
+    change = watch.observe(2.0, 0)
+    assert change is not None and not change.low and watch.latest.shortfall == 0
+    # the next warning is raised by the cost of its own time
+    tree.use(2 * GB - 40 * MB)
+    change = watch.observe(3.0, 0)
+    assert change is not None and change.low and change.headroom.clear_bytes == int(50 * MB * CLEAR_AT_BATCHES)

@@ -202,7 +202,7 @@ def test_cleanup_resamples_so_the_breaker_sees_the_drop(config, clock):
 # -- the sampler thread (real time, but only waiting for it to run, never for a state machine) --
 
 
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

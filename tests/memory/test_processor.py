@@ -5,6 +5,10 @@ import random
 import pytest
 
 from memtui.memory import Cleaner, MemoryConfig, MemoryMonitor, SmartBatchProcessor
+from memtui.memory.headroom import HeadroomWatch
+from memtui.memory.units import GB as GB_
+from memtui.memory.units import MB as MB_
+from tests.memory.test_headroom import Tree
 
 from .fakes import FakeClock, ScriptedProbe, gb
 
@@ -412,3 +416,73 @@ def test_peak_is_this_runs_not_the_monitors_lifetime(monitor, probe, clock):
     assert monitor.peak_bytes == gb(1.4)  # the monitor's own peak is left alone
     result = processor(monitor, clock).process_with_memory_awareness([0], Recorder(lambda b: probe.set_gb(1.45)))
     assert result["peak_memory_gb"] == pytest.approx(1.45)
+
+
+# -- the headroom brake ---------------------------------------------------------------------------
+
+
+def braked_processor(monitor, probe, clock, tmp_path, sleep_hook=None):
+    """A processor with a HeadroomWatch on a fake v2 tree (2GB limit); each batch grows RSS by 100MB for its
+    duration (one batch's measured cost)."""
+    tree = Tree(tmp_path)
+    watch = HeadroomWatch(tree.reader())
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if sleep_hook is not None:
+            sleep_hook(tree)
+
+    def grow(batch):
+        probe.rss += 100 * MB_
+        monitor.sample()  # the peak, inside the batch
+        probe.rss -= 100 * MB_
+        clock.advance(1.0)
+
+    return SmartBatchProcessor(monitor, sleep=sleep, clock=clock, headroom=watch), tree, Recorder(grow)
+
+
+def test_low_headroom_holds_batches_with_cleanups_then_resumes_at_the_smallest_size(
+    monitor, probe, clock, tmp_path, memlog
+):
+    waited = []
+
+    def neighbour_leaves(tree):
+        waited.append(clock())
+        if len(waited) == 5:
+            tree.use(1 * GB_)  # 1GB left: past 1.25 x 100MB
+
+    proc, tree, rec = braked_processor(monitor, probe, clock, tmp_path, neighbour_leaves)
+    calls_before = []
+
+    def squeeze(batch):
+        rec(batch)
+        calls_before.append(len(waited))
+        if len(rec.ok) == 2:
+            tree.use(2 * GB_ - 60 * MB_)  # a neighbour: 60MB left, below the 100MB one batch costs
+
+    result = proc.process_with_memory_awareness(list(range(20)), squeeze)
+    assert result["status"] == "success" and result["processed"] == 20
+    assert len(waited) >= 5, "it waited while the headroom was low"
+    third = rec.calls[2]
+    assert calls_before[2] >= 5, "no batch ran while the headroom was below one batch's cost"
+    assert len(third) == monitor.config.batch_size_min, "the first batch after the brake is the smallest"
+    assert rec.sizes[3] == monitor.config.batch_size_max
+    lows = [r for r in memlog.records if "below one batch's measured cost" in r.getMessage()]
+    backs = [r for r in memlog.records if "Memory headroom back" in r.getMessage()]
+    assert len(lows) == 1 and len(backs) == 1, "one line each way, not one per batch or per round"
+    assert result["cleanups"] >= 2, "the wait cleaned up (on entering, then at the escalation round)"
+
+
+def test_a_headroom_that_never_comes_back_ends_the_call_with_a_reason(monitor, probe, clock, tmp_path, memlog):
+    proc, tree, rec = braked_processor(monitor, probe, clock, tmp_path)
+
+    def squeeze(batch):
+        rec(batch)
+        tree.use(2 * GB_ - 60 * MB_)
+
+    result = proc.process_with_memory_awareness(list(range(20)), squeeze)
+    assert result["status"] == "aborted"
+    assert "Memory headroom stayed below one batch's cost" in result["reason"]
+    assert result["processed"] < 20 and result["unprocessed"] == list(range(20))[result["processed"] :]
+    assert len(rec.ok) <= 2, "once the watch read the low headroom (at most a second late) no batch ran"
+    assert "for 10s" in result["reason"], "the breaker's timeout (10 s of running time) ended it"

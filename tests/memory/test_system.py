@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from memtui.memory.headroom import binding_limit
+from memtui.memory.headroom import HeadroomWatch, binding_limit
 from memtui.memory.system import SystemReader, read_cgroups, read_meminfo
 from memtui.memory.units import GB, MB
 
@@ -119,6 +119,77 @@ def test_v2_limit_below_memavailable_and_rlimit_binds_when_lowest(tmp_path):
     assert binding_limit(SystemReader(proc, root, getrlimit=None).read()) == (3000 * MB, "system MemAvailable")
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_nested_limits_the_tighter_ancestor_binds_not_the_nearest(tmp_path, version):
+    """Own 4GB (3.5GB left), its parent 3GB (1GB left), the grandparent 2GB with busy siblings (200MB
+    left), the root unlimited: the grandparent binds, though the job's own cgroup and its parent have a
+    limit of their own. Then the grandparent's siblings leave: the parent binds; then the job's own."""
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    write(proc / "meminfo", meminfo(65536, 60000))
+    if version == 1:
+        write(proc / "self" / "cgroup", "4:memory:/team/jobs/a\n0::/\n")
+        mount = root / "memory"
+
+        def group(folder, used, limit):
+            v1_group(folder, usage=used + 10 * MB, limit=limit, inactive=10 * MB)
+
+        group(mount, 20 * GB, V1_UNLIMITED)
+    else:
+        write(proc / "self" / "cgroup", "0::/team/jobs/a\n")
+        mount = root
+        write(root / "cgroup.controllers", "cpu memory\n")
+
+        def group(folder, used, limit):
+            v2_group(folder, current=used + 10 * MB, max_=limit, inactive=10 * MB)
+
+    group(mount / "team", 1848 * MB, str(2 * GB))
+    group(mount / "team" / "jobs", 2 * GB, str(3 * GB))
+    group(mount / "team" / "jobs" / "a", 512 * MB, str(4 * GB))
+    reading = SystemReader(proc, root, getrlimit=None).read()
+    assert [c.path for c in reading.cgroups] == ["/team/jobs/a", "/team/jobs", "/team"], "every limited ancestor"
+    assert binding_limit(reading) == (200 * MB, f"cgroup v{version} /team")
+    watch = HeadroomWatch(SystemReader(proc, root, getrlimit=None))
+    watch.observe(0.0, 0)
+    assert (watch.latest.bytes, watch.latest.binds, watch.latest.cgroup_limit_bytes) == (
+        200 * MB,
+        f"cgroup v{version} /team",
+        2 * GB,
+    )
+    group(mount / "team", 1 * GB, str(2 * GB))  # the siblings left: 1GB left there, 1GB in /team/jobs
+    group(mount / "team" / "jobs", 2 * GB + 1, str(3 * GB))
+    assert binding_limit(SystemReader(proc, root, getrlimit=None).read()) == (
+        1 * GB - 1,
+        f"cgroup v{version} /team/jobs",
+    )
+    group(mount / "team" / "jobs" / "a", 3996 * MB, str(4 * GB))  # the job's own limit is nearest now
+    assert binding_limit(SystemReader(proc, root, getrlimit=None).read()) == (
+        100 * MB,
+        f"cgroup v{version} /team/jobs/a",
+    )
+
+
+def test_a_hybrid_host_with_v2_memory_on_unified_is_read_by_the_headroom(tmp_path):
+    """systemd's hybrid layout: v1 hierarchies for other controllers, the v2 one (with memory) at unified/."""
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    write(proc / "self" / "cgroup", "5:cpu,cpuacct:/job.scope\n1:name=systemd:/job.scope\n0::/job.scope\n")
+    write(proc / "meminfo", meminfo(16384, 12000))
+    write(root / "cpu,cpuacct" / "job.scope" / "cpu.shares", "1024\n")  # v1, but not memory
+    write(root / "unified" / "cgroup.controllers", "memory pids\n")
+    v2_group(root / "unified" / "job.scope", current=700 * MB, max_=str(1 * GB), inactive=100 * MB, swap=0)
+    watch = HeadroomWatch(SystemReader(proc, root, getrlimit=None))
+    watch.cost.begin(0)
+    watch.cost.end(500 * MB)  # one batch costs 500MB: more than the 424MB left
+    change = watch.observe(0.0, 0)
+    assert change is not None and change.low
+    h = watch.latest
+    assert (h.bytes, h.binds, h.cgroup, h.cgroup_limit_bytes) == (
+        1 * GB - 600 * MB,
+        "cgroup v2 /job.scope",
+        "cgroup v2 /job.scope",
+        1 * GB,
+    )
+
+
 def test_namespace_path_missing_under_the_mount_reads_the_mount_root(tmp_path):
     """A container without its own cgroup namespace names a host path; the mount's root is its cgroup."""
     proc, root = tmp_path / "proc", tmp_path / "cgroup"
@@ -155,7 +226,7 @@ V1_MOUNT = Path("/sys/fs/cgroup/memory")
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from memtui.memory.headroom import binding_limit
+    from memtui.memory.headroom import HeadroomWatch, binding_limit
     from memtui.memory.system import SystemReader
     held = bytearray(int(sys.argv[1]))
     for i in range(0, len(held), 4096):
@@ -219,3 +290,35 @@ def test_real_v1_cgroup_readings_match_the_kernel():
         if child is not None:
             child.communicate("", timeout=30)
         folder.rmdir()
+
+
+def test_real_nested_v1_cgroups_the_tighter_parent_binds():
+    """A job in its own cgroup (1GB) inside a parent of 300MB: the kernel charges the parent too, and the
+    parent's limit, the tighter one, is the headroom's."""
+    parent = make_v1_cgroup(limit=300 * MB)
+    own = parent / "job"
+    child = None
+    try:
+        own.mkdir()
+        (own / "memory.limit_in_bytes").write_text(str(1 * GB))
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(100 * MB)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: (own / "cgroup.procs").write_text(str(os.getpid())),
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert child.stdout is not None
+        seen = json.loads(child.stdout.readline())
+        assert seen["path"] == f"/{parent.name}/job" and seen["limit"] == 1 * GB
+        headroom, binds = seen["binding"]
+        assert binds == f"cgroup v1 /{parent.name}"
+        # the parent's working set holds the child's (hierarchical accounting): less than 200MB left
+        assert 0 < headroom <= 200 * MB
+    finally:
+        if child is not None:
+            child.communicate("", timeout=30)
+        if own.exists():
+            own.rmdir()
+        parent.rmdir()

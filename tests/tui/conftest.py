@@ -80,7 +80,7 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         rig.executor.release()
 
 
-async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
     """Let the app run until ``predicate`` holds (fails the test after ``timeout`` seconds)."""
     deadline = time.monotonic() + timeout
     while not predicate():

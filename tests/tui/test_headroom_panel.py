@@ -1,6 +1,7 @@
 """The memory panel's headroom lines at 80x24 and 60x20: no cgroup, a cgroup with room, and room for less than
-one batch (the warning). A frozen run (frozen.py) with a headroom watch on a fake /proc and /sys tree, so every
-number is known; each line must fit its panel, and the panel must not overlap the next one."""
+one batch (the warning, the brake holding the run). A frozen run (frozen.py) with a headroom watch on a fake
+/proc and /sys tree, so every number is known; each line must fit its panel, and the panel must not overlap
+the next one."""
 
 from __future__ import annotations
 
@@ -75,12 +76,21 @@ def frozen_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         run.release()
 
 
-async def _held(pilot, run: FrozenRun) -> None:
-    for _ in range(500):
-        if run.held:
+async def _held(pilot, run: FrozenRun, *, braked: bool = False) -> None:
+    """Until the run is held at its point; with ``braked``, until the headroom brake holds it (it never
+    reaches that point: below one batch's cost, no sub-batch starts)."""
+
+    def there() -> bool:
+        if braked:
+            snap = run.runner.snapshot()
+            return snap.phase == "waiting for memory" and snap.headroom is not None and snap.headroom.low
+        return run.held
+
+    for _ in range(1500):
+        if there():
             break
         await pilot.pause(0.02)
-    assert run.held, "the frozen run never reached its point"
+    assert there(), "the frozen run never reached its point"
     pilot.app.tick(force_chart=True)
     await pilot.pause()
     pilot.app.tick(force_chart=True)  # once more: the readings line fits the width laid out by the first
@@ -93,8 +103,9 @@ async def test_headroom_lines_fit_and_tell_the_state(frozen_with, state, size):
     tree, headroom, readings = STATES[state]
     run = frozen_with(tree)
     app = run.app()
+    low = state == "below one batch"
     async with app.run_test(size=size) as pilot:
-        await _held(pilot, run)
+        await _held(pilot, run, braked=low)
         d = app.dashboard
         panel, text = d.query_one("#memory"), d.query_one("#memory-text")
         lines = str(text.render()).splitlines()
@@ -108,7 +119,6 @@ async def test_headroom_lines_fit_and_tell_the_state(frozen_with, state, size):
         progress = d.query_one("#progress")
         assert panel.region.bottom <= progress.region.y, "the memory panel overlaps what is under it"
         assert progress.region.bottom <= app.size.height - 1, "the progress panel is pushed off the screen"
-        low = state == "below one batch"
         assert panel.has_class("-headroom-low") is low
         assert ("headroom below one batch" in panel.border_title) is low
         warned = [line for line in d.gc_log.lines_text() if "below one batch's measured cost" in line]

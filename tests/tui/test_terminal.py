@@ -71,7 +71,7 @@ class Terminal:
                 return
             self.output += chunk
 
-    def wait_for_text(self, text: bytes, timeout: float = 20.0) -> None:
+    def wait_for_text(self, text: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.output:
             assert time.monotonic() < deadline, f"{text!r} never appeared on the terminal"
@@ -102,7 +102,7 @@ def committed(tmp: Path) -> int:
         con.close()
 
 
-def wait_for_domains(term: Terminal, tmp: Path, n: int, timeout: float = 20.0) -> None:
+def wait_for_domains(term: Terminal, tmp: Path, n: int, timeout: float = 60.0) -> None:
     """The screen is up, and the cache holds ``n`` finished domains (the GC log holds no batch lines)."""
     term.wait_for_text(b"GC log")
     deadline = time.monotonic() + timeout
