@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="cache mode on an existing Dask cluster (tcp://HOST:PORT); needs memtui[distributed]",
+        help="cache mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
+        "client TLS config; its scheduler can run code in memtui); needs memtui[distributed]",
     )
     run.add_argument(
         "--texts",
@@ -327,6 +328,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
         raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    if getattr(args, "scheduler", None):  # an address memtui cannot use: exit 2 before any work
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+        from memtui.cluster.address import scheduler_address  # noqa: PLC0415
+
+        require_distributed()
+        args.scheduler = scheduler_address(args.scheduler)
     thresholds = monitor.thresholds
     assert thresholds is not None  # make_monitor resolved them
     if args.mode == "monitor":

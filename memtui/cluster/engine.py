@@ -19,10 +19,14 @@ another loop: instead of encoding batches itself, it
 - quarantines a domain whose task was on two workers that died (Dask's ``KilledWorker``, with
   ``allowed-failures`` = 1): named in the report, not retried for ever; the run ends ``partial``;
 - steers every worker as the operator steers the client: a pause holds each worker before its next
-  sub-batch (and the client submits nothing), a stop lets the tasks in flight finish and commits
-  them; cleanups and threshold changes go to every worker (``Client.run``). The pause and the
-  levels are ``Orders`` with a version: a worker whose row shows an older version (one that joined
-  later, or missed a message) gets them again at the next poll, and a pause is renewed while it lasts;
+  sub-batch (and the client submits nothing), a stop lets the tasks in flight finish (for at most
+  ``STOP_GRACE_S``; later ones are cancelled and left for the next run) and commits them; cleanups and
+  threshold changes go to every worker (``Client.run``). The pause and the levels are ``Orders``
+  with a version: a worker whose row shows an older version (one that joined later, or missed a
+  message) gets them again at the next poll, and a pause is renewed while it lasts;
+- bounds every wait: start-up (``address.probe`` first, for ``--scheduler``), each call to the scheduler
+  (``CALL_S``), the close; a stop is noticed at every moment, and tasks in flight with no live worker for
+  ``NO_WORKERS_S`` end the run instead of being waited for;
 - keeps one row per worker (``snapshot().workers``, the report's ``workers``): each worker's row rides
   Dask's heartbeat to the scheduler (``Worker.metrics``), and one call per second
   (``cluster_view``) reads them all, with the workers that left.
@@ -39,9 +43,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from memtui.cluster.address import probe
+from memtui.cluster.bounded import Late, Stopped, bounded
 from memtui.cluster.plugin import (
+    PLUGIN_NAME,
     SUB_BATCH_TEXTS,
     TOPIC,
+    WATCH_NAME,
     GuardPlugin,
     Orders,
     WorkerGaveUp,
@@ -53,6 +61,7 @@ from memtui.cluster.plugin import (
 )
 from memtui.cluster.rows import newer, report_entry, worker_row
 from memtui.cluster.settings import ALLOWED_FAILURES, dask_config, memory_limit_bytes
+from memtui.errors import MemtuiError, RuntimeFailure
 from memtui.events import Notice, WorkerDone
 from memtui.jobs.base import EmbedJob, Work
 from memtui.memory.config import MemoryConfig
@@ -69,11 +78,39 @@ POLL_S = 1.0
 WORKER_WAIT_S = 60.0
 #: While paused, each worker's pause is renewed this often (it lapses after plugin.PAUSE_LEASE_S).
 PAUSE_RENEW_S = 5.0
+#: Dask's connect to a scheduler that answered memtui's probe (address.probe), handshake included.
+CONNECT_S = 30.0
+#: Starting a local cluster (its scheduler and N worker processes).
+CLUSTER_START_S = 180.0
+#: Any one call to the scheduler or the workers (a poll, orders, a plugin, a cancel).
+CALL_S = 5.0
+#: Closing the client and a local cluster.
+CLOSE_S = 10.0
+#: After a stop, how long the tasks in flight may take to finish (and be committed) before they are cancelled.
+STOP_GRACE_S = 10.0
+#: With tasks in flight and no live worker this long (they died, or the scheduler went away), the run ends.
+NO_WORKERS_S = 30.0
 
 
 def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
     dask_scheduler.allowed_failures = n
     return n
+
+
+def _close(client: Any) -> None:
+    """A client that connected after memtui stopped waiting for it."""
+    client.close(timeout=CLOSE_S)
+
+
+def _close_cluster(cluster: Any) -> None:
+    """A local cluster that started after memtui stopped waiting for it: its worker processes end too."""
+    cluster.close(timeout=CLOSE_S)
+
+
+def _unplug(client: Any) -> None:
+    """memtui's plugins off a cluster it did not start: the workers drop the model and its monitor."""
+    client.unregister_worker_plugin(PLUGIN_NAME)
+    client.unregister_scheduler_plugin(WATCH_NAME)
 
 
 def _who(name: str, address: str) -> str:
@@ -129,6 +166,8 @@ class ClusterRunner(Runner):
         self._quarantined: list[str] = []
         self._failed: list[str] = []
         self._last_poll = 0.0
+        self._no_workers_since: float | None = None  # since when no live worker answered a poll
+        self._dropped: list[str] = []  # domains in flight when the run ended without them (for the next run)
         self._seq = itertools.count(1)
         self._task = task
         self._sub_batch_texts = sub_batch_texts
@@ -208,40 +247,94 @@ class ClusterRunner(Runner):
     def describe(self) -> str:
         return self.scheduler_address or f"a local cluster of {self.n_workers} worker process(es)"
 
-    def _connect(self) -> None:
+    def _stopped(self) -> bool:
+        with self._wake:
+            return self._stop_requested
+
+    def _connect(self) -> bool:
+        """Start or reach the cluster; False if a stop came first. Every phase is bounded and ends, when
+        it fails, in one RuntimeFailure naming the address and what to check (exit 1)."""
+        self._set_phase("starting cluster", self.describe())
+        try:
+            return self._start_cluster()
+        except Stopped:
+            return False
+        except MemtuiError:
+            raise
+        except Exception as exc:  # Dask's own errors: one line, not a traceback
+            raise RuntimeFailure(f"cluster {self.describe()}: {exc.__class__.__name__}: {exc}") from None
+
+    def _start_cluster(self) -> bool:
         import dask  # noqa: PLC0415 - distributed loads only for a cluster run
         from distributed import Client, LocalCluster  # noqa: PLC0415
 
-        self._set_phase("starting cluster", self.describe())
         config = self.monitor.config
         if self.scheduler_address is None:
             assert self.n_workers is not None
-            with dask.config.set(dask_config()):
-                self._cluster = LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    memory_limit=memory_limit_bytes(config),
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    # no dashboard; Dask's HTTP server (its routes are off: settings.py) on a free local port,
-                    # not 8787, where it would warn "Port 8787 is already in use" beside another cluster
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                    silence_logs=logging.ERROR,
-                    security=True,  # temporary certificates: only this client may connect
-                )
-                self._client = Client(self._cluster)
+            n_workers = self.n_workers
+
+            def start_local() -> Any:
+                with dask.config.set(dask_config()):
+                    return LocalCluster(
+                        n_workers=n_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        memory_limit=memory_limit_bytes(config),
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        # no dashboard; Dask's HTTP server (its routes are off: settings.py) on a free local
+                        # port, not 8787, where it would warn "Port 8787 is already in use" beside another cluster
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR,
+                        security=True,  # temporary certificates: only this client may connect
+                    )
+
+            try:
+                self._cluster = self._bounded(start_local, CLUSTER_START_S, close=_close_cluster)
+                cluster = self._cluster
+                self._client = self._bounded(lambda: Client(cluster), CONNECT_S, close=_close)
+            except Late:
+                raise RuntimeFailure(
+                    f"a local cluster of {n_workers} worker(s) did not start within {CLUSTER_START_S:.0f} s; "
+                    "check the machine's load and memory, or try fewer --workers"
+                ) from None
         else:
-            self._client = Client(self.scheduler_address, timeout=30)
-            self._client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-        self._client.run_on_scheduler(_set_allowed_failures, ALLOWED_FAILURES)
-        self._client.register_plugin(WorkerWatch())  # a fresh count of workers that leave, for this run
+            address = self.scheduler_address
+            check = "check the address and that 'dask scheduler' runs there"
+            if not probe(address, stopped=self._stopped):  # a silent or foreign listener ends here, in one line
+                return False
+            try:
+                self._client = self._bounded(lambda: Client(address, timeout=CONNECT_S), CONNECT_S + 5, close=_close)
+            except Late:
+                raise RuntimeFailure(
+                    f"scheduler {address}: did not take this client within {CONNECT_S:.0f} s; {check}"
+                ) from None
+            except OSError as exc:
+                raise RuntimeFailure(f"scheduler {address}: {exc}; {check}") from None
+            deadline = time.monotonic() + WORKER_WAIT_S
+            while True:
+                try:
+                    self._client.wait_for_workers(1, timeout=1.0)
+                    break
+                except TimeoutError:
+                    if self._stopped():
+                        return False
+                    if time.monotonic() >= deadline:
+                        raise RuntimeFailure(
+                            f"scheduler {address} has no workers after {WORKER_WAIT_S:.0f} s; start some with "
+                            f"'dask worker {address}' (see memtui.cluster.settings for their memory settings)"
+                        ) from None
+        self._client.run_on_scheduler(_set_allowed_failures, ALLOWED_FAILURES, callback_timeout=CALL_S)
+        client = self._client
+        self._bounded(lambda: client.register_plugin(WorkerWatch()), CALL_S)  # a fresh count of workers that leave
         # Local workers share this machine's cores; a worker elsewhere uses its own.
         threads = max(1, len(os.sched_getaffinity(0)) // self.n_workers) if self.n_workers else None
         with self._wake:
             self._orders = self._announced = Orders(0, False, config)  # what GuardPlugin gives every worker
-        self._client.subscribe_topic(TOPIC, self._on_worker_log)  # before the plugin: its first lines too
-        self._client.register_plugin(GuardPlugin(self.model, self.backend, config, threads, self._sub_batch_texts))
+        self._bounded(lambda: client.subscribe_topic(TOPIC, self._on_worker_log), CALL_S)  # before the plugin
+        guard = GuardPlugin(self.model, self.backend, config, threads, self._sub_batch_texts)
+        # each worker loads the model in the plugin's setup: as long as a local cluster may take to start
+        self._bounded(lambda: client.register_plugin(guard), CLUSTER_START_S)
         self._reorder()  # a pause or a change asked for while the cluster started
         self._poll(force=True)
         self._publish(
@@ -250,6 +343,12 @@ class ClusterRunner(Runner):
                 f"{config.max_memory_gb:.2f}GB, Dask memory_limit {memory_limit_bytes(config) / 2**30:.2f}GB"
             )
         )
+        return True
+
+    def _bounded(self, fn: Callable[[], Any], timeout_s: float, *, close: Callable[[Any], object] | None = None) -> Any:
+        """``fn()`` within ``timeout_s``, left at once on a stop (``Stopped``); ``close`` ends what it
+        returns too late. ``Late`` names the call in Dask's terms."""
+        return bounded(fn, timeout_s=timeout_s, stopped=self._stopped, on_late=close, name="memtui-dask-call")
 
     def _on_worker_log(self, event: tuple[float, Any]) -> None:
         """A worker's memtui log line (a Dask event, in the client's event loop): one Notice, named by worker."""
@@ -261,18 +360,23 @@ class ClusterRunner(Runner):
         self._publish(Notice(f"{who}: {line.get('message', '')}", level=level))
 
     def _disconnect(self) -> None:
+        """Every step bounded: a scheduler or workers gone with the terminal's session must not hold the exit.
+        On a cluster memtui did not start, its plugins (and the model they hold) leave the workers."""
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
-        try:
-            if client is not None:
-                try:
-                    client.unsubscribe_topic(TOPIC)
-                except Exception as exc:  # a client whose scheduler is gone
-                    log.debug("unsubscribing from the workers' log failed: %s", exc)
-                client.close()
-        finally:
-            if cluster is not None:
-                cluster.close()
+        steps: list[tuple[str, Callable[[], object], float]] = []
+        if client is not None:
+            steps.append(("unsubscribing from the workers' log", lambda: client.unsubscribe_topic(TOPIC), CALL_S))
+            if cluster is None:
+                steps.append(("removing memtui's plugin from the workers", lambda: _unplug(client), CALL_S))
+            steps.append(("closing the client", lambda: client.close(timeout=CLOSE_S), CLOSE_S + 5))
+        if cluster is not None:
+            steps.append(("closing the local cluster", lambda: cluster.close(timeout=CLOSE_S), CLOSE_S + 5))
+        for what, step, timeout_s in steps:
+            try:
+                bounded(step, timeout_s=timeout_s, name="memtui-dask-close")
+            except Exception as exc:  # a scheduler gone, a worker that does not answer: the run still ends
+                log.debug("%s failed: %s: %s", what, exc.__class__.__name__, exc)
 
     def _poll(self, *, force: bool = False) -> None:
         """Lost workers (seen before, gone now) and every live worker's row, at most every POLL_S:
@@ -281,12 +385,20 @@ class ClusterRunner(Runner):
         if not force and now - self._last_poll < POLL_S:
             return
         self._last_poll = now
+        if self._client is None:
+            return
         try:
-            view = self._client.run_on_scheduler(cluster_view)
+            view = self._client.run_on_scheduler(cluster_view, callback_timeout=CALL_S)
         except Exception as exc:  # a poll that failed is retried at the next one
             log.debug("cluster poll failed: %s", exc)
+            if self._no_workers_since is None:
+                self._no_workers_since = now
             return
         live, removed = set(view["live"]), set(view["removed"])
+        if live:
+            self._no_workers_since = None
+        elif self._no_workers_since is None:
+            self._no_workers_since = now
         lost = ((self._seen - live) | removed) - self._gone
         for address in sorted(lost):
             self._gone.add(address)
@@ -330,7 +442,7 @@ class ClusterRunner(Runner):
     def _send(self, function: Callable[..., Any], *args: Any, workers: list[str] | None = None) -> list[str]:
         """Run ``function`` on the workers (all, or those named); keep the rows they return; who answered."""
         try:
-            replies = self._client.run(function, *args, workers=workers, on_error="return")
+            replies = self._client.run(function, *args, workers=workers, on_error="return", callback_timeout=CALL_S)
         except Exception as exc:  # a worker that left meanwhile: the next poll sends again
             log.debug("sending %s to the workers failed: %s", function.__name__, exc)
             return []
@@ -350,8 +462,10 @@ class ClusterRunner(Runner):
 
     # -- the loop -------------------------------------------------------------------------------
     def _loop(self) -> Verdict:
-        self._connect()
         try:
+            if not self._connect():  # stopped while the cluster started: nothing was sent
+                self._record_left(self.job.units())
+                return Verdict.STOP
             return self._stream()
         finally:
             try:
@@ -368,6 +482,7 @@ class ClusterRunner(Runner):
         in_flight: dict[Any, tuple[Work, float]] = {}
         verdict = Verdict.CONTINUE
         stopping = False
+        give_up_at = float("inf")  # once stopping: when the tasks in flight are cancelled, if not done
         while True:
             with self._wake:
                 stop, paused = self._stop_requested, self._paused
@@ -375,6 +490,8 @@ class ClusterRunner(Runner):
             if stop and not stopping:
                 stopping, verdict = True, Verdict.STOP
                 self._set_phase("stopping")
+            if stopping and give_up_at == float("inf"):
+                give_up_at = time.monotonic() + STOP_GRACE_S
             if not stopping and not paused:
                 checked = self._checkpoint()  # the client's own memory, cleanups asked for
                 if checked is not Verdict.CONTINUE:
@@ -405,6 +522,18 @@ class ClusterRunner(Runner):
                 self._set_phase("running")
             with self._lock:
                 self._in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
+            if in_flight and self._workers_gone_for() >= NO_WORKERS_S and verdict is not Verdict.ABORT:
+                with self._lock:
+                    self._abort_reason = (
+                        f"no worker left on {self.describe()} for {NO_WORKERS_S:.0f} s (they died or were "
+                        f"stopped): {len(in_flight)} domain(s) in flight are left for the next run; check the workers"
+                    )
+                self._publish(Notice(f"🚨 {self._abort_reason}", level="error"))
+                stopping, verdict = True, Verdict.ABORT
+                give_up_at = time.monotonic()
+            if in_flight and time.monotonic() >= give_up_at:
+                self._drop(in_flight)
+                continue
             if not in_flight:
                 if stopping or exhausted:
                     break
@@ -420,7 +549,10 @@ class ClusterRunner(Runner):
                 work, started = in_flight.pop(future)
                 name = work.names[0]
                 try:
-                    result = future.result()
+                    result = future.result(timeout=CALL_S)
+                except TimeoutError:  # finished, but its result could not be fetched (its worker just died)
+                    in_flight[future] = (work, started)  # Dask computes it again; asked again next tick
+                    continue
                 except KilledWorker:
                     if name not in self._quarantined:  # another piece of a domain already quarantined
                         self._quarantined.append(name)
@@ -480,6 +612,27 @@ class ClusterRunner(Runner):
         self._record_left(units)
         return verdict
 
+    def _workers_gone_for(self) -> float:
+        """How long no live worker has answered (0 while some do)."""
+        since = self._no_workers_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _drop(self, in_flight: dict[Any, tuple[Work, float]]) -> None:
+        """Cancel the tasks still in flight (a stop's grace is over, or no worker is left): their domains
+        are left for the next run, which finds them missing from the cache."""
+        futures = list(in_flight)
+        names = [work.names[0] for work, _ in in_flight.values()]
+        in_flight.clear()
+        self._dropped.extend(names)
+        client = self._client
+        try:
+            bounded(lambda: client.cancel(futures, force=True), timeout_s=CALL_S, name="memtui-dask-cancel")
+        except Exception as exc:  # the scheduler is gone: nothing runs them any more anyway
+            log.debug("cancelling %d task(s) failed: %s", len(futures), exc)
+        self._publish(
+            Notice(f"⏹️ {len(names)} domain(s) in flight did not finish in time: left for the next run", level="warning")
+        )
+
     def _clean_up_if_asked(self) -> None:
         with self._wake:
             cleanup, self._cleanup_requested = self._cleanup_requested, False
@@ -493,7 +646,7 @@ class ClusterRunner(Runner):
         return 2 * live
 
     def _record_left(self, units: Iterator[Any]) -> None:
-        names = list(dict.fromkeys([*self._quarantined, *self._failed]))
+        names = list(dict.fromkeys([*self._quarantined, *self._failed, *self._dropped]))
         named = set(names)
         count = len(names)
         last = None

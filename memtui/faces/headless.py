@@ -34,6 +34,8 @@ from memtui.records import Report
 from memtui.stdio import LINE_LOCK, detach_dead_terminal, write_line
 
 PROGRESS_EVERY_S = 5.0
+#: After a hangup, how long the engine may take to stop and report before the process leaves anyway (exit 130).
+HANGUP_REPORT_S = 90.0
 log = logging.getLogger("memtui")
 
 __all__ = ["PROGRESS_EVERY_S", "HeadlessFace", "HeadlessParts", "parts_for", "setup_logging"]
@@ -113,6 +115,7 @@ class HeadlessFace:
         self._interrupts = 0
         self._ttys: tuple[int, ...] = ()  # stdout/stderr descriptors that were terminals at the start
         self.hung_up = False
+        self._hung_up_at: float | None = None
 
     def run(self) -> Report:
         worker = threading.Thread(target=self._work, name=self.parts.thread_name, daemon=True)
@@ -129,6 +132,10 @@ class HeadlessFace:
                     self._say(self.parts.progress(self.engine.snapshot()))
                     next_progress = time.monotonic() + self.progress_every_s
                 self._done.wait(timeout=0.01)
+                if self._hung_up_at is not None and time.monotonic() - self._hung_up_at > HANGUP_REPORT_S:
+                    # nobody is watching and the engine did not stop in time: committed work is safe
+                    self.engine.emergency_exit("hung up, and the run did not stop in time")
+                    os._exit(130)
         finally:
             self._restore_signals(previous)
         self._print_events()
@@ -170,6 +177,8 @@ class HeadlessFace:
     def _hangup(self, *_: object) -> None:
         """The terminal went away: stop as SIGTERM would, with output to it going nowhere."""
         self.hung_up = True
+        if self._hung_up_at is None:
+            self._hung_up_at = time.monotonic()
         detach_dead_terminal(self._ttys)
         self._line(f"memtui: hangup: {self.parts.stopping}")
         self.engine.stop()

@@ -228,11 +228,20 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         loop = asyncio.get_running_loop()
         for sig in self.QUIT_SIGNALS:
             try:
-                loop.add_signal_handler(sig, self._quit_on_signal)
+                loop.add_signal_handler(sig, self._on_quit_signal)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
         self._signal_loop = loop
         signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_quit_signal(self) -> None:
+        """The first SIGTERM/SIGINT stops cleanly; one more while the engine is still stopping leaves at
+        once (as headless does): a run whose work cannot finish must never outlive its operator's signals."""
+        if getattr(self, "_signalled", False) and self.job_running:
+            self._engine.emergency_exit("interrupted twice")
+            os._exit(130)
+        self._signalled = True
+        self._quit_on_signal()
 
     def _on_hangup(self, _signum: int, _frame: object) -> None:
         """The terminal is gone. Runs synchronously in the main thread, before Textual's SIGCONT
@@ -245,6 +254,7 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         if getattr(self, "_hung_up", False):
             return  # the shell passing the hangup on: already on the way out
         self._hung_up = True
+        self._signalled = True  # a SIGTERM or SIGINT after the hangup leaves at once
         detach_from_terminal()
         signal.signal(signal.SIGCONT, signal.SIG_DFL)  # no "resume" onto the dead terminal
         self._engine.stop()
@@ -272,6 +282,9 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
 
 #: After a hangup, how long the app may take to exit once the job has reported before we leave anyway.
 HANGUP_EXIT_GRACE_S = 20.0
+#: After a hangup, how long the engine may take to stop and report before the process leaves anyway (every
+#: engine's stop is bounded well within this: the Runner's sub-batch, a cluster's STOP_GRACE_S and closes).
+HANGUP_REPORT_S = 90.0
 _kept_fds: list[int] = []
 
 
@@ -297,8 +310,13 @@ def detach_from_terminal() -> None:
 
 
 def _exit_if_stuck(engine: Engine) -> None:
-    """Last resort after a hangup: once the engine has finished and reported, never hang around."""
+    """Last resort after a hangup: once the engine has finished and reported, never hang around; and
+    if it has not reported within HANGUP_REPORT_S, leave anyway (committed work is safe; exit 130)."""
+    deadline = time.monotonic() + HANGUP_REPORT_S
     while (report := engine.snapshot().report) is None:
+        if time.monotonic() >= deadline:
+            engine.emergency_exit("hung up, and the run did not stop in time")
+            os._exit(130)
         time.sleep(0.5)
     time.sleep(HANGUP_EXIT_GRACE_S)
     os._exit(int(report["exit_code"]))

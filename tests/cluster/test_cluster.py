@@ -203,17 +203,23 @@ def test_memtui_on_a_cluster_started_with_dasks_own_commands(tmp_path):
 
 
 def test_a_domain_that_kills_workers_twice_is_quarantined_and_named(tmp_path):
+    import functools
+
     import cloudpickle
 
     from tests.cluster import deadly
 
+    marks = tmp_path / "deaths"
     cloudpickle.register_pickle_by_value(deadly)  # the workers need not import the tests
     try:
-        report = _runner(tmp_path, domains=4, per_domain=3, task=deadly.deadly_embed).run()
+        task = functools.partial(deadly.counted_deadly_embed, str(marks))
+        report = _runner(tmp_path, domains=4, per_domain=3, task=task).run()
     finally:
         cloudpickle.unregister_pickle_by_value(deadly)
     assert report.status == "partial" and report.exit_code == 1, report.summary_lines()
     assert report.quarantined == (deadly.DEADLY,)
+    # exactly two deaths: retried once after the first (not quarantined at once), never a third time
+    assert len(marks.read_text().splitlines()) == 2, marks.read_text()
     assert report.unprocessed == (deadly.DEADLY,) and report.unprocessed_domains == 1
     assert report.workers_lost >= 2
     assert any(deadly.DEADLY in line for line in report.summary_lines())

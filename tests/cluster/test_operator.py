@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from memtui.cluster.engine import ClusterRunner
+from memtui.cluster.plugin import PLUGIN_NAME, WATCH_NAME
 from memtui.cluster.settings import dask_config, memory_limit_bytes
 from memtui.embed.model import Embedder
 from memtui.events import Notice
@@ -106,6 +107,13 @@ def test_the_snapshot_has_a_live_row_per_worker_and_the_report_its_numbers(tmp_p
     assert sum(w["items_done"] for w in report.workers) == 4 * 12
     assert sum(w["sub_batches"] for w in report.workers) >= 4 * 12 // SUB_BATCH
     assert all(w["peak_memory_gb"] > 0 and w["model_loads"] == 1 for w in report.workers)
+    # a cluster memtui did not start keeps neither its plugins nor the model they hold
+    from distributed import Client
+
+    with Client(cluster, set_as_default=False) as client:
+        plugged = client.run(lambda dask_worker: PLUGIN_NAME in dask_worker.plugins)
+        assert len(plugged) == 2 and not any(plugged.values()), plugged
+        assert not client.run_on_scheduler(lambda dask_scheduler: WATCH_NAME in dask_scheduler.plugins)
 
 
 def test_pause_holds_every_worker_between_sub_batches_and_resume_finishes(tmp_path, cluster):
@@ -228,6 +236,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from memtui.cluster.engine import ClusterRunner
+from memtui.cluster.plugin import PLUGIN_NAME, WATCH_NAME
 from memtui.embed.model import Embedder
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
