@@ -26,6 +26,11 @@ from memtui.embed.backends import BACKENDS, TORCH, available
 GATE_MEAN = 0.99
 GATE_P1 = 0.98
 DEFAULT_LIMIT = 500
+#: The most texts tune compares: its kNN overlap holds two n x n float64 matrices (2 x 128 MB at 4,000),
+#: so the sample is bounded whatever --limit asks.
+MAX_LIMIT = 4000
+#: How long one backend's child may take before it is ended and its row says so (a wait is never unbounded).
+CHILD_TIMEOUT_S = 1800.0
 
 
 def sample_texts(input_path: str | os.PathLike[str], limit: int) -> list[str]:
@@ -107,6 +112,10 @@ def passes_gate(row: dict[str, Any]) -> bool:
 def tune(
     input_path: str | os.PathLike[str], limit: int = DEFAULT_LIMIT, model: str | None = None, log: Any = None
 ) -> dict[str, Any]:
+    if limit > MAX_LIMIT:
+        from memtui.errors import UsageError
+
+        raise UsageError(f"--limit {limit} is more than tune compares ({MAX_LIMIT}); a sample is enough")
     texts = sample_texts(input_path, limit)
     if not texts:
         from memtui.errors import InputError
@@ -137,7 +146,13 @@ def tune(
             ] + (["--model", model] if model else [])
             env = dict(os.environ)
             env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+            try:
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=CHILD_TIMEOUT_S
+                )
+            except subprocess.TimeoutExpired:  # run() has killed and reaped the child
+                rows.append({"backend": backend, "failed": f"took over {CHILD_TIMEOUT_S:.0f}s"})
+                continue
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 or not lines:
                 reason = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
