@@ -13,21 +13,18 @@ from __future__ import annotations
 import collections
 import enum
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from memtui.engine import PROTOCOL_COMMANDS
+from memtui.engine_core import EngineCore, Wording
 from memtui.errors import MemtuiError
 from memtui.events import (
     BatchDone,
     BatchStarted,
     BreakerChanged,
     CleanupRan,
-    Event,
-    EventBus,
-    EventQueue,
     MemoryWarning,
     Notice,
     PhaseChanged,
@@ -115,11 +112,19 @@ class RunSnapshot:
         return self.items_done + self.in_flight_progress[0]
 
 
-class Runner:
-    """The embedding job's engine (an Engine: memtui.engine)."""
+#: What the Runner's commands say in the log.
+RUNNER_WORDING = Wording(
+    pause="⏸️ Pause requested: stopping after the sub-batch in flight",
+    resume="▶️ Resumed",
+    stop="⏹️ Stop requested: committing the batch in flight",
+)
+
+
+class Runner(EngineCore):
+    """The embedding job's engine (an Engine: memtui.engine); commands, events and working time: EngineCore."""
 
     kind = "job"
-    commands = (*PROTOCOL_COMMANDS, "toggle_pause", "set_batch_limits")
+    commands = (*PROTOCOL_COMMANDS, "set_batch_limits")
 
     def __init__(
         self,
@@ -135,25 +140,16 @@ class Runner:
         breaker); the default sleep is a wait on the command condition, so stop, resume and a
         requested cleanup wake it at once. Tests pass a fake clock and its sleep. ``headroom``
         reads the system and cgroup on the monitor's samples (None: not shown)."""
+        super().__init__(clock=clock, wording=RUNNER_WORDING)
         self.job = job
         self.headroom = headroom
         self.monitor = monitor
         self.trace = trace
         self._previous_abnormal_end: str | None = None
-        self._clock = clock
         self._sleep = sleep if sleep is not None else self._sleep_responsive
-        self._bus = EventBus()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        # commands
-        self._paused = False
-        self._stop_requested = False
-        self._cleanup_requested = False
         self._breaker_released = False  # the breaker left OPEN: an open-breaker sleep ends at once
         # progress
         self._phase = "starting"
-        self._t0: float | None = None
-        self._t_end: float | None = None
         self._units_done = self._units_total = 0
         self._items_done = self._items_total = self._items_skipped = self._items_embedded = 0
         self._bad_lines = 0
@@ -167,8 +163,6 @@ class Runner:
         # responses of this run with a vector in the cache: domains finished, plus each unfinished one's latest count
         self._committed_complete = 0
         self._committed_partial: dict[str, int] = {}
-        self._paused_total_s = 0.0  # time spent held by a pause (not counted in rate or ETA)
-        self._paused_at: float | None = None  # when the current pause began holding the job
         self._report: RunReport | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
@@ -184,40 +178,7 @@ class Runner:
         self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
         self._admission: Admission | None = None  # the loop's: each sub-batch's token budget stays within it
 
-    # -- commands (any thread) ------------------------------------------------------
-    def pause(self) -> None:
-        with self._wake:
-            self._paused = True
-            self._wake.notify_all()
-        self._publish(Notice("⏸️ Pause requested: stopping after the sub-batch in flight"))
-
-    def resume(self) -> None:
-        with self._wake:
-            self._paused = False
-            self._wake.notify_all()
-        self._publish(Notice("▶️ Resumed"))
-
-    def toggle_pause(self) -> bool:
-        """Pause if running, resume if paused; returns the new paused state."""
-        if self._paused:
-            self.resume()
-        else:
-            self.pause()
-        return self._paused
-
-    def request_cleanup(self) -> None:
-        """Run a cleanup at the next checkpoint (between sub-batches), in the job's thread."""
-        with self._wake:
-            self._cleanup_requested = True
-            self._wake.notify_all()
-
-    def stop(self) -> None:
-        """Finish the sub-batch in flight, commit what is done, end cleanly."""
-        with self._wake:
-            self._stop_requested = True
-            self._wake.notify_all()
-        self._publish(Notice("⏹️ Stop requested: committing the batch in flight"))
-
+    # -- commands (any thread): pause, resume, stop, request_cleanup are EngineCore's -----
     def set_thresholds(
         self,
         *,
@@ -266,22 +227,12 @@ class Runner:
         """The process exits at once (Engine): committed batches are safe; the trace says why."""
         self.record_hard_exit(why)
 
-    # -- reading (any thread) -------------------------------------------------------
-    def subscribe(self) -> EventQueue:
-        return self._bus.subscribe()
-
-    def unsubscribe(self, queue: EventQueue) -> None:
-        self._bus.unsubscribe(queue)
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
+    # -- reading (any thread): subscribe, unsubscribe, paused are EngineCore's --------
     def snapshot(self) -> RunSnapshot:
         memory = self.monitor.snapshot()
         with self._lock:
             now = self._clock()
-            elapsed = 0.0 if self._t0 is None else (self._t_end or now) - self._t0
+            elapsed = self._elapsed(now)
             rate = self._recent_rate(now)
             remaining = max(0, self._items_total - self._done_now())
             eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
@@ -359,8 +310,7 @@ class Runner:
         if self.headroom is not None:
             self.monitor.add_sample_listener(self._on_sample)
         self.monitor.cleaner.register("model caches", self.job.executor.clear_caches)
-        with self._lock:
-            self._t0 = self._clock()
+        self._begin()
         status, error, exit_code = "failed", None, 1
         try:
             if not self._opened:
@@ -393,8 +343,8 @@ class Runner:
                 self.monitor.remove_sample_listener(self._on_sample)
                 if started_monitor:
                     self.monitor.stop()
+        self._end()
         with self._lock:
-            self._t_end = self._clock()
             self._in_flight, self._in_flight_progress = (), (0, 0)
             self._open_wait = None
         report = self._build_report(status, error, exit_code)
@@ -552,9 +502,9 @@ class Runner:
         monitor = self.monitor
         wait: OpenBreakerWait | None = None
         while True:
-            with self._wake:
-                cleanup, self._cleanup_requested = self._cleanup_requested, False
-                stop, paused = self._stop_requested, self._paused
+            cleanup = self._take_cleanup()
+            requests = self._requests()
+            stop, paused = requests.stop, requests.paused
             if cleanup:
                 monitor.cleanup("requested by operator")
             if stop:
@@ -562,10 +512,7 @@ class Runner:
                 return Verdict.STOP
             if paused:
                 self._set_phase("paused")
-                with self._wake:
-                    self._wake.wait_for(
-                        lambda: not self._paused or self._stop_requested or self._cleanup_requested, timeout=0.5
-                    )
+                self._wait_for(lambda: not self._paused or self._stop_requested or self._cleanup_requested, 0.5)
                 continue
             monitor.sample()
             if self.trace is not None:
@@ -630,9 +577,6 @@ class Runner:
             )
 
     # -- events ---------------------------------------------------------------------
-    def _publish(self, event: Event) -> None:
-        self._bus.publish(event)
-
     def _set_phase(self, phase: str, detail: str = "") -> None:
         with self._lock:
             if self._phase == phase:
@@ -640,11 +584,7 @@ class Runner:
             self._phase = phase
             now = self._clock()
             self._running_since = now if phase == "running" else None
-            if phase == "paused" and self._paused_at is None:
-                self._paused_at = now
-            elif phase != "paused" and self._paused_at is not None:
-                self._paused_total_s += max(0.0, now - self._paused_at)
-                self._paused_at = None
+            self._hold(phase == "paused", now)  # paused time is left out of rate and ETA
         self._publish(PhaseChanged(phase, detail))
 
     def _on_breaker(self, t: BreakerTransition) -> None:
@@ -672,11 +612,6 @@ class Runner:
                     self._wake.notify_all()
 
     # -- reporting ------------------------------------------------------------------
-    def _active(self, now: float) -> float:
-        """The clock with paused spells left out (lock held): rate and ETA count working time only."""
-        held = self._paused_total_s + (max(0.0, now - self._paused_at) if self._paused_at is not None else 0.0)
-        return now - held
-
     def _done_now(self) -> int:
         """Responses done, counting those of the batch in flight already embedded (lock held)."""
         return self._items_done + self._in_flight_progress[0]
@@ -685,7 +620,7 @@ class Runner:
         """This run's responses per second of working time, work in flight included (lock held)."""
         if self._t0 is None:
             return 0.0
-        active = self._active(self._t_end or now) - self._t0
+        active = self._working(now)
         return (self._done_now() - self._items_skipped) / active if active > 0 else 0.0
 
     def _recent_rate(self, now: float) -> float:
@@ -721,9 +656,8 @@ class Runner:
         lowest = self.headroom.lowest if self.headroom is not None else None
         cost = self.headroom.cost.bytes if self.headroom is not None else None
         with self._lock:
-            end = self._t_end or self._clock()
-            duration = end - (self._t0 or end)
-            working = self._active(end) - (self._t0 or end)  # the rate leaves paused time out, as on screen
+            duration = self._elapsed()
+            working = self._working()  # the rate leaves paused time out, as on screen
             items = self._items_done - self._items_skipped
             committed = self._committed_complete + sum(self._committed_partial.values())
             return RunReport(

@@ -248,8 +248,7 @@ class ClusterRunner(Runner):
         return self.scheduler_address or f"a local cluster of {self.n_workers} worker process(es)"
 
     def _stopped(self) -> bool:
-        with self._wake:
-            return self._stop_requested
+        return self._requests().stop
 
     def _connect(self) -> bool:
         """Start or reach the cluster; False if a stop came first. Every phase is bounded and ends, when
@@ -484,8 +483,8 @@ class ClusterRunner(Runner):
         stopping = False
         give_up_at = float("inf")  # once stopping: when the tasks in flight are cancelled, if not done
         while True:
-            with self._wake:
-                stop, paused = self._stop_requested, self._paused
+            requests = self._requests()
+            stop, paused = requests.stop, requests.paused
             self._forward()
             if stop and not stopping:
                 stopping, verdict = True, Verdict.STOP
@@ -537,8 +536,8 @@ class ClusterRunner(Runner):
             if not in_flight:
                 if stopping or exhausted:
                     break
-                with self._wake:  # paused with nothing in flight: wait for a command
-                    self._wake.wait_for(lambda: not self._paused or self._stop_requested, timeout=0.5)
+                # paused with nothing in flight: wait for a command
+                self._wait_for(lambda: not self._paused or self._stop_requested, 0.5)
                 self._poll()
                 continue
             try:
@@ -634,9 +633,7 @@ class ClusterRunner(Runner):
         )
 
     def _clean_up_if_asked(self) -> None:
-        with self._wake:
-            cleanup, self._cleanup_requested = self._cleanup_requested, False
-        if cleanup:
+        if self._take_cleanup():
             self.monitor.cleanup("requested by operator")
 
     def _slots(self) -> int:

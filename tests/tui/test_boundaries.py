@@ -35,7 +35,6 @@ RUNNER_API = {
     "unsubscribe",
     "pause",
     "resume",
-    "toggle_pause",
     "request_cleanup",
     "set_thresholds",
     "set_batch_limits",

@@ -17,7 +17,6 @@ grows past the smallest watched one takes its place, the smaller one leaves
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ from typing import Any
 import psutil
 
 from memtui.engine import PROTOCOL_COMMANDS
+from memtui.engine_core import EngineCore, Wording
 from memtui.errors import UsageError
-from memtui.events import CleanupRan, Event, EventBus, EventQueue, Notice
+from memtui.events import CleanupRan, Notice
 from memtui.jobs.monitor.events import (
     MonitorFinished,
     TargetActed,
@@ -89,8 +89,18 @@ class MonitorSnapshot:
         return next((t for t in self.targets if t.pid == pid), None)
 
 
-class MonitorEngine:
-    """Monitor mode's engine (an Engine: memtui.engine)."""
+#: What the monitor's commands say in the log.
+MONITOR_WORDING = Wording(
+    pause="⏸️ Watch paused: no sampling and no breaker actions until resumed",
+    resume="▶️ Watch resumed",
+    stop="⏹️ Stop requested: ending the watch",
+)
+
+
+class MonitorEngine(EngineCore):
+    """Monitor mode's engine (an Engine: memtui.engine); commands, events and elapsed time: EngineCore.
+
+    Its pause holds the sampling only: the duration keeps counting (``_elapsed``, held spells included)."""
 
     kind = "monitor"
     commands = (*PROTOCOL_COMMANDS, "pause_target", "resume_target", "terminate_target")
@@ -120,6 +130,8 @@ class MonitorEngine:
         ``signal_other_users`` (--signal-other-users) lets signals reach processes of other users;
         init, memtui and memtui's ancestors are never signalled whatever the flags.
         """
+        # reentrant: the policy acts (and publishes) from within the engine's own locked sections
+        super().__init__(clock=clock, wording=MONITOR_WORDING, reentrant=True)
         self.config = config
         self.interval_s = interval_s
         self.duration_s = duration_s
@@ -133,19 +145,10 @@ class MonitorEngine:
         self._former: list[dict[str, Any]] = []  # report entries of processes that left a live top N
         self._send = send
         self.signal_other_users = signal_other_users
-        self._clock = clock
-        self._bus = EventBus()
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
         self._trackers: dict[int, TargetTracker] = {}
         for probe in probes:
             self._trackers[probe.pid] = self._track(probe)
-        self._stop_requested = False
-        self._paused = False
-        self._cleanup_requested = False
         self._cleaner: Cleaner | None = None  # memtui's own cleanup, made at the first request
-        self._t0: float | None = None
-        self._t_end: float | None = None
         self._rounds = 0
         self._round_cost = 0.0
         self._report: dict[str, Any] | None = None
@@ -153,38 +156,15 @@ class MonitorEngine:
     def _track(self, probe: PidProbe) -> TargetTracker:
         return TargetTracker(probe, self.config, clock=self._clock, interval_s=self.interval_s)
 
-    # -- commands (any thread) ------------------------------------------------------
-    def stop(self) -> None:
-        """End the watch at once (the report says "interrupted"); memtui resumes what it stopped."""
-        with self._wake:
-            self._stop_requested = True
-            self._wake.notify_all()
-        self._publish(Notice("⏹️ Stop requested: ending the watch"))
-
-    def pause(self) -> None:
-        """Pause the watch: no sampling, so no breaker transitions and no --on-breaker signals, until resume()."""
-        with self._wake:
-            if self._paused:
-                return
-            self._paused = True
-            self._wake.notify_all()
-        self._publish(Notice("⏸️ Watch paused: no sampling and no breaker actions until resumed"))
-
-    def resume(self) -> None:
-        with self._wake:
-            if not self._paused:
-                return
-            self._paused = False
-            self._wake.notify_all()
-        self._publish(Notice("▶️ Watch resumed"))
+    # -- commands (any thread): stop, pause, resume are EngineCore's ------------------
+    # stop ends the watch at once (the report says "interrupted"); memtui resumes what it stopped.
+    # pause stops the sampling: no breaker transitions and no --on-breaker signals until resume().
 
     def request_cleanup(self) -> None:
         """Clean up memtui's own process (collect, trim) in the watch's thread, at once even while waiting.
 
         The watched processes are not touched: memtui cannot free their memory, only its own."""
-        with self._wake:
-            self._cleanup_requested = True
-            self._wake.notify_all()
+        super().request_cleanup()
 
     def emergency_exit(self, why: str) -> None:
         """The process exits at once (a second Ctrl-C): resume every process memtui stopped first."""
@@ -229,13 +209,7 @@ class MonitorEngine:
         )
         return config
 
-    # -- reading (any thread) -------------------------------------------------------
-    def subscribe(self) -> EventQueue:
-        return self._bus.subscribe()
-
-    def unsubscribe(self, queue: EventQueue) -> None:
-        self._bus.unsubscribe(queue)
-
+    # -- reading (any thread): subscribe and unsubscribe are EngineCore's ---------------
     def snapshot(self) -> MonitorSnapshot:
         with self._lock:
             cfg = self.config
@@ -261,8 +235,7 @@ class MonitorEngine:
     # -- the loop -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Watch until the duration is up, stop() is called or every explicit target exited; returns the report."""
-        with self._lock:
-            self._t0 = self._clock()
+        t0 = self._begin()
         self._publish(
             Notice(
                 f"🔍 Watching {self.selection or f'{len(self._trackers)} process(es)'} every "
@@ -271,14 +244,13 @@ class MonitorEngine:
             )
         )
         self._warn_unsignallable(list(self._trackers.values()))
-        next_rescan = self._t0 + max(RESCAN_S, self.interval_s)
-        next_rerank = self._t0 + max(RERANK_S, self.interval_s)
-        tick = self._t0
+        next_rescan = t0 + max(RESCAN_S, self.interval_s)
+        next_rerank = t0 + max(RERANK_S, self.interval_s)
+        tick = t0
         status, reason, exit_code = "success", "duration reached", 0
         try:
             while True:
-                with self._lock:
-                    paused = self._paused
+                paused = self._requests().paused
                 lost = 0 if paused else self._sample_round()
                 now = self._clock()
                 if not paused and self._rescan is not None and now >= next_rescan:
@@ -292,7 +264,7 @@ class MonitorEngine:
                     break
                 while tick <= now:
                     tick += self.interval_s  # a slow round skips ticks instead of bunching them
-                end = None if self.duration_s is None else self._t0 + self.duration_s
+                end = None if self.duration_s is None else t0 + self.duration_s
                 if self._wait(tick if end is None else min(tick, end)):
                     status, reason, exit_code = "interrupted", "stopped by operator", 130
                     break
@@ -300,8 +272,8 @@ class MonitorEngine:
                     break
         finally:
             self.release_all()
+        self._end()
         with self._lock:
-            self._t_end = self._clock()
             report = self._build_report(status, reason, exit_code)
             self._report = report
         self._publish(MonitorFinished(report, level="info" if exit_code == 0 else "warning"))
@@ -310,13 +282,8 @@ class MonitorEngine:
     def _wait(self, until: float) -> bool:
         """Wait for the next round (or the end), running requested cleanups meanwhile; True once stopped."""
         while True:
-            with self._wake:
-                if not self._stop_requested and not self._cleanup_requested:
-                    self._wake.wait_for(
-                        lambda: self._stop_requested or self._cleanup_requested, timeout=max(0.0, until - self._clock())
-                    )
-                stop, cleanup = self._stop_requested, self._cleanup_requested
-                self._cleanup_requested = False
+            self._wait_for(lambda: self._stop_requested or self._cleanup_requested, until - self._clock())
+            stop, cleanup = self._requests().stop, self._take_cleanup()
             if cleanup:
                 self._cleanup()
             if stop:
@@ -490,15 +457,7 @@ class MonitorEngine:
             raise UsageError(f"pid {pid} is not watched (watching: {watched})")
         return tracker
 
-    # -- events and the report ----------------------------------------------------------
-    def _publish(self, event: Event) -> None:
-        self._bus.publish(event)
-
-    def _elapsed(self) -> float:
-        if self._t0 is None:
-            return 0.0
-        return (self._t_end if self._t_end is not None else self._clock()) - self._t0
-
+    # -- the report ----------------------------------------------------------------------
     def _build_report(self, status: str, reason: str, exit_code: int) -> dict[str, Any]:
         """Every process watched, those that left a live top N first (the report keeps them; the table does not)."""
         targets = [*self._former, *(t.snapshot().as_report() for t in self._trackers.values())]
