@@ -39,6 +39,7 @@ from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB
+from memtui.progress import HELD_PHASES, Progress
 from memtui.records import RunReport, WorkerRow
 from memtui.trace import RunTrace
 
@@ -150,19 +151,8 @@ class Runner(EngineCore):
         self._breaker_released = False  # the breaker left OPEN: an open-breaker sleep ends at once
         # progress
         self._phase = "starting"
-        self._units_done = self._units_total = 0
-        self._items_done = self._items_total = self._items_skipped = self._items_embedded = 0
-        self._bad_lines = 0
-        self._bad_line_details: tuple = ()
-        self._batches = 0
+        self._progress = Progress()  # counts, rate, ETA: one rule for the snapshot and the report
         self._batch_size = monitor.config.batch_size_max
-        self._in_flight: tuple[str, ...] = ()
-        self._in_flight_progress = (0, 0)
-        # (active time, responses done) at each commit; active time leaves paused spells out
-        self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
-        # responses of this run with a vector in the cache: domains finished, plus each unfinished one's latest count
-        self._committed_complete = 0
-        self._committed_partial: dict[str, int] = {}
         self._report: RunReport | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
@@ -233,9 +223,10 @@ class Runner(EngineCore):
         with self._lock:
             now = self._clock()
             elapsed = self._elapsed(now)
-            rate = self._recent_rate(now)
-            remaining = max(0, self._items_total - self._done_now())
-            eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
+            progress = self._progress
+            working = self._working(now)
+            rate = progress.recent_rate(self._active(now), working)
+            eta = progress.eta(rate, started=self._t0 is not None, held=self._phase in HELD_PHASES)
             cfg = self.monitor.config
             return RunSnapshot(
                 mode=self.job.mode,
@@ -246,21 +237,21 @@ class Runner(EngineCore):
                 phase=self._phase,
                 paused=self._paused,
                 stopping=self._stop_requested,
-                units_done=self._units_done,
-                units_total=self._units_total,
-                items_done=self._items_done,
-                items_total=self._items_total,
-                items_skipped=self._items_skipped,
-                items_embedded=self._items_embedded,
-                bad_lines=self._bad_lines,
-                batches=self._batches,
+                units_done=progress.units_done,
+                units_total=progress.units_total,
+                items_done=progress.items_done,
+                items_total=progress.items_total,
+                items_skipped=progress.items_skipped,
+                items_embedded=progress.items_embedded,
+                bad_lines=progress.bad_lines,
+                batches=progress.batches,
                 batch_size=batch_size_for(memory.state, cfg),
                 batch_min=cfg.batch_size_min,
                 batch_max=cfg.batch_size_max,
-                in_flight=self._in_flight,
-                in_flight_progress=self._in_flight_progress,
+                in_flight=progress.in_flight,
+                in_flight_progress=progress.in_flight_progress,
                 elapsed_s=elapsed,
-                items_per_s=self._overall_rate(now),
+                items_per_s=progress.overall_rate(working),
                 eta_s=eta,
                 model_loaded=self.job.executor.loaded,
                 memory=memory,
@@ -288,11 +279,7 @@ class Runner(EngineCore):
                 self._previous_abnormal_end = previous.describe()
                 self._publish(Notice(self._previous_abnormal_end, level="warning"))
         with self._lock:
-            self._units_total, self._items_total = totals.units, totals.items
-            self._units_done, self._items_done = totals.units_done, totals.items_done
-            self._items_skipped = totals.items_done
-            self._bad_lines = totals.bad_lines
-            self._bad_line_details = totals.bad_line_details
+            self._progress.opened(totals)
         if totals.units_done:
             self._publish(Notice(f"♻️ Resuming: {totals.units_done} of {totals.units} domains already in the cache"))
         if totals.bad_lines:
@@ -345,7 +332,7 @@ class Runner(EngineCore):
                     self.monitor.stop()
         self._end()
         with self._lock:
-            self._in_flight, self._in_flight_progress = (), (0, 0)
+            self._progress.settled()
             self._open_wait = None
         report = self._build_report(status, error, exit_code)
         self._set_phase(status)
@@ -408,13 +395,11 @@ class Runner(EngineCore):
     def _embed(self, work: Work) -> Verdict:
         """Encode the batch's missing texts sub-batch by sub-batch, honouring commands in between."""
         with self._lock:
-            self._in_flight = work.names
-            self._in_flight_progress = (0, len(work.to_embed))
-        self._publish(
-            BatchStarted(self._batches + 1, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes)
-        )
+            self._progress.started(work.names, len(work.to_embed))
+            number = self._progress.batches + 1
+        self._publish(BatchStarted(number, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes))
         if self.trace is not None:
-            self.trace.batch(self._batches + 1, list(work.names), self.monitor.rss_bytes)
+            self.trace.batch(number, list(work.names), self.monitor.rss_bytes)
         self._batch_t0 = self._clock()
         if not work.to_embed:
             return Verdict.CONTINUE
@@ -434,7 +419,7 @@ class Runner(EngineCore):
                 work.vectors[work.to_embed[i][0]] = vector
             done += len(indices)
             with self._lock:
-                self._in_flight_progress = (done, len(texts))
+                self._progress.in_flight_progress = (done, len(texts))
             if done < len(texts):
                 verdict = self._checkpoint()
                 if verdict is not Verdict.CONTINUE:
@@ -468,23 +453,11 @@ class Runner(EngineCore):
         malloc_trim()
         now = self._clock()
         with self._lock:
-            for domain, have, total in result.stored:
-                if have == total:
-                    self._committed_partial.pop(domain, None)
-                    self._committed_complete += total
-                elif have:
-                    self._committed_partial[domain] = have
-            self._units_done += result.units_completed
-            self._items_done += result.items_completed
-            self._items_embedded += embedded
-            self._batches += 1
-            self._in_flight, self._in_flight_progress = (), (0, 0)
-            self._rate_window.append((self._active(now), self._items_done))
+            number = self._progress.committed(result, embedded, self._active(now))
             self._completed_names = frozenset(result.completed)
             self._finished_units = (
                 None if result.finished is None else frozenset(id(work.units[i]) for i in result.finished)
             )
-            number = self._batches
         self._publish(
             BatchDone(
                 number,
@@ -584,7 +557,7 @@ class Runner(EngineCore):
             self._phase = phase
             now = self._clock()
             self._running_since = now if phase == "running" else None
-            self._hold(phase == "paused", now)  # paused time is left out of rate and ETA
+            self._hold(phase in HELD_PHASES, now)  # held time (paused, waiting for memory): not in rate or ETA
         self._publish(PhaseChanged(phase, detail))
 
     def _on_breaker(self, t: BreakerTransition) -> None:
@@ -612,26 +585,6 @@ class Runner(EngineCore):
                     self._wake.notify_all()
 
     # -- reporting ------------------------------------------------------------------
-    def _done_now(self) -> int:
-        """Responses done, counting those of the batch in flight already embedded (lock held)."""
-        return self._items_done + self._in_flight_progress[0]
-
-    def _overall_rate(self, now: float) -> float:
-        """This run's responses per second of working time, work in flight included (lock held)."""
-        if self._t0 is None:
-            return 0.0
-        active = self._working(now)
-        return (self._done_now() - self._items_skipped) / active if active > 0 else 0.0
-
-    def _recent_rate(self, now: float) -> float:
-        """Responses per second over the last ~30 s of working time, work in flight included (lock held)."""
-        active = self._active(now)
-        points = [(t, n) for t, n in self._rate_window if active - t <= 30]
-        points.append((active, self._done_now()))
-        if len(points) >= 2 and points[-1][0] - points[0][0] >= 1.0:
-            return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
-        return self._overall_rate(now) if self._done_now() > self._items_skipped else 0.0
-
     def _record_unprocessed(self, pushback: collections.deque[Unit], units: Iterator[Unit]) -> None:
         names: list[str] = []
         count = 0
@@ -657,9 +610,7 @@ class Runner(EngineCore):
         cost = self.headroom.cost.bytes if self.headroom is not None else None
         with self._lock:
             duration = self._elapsed()
-            working = self._working()  # the rate leaves paused time out, as on screen
-            items = self._items_done - self._items_skipped
-            committed = self._committed_complete + sum(self._committed_partial.values())
+            working = self._working()  # the rate leaves held time out, as on screen
             return RunReport(
                 status=status,
                 exit_code=exit_code,
@@ -669,20 +620,9 @@ class Runner(EngineCore):
                 memory_warnings=memory.warnings,
                 breaker_trips=memory.breaker.trips,
                 cleanups=memory.cleanups,
-                batches=self._batches,
-                items=items,
-                responses_committed=committed,
-                items_embedded=self._items_embedded,
-                items_skipped=self._items_skipped,
-                items_total=self._items_total,
-                items_per_s=round(committed / working, 2) if working > 0 else 0.0,
                 duration_s=round(duration, 3),
-                domains_done=self._units_done,
-                domains_total=self._units_total,
                 unprocessed_domains=self._unprocessed_count,
                 unprocessed=tuple(self._unprocessed),
-                bad_lines=self._bad_lines,
-                bad_line_details=tuple(bad.as_dict() for bad in self._bad_line_details),
                 limit_gb=round(memory.limit.bytes / GB, 3) if memory.limit else None,
                 limit_source=memory.limit.source if memory.limit else None,
                 warning_memory_gb=round(memory.warning_bytes / GB, 3),
@@ -702,6 +642,7 @@ class Runner(EngineCore):
                 batch_cost_gb=round(cost / GB, 3) if cost is not None else None,
                 headroom_warnings=self.headroom.warnings if self.headroom is not None else None,
                 backend=getattr(self.job, "backend", None),
+                **self._progress.report_counts(working),
             )
 
 

@@ -520,7 +520,7 @@ class ClusterRunner(Runner):
                 in_flight[future] = (work, self._clock())
                 self._set_phase("running")
             with self._lock:
-                self._in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
+                self._progress.in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
             if in_flight and self._workers_gone_for() >= NO_WORKERS_S and verdict is not Verdict.ABORT:
                 with self._lock:
                     self._abort_reason = (
