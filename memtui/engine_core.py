@@ -13,7 +13,8 @@ An engine (memtui.engine.Engine: the Runner, the MonitorEngine, a third one) inh
   rate counts working time only.
 
 The clock is injected, so the state machine is tested without sleeping (tests/test_engine_core.py).
-This protected interface (the names above, ``_lock``, ``_wake``, ``_clock``) is what subclasses use;
+This protected interface (the names above, ``_lock``, ``_wake``, ``_clock``; a ``_wait_for`` predicate may
+read the flags ``_paused``, ``_stop_requested``, ``_cleanup_requested``) is what subclasses use;
 nothing else of an engine's internals is shared.
 """
 

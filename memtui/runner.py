@@ -304,7 +304,7 @@ class Runner(EngineCore):
                 self.open()
             if self.trace is not None:
                 self.trace.begin(mode=self.job.mode, input=self.job.input_path, model=self.job.model_id)
-            verdict = self._loop()
+            verdict = self._place()
             self._check_intact()
             status, exit_code = {
                 Verdict.CONTINUE: ("success", 0),
@@ -341,7 +341,21 @@ class Runner(EngineCore):
         self._publish(RunFinished(report, level="info" if status == "success" else "error"))
         return report
 
-    def _loop(self) -> Verdict:
+    # -- where batches run: the protected interface a placement uses ---------------------------
+    # ``_place`` is the one part a subclass replaces (memtui.cluster.engine.ClusterRunner: Dask workers);
+    # this one runs batches in this process. A placement uses only these, and EngineCore's protected
+    # interface (_requests, _take_cleanup, _wait_for, _publish, _lock, _wake, _clock):
+    #   _checkpoint()                      this process's cleanups, pause, breaker and headroom waits
+    #   _set_phase(phase, detail)          the phase every face shows
+    #   _set_in_flight(names)              the domains in flight
+    #   _commit(work, complete=, started=) commit a batch through the job; counts, rate and its event
+    #   _abort(reason, icon)               the run ends: why, in the operator's terms (the report's reason)
+    #   _leave(names, count)               the domains left for the next run (the report's unprocessed)
+    #   _finish_report(report)             the placement's own report fields
+    # It must not touch the Runner's other attributes.
+
+    def _place(self) -> Verdict:
+        """Run every batch in this process: admit, embed sub-batch by sub-batch, commit."""
         units = self.job.units()
         pushback: collections.deque[Unit] = collections.deque()
         admission = self._admission = Admission(self.monitor.config)  # batch sizes, MemoryError retries: one policy
@@ -444,7 +458,30 @@ class Runner(EngineCore):
         if self.headroom is not None:
             self.headroom.cost.end(self.monitor.sample())
 
-    def _commit(self, work: Work, *, complete: bool) -> None:
+    def _set_in_flight(self, names: tuple[str, ...]) -> None:
+        with self._lock:
+            self._progress.in_flight = names
+
+    def _abort(self, reason: str, icon: str = "🚨") -> Verdict:
+        """End the run: the report's reason, said once as an error."""
+        with self._lock:
+            self._abort_reason = reason
+        self._publish(Notice(f"{icon} {reason}", level="error"))
+        return Verdict.ABORT
+
+    def _leave(self, names: list[str], count: int) -> None:
+        """The domains left for the next run: at most MAX_NAMED_UNPROCESSED named, ``count`` exact."""
+        with self._lock:
+            self._unprocessed, self._unprocessed_count = names[:MAX_NAMED_UNPROCESSED], count
+
+    def _finish_report(self, report: RunReport) -> RunReport:
+        """A placement's own report fields (none here); called without the lock."""
+        return report
+
+    def _commit(self, work: Work, *, complete: bool, started: float | None = None) -> None:
+        """Commit a batch (``started``: when it began, if not at the last BatchStarted)."""
+        if started is not None:
+            self._batch_t0 = started
         result = self.job.commit(work)
         embedded = len(work.vectors)
         work.vectors.clear()
@@ -597,8 +634,7 @@ class Runner(EngineCore):
             if len(names) < MAX_NAMED_UNPROCESSED:
                 names.append(unit.name)
         pushback.clear()
-        with self._lock:
-            self._unprocessed, self._unprocessed_count = names, count
+        self._leave(names, count)
 
     def _build_report(self, status: str, error: str | None, exit_code: int) -> RunReport:
         memory = self.monitor.snapshot()
@@ -611,7 +647,7 @@ class Runner(EngineCore):
         with self._lock:
             duration = self._elapsed()
             working = self._working()  # the rate leaves held time out, as on screen
-            return RunReport(
+            report = RunReport(
                 status=status,
                 exit_code=exit_code,
                 mode=self.job.mode,
@@ -644,6 +680,7 @@ class Runner(EngineCore):
                 backend=getattr(self.job, "backend", None),
                 **self._progress.report_counts(working),
             )
+        return self._finish_report(report)
 
 
 def _take(pushback: collections.deque[Unit], units: Iterator[Unit], n: int) -> list[Unit]:

@@ -460,7 +460,8 @@ class ClusterRunner(Runner):
             self._publish(Notice(f"▶️ {workers} worker(s) go on"))
 
     # -- the loop -------------------------------------------------------------------------------
-    def _loop(self) -> Verdict:
+    def _place(self) -> Verdict:
+        """Batches run on the cluster's workers (the Runner's placement hook), one domain per task."""
         try:
             if not self._connect():  # stopped while the cluster started: nothing was sent
                 self._record_left(self.job.units())
@@ -506,8 +507,7 @@ class ClusterRunner(Runner):
                     break
                 work = self.job.prepare([unit])
                 if not work.to_embed:
-                    self._batch_t0 = self._clock()
-                    self._commit(work, complete=True)
+                    self._commit(work, complete=True, started=self._clock())
                     continue
                 future = self._client.submit(
                     self._task,
@@ -519,16 +519,13 @@ class ClusterRunner(Runner):
                 )
                 in_flight[future] = (work, self._clock())
                 self._set_phase("running")
-            with self._lock:
-                self._progress.in_flight = tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values()))
+            self._set_in_flight(tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values())))
             if in_flight and self._workers_gone_for() >= NO_WORKERS_S and verdict is not Verdict.ABORT:
-                with self._lock:
-                    self._abort_reason = (
-                        f"no worker left on {self.describe()} for {NO_WORKERS_S:.0f} s (they died or were "
-                        f"stopped): {len(in_flight)} domain(s) in flight are left for the next run; check the workers"
-                    )
-                self._publish(Notice(f"🚨 {self._abort_reason}", level="error"))
-                stopping, verdict = True, Verdict.ABORT
+                verdict = self._abort(
+                    f"no worker left on {self.describe()} for {NO_WORKERS_S:.0f} s (they died or were "
+                    f"stopped): {len(in_flight)} domain(s) in flight are left for the next run; check the workers"
+                )
+                stopping = True
                 give_up_at = time.monotonic()
             if in_flight and time.monotonic() >= give_up_at:
                 self._drop(in_flight)
@@ -565,34 +562,26 @@ class ClusterRunner(Runner):
                     continue
                 except WorkerGaveUp as exc:
                     self._failed.append(name)
-                    with self._lock:
-                        self._abort_reason = str(exc)
-                    self._publish(Notice(f"🚨 {exc}", level="error"))
-                    stopping, verdict = True, Verdict.ABORT
+                    stopping, verdict = True, self._abort(str(exc))
                     continue
                 except Exception as exc:  # a task's own failure: named, the run ends
                     self._failed.append(name)
-                    with self._lock:
-                        self._abort_reason = f"domain {name!r} failed on a worker: {exc.__class__.__name__}: {exc}"
-                    self._publish(Notice(f"❌ {self._abort_reason}", level="error"))
-                    stopping, verdict = True, Verdict.ABORT
+                    why = f"domain {name!r} failed on a worker: {exc.__class__.__name__}: {exc}"
+                    stopping, verdict = True, self._abort(why, "❌")
                     continue
                 tag = getattr(self.job, "backend", None)  # the cache's key for these vectors (a CacheJob's)
                 if tag is not None and result.vectors_of != tag:  # e.g. an AVX2 worker's int8 vectors, VNNI cache
                     self._failed.append(name)
-                    with self._lock:
-                        self._abort_reason = (
-                            f"worker {result.worker} makes {result.vectors_of or 'unnamed'} vectors, this run's "
-                            f"cache keys are {tag}: they never mix; run the workers on one CPU kind, "
-                            "or use --backend torch"
-                        )
-                    self._publish(Notice(f"❌ {self._abort_reason}", level="error"))
-                    stopping, verdict = True, Verdict.ABORT
+                    why = (
+                        f"worker {result.worker} makes {result.vectors_of or 'unnamed'} vectors, this run's "
+                        f"cache keys are {tag}: they never mix; run the workers on one CPU kind, "
+                        "or use --backend torch"
+                    )
+                    stopping, verdict = True, self._abort(why, "❌")
                     continue
                 for (key, _), vector in zip(work.to_embed, result.vectors):
                     work.vectors[key] = vector
-                self._batch_t0 = started
-                self._commit(work, complete=True)
+                self._commit(work, complete=True, started=started)
                 self._take({result.worker: result.row})
                 row = result.row
                 who = _who(str(row.get("name") or ""), result.worker)
@@ -654,14 +643,13 @@ class ClusterRunner(Runner):
             count += 1
             if len(names) < MAX_NAMED_UNPROCESSED:
                 names.append(unit.name)
-        with self._lock:
-            self._unprocessed, self._unprocessed_count = names[:MAX_NAMED_UNPROCESSED], count
+        self._leave(names, count)
 
     # -- the report -----------------------------------------------------------------------------
-    def _build_report(self, status: str, error: str | None, exit_code: int) -> RunReport:
-        if status == "success" and self._quarantined:
-            status, exit_code = "partial", 1
-        report = super()._build_report(status, error, exit_code)
+    def _finish_report(self, report: RunReport) -> RunReport:
+        """The Runner's report with the cluster's fields; a quarantined domain makes a success partial."""
+        if report.status == "success" and self._quarantined:
+            report = replace(report, status="partial", exit_code=1)
         return replace(
             report,
             workers=tuple(report_entry(row) for row in self._rows()),
