@@ -32,6 +32,7 @@ from memtui.stdio import dead_end_safe_stdio, fill_closed_std_fds, write_line
 if TYPE_CHECKING:
     from memtui.engine import Engine
     from memtui.jobs.monitor.engine import MonitorEngine
+    from memtui.runner import Runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -482,7 +483,7 @@ def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> Mo
     )
 
 
-def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
+def build_runner(args: argparse.Namespace, monitor: MemoryMonitor) -> Runner:
     from memtui.embed.backends import resolve_backend  # noqa: PLC0415
     from memtui.embed.model import Embedder  # noqa: PLC0415 - keeps `memtui --help` fast
     from memtui.jobs.cache import CacheJob  # noqa: PLC0415

@@ -16,8 +16,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-from memtui.engine import PROTOCOL_COMMANDS
+from memtui.engine import PROTOCOL_COMMANDS, Engine
 from memtui.engine_core import EngineCore, Wording
 from memtui.errors import MemtuiError
 from memtui.events import (
@@ -111,6 +112,25 @@ class RunSnapshot:
             committed = self.report.responses_committed
             return self.items_done if committed is None else self.items_skipped + committed
         return self.items_done + self.in_flight_progress[0]
+
+
+@runtime_checkable
+class JobEngine(Engine, Protocol):
+    """An engine of the job kind (``kind == "job"``: the Runner, the ClusterRunner, a remote job): what the
+    job's TUI (``MemtuiApp``) may do with it beyond the Engine contract."""
+
+    def snapshot(self) -> RunSnapshot: ...
+
+    def set_thresholds(
+        self,
+        *,
+        warning: str | float | None = None,
+        max: str | float | None = None,
+        reset: str | float | None = None,
+        reset_follows: bool = False,
+    ) -> MemoryConfig: ...
+
+    def set_batch_limits(self, *, minimum: int | None = None, maximum: int | None = None) -> MemoryConfig: ...
 
 
 #: What the Runner's commands say in the log.
@@ -233,7 +253,7 @@ class Runner(EngineCore):
                 input=self.job.input_path,
                 cache=self.job.cache_path,
                 model=self.job.model_id,
-                backend=getattr(self.job, "backend", None),
+                backend=self.job.backend,
                 phase=self._phase,
                 paused=self._paused,
                 stopping=self._stop_requested,
@@ -396,9 +416,7 @@ class Runner(EngineCore):
     def _check_intact(self) -> None:
         """Once the work is over: the input is the file scanned and the cache is where the work went
         (a job may offer ``check_intact``; it raises the MemtuiError that ends the run)."""
-        check = getattr(self.job, "check_intact", None)
-        if check is not None:
-            check()
+        self.job.check_intact()
 
     def _incomplete(self, batch: list[Unit]) -> list[Unit]:
         """The batch's domains the last commit did not finish (they go back in line)."""
@@ -445,7 +463,7 @@ class Runner(EngineCore):
     def _bound_budget(self) -> None:
         """Memory wins over speed: below a full admission (WARNING, HALF-OPEN, a MemoryError's cap) the
         executor's adaptive token budget (memtui.embed.budget) gives every sub-batch its smallest budget."""
-        budget = getattr(self.job.executor, "budget", None)
+        budget = self.job.executor.budget
         if budget is not None and self._admission is not None:
             budget.memory_tight = not self._admission.full(self.monitor.breaker.state, self.monitor.config)
 
@@ -677,7 +695,7 @@ class Runner(EngineCore):
                 lowest_headroom_binds=lowest.binds if lowest is not None else None,
                 batch_cost_gb=round(cost / GB, 3) if cost is not None else None,
                 headroom_warnings=self.headroom.warnings if self.headroom is not None else None,
-                backend=getattr(self.job, "backend", None),
+                backend=self.job.backend,
                 **self._progress.report_counts(working),
             )
         return self._finish_report(report)

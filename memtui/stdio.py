@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 #: Held for every line written to stdout/stderr by memtui, the logging handler's included.
@@ -81,7 +81,7 @@ class DeadEndSafe:
         self._stream = stream
         self.dead = False
 
-    def _guard(self, call, *args):
+    def _guard(self, call: Callable[..., Any], *args: Any) -> Any:
         if self.dead:
             return None
         try:

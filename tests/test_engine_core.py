@@ -12,7 +12,7 @@ from memtui.events import Notice
 from memtui.jobs.cache import CacheJob
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.memory import MemoryConfig, MemoryMonitor
-from memtui.runner import Runner
+from memtui.runner import JobEngine, Runner
 from tests.support.executors import FakeExecutor
 from tests.support.fakes import FakeClock
 from tests.support.inputs import write_input
@@ -109,6 +109,7 @@ def test_the_runner_has_no_toggle_pause_a_viewer_could_call(tmp_path):
     assert "toggle_pause" not in runner.commands and not hasattr(runner, "toggle_pause")
     with pytest.raises(ValueError, match="takes no command 'toggle_pause'"):
         call(runner, "toggle_pause")
+    assert isinstance(runner, JobEngine)  # what the job's TUI (MemtuiApp) is typed against
     call(runner, "pause")
     assert runner.snapshot().paused
     call(runner, "resume")

@@ -569,7 +569,7 @@ class ClusterRunner(Runner):
                     why = f"domain {name!r} failed on a worker: {exc.__class__.__name__}: {exc}"
                     stopping, verdict = True, self._abort(why, "❌")
                     continue
-                tag = getattr(self.job, "backend", None)  # the cache's key for these vectors (a CacheJob's)
+                tag = self.job.backend  # the cache's key for these vectors
                 if tag is not None and result.vectors_of != tag:  # e.g. an AVX2 worker's int8 vectors, VNNI cache
                     self._failed.append(name)
                     why = (

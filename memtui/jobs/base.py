@@ -69,11 +69,22 @@ class CommitResult:
         return len(self.completed)
 
 
+class TokenBudget(Protocol):
+    """An executor's adaptive sub-batch token budget (memtui.embed.budget): memory wins over speed."""
+
+    memory_tight: bool
+
+
 class Executor(Protocol):
     """Texts in, vectors out, one sub-batch at a time (so the runner can pause between them)."""
 
     @property
     def loaded(self) -> bool: ...
+
+    @property
+    def budget(self) -> TokenBudget | None:
+        """The adaptive token budget, or None (a fixed one): the Runner makes it smallest below full admission."""
+        ...
 
     def load(self) -> None: ...
 
@@ -99,6 +110,8 @@ class EmbedJob(Protocol[U]):
     input_path: str
     cache_path: str
     model_id: str
+    #: What makes the vectors, as the cache tags them (``torch``, ``onnx-int8/r3/avx512_vnni``); None: unknown.
+    backend: str | None
     executor: Executor
 
     def open(self) -> JobTotals: ...
@@ -108,5 +121,10 @@ class EmbedJob(Protocol[U]):
     def prepare(self, units: Sequence[U]) -> Work: ...
 
     def commit(self, work: Work) -> CommitResult: ...
+
+    def check_intact(self) -> None:
+        """Once the work is over: the input is the file scanned, the cache is where the work went (else raise
+        the MemtuiError that ends the run)."""
+        ...
 
     def close(self) -> None: ...

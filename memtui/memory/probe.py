@@ -95,7 +95,7 @@ class ProcessProbe:
             shmem=fields.get("RssShmem", 0),
         )
 
-    def _psutil(self):
+    def _psutil(self) -> Any:
         if self._psutil_proc is None or self._psutil_proc.pid != os.getpid():
             import psutil  # noqa: PLC0415 - only where /proc is missing
 

@@ -20,7 +20,7 @@ from memtui.errors import MemtuiError
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
 from memtui.records import Report, RunReport
-from memtui.runner import Runner, RunSnapshot
+from memtui.runner import JobEngine, RunSnapshot
 from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens import BatchLimitsScreen, QuitScreen, ThresholdsScreen
@@ -52,7 +52,7 @@ class MemtuiApp(EngineApp):
 
     def __init__(
         self,
-        runner: Runner,
+        runner: JobEngine,
         *,
         theme: str | None = None,
         autostart: bool = True,

@@ -26,6 +26,8 @@ def vector_for(text: str, dim: int = DIM) -> np.ndarray:
 
 
 class FakeExecutor:
+    budget = None  # a fixed token budget (memtui.jobs.base.Executor.budget)
+
     def __init__(
         self,
         *,

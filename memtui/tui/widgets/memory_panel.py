@@ -75,7 +75,7 @@ class MemoryPanel(Vertical):
             ]
         )
 
-    def set_classes_for(self, state) -> None:
+    def set_classes_for(self, state: BreakerState) -> None:
         for cls in STATE_CLASS.values():
             self.set_class(cls == STATE_CLASS[state], cls)
 
