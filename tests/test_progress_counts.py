@@ -46,3 +46,44 @@ def test_commits_feed_the_recent_rate_and_the_reports_committed_count():
     counts = progress.report_counts(working=10.0)
     assert counts["items"] == 11 and counts["responses_committed"] == 11 and counts["items_per_s"] == 1.1
     assert counts["batches"] == 2 and counts["items_embedded"] == 11 and counts["domains_done"] == 4
+
+
+def test_a_runner_waiting_for_memory_shows_no_eta_and_its_rate_leaves_the_wait_out(tmp_path):
+    """The breaker opens mid-run and stays open: every snapshot while the job waits has no ETA, and the
+    rate (working time only) does not fall as the wait goes on."""
+    from memtui.memory.units import GB, MB
+    from tests.memory.fakes import ScriptedProbe
+    from tests.test_runner import HashExecutor, fake_time_runner
+
+    box: dict = {"at": None}
+
+    def rss(_reads):
+        if box["at"] is None:
+            return int(0.5 * GB)
+        return int(3.0 * GB) - int(20 * MB * (box["clock"].now() - box["at"]))
+
+    def leak(texts):
+        box["clock"].advance(1.0)  # each sub-batch takes a second of working time
+        if box["at"] is None and box.get("n", 0) >= 2:
+            box["at"] = box["clock"].now()
+        box["n"] = box.get("n", 0) + 1
+
+    probe = ScriptedProbe(on_read=rss)
+    runner, _executor, clock = fake_time_runner(
+        tmp_path, domains=5, executor=HashExecutor(sub_batch=3, on_sub_batch=leak), probe=probe
+    )
+    box["clock"] = clock
+    seen = []
+
+    def sleep(seconds: float) -> None:
+        seen.append(runner.snapshot())
+        clock.sleep(seconds)
+
+    runner._sleep = sleep
+    report = runner.run()
+    waiting = [s for s in seen if s.phase == "waiting for memory"]
+    assert report.status == "aborted" and len(waiting) >= 3
+    assert all(s.eta_s is None for s in waiting), [s.eta_s for s in waiting]
+    assert waiting[0].items_per_s > 0
+    assert waiting[-1].items_per_s == pytest.approx(waiting[0].items_per_s)  # 30 s of waiting left out
+    assert waiting[-1].elapsed_s >= waiting[0].elapsed_s + 20  # while the wall clock ran on
