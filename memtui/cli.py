@@ -7,13 +7,14 @@ Exit codes: 0 done; 1 failed or aborted by the breaker (after committing);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,10 @@ from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
+from memtui.output import check_output, stream_fd, write_output
 from memtui.paths import SAMPLE_INPUT, default_cache, default_config
 from memtui.records import Report, report_dict
-from memtui.safefs import same_file, write_atomic
-from memtui.stdio import dead_end_safe_stdio, write_line
+from memtui.stdio import dead_end_safe_stdio, fill_closed_std_fds, write_line
 
 if TYPE_CHECKING:
     from memtui.engine import Engine
@@ -158,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--headless", action="store_true", help="log lines and a JSON report (default when not a terminal)"
     )
     face.add_argument("--tui", action="store_true", help="the live terminal UI (default on a terminal)")
-    run.add_argument("--report", type=Path, default=None, help="write the JSON run report here")
+    run.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="write the JSON run report here ('-' is stdout; a device or FIFO is written into, never replaced)",
+    )
     run.add_argument(
         "--detach",
         action="store_true",
@@ -233,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fill_closed_std_fds()  # first: no file memtui opens may become its fd 0, 1 or 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     previous = _interrupt_on_termination()
@@ -319,7 +326,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--texts goes with --mode embeddings; use --limit N for the first N domains")
     runner = build_runner(args, monitor)
     try:
-        runner.open()  # bad input, cache or config fails here, in one line, before any face starts
+        with _scan_log():
+            runner.open()  # bad input, cache or config fails here, in one line, before any face starts
         progress = runner.snapshot()
         cluster = getattr(args, "workers", None) or getattr(args, "scheduler", None)  # workers load the model
         if progress.items_done < progress.items_total and not cluster:  # a complete cache loads no model
@@ -332,6 +340,25 @@ def run(args: argparse.Namespace) -> int:
         runner.job.close()
         raise
     return run_face(args, runner)
+
+
+@contextlib.contextmanager
+def _scan_log() -> Iterator[None]:
+    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile."""
+    logger = logging.getLogger("memtui")
+    if logger.handlers:
+        yield
+        return
+    from memtui.faces.headless import setup_logging  # noqa: PLC0415
+
+    saved = logger.level, logger.propagate
+    handler = setup_logging(sys.stderr)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _check_theme_file(theme: str | None) -> None:
@@ -391,27 +418,15 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             write_line(sys.stdout, json.dumps(report_dict(report), indent=2))
     if server is not None:
         server.finish(report)  # viewers get the report before the socket goes
-    if args.report:
+    if args.report and not (stream_fd(args.report) == 1 and not use_tui):  # headless: it is on stdout already
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
     return int(report["exit_code"])
 
 
 def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> None:
     """Before any work: --report must be writable and must not name the input, the cache or its companions."""
-    if report is None:
-        return
-    for what, path in protected.items():
-        if same_file(report, path):
-            raise UsageError(
-                f"--report {report} is the {what} ({path}); writing the report there would destroy "
-                "it: pass another --report path"
-            )
-    if report.is_dir():
-        raise UsageError(f"--report {report} is a directory; pass a file path such as {report / 'report.json'}")
-    folder = report.parent if str(report.parent) else Path(".")
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--report {report}: cannot write in {existing}; pass a --report path in a writable folder")
+    if report is not None:
+        check_output(report, "--report", protected=protected)
 
 
 def build_monitor_engine(args: argparse.Namespace, monitor: MemoryMonitor) -> MonitorEngine:
@@ -496,10 +511,9 @@ def trace_path(cache: Path) -> Path:
 
 
 def write_report(path: Path, report: Report) -> None:
-    """All at once (a temp file renamed over it): a reader never sees half, a link there is replaced, not followed."""
+    """By the user-named output rule (memtui.output): a file all at once, a device or FIFO written into."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
+        write_output(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
     except OSError as exc:
         raise RuntimeFailure(
             f"the run ended ({report.get('status')}) but its report could not be written to "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import sys
 import threading
@@ -32,6 +33,35 @@ def write_line(stream: TextIO, text: str) -> None:
 
 #: Errors of a write to a terminal that hung up (EIO) or a pipe whose reader left (EPIPE).
 DEAD_END = (errno.EIO, errno.EPIPE)
+
+
+def fill_closed_std_fds() -> None:
+    """Put /dev/null on any of fds 0-2 that was closed when memtui started (``memtui run >&-``).
+
+    Called first thing in main, before any file is opened: otherwise the next
+    open (the cache's lock, the cache) gets that number, and log lines, the
+    report or Python's last words are written into it. The matching sys stream
+    (None when Python started without the fd) is rebuilt on it, so a closed
+    stdout loses the output and nothing else: the work is done, the exit code
+    is the normal one.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                continue
+        devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if devnull != fd:
+            os.dup2(devnull, fd)  # the lowest free number is ``fd`` unless a lower one is closed too
+            os.close(devnull)
+        os.set_inheritable(fd, True)
+        if getattr(sys, name) is None:
+            raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+            stream = io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=fd != 0)
+            setattr(sys, name, stream)
+            setattr(sys, f"__{name}__", stream)
 
 
 def to_devnull(fd: int) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from memtui.errors import ModelError, UsageError
+from memtui.errors import ConfigError, ModelError, UsageError
 
 TORCH = "torch"
 BACKENDS = (TORCH, "onnx", "onnx-int8")
@@ -425,14 +425,13 @@ def resolve_backend(flag: str | None, config_file: Path | None, env: Mapping[str
         return check_backend(flag)
     if env.get("MEMTUI_BACKEND"):
         return check_backend(env["MEMTUI_BACKEND"], "MEMTUI_BACKEND")
-    if config_file is not None and config_file.is_file():
-        import tomllib
+    if config_file is not None:
+        from memtui.memory.settings_file import read_toml_file
 
         try:
-            with config_file.open("rb") as fh:
-                table = tomllib.load(fh).get("embed", {})
-        except (OSError, tomllib.TOMLDecodeError):
-            table = {}  # the memory settings' reader reports a broken file, naming it
+            table = read_toml_file(config_file).get("embed", {})  # a regular file, bounded, never a FIFO
+        except ConfigError:
+            table = {}  # the memory settings' reader reports a broken or missing file, naming it
         if isinstance(table, dict) and table.get("backend"):
             return check_backend(str(table["backend"]), f"config file {config_file}: [embed] backend")
     return DEFAULT_BACKEND

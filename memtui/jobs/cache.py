@@ -9,7 +9,7 @@ per-domain summaries (its last domain may be cut short).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memtui.embed.lock import CacheLock
@@ -17,6 +17,7 @@ from memtui.embed.store import TORCH_BACKEND, CacheStore, DomainSummary, key_for
 from memtui.errors import InputError, RuntimeFailure
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, read_domains
+from memtui.jobs.scan_progress import ScanProgress
 from memtui.jobs.source import InputSource
 from memtui.memory.units import format_bytes
 from memtui.records import DomainGroup, Response
@@ -96,7 +97,9 @@ class CacheJob:
 
     def _scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
-        for group in self._scoped(self._read(self.stats)):
+        assert self._source is not None
+        progress = ScanProgress(self._source.name)  # a long scan says it goes on (log lines)
+        for group in self._scoped(self._read(self.stats, progress)):
             if group.domain in sizes and self.summaries:
                 # A split domain would get a summary per piece and be taken as done after the first.
                 raise InputError(
@@ -117,9 +120,11 @@ class CacheJob:
             )
         return sizes
 
-    def _read(self, stats: InputStats) -> Iterator[DomainGroup]:
+    def _read(self, stats: InputStats, progress: Callable[[InputStats], None] | None = None) -> Iterator[DomainGroup]:
         assert self._source is not None
-        return read_domains(self._source.path, strict=self.strict, stats=stats, name=self._source.name)
+        return read_domains(
+            self._source.path, strict=self.strict, stats=stats, name=self._source.name, progress=progress
+        )
 
     def _check_disk(self, items_left: int) -> None:
         """Refuse to start (before the model loads) when the cache's disk cannot hold the work left."""

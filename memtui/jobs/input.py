@@ -39,6 +39,9 @@ MAX_LINE_BYTES = 16 << 20
 CHUNK_BYTES = 1 << 20
 #: Bad lines kept with their line number and reason (all are counted).
 MAX_BAD_DETAILS = 100
+#: A scan's progress hook is called at least every this many lines and every this many bytes.
+PROGRESS_LINES = 4096
+PROGRESS_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class InputStats:
     """
 
     lines: int = 0
+    bytes_read: int = 0  # uncompressed, line endings included
     responses: int = 0
     domains: int = 0
     bad_lines: int = 0
@@ -190,14 +194,23 @@ def _parse(raw: bytes | bytearray, line: int) -> dict:
     return data
 
 
-def _records(path: Path, stats: InputStats, strict: bool, where: str) -> Iterator[_Record]:
-    """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``."""
+def _records(
+    path: Path, stats: InputStats, strict: bool, where: str, progress: Callable[[InputStats], None] | None = None
+) -> Iterator[_Record]:
+    """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``.
+
+    ``progress(stats)`` is called every PROGRESS_LINES lines or PROGRESS_BYTES bytes (a scan says it goes on)."""
     line = 0
+    check_at = PROGRESS_BYTES
     with _open(path, where) as fh:
         try:
             for raw in _lines(fh):
                 line += 1
                 stats.lines = line
+                stats.bytes_read += MAX_LINE_BYTES if raw is None else len(raw)
+                if progress is not None and (line % PROGRESS_LINES == 0 or stats.bytes_read >= check_at):
+                    check_at = stats.bytes_read + PROGRESS_BYTES
+                    progress(stats)
                 if raw is not None and raw.isspace():
                     continue
                 try:
@@ -251,13 +264,14 @@ def read_domains(
     stats: InputStats | None = None,
     skip: Callable[[str], bool] | None = None,
     name: str | None = None,
+    progress: Callable[[InputStats], None] | None = None,
 ) -> Iterator[DomainGroup]:
     """Yield one group per contiguous run of a domain (messages call the input ``name``, default its path).
 
     A group is yielded only once the next domain (or the end) proves it
     complete; a stream that breaks mid-file therefore never yields a cut
     group. ``skip(domain)`` is asked once per group, before its Response
-    objects are built.
+    objects are built. ``progress(stats)`` is called now and then (see ``_records``).
     """
     path = Path(path)
     stats = stats if stats is not None else InputStats()
@@ -272,7 +286,7 @@ def read_domains(
             return None
         return DomainGroup(current, tuple(group))
 
-    for record in _records(path, stats, strict, name or str(path)):
+    for record in _records(path, stats, strict, name or str(path), progress):
         domain = record.data["domain"]
         if domain != current:
             done = finish()

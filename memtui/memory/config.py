@@ -27,7 +27,6 @@ import dataclasses
 import logging
 import math
 import os
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from memtui.errors import ConfigError
+from memtui.memory.settings_file import read_toml_file
 from memtui.memory.units import GB, parse_gb
 
 #: A default breaker is lowered to this fraction of the discovered memory limit. The other
@@ -522,17 +522,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _read_toml_keys(path: Path) -> dict[str, tuple[str, Any]]:
     """setting -> (the key as written in the file, raw value)."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check --config or MEMTUI_CONFIG") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"config file {path} cannot be read ({exc.__class__.__name__}); check its permissions"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
+    data = read_toml_file(path, "config file", missing_fix="check --config or MEMTUI_CONFIG")
     if "memory" in data:
         table = data["memory"]  # a shared file: only [memory] is ours, other tables belong to other tools
         if not isinstance(table, dict):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import tomllib
 from pathlib import Path
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from memtui.errors import ConfigError
+from memtui.memory.settings_file import read_toml_file
 
 
 def _themes_dir() -> Path:
@@ -53,10 +53,7 @@ _COLOR_FIELDS = (
 
 def load_theme(path: Path) -> Theme:
     """One TOML file -> a Theme; ConfigError naming the file and key if anything is off."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"theme file {path}: {exc}") from None
+    data = read_toml_file(path, "theme file", missing_fix="check --theme")  # bounded, a regular file only
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise ConfigError(f"theme file {path}: unknown key(s) {', '.join(unknown)}")

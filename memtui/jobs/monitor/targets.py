@@ -9,13 +9,17 @@ The default list stays live (``TopN``): re-ranked by RSS at each refresh.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import shlex
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import psutil
+import regex as timed_re
 
 from memtui.errors import UsageError
 from memtui.jobs.monitor.intervene import user_name
@@ -72,16 +76,56 @@ def memtui_lineage() -> set[int]:
     return pids
 
 
-def matcher(pattern: str):
-    """A predicate on the joined command line; a pattern that is not a valid regex is a usage error (exit 2)."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(
-            f"--match {shlex.quote(pattern)}: not a valid regular expression ({exc}); escape special "
-            "characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])"
-        ) from None
-    return lambda cmdline: regex.search(cmdline) is not None
+#: A command line is matched on its first this many characters (a process's arguments can be megabytes).
+CMDLINE_MAX = 32 * 1024
+#: The longest one match may run, and one scan over every process: a pathological --match pattern
+#: (nested repeats such as ``(a+)+$``) on a long command line must not hold the watch past --duration.
+MATCH_TIMEOUT_S = 0.1
+SCAN_BUDGET_S = 1.0
+#: How many processes whose command line ran a match out of time are remembered (and not matched again).
+SLOW_PIDS_MAX = 4096
+
+_log = logging.getLogger("memtui")
+
+
+class Matcher:
+    """A --match pattern with bounded work: ``re`` syntax, each match cut at MATCH_TIMEOUT_S on at most
+    CMDLINE_MAX characters. A command line that runs a match out of time counts as no match, once said."""
+
+    def __init__(self, pattern: str) -> None:
+        try:
+            re.compile(pattern)  # re's syntax and messages; the timed engine below runs it (V0: re's semantics)
+            self._regex = timed_re.compile(pattern, timed_re.V0)
+        except (re.error, timed_re.error) as exc:
+            raise UsageError(
+                f"--match {shlex.quote(pattern)}: not a valid regular expression ({exc}); escape special "
+                "characters with a backslash (\\( \\[ \\.) or put them in brackets ([(])"
+            ) from None
+        self.pattern = pattern
+        self.slow: set[tuple[int, float]] = set()  # (pid, start time): a reused pid is matched again
+
+    def __call__(self, cmdline: str, *, timeout: float = MATCH_TIMEOUT_S) -> bool | None:
+        """Whether ``cmdline`` matches; None when the match ran out of time."""
+        try:
+            return self._regex.search(cmdline[:CMDLINE_MAX], timeout=max(timeout, 0.001)) is not None
+        except TimeoutError:
+            return None
+
+    def too_slow(self, pid: int, started: float) -> None:
+        if (pid, started) in self.slow or len(self.slow) >= SLOW_PIDS_MAX:
+            return
+        self.slow.add((pid, started))
+        _log.warning(
+            f"--match {self.pattern!r} ran over {MATCH_TIMEOUT_S:g}s on the command line of pid {pid}; "
+            "that process is not watched: simplify the pattern (no nested repeats such as (a+)+)"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def matcher(pattern: str) -> Matcher:
+    """The Matcher for ``pattern`` (one per pattern, so the slow pids it learnt are kept across rescans);
+    a pattern that is not a valid regex is a usage error (exit 2)."""
+    return Matcher(pattern)
 
 
 def _same_user(proc: psutil.Process) -> bool:
@@ -112,12 +156,22 @@ def find_matching(
     """
     matches = matcher(pattern)
     exclude = memtui_lineage() | set(skip)
+    deadline = time.monotonic() + SCAN_BUDGET_S
     probes = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or ())
-        if proc.pid in exclude or not cmdline or not matches(cmdline):
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        started = proc.info.get("create_time") or 0.0
+        if proc.pid in exclude or (proc.pid, started) in matches.slow:
             continue
-        if not all_users and not _same_user(proc):
+        if not all_users and not _same_user(proc):  # another user's command line is not even matched
+            continue
+        cmdline = " ".join(proc.info.get("cmdline") or ())
+        left = deadline - time.monotonic()
+        if not cmdline or left <= 0:  # out of budget: the next rescan looks again
+            continue
+        found = matches(cmdline, timeout=min(MATCH_TIMEOUT_S, left))
+        if found is None and left >= MATCH_TIMEOUT_S:
+            matches.too_slow(proc.pid, started)
+        if not found:
             continue
         try:
             probes.append(PidProbe(proc.pid, children=children))
