@@ -264,7 +264,7 @@ class CacheReader:
             if n > max_rows:
                 size = n * (self.dim or 0) * 4 / 2**20
                 raise StoreError(
-                    f"the selection holds {n} vectors ({size:.0f} MiB), more than vectors() builds at once "
+                    f"the selection holds {n} vectors ({size:.1f} MiB), more than vectors() builds at once "
                     f"(max_rows={max_rows}); pass domain= or backend=, raise max_rows, or stream batches()"
                 )
             out = np.empty((n, self.dim or 0), dtype=np.float32)

@@ -126,6 +126,8 @@ def nearest(
     with reader.snapshot():
         total = reader.count(backend, domains)
         say = total >= PROGRESS_ROWS
+        if say:
+            log(f"similar: comparing the query with {total} vectors")
         next_line = clock() + PROGRESS_EVERY_S
         for batch in reader.batches(backend, domains):
             matrix = batch.matrix.astype(np.float64)
