@@ -289,20 +289,22 @@ def large_cache(tmp_path_factory) -> Path:
 
 
 PEAK = """
-import resource, sys
+import re, sys
 from memtui.cli import main
 from memtui.vectors import export  # everything the export imports, before the baseline
 import numpy, sqlite3{extra}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(field):  # kB; VmHWM, not ru_maxrss, which a child inherits from its parent across fork and exec
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+base = status("VmRSS")
 code = main(sys.argv[1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"{{code}} {{(peak - base) * 1024}}", file=sys.stderr)
+print(f"{{code}} {{(status('VmHWM') - base) * 1024}}", file=sys.stderr)
 """
 
 
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_a_200k_row_export_stays_within_a_bounded_memory(large_cache, tmp_path, fmt):
-    """The export streams: its peak RSS grows by far less than the 307 MB of vectors it writes."""
+    """The export streams: its peak RSS grows by far less than the 293 MiB of vectors it writes (and does not
+    grow with the rows: a bound, not a fraction of the data)."""
     extra = ", pyarrow, pyarrow.parquet" if fmt == "parquet" else ""
     if fmt == "parquet":
         pytest.importorskip("pyarrow")
@@ -316,7 +318,9 @@ def test_a_200k_row_export_stays_within_a_bounded_memory(large_cache, tmp_path, 
     assert code == "0", done.stderr
     data = LARGE * 384 * 4
     print(f"{fmt}: peak RSS growth {int(growth) / 2**20:.1f} MiB for {data / 2**20:.0f} MiB of vectors")
-    assert int(growth) < 100 * 2**20, f"peak RSS grew by {int(growth) / 2**20:.0f} MiB for {data / 2**20:.0f} MiB"
+    # measured: npy 10 MiB (one 1.5 MiB chunk at a time), parquet 93-125 MiB (pyarrow's copies of a row group)
+    bound = {"npy": 48, "parquet": 160}[fmt] * 2**20
+    assert int(growth) < bound, f"peak RSS grew by {int(growth) / 2**20:.0f} MiB for {data / 2**20:.0f} MiB"
     if fmt == "npy":
         matrix = np.load(out, mmap_mode="r")
         assert matrix.shape == (LARGE, 384)

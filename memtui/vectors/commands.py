@@ -19,6 +19,8 @@ CACHE_SIDES = ("-wal", "-shm", "-journal", ".trace", ".lock")
 
 def protected_paths(cache: Path) -> dict[str, Path]:
     """What an export must never replace: the cache, every file beside it, the config."""
+    if not cache.name:
+        raise UsageError(f"--cache {str(cache)!r} is not a file path; pass --cache PATH of a cache file")
     paths = {"cache": cache}
     for suffix in CACHE_SIDES:
         paths[f"cache's {suffix.lstrip('.-')} file"] = cache.with_name(cache.name + suffix)

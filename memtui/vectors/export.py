@@ -26,8 +26,8 @@ from memtui.output import check_output, open_output, stream_fd
 
 FORMATS = ("jsonl", "npy", "parquet")
 EXTRA_HINT = "pip install 'memtui[export]' (pyarrow)"
-#: Rows per Parquet row group (about 12 MiB of vectors at 384 dims): few groups, bounded memory.
-PARQUET_GROUP_ROWS = 8192
+#: Rows per Parquet row group (6 MiB of vectors at 384 dims; pyarrow holds a few copies of a group while writing).
+PARQUET_GROUP_ROWS = 4096
 #: Seconds between progress lines on stderr.
 PROGRESS_EVERY_S = 5.0
 
