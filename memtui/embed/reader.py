@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -221,7 +221,7 @@ class CacheReader:
 
     def batches(
         self, backend: str | None = None, domains: Sequence[str] | None = None, size: int = CHUNK_ROWS
-    ) -> Iterator[RowBatch]:
+    ) -> Generator[RowBatch, None, None]:
         """The selection in batches of at most ``size`` rows, backend by backend, each ordered by id."""
         with self.snapshot():
             for b in self._selected(backend):
@@ -241,7 +241,8 @@ class CacheReader:
                             break
                         yield self._batch(b, chunk)
                 finally:
-                    cursor.close()
+                    with contextlib.suppress(sqlite3.Error):  # a generator dropped after close() ends here
+                        cursor.close()
 
     def __iter__(self) -> Iterator[CacheRow]:
         for batch in self.batches():

@@ -9,6 +9,7 @@ device or FIFO written into, '-' is stdout).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -86,10 +87,10 @@ def export(
     log: Callable[[str], None] = lambda _line: None,
 ) -> int:
     """Write the selection to ``output`` in ``fmt``; return the rows written. OSError for the caller to word."""
-    with reader.snapshot():
+    with reader.snapshot(), contextlib.closing(reader.batches(backend, domains)) as chunks:
         total = reader.count(backend, domains)
         progress = _Progress(total, log)
-        batches = progress.wrap(reader.batches(backend, domains))
+        batches = progress.wrap(chunks)
         if fmt == "jsonl":
             with open_output(output, "export") as out:
                 for batch in batches:
