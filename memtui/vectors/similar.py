@@ -104,6 +104,10 @@ def query_from_text(reader: CacheReader, text: str, backend: str, *, model: str 
             f"{embedder.vector_backend}; pass --backend torch or --key KEY"
         )
     embedder.check()
+    from memtui.embed.footprint import require_room  # noqa: PLC0415
+    from memtui.memory.probe import discover_limit  # noqa: PLC0415
+
+    require_room(discover_limit(), model or reader.model_id)  # a container too small for the model: one line, exit 1
     vector = embedder.encode([text])[0]
     return Query(np.asarray(vector, dtype=np.float32), backend, f"embedded with {reader.model_id} ({backend})")
 
