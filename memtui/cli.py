@@ -236,7 +236,32 @@ def build_parser() -> argparse.ArgumentParser:
     info = cache_sub.add_parser("info", help="what is in the cache")
     info.add_argument("--cache", type=Path, default=None)
     info.add_argument("--json", action="store_true")
+    _add_vector_commands(sub, cache_sub)
     return parser
+
+
+def _add_vector_commands(sub: Any, cache_sub: Any) -> None:
+    """``cache export`` and ``similar`` (memtui/vectors/)."""
+    export = cache_sub.add_parser("export", help="write the cache's vectors as jsonl, npy or parquet")
+    export.add_argument("--cache", type=Path, default=None)
+    export.add_argument("--format", required=True, metavar="FORMAT", help="jsonl, npy (+ a .rows.jsonl) or parquet")
+    export.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="where ('-' is stdout for jsonl and parquet; a device or FIFO is written into)",
+    )
+    export.add_argument("--backend", default=None, help="only this backend's vectors (default: every backend's)")
+    export.add_argument("--domain", action="append", default=None, help="only this domain (repeatable)")
+    similar = sub.add_parser("similar", help="the responses nearest a text (or a cached vector) by cosine")
+    similar.add_argument("text", nargs="?", default=None, help="the query text (embedded with the cache's model)")
+    similar.add_argument("--key", default=None, help="use this cached vector (hex key) as the query; loads no model")
+    similar.add_argument("--cache", type=Path, default=None)
+    similar.add_argument("--top", type=_positive_int, default=10, metavar="K", help="how many (default 10)")
+    similar.add_argument("--domain", action="append", default=None, help="only this domain (repeatable)")
+    similar.add_argument("--backend", default=None, help="which of the cache's backends (default: its only one)")
+    similar.add_argument("--model", default=None, help="the model folder, if the cache's is not found")
+    similar.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _interrupt_on_termination()
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "similar" or (args.command == "cache" and args.cache_command == "export"):
+            from memtui.vectors import commands as vectors  # noqa: PLC0415
+
+            return vectors.similar_command(args) if args.command == "similar" else vectors.export_command(args)
         if args.command == "cache":
             return cache_info(args)
         if args.command == "tune":
@@ -568,9 +597,10 @@ def _shown(key: str, value: object) -> object:
 
 def cache_info(args: argparse.Namespace) -> int:
     from memtui.embed.store import CacheStore  # noqa: PLC0415
+    from memtui.vectors.export import available_formats  # noqa: PLC0415
 
     path = args.cache or default_cache()
-    info = CacheStore.info(path)
+    info = {**CacheStore.info(path), "export_formats": available_formats()}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
