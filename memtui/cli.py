@@ -596,10 +596,12 @@ def _shown(key: str, value: object) -> object:
 
 
 def cache_info(args: argparse.Namespace) -> int:
+    from memtui.embed.reader import check_cache_file  # noqa: PLC0415
     from memtui.embed.store import CacheStore  # noqa: PLC0415
     from memtui.vectors.export import available_formats  # noqa: PLC0415
 
     path = args.cache or default_cache()
+    check_cache_file(path)  # the reader's rule: no link, a regular file of ours (companions too)
     info = {**CacheStore.info(path), "export_formats": available_formats()}
     if args.json:
         print(json.dumps(info, indent=2))

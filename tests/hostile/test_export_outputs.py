@@ -218,6 +218,7 @@ def test_a_cache_that_is_a_link_planted_by_another_user_is_refused(cache, tmp_pa
     link = plant_link(tmp_path / "shared.sqlite", cache)
     one_error(export(link, tmp_path / "out.jsonl"), 2, "symbolic link")
     one_error(memtui("similar", "x", "--cache", link), 2, "symbolic link")
+    one_error(memtui("cache", "info", "--cache", link), 2, "symbolic link")
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -226,6 +227,7 @@ def test_another_users_cache_is_refused_and_left_alone(cache, tmp_path):
     os.chown(cache, NOBODY, NOBODY)
     before = fingerprint(cache)
     one_error(export(cache, tmp_path / "out.jsonl"), 2, "another user")
+    one_error(memtui("cache", "info", "--cache", cache), 2, "another user")
     assert fingerprint(cache) == before
 
 
