@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memtui import __version__
+from memtui import __version__, early_log
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
@@ -258,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("memtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        early_log.remove()  # a run that failed before its face started
         for sig, handler in previous.items():
             # A face that saw a hangup leaves SIGHUP ignored: a second one (the shell passing it on)
             # must not kill memtui between its report and its exit.
@@ -303,6 +304,7 @@ def _resolve_input(path: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    early_log.install()  # what the setup logs reaches the TUI's log too (run_face takes it)
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
@@ -369,6 +371,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
     from memtui.faces.headless import HeadlessFace, parts_for, setup_logging  # noqa: PLC0415
 
     parts = parts_for(engine)
+    early = early_log.take()  # the setup's lines (warnings already printed): the TUI logs them
 
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
     from memtui.attach.commands import serve  # noqa: PLC0415
@@ -381,7 +384,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             core_log.propagate = False
             from memtui.faces.tui import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
 
-            report, out = run_tui(engine, theme=args.theme), sys.stdout
+            report, out = run_tui(engine, theme=args.theme, early=early), sys.stdout
         else:
             setup_logging()
             report, out = HeadlessFace(engine, parts=parts).run(), sys.stderr

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from memtui.early_log import EarlyLine
 from memtui.errors import MemtuiError
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
@@ -59,6 +60,7 @@ class MemtuiApp(EngineApp):
         poll_interval: float = POLL_INTERVAL_S,
         time_format: Callable[[float], str] = local_clock,
         handle_signals: bool = False,
+        early: Sequence[EarlyLine] = (),
     ) -> None:
         # NO_COLOR without --theme: the ANSI contrast theme, drawn in native ANSI so Textual's NoColor
         # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
@@ -71,6 +73,7 @@ class MemtuiApp(EngineApp):
             autostart=autostart,
             poll_interval=poll_interval,
             handle_signals=handle_signals,
+            early=early,
             ansi_color=True if plain else None,
         )
         self.runner = runner
@@ -83,6 +86,7 @@ class MemtuiApp(EngineApp):
         """Once the dashboard is up: say what runs, start polling, start the job."""
         s = self.runner.snapshot()
         log = self.dashboard.gc_log
+        self._log_early()  # the setup's lines first: they were logged before anything below
         # The runner replays what it said before we subscribed (resuming, a killed previous run):
         # the intro line goes first, dated no later than those.
         replayed = self._events.drain()
@@ -101,6 +105,9 @@ class MemtuiApp(EngineApp):
     @property
     def job_log(self) -> GcLog:
         return self.dashboard.gc_log
+
+    def _show_alerts(self, lines: list[str]) -> None:
+        self.dashboard.show_alerts(lines)
 
     def _show_report(self, report: Report) -> None:
         assert isinstance(report, RunReport), "the job's app hosts a Runner"

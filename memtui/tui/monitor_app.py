@@ -11,6 +11,7 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 from textual.app import App, ComposeResult
@@ -18,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import var
 from textual.widgets import DataTable, Footer, Input, Static
 
+from memtui.early_log import EarlyLine
 from memtui.engine import call
 from memtui.errors import MemtuiError
 from memtui.events import Event
@@ -39,6 +41,7 @@ from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
 from memtui.tui.text import gb, strip_icon
+from memtui.tui.widgets.alert_bar import AlertBar
 from memtui.tui.widgets.filter_bar import FilterBar
 from memtui.tui.widgets.gc_log import GcLog
 from memtui.tui.widgets.process_table import ProcessTable
@@ -137,6 +140,13 @@ class MonitorApp(EngineApp):
         ),
         Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
+        Binding(
+            "x",
+            "dismiss_alerts",
+            "Dismiss",
+            show=False,  # the bar names its key
+            tooltip="Dismiss the warnings from before the watch (they stay in the log)",
+        ),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
@@ -153,9 +163,15 @@ class MonitorApp(EngineApp):
         autostart: bool = True,
         poll_interval: float = POLL_INTERVAL_S,
         handle_signals: bool = False,
+        early: Sequence[EarlyLine] = (),
     ) -> None:
         super().__init__(
-            engine, theme=theme, autostart=autostart, poll_interval=poll_interval, handle_signals=handle_signals
+            engine,
+            theme=theme,
+            autostart=autostart,
+            poll_interval=poll_interval,
+            handle_signals=handle_signals,
+            early=early,
         )
         self.engine = engine
         self.header = Static("", id="monitor-header", markup=False)
@@ -165,6 +181,7 @@ class MonitorApp(EngineApp):
 
     def compose(self) -> ComposeResult:
         yield self.header
+        yield AlertBar(id="alerts")
         yield self.filter_bar
         yield self.table
         yield self.log_widget
@@ -173,7 +190,16 @@ class MonitorApp(EngineApp):
     def on_ready(self) -> None:
         self.log_widget.border_title = "Log"  # the events of the watch, not memtui's own cleanups
         self.filter_bar.display = False
+        self._log_early()
         self._start_hosting()
+
+    def _show_alerts(self, lines: list[str]) -> None:
+        self.query_one(AlertBar).show(lines)
+        self.refresh_bindings()
+
+    def action_dismiss_alerts(self) -> None:
+        self.query_one(AlertBar).dismiss()
+        self.refresh_bindings()
 
     def _polling_started(self) -> None:
         self.table.focus()
@@ -240,6 +266,8 @@ class MonitorApp(EngineApp):
 
     # -- keys -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "dismiss_alerts":
+            return self.query_one(AlertBar).showing
         if action == "clear_filter":
             return bool(self.table.filter_text)  # shown in the footer while a filter holds
         if action != "signal" and action != "thresholds":

@@ -33,6 +33,7 @@ from memtui.tui.widgets import (
     ReportBanner,
     RunHeader,
 )
+from memtui.tui.widgets.alert_bar import AlertBar
 from memtui.tui.widgets.gc_log import local_clock
 from memtui.tui.widgets.workers_panel import WorkersPanel
 
@@ -122,6 +123,13 @@ class DashboardScreen(Screen):
             tooltip="Log or report: during a run the log is on screen; once the run is over l switches "
             "between them on a small screen",
         ),
+        Binding(
+            "x",
+            "dismiss_alerts",
+            "Dismiss",
+            show=False,  # the bar names its key; the footer keeps its room for q
+            tooltip="Dismiss the warnings from before the run (they stay in the GC log)",
+        ),
         Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
         Binding(
             "q", "request_quit", "Quit", tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"
@@ -153,6 +161,7 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
+        yield AlertBar(id="alerts")
         with VerticalScroll(id="body"):
             with Horizontal(id="top"):
                 yield MemoryPanel(id="memory")
@@ -169,6 +178,18 @@ class DashboardScreen(Screen):
     @property
     def gc_log(self) -> GcLog:
         return self.query_one(GcLog)
+
+    @property
+    def alerts(self) -> AlertBar:
+        return self.query_one(AlertBar)
+
+    def show_alerts(self, lines: list[str]) -> None:
+        self.alerts.show(lines)
+        self.refresh_bindings()
+
+    def action_dismiss_alerts(self) -> None:
+        self.alerts.dismiss()
+        self.refresh_bindings()
 
     @property
     def banner(self) -> ReportBanner:
@@ -277,6 +298,8 @@ class DashboardScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """True shows a key, False hides it, None shows it greyed out (nothing to act on)."""
         job = self.job
+        if action == "dismiss_alerts":
+            return self.alerts.showing
         if action == "pause":
             return False if job.over or job.paused else None if job.stopping else True
         if action == "resume":
