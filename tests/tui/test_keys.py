@@ -334,7 +334,8 @@ async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgo
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         texts = _help_texts(app)
         for binding in bindings:
-            assert binding.tooltip in texts, binding
+            if binding.action != "log_why":  # l's hidden answer: the help's l line is show_log's
+                assert any(binding.tooltip in text for text in texts), binding
         for keys in ("p  space", "c", "+  =", "-  _", "?", "q", "^c"):
             assert keys in texts, keys
         await pilot.press("escape")

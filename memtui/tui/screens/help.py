@@ -29,8 +29,8 @@ PANELS = [
     (
         "Memory",
         "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
-        "says it); the amber and red lines mark the warning and breaker levels (in one row they take "
-        "turns, amber lower), and the two marks at the right edge show both always; green normal, amber "
+        "says it); the amber and red lines mark the warning and breaker levels (in one row, the breaker's "
+        "line), and the two marks at the right edge show both always; green normal, amber "
         "warning, red over the breaker. 'headroom' is what is left before the limit that kills the job "
         "(the cgroup's, the system's available memory or RLIMIT_AS, whichever is least) against one "
         "batch's measured cost ('batch +'); red below it. Under it: the cgroup's usage/limit, available "
@@ -62,8 +62,15 @@ class HelpScreen(ModalScreen[None]):
         self._bound = list(bound)
 
     def key_rows(self) -> list[tuple[str, str]]:
-        """(keys, what they do): every documented binding, then Textual's own keys."""
-        return [(doc.key_display(self.app), doc.tooltip) for doc in documented(self._bound)] + TEXTUAL_KEYS
+        """(keys, what they do): every documented binding, then Textual's own keys. A key bound to several
+        actions (l: log, report or memory, whichever applies) is one row, each action on its own line."""
+        rows: dict[str, list[str]] = {}
+        for doc in documented(self._bound):
+            keys = doc.key_display(self.app)
+            if keys in rows and not any(binding.show for binding in doc.keys):
+                continue  # a hidden fallback of a key listed already (l's "the log is on screen")
+            rows.setdefault(keys, []).append(doc.tooltip)
+        return [(keys, "\n".join(texts)) for keys, texts in rows.items()] + TEXTUAL_KEYS
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help"):
