@@ -74,7 +74,7 @@ async def test_at_80x24_l_during_the_run_says_the_log_is_on_screen_and_it_is(mak
         await pilot.pause()
         await pilot.press("l")
         await pilot.pause()
-        said = [n.message for n in app._notifications]  # noqa: SLF001 - the toast's text
+        said = [n.message for n in app._notifications]
         assert said and said[-1].startswith("The log is on screen"), said
         assert fully_on_screen(app.dashboard.query_one(GcLog), size)
         # With the chart on, the log is not on screen: l brings it back instead of claiming it is there.

@@ -50,6 +50,8 @@ NARROW_WIDTH = 76
 TALL_HEIGHT = 34
 #: Keys that leave the footer below NARROW_WIDTH (still keys, in the help and the palette), so l and q fit.
 FOOTER_SPARE = ("cleanup", "batch_limits")
+CLEANUP_TIP = "Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)"
+BATCH_TIP = "Change batch-size limits: the size at warning (min) and when memory is normal (max)"
 
 
 class JobState(NamedTuple):
@@ -82,7 +84,7 @@ class DashboardScreen(Screen):
             "c",
             "cleanup",
             "Cleanup",
-            tooltip="Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)",
+            tooltip=CLEANUP_TIP,
         ),
         Binding(
             "t",
@@ -100,7 +102,7 @@ class DashboardScreen(Screen):
             "b",
             "batch_limits",
             "Batch",
-            tooltip="Change batch-size limits: the size at warning (min) and when memory is normal (max)",
+            tooltip=BATCH_TIP,
         ),
         Binding(
             "g",
@@ -133,14 +135,14 @@ class DashboardScreen(Screen):
             "quiet('cleanup')",
             "Cleanup",
             show=False,
-            tooltip="Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)",
+            tooltip=CLEANUP_TIP,
         ),
         Binding(
             "b",
             "quiet('batch_limits')",
             "Batch",
             show=False,
-            tooltip="Change batch-size limits: the size at warning (min) and when memory is normal (max)",
+            tooltip=BATCH_TIP,
         ),
         Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
         Binding(
