@@ -177,23 +177,18 @@ class MemtuiApp(EngineApp):
             ]
         except ValueError as exc:
             return str(exc)
-        if levels[0] >= levels[1]:
-            return f"the warning level ({levels[0]:.2f}GB) must be below the breaker ({levels[1]:.2f}GB)"
+        # Compared as the panels show them (to 0.01GB): two levels that read the same are refused, whether
+        # typed in t or reached with + and - (both come here).
+        if round(levels[0], 2) >= round(levels[1], 2):
+            return f"the breaker must stay above the warning level: {levels[1]:.2f}GB is not above {levels[0]:.2f}GB"
         return None
 
     def step_breaker(self, direction: int) -> None:
         m = self.runner.snapshot().memory
         new = round(m.max_bytes / GB + direction * BREAKER_STEP_GB, 2)
-        if new <= m.warning_bytes / GB:
-            self.notify(
-                f"The breaker must stay above the warning level ({m.warning_bytes / GB:.2f}GB); press t to move both",
-                severity="warning",
-                timeout=4,
-            )
-            return
-        error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")
+        error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")  # the t dialog's rule
         if error:
-            self.notify(error, severity="error", timeout=5)
+            self.notify(f"{error}; press t to move both", severity="warning", timeout=5)
             return
         after = self.runner.snapshot().memory
         if after.state is BreakerState.OPEN and after.rss_bytes >= after.reset_bytes:

@@ -104,7 +104,7 @@ async def test_bad_thresholds_show_a_message_and_change_nothing(make_rig):
         dialog = app.screen
         for warning, breaker, expected in (
             ("banana", "1.5", "not a memory size"),
-            ("2GB", "1.5GB", "must be below the breaker"),
+            ("2GB", "1.5GB", "must stay above the warning level"),
             ("", "1.5", "enter a size"),
         ):
             dialog.query_one("#warning", Input).value = warning
