@@ -154,12 +154,18 @@ class RunReport:
     def keys(self) -> KeysView[str]:
         return self.to_dict().keys()
 
+    @property
+    def committed(self) -> int:
+        """Responses with a vector in the cache: the one count every face and line says."""
+        return self.items if self.responses_committed is None else self.responses_committed
+
     def summary_lines(self) -> list[str]:
         """The run in a few lines, as the headless face prints them and the TUI's report panel shows them."""
         r = self
-        committed = r.items if r.responses_committed is None else r.responses_committed
+        committed = r.committed
         lines = [
-            f"Run {r.status} ({r.mode}): {committed} responses committed to the cache in {r.duration_s:.1f}s "
+            f"Run {r.status} ({r.mode}{', ' + r.backend.split('/', 1)[0] if r.backend else ''}): "
+            f"{committed} responses committed to the cache in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
             f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
             f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
@@ -167,7 +173,7 @@ class RunReport:
         ]
         if r.limit_gb:
             lines.append(
-                f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
+                f"Memory limit {r.limit_gb:.2f}GB from {r.limit_source} · thresholds warning "
                 f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB"
             )
         if r.lowest_headroom_gb is not None:

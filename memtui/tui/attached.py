@@ -84,9 +84,11 @@ class _Attached:
     remote: Any  # a memtui.attach.client.RemoteEngine (not imported: attach launches this app)
     detached: bool
     lost: str | None
+    attached_to: str | None
 
     def _attached_init(self, engine: Any) -> None:
         self.remote = engine
+        self.attached_to = f"run {engine.run_id}"  # the header names it: this screen is a viewer
         self.detached = False
         self.lost = None  # why the run ended abnormally, if it did
 

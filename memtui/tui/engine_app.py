@@ -59,6 +59,8 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
     #: What memtui.faces.tui.run_tui calls the app and the engine's work when the app ends without a report.
     FACE_NOUN = "TUI"
     WORK_NOUN = "job"
+    #: The run this app is a viewer of ("run 3f2a, pid 812"), named in its header; None: it hosts its own.
+    attached_to: str | None = None
     #: Mouse tracking (off: the terminal's own text selection keeps working over SSH).
     MOUSE: ClassVar[bool] = False
     #: Signals that end the app through ``_quit_on_signal`` when ``handle_signals`` is on.

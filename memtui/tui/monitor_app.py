@@ -40,6 +40,7 @@ from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
+from memtui.tui.screens.help import HelpScreen
 from memtui.tui.text import gb, strip_icon
 from memtui.tui.widgets.alert_bar import AlertBar
 from memtui.tui.widgets.filter_bar import FilterBar
@@ -71,6 +72,27 @@ class MonitorThresholdsScreen(TwoFieldScreen):
         Field("breaker", "Breaker", "the target's breaker opens (and --on-breaker acts)"),
     )
     HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
+
+
+#: The monitor's parts, for its help screen.
+MONITOR_PANELS = [
+    (
+        "Header",
+        "what is watched (pids, a command-line pattern, or your top memory users), the levels, what "
+        "memtui does when a process's breaker opens (--on-breaker), how often it samples, for how long.",
+    ),
+    (
+        "Table",
+        "one row per process: RSS, its growth, its breaker (CLOSED, WARNING, OPEN, HALF-OPEN: each "
+        "process has its own) and the time to its breaker at the current growth; the title says the sort "
+        "order (o) and the filter (/). The cursor follows its process as rows re-sort.",
+    ),
+    (
+        "Log",
+        "each process that appears or leaves, warnings, breaker changes and the signals memtui sent; "
+        "newest last. A breaker closes once a sample after the wait stays below the reset level.",
+    ),
+]
 
 
 def log_entry(event: Event) -> tuple[str, str] | None:
@@ -140,6 +162,7 @@ class MonitorApp(EngineApp):
         ),
         Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
+        Binding("question_mark", "help", "Help", tooltip="Help: keys and what the table shows"),
         Binding(
             "x",
             "dismiss_alerts",
@@ -185,7 +208,7 @@ class MonitorApp(EngineApp):
         yield self.filter_bar
         yield self.table
         yield self.log_widget
-        yield Footer(compact=True)  # every key, q included, fits 60 columns
+        yield Footer(compact=True)  # every key, q included, fits 60 columns (the palette hint from 80)
 
     def on_ready(self) -> None:
         self.log_widget.border_title = "Log"  # the events of the watch, not memtui's own cleanups
@@ -200,6 +223,9 @@ class MonitorApp(EngineApp):
     def action_dismiss_alerts(self) -> None:
         self.query_one(AlertBar).dismiss()
         self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        self.query_one(Footer).show_command_palette = self.size.width >= (92 if self.attached_to else 80)
 
     def _polling_started(self) -> None:
         self.table.focus()
@@ -259,12 +285,16 @@ class MonitorApp(EngineApp):
             if s.paused
             else "watching"
         )
+        viewer = f"viewer of {self.attached_to} · " if self.attached_to else ""
         return (
-            f"{state} · {s.selection} · warning {gb(s.warning_bytes)} · breaker {gb(s.max_bytes)} · "
+            f"{viewer}{state} · {s.selection} · warning {gb(s.warning_bytes)} · breaker {gb(s.max_bytes)} · "
             f"on breaker: {s.policy.value} · every {s.interval_s:g}s · {span}"
         )
 
     # -- keys -------------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([self], MONITOR_PANELS))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "dismiss_alerts":
             return self.query_one(AlertBar).showing

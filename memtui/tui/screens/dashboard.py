@@ -301,8 +301,8 @@ class DashboardScreen(Screen):
         self.narrow = width < NARROW_WIDTH
         body.set_class(self.narrow, "-narrow")
         body.set_class(tall, "-tall")
-        # The footer must keep q visible: the palette hint goes first when columns run out.
-        self.query_one(Footer).show_command_palette = width >= 80
+        # The footer must keep q (and a viewer's d) visible: the palette hint goes first when columns run out.
+        self.query_one(Footer).show_command_palette = width >= (92 if self.host.attached_to else 80)
         chart_on = self.chart_on
         banner = self.banner
         if tall:

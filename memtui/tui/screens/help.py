@@ -56,10 +56,12 @@ PANELS = [
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 
-    def __init__(self, bound: Iterable[DOMNode]) -> None:
-        """``bound``: the nodes whose bindings to list (the screen that opens the help, then the app)."""
+    def __init__(self, bound: Iterable[DOMNode], panels: list[tuple[str, str]] | None = None) -> None:
+        """``bound``: the nodes whose bindings to list (the screen that opens the help, then the app);
+        ``panels``: what each part of the screen shows (the dashboard's by default)."""
         super().__init__()
         self._bound = list(bound)
+        self._panels = PANELS if panels is None else panels
 
     def key_rows(self) -> list[tuple[str, str]]:
         """(keys, what they do): every documented binding, then Textual's own keys. A key bound to several
@@ -82,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
                         yield Static(Content.styled(key, "bold $accent"), classes="help-key")
                         yield Static(text, markup=False)
                 with Grid(classes="help-grid"):
-                    for name, text in PANELS:
+                    for name, text in self._panels:
                         yield Static(Content.styled(name, "bold $primary"), classes="help-key")
                         yield Static(text, markup=False)
             yield Static("Esc, ? or q closes", classes="dialog-hint")
