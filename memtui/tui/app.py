@@ -90,10 +90,11 @@ class MemtuiApp(EngineApp):
         # The runner replays what it said before we subscribed (resuming, a killed previous run):
         # the intro line goes first, dated no later than those.
         replayed = self._events.drain()
+        backend = f" ({s.backend.split('/', 1)[0]})" if s.backend else ""  # what makes the vectors, named once
         log.add(
             "NOTE",
             "info",
-            f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
+            f"{s.mode} mode{backend}: {count(s.units_total)} domains, {count(s.items_total)} responses "
             f"from {short_path(s.input, 36)}; ? for help",
             at=min([time.time(), *(event.at for event in replayed)]),
         )
