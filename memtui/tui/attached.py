@@ -158,9 +158,18 @@ class _Attached:
         if self.detached:
             return
         self.lost = str(worker.error)
+        self._redraw_last()  # the header says RUN LOST now, not the last frame's RUNNING
         self.job_log.add("ERROR", "error", self.lost)  # type: ignore[attr-defined]
         self.notify(self.lost, severity="error", timeout=LOST_EXIT_S + 5)  # type: ignore[attr-defined]
         self.set_timer(LOST_EXIT_S, lambda: self.exit(None))  # type: ignore[attr-defined]
+
+    def _redraw_last(self) -> None:
+        """Show the last frame again, through the usual watchers (they read ``lost``)."""
+        screen = getattr(self, "dashboard", None)
+        if screen is not None:
+            screen.snapshot = screen.snapshot
+        else:
+            self.last = self.last  # type: ignore[attr-defined]
 
     def on_unmount(self) -> None:
         """Whatever ends the viewer (even a crash) leaves the run running: EngineApp's unmount, which

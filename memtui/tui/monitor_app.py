@@ -277,7 +277,9 @@ class MonitorApp(EngineApp):
         """What is watched and how, most important first (the line is cut at the terminal's edge)."""
         span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
         state = (
-            f"finished: {s.report['end_reason']}"
+            "run lost"
+            if getattr(self, "lost", None)
+            else f"finished: {s.report['end_reason']}"
             if s.report
             else "stopping"
             if s.stopping

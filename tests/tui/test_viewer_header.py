@@ -43,6 +43,30 @@ async def test_a_viewer_names_its_run_and_shows_d(size, tmp_path, run_dir):  # n
         server.finish(runner.snapshot().report)
 
 
+async def test_a_viewer_whose_run_is_lost_says_so_at_once(tmp_path, run_dir):  # noqa: F811
+    from memtui.tui.attached import AttachedMemtuiApp
+
+    gate = threading.Event()
+    runner = make_runner(tmp_path, domains=4, gate=gate)
+    runner.open()
+    server = AttachServer(runner, snapshot_every_s=0.2).start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    try:
+        app = AttachedMemtuiApp(RemoteEngine(str(server.socket_path)), poll_interval=0.05)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "RUNNING" in screen_lines(app)[0], what="the run's frame")
+            server.finish(None)  # the connection goes without a report, as when the run is killed
+            await wait_for(pilot, lambda: app.lost is not None, what="the viewer to see the loss")
+            await pilot.pause()
+            header = screen_lines(app)[0]
+            assert "RUN LOST" in header and "RUNNING" not in header, header
+    finally:
+        gate.set()
+        runner.stop()
+        worker.join(30)
+
+
 def test_the_backend_is_named_at_80_columns(make_rig):
     rig = make_rig(domains=2)
     s = dataclasses.replace(

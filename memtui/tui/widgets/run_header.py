@@ -27,6 +27,7 @@ PHASE_STYLE = {
     "interrupted": "$warning",
     "aborted": "$error",
     "failed": "$error",
+    "run lost": "$error",
 }
 
 
@@ -68,7 +69,8 @@ class RunHeader(Horizontal):
         yield FittedReadout(id="header-phase", markup=False)  # its width follows the phase
 
     def show(self, s: RunSnapshot) -> None:
-        phase = phase_of(s)
+        # A viewer whose run went away says so at once: its last frame's phase (RUNNING) is no longer true.
+        phase = "run lost" if getattr(self.app, "lost", None) else phase_of(s)
         badge = Content.assemble(("● ", PHASE_STYLE.get(phase, "$primary")), (phase.upper(), "bold"))
         if viewer_of := getattr(self.app, "attached_to", None):  # a viewer says so, before anything it may cut
             badge = Content.assemble((f"viewer of {viewer_of}  ", "bold $accent"), badge)
