@@ -169,7 +169,7 @@ class _Attached:
         if screen is not None:
             screen.snapshot = screen.snapshot
         else:
-            self.last = self.last  # type: ignore[attr-defined]
+            setattr(self, "last", getattr(self, "last", None))  # noqa: B010 - MonitorApp's reactive, re-set
 
     def on_unmount(self) -> None:
         """Whatever ends the viewer (even a crash) leaves the run running: EngineApp's unmount, which
