@@ -13,6 +13,12 @@ from typing import Any
 from memtui.memory.breaker import BreakerState
 
 
+def backend_label(backend: str | None) -> str:
+    """The backend as every face names it: its family (onnx-int8, not its recipe and ISA); "" for the
+    exact default (torch) or an unknown one, which say nothing."""
+    return "" if not backend or backend == "torch" else backend.split("/", 1)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     id: str
@@ -164,7 +170,7 @@ class RunReport:
         r = self
         committed = r.committed
         lines = [
-            f"Run {r.status} ({r.mode}{', ' + r.backend.split('/', 1)[0] if r.backend else ''}): "
+            f"Run {r.status} ({', '.join(filter(None, (r.mode, backend_label(r.backend))))}): "
             f"{committed} responses committed to the cache in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
             f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "

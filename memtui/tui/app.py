@@ -20,7 +20,7 @@ from memtui.early_log import EarlyLine
 from memtui.errors import MemtuiError
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
-from memtui.records import Report, RunReport
+from memtui.records import Report, RunReport, backend_label
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
@@ -90,7 +90,7 @@ class MemtuiApp(EngineApp):
         # The runner replays what it said before we subscribed (resuming, a killed previous run):
         # the intro line goes first, dated no later than those.
         replayed = self._events.drain()
-        backend = f" ({s.backend.split('/', 1)[0]})" if s.backend else ""  # what makes the vectors, named once
+        backend = f" ({label})" if (label := backend_label(s.backend)) else ""  # what makes the vectors
         log.add(
             "NOTE",
             "info",

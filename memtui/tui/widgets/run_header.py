@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 
 from memtui.memory.breaker import BreakerState
+from memtui.records import backend_label
 from memtui.runner import RunSnapshot
 from memtui.tui.text import short_path
 from memtui.tui.widgets.panel import FittedReadout, Readout
@@ -47,7 +48,7 @@ def phase_of(s: RunSnapshot) -> str:
 def title_parts(s: RunSnapshot, width: int) -> tuple[str, str, str]:
     """(input, cache, model) shortened to fit ``width`` cells: the model goes first, then path heads."""
     model = s.model.rsplit("/", 1)[-1]
-    backend = s.backend.split("/", 1)[0] if s.backend and s.backend != "torch" else ""  # another backend is news
+    backend = backend_label(s.backend)  # the exact default says nothing; another backend is news
     if backend:
         model += f" · {backend}"
     fixed = len("memtui ") + len(s.mode) + len("  ·  ") + len(" → ")
