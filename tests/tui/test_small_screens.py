@@ -101,3 +101,30 @@ async def test_the_help_lists_l_once(make_rig):
             "Show the run report",
             "Show the memory panel",
         ]
+
+
+async def test_at_60x20_l_brings_a_clusters_workers_on_screen_with_the_log(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from memtui.tui.widgets.workers_panel import WorkersPanel
+
+    from .frozen import FrozenRun
+    from .test_workers_panel import TWO
+
+    size = (60, 20)
+    monkeypatch.chdir(tmp_path)
+    run = FrozenRun(tmp_path, hold_at=24)
+    real = run.runner.snapshot
+    run.runner.snapshot = lambda: replace(real(), workers=TWO)  # type: ignore[method-assign]
+    try:
+        app = run.app()
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: run.held and bool(app.dashboard.query(WorkersPanel)), what="the workers")
+            panel = app.dashboard.query_one(WorkersPanel)
+            assert not fully_on_screen(panel, size), "the premise: below the fold"
+            await pilot.press("l")
+            await wait_for(pilot, lambda: fully_on_screen(panel, size), what="the workers on screen")
+            assert fully_on_screen(app.dashboard.query_one(GcLog), size)
+            await pilot.press("q", "y")
+    finally:
+        run.release()
