@@ -308,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
+    _check_keymap(args)
     if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
@@ -334,6 +335,13 @@ def run(args: argparse.Namespace) -> int:
         runner.job.close()
         raise
     return run_face(args, runner)
+
+
+def _check_keymap(args: argparse.Namespace) -> None:
+    """The config file's [keys] table is read before any work, so a bad key fails in one line (exit 2)."""
+    from memtui.tui.keymap import load_keymap  # noqa: PLC0415 - pure: no Textual
+
+    load_keymap(args.config or default_config())
 
 
 def _check_theme_file(theme: str | None) -> None:
@@ -383,8 +391,10 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             core_log.addHandler(logging.NullHandler())
             core_log.propagate = False
             from memtui.faces.tui import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+            from memtui.tui.keymap import load_keymap  # noqa: PLC0415
 
-            report, out = run_tui(engine, theme=args.theme, early=early), sys.stdout
+            keymap = load_keymap(args.config or default_config())  # checked before any work (run)
+            report, out = run_tui(engine, theme=args.theme, early=early, keymap=keymap), sys.stdout
         else:
             setup_logging()
             report, out = HeadlessFace(engine, parts=parts).run(), sys.stderr

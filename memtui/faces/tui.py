@@ -9,7 +9,7 @@ commands. Textual is imported here only when ``run_tui`` is called.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from memtui.engine import Engine
@@ -34,13 +34,19 @@ def app_class(engine: Engine) -> type[EngineApp]:
     return cls
 
 
-def run_tui(engine: Engine, *, theme: str | None = None, early: Sequence[EarlyLine] = ()) -> Report:
+def run_tui(
+    engine: Engine,
+    *,
+    theme: str | None = None,
+    early: Sequence[EarlyLine] = (),
+    keymap: Mapping[str, str] | None = None,
+) -> Report:
     """Run the engine's app until the operator quits; returns the engine's report (the one headless returns).
 
     ``early``: what was logged before the app started (memtui.early_log), for its log and its alerts.
     """
     cls = app_class(engine)
-    app = cls(engine, theme=theme, handle_signals=True, early=early)
+    app = cls(engine, theme=theme, handle_signals=True, early=early, keymap=keymap)
     # The job's app runs without the mouse: every action has a key, and without mouse tracking the
     # terminal's own selection works, so an operator can copy a path or a log line out of an SSH session.
     report = app.run(mouse=cls.MOUSE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from textual.app import App
@@ -61,6 +61,7 @@ class MemtuiApp(EngineApp):
         time_format: Callable[[float], str] = local_clock,
         handle_signals: bool = False,
         early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         # NO_COLOR without --theme: the ANSI contrast theme, drawn in native ANSI so Textual's NoColor
         # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
@@ -74,6 +75,7 @@ class MemtuiApp(EngineApp):
             poll_interval=poll_interval,
             handle_signals=handle_signals,
             early=early,
+            keymap=keymap,
             ansi_color=True if plain else None,
         )
         self.runner = runner

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from abc import ABCMeta, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,6 +75,7 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         poll_interval: float = 0.25,
         handle_signals: bool = False,
         early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
         **app_options: Any,
     ) -> None:
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
@@ -87,6 +88,8 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         self._handle_signals = handle_signals
         self._events = engine.subscribe()
         self.early_lines = tuple(early)  # what the setup logged before the app started (memtui.early_log)
+        if keymap:  # the config file's [keys] (memtui.tui.keymap): footer, help and palette follow
+            self.set_keymap(dict(keymap))
         self._worker: Worker | None = None
         self.report: Report | None = None
         self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned

@@ -11,7 +11,7 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
 from textual.app import App, ComposeResult
@@ -154,19 +154,23 @@ class MonitorApp(EngineApp):
             "t",
             "thresholds",
             "Thresholds",
+            id="thresholds",
             tooltip="Change thresholds: warning and breaker levels for every watched process",
         ),
-        Binding("q", "request_quit", "Quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"),
+        Binding(
+            "q", "request_quit", "Quit", id="quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"
+        ),
         Binding(
             "o", "cycle_order", "Sort", tooltip="Sort the table: by RSS, growth or PID in turn (its title says which)"
         ),
         Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
-        Binding("question_mark", "help", "Help", tooltip="Help: keys and what the table shows"),
+        Binding("question_mark", "help", "Help", id="help", tooltip="Help: keys and what the table shows"),
         Binding(
             "x",
             "dismiss_alerts",
             "Dismiss",
+            id="dismiss",
             show=False,  # the bar names its key
             tooltip="Dismiss the warnings from before the watch (they stay in the log)",
         ),
@@ -187,6 +191,7 @@ class MonitorApp(EngineApp):
         poll_interval: float = POLL_INTERVAL_S,
         handle_signals: bool = False,
         early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             engine,
@@ -195,6 +200,7 @@ class MonitorApp(EngineApp):
             poll_interval=poll_interval,
             handle_signals=handle_signals,
             early=early,
+            keymap=keymap,
         )
         self.engine = engine
         self.header = Static("", id="monitor-header", markup=False)

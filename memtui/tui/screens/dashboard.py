@@ -77,37 +77,52 @@ class DashboardScreen(Screen):
             "p,space",
             "pause",
             "Pause",
+            id="pause",
             tooltip="Pause the job: holds after the sub-batch in flight; the panels keep updating",
         ),
-        Binding("p,space", "resume", "Resume", tooltip="Resume the job: batches start again"),
+        Binding("p,space", "resume", "Resume", id="pause", tooltip="Resume the job: batches start again"),
         Binding(
             "c",
             "cleanup",
             "Cleanup",
+            id="cleanup",
             tooltip=CLEANUP_TIP,
         ),
         Binding(
             "t",
             "thresholds",
             "Thresholds",
+            id="thresholds",
             tooltip="Change memory thresholds: warning and breaker levels, in GB, MB or % of the memory limit",
         ),
         Binding(
-            "plus,equals_sign", "breaker_step(1)", "Breaker+", show=False, tooltip="Raise the breaker level by 0.1GB"
+            "plus,equals_sign",
+            "breaker_step(1)",
+            "Breaker+",
+            show=False,
+            id="breaker_up",
+            tooltip="Raise the breaker level by 0.1GB",
         ),
         Binding(
-            "minus,underscore", "breaker_step(-1)", "Breaker-", show=False, tooltip="Lower the breaker level by 0.1GB"
+            "minus,underscore",
+            "breaker_step(-1)",
+            "Breaker-",
+            show=False,
+            id="breaker_down",
+            tooltip="Lower the breaker level by 0.1GB",
         ),
         Binding(
             "b",
             "batch_limits",
             "Batch",
+            id="batch",
             tooltip=BATCH_TIP,
         ),
         Binding(
             "g",
             "toggle_chart",
             "Chart",
+            id="chart",
             tooltip="Show or hide the memory chart: the whole run (in place of the log on small screens)",
         ),
         # l does one of these (l_does): the help lists them on one line.
@@ -115,18 +130,30 @@ class DashboardScreen(Screen):
             "l",
             "show_log",
             "Log",
+            id="log",
             tooltip="Show the log: with a cluster's workers, in place of the chart, the run report, "
             "or on a narrow screen the memory panel",
         ),
-        Binding("l", "show_report", "Report", tooltip="Show the run report: back from the log, once the run is over"),
-        Binding("l", "hide_log", "Memory", tooltip="Show the memory panel: back from the log, on a narrow screen"),
+        Binding(
+            "l",
+            "show_report",
+            "Report",
+            id="log",
+            tooltip="Show the run report: back from the log, once the run is over",
+        ),
+        Binding(
+            "l", "hide_log", "Memory", id="log", tooltip="Show the memory panel: back from the log, on a narrow screen"
+        ),
         # l when the log is already on screen: say so instead of doing nothing (the help's l line is show_log's).
-        Binding("l", "log_why", "Log", show=False, tooltip="Where the log is: l says so when it is on screen"),
+        Binding(
+            "l", "log_why", "Log", show=False, id="log", tooltip="Where the log is: l says so when it is on screen"
+        ),
         Binding(
             "x",
             "dismiss_alerts",
             "Dismiss",
             show=False,  # the bar names its key; the footer keeps its room for q
+            id="dismiss",
             tooltip="Dismiss the warnings from before the run (they stay in the GC log)",
         ),
         # Narrow terminals: c and b leave the footer so l and q fit in 60 columns; these twins keep the keys.
@@ -135,6 +162,7 @@ class DashboardScreen(Screen):
             "quiet('cleanup')",
             "Cleanup",
             show=False,
+            id="cleanup",
             tooltip=CLEANUP_TIP,
         ),
         Binding(
@@ -142,11 +170,16 @@ class DashboardScreen(Screen):
             "quiet('batch_limits')",
             "Batch",
             show=False,
+            id="batch",
             tooltip=BATCH_TIP,
         ),
-        Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
+        Binding("question_mark", "help", "Help", id="help", tooltip="Help: keys and panels"),
         Binding(
-            "q", "request_quit", "Quit", tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"
+            "q",
+            "request_quit",
+            "Quit",
+            id="quit",
+            tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)",
         ),
     ]
 
