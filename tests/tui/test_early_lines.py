@@ -44,7 +44,7 @@ def test_the_cli_hands_the_setup_warnings_to_the_tui(tmp_path: Path, monkeypatch
     """The real CLI: a --max-memory above the machine's limit; the TUI gets that line before it starts."""
     seen: list[EarlyLine] = []
 
-    def fake_run_tui(engine, *, theme=None, early=()):
+    def fake_run_tui(engine, *, theme=None, early=(), keymap=None):
         seen.extend(early)
         raise RuntimeFailure("the TUI was reached")
 
