@@ -74,6 +74,7 @@ class MonitorThresholdsScreen(TwoFieldScreen):
     HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
 
 
+HELP_TIP = "Help: keys and what the table shows"
 #: The monitor's parts, for its help screen.
 MONITOR_PANELS = [
     (
@@ -147,7 +148,7 @@ class MonitorApp(EngineApp):
         Binding(
             "k",
             "signal('terminate')",
-            "Terminate",
+            "Term",  # short: every key fits 60 columns, a viewer's d included
             tooltip="Terminate the selected process: SIGTERM after you confirm; it may clean up first",
         ),
         Binding(
@@ -163,9 +164,11 @@ class MonitorApp(EngineApp):
         Binding(
             "o", "cycle_order", "Sort", tooltip="Sort the table: by RSS, growth or PID in turn (its title says which)"
         ),
-        Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
+        Binding("slash", "filter", "Find", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
-        Binding("question_mark", "help", "Help", id="help", tooltip="Help: keys and what the table shows"),
+        Binding("question_mark", "help", "Help", id="help", tooltip=HELP_TIP),
+        # A viewer below 80 columns: ? leaves the footer so its d fits; this twin keeps the key.
+        Binding("question_mark", "quiet_help", "Help", id="help", show=False, tooltip=HELP_TIP),
         Binding(
             "x",
             "dismiss_alerts",
@@ -232,6 +235,7 @@ class MonitorApp(EngineApp):
 
     def on_resize(self) -> None:
         self.query_one(Footer).show_command_palette = self.size.width >= (92 if self.attached_to else 80)
+        self.refresh_bindings()  # a viewer's ? leaves the footer below 80 columns
 
     def _polling_started(self) -> None:
         self.table.focus()
@@ -300,10 +304,16 @@ class MonitorApp(EngineApp):
         )
 
     # -- keys -------------------------------------------------------------------------
+    def action_quiet_help(self) -> None:
+        self.action_help()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen([self], MONITOR_PANELS))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("help", "quiet_help"):
+            spare = bool(self.attached_to) and self.size.width < 80  # a viewer's d needs the room
+            return spare == (action == "quiet_help")
         if action == "dismiss_alerts":
             return self.query_one(AlertBar).showing
         if action == "clear_filter":

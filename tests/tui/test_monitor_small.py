@@ -28,7 +28,7 @@ async def test_monitor_help_and_footer(size, child):  # noqa: F811
         lines = screen_lines(app)
         assert "'grow\\.py'" in lines[0] and "\\\\" not in lines[0], lines[0]
         foot = lines[-1].rstrip()
-        for key in ("q Quit", "o Sort", "/ Filter"):
+        for key in ("s Stop", "k Term", "t Thresholds", "q Quit", "o Sort", "/ Find", "? Help"):
             assert key in foot, foot
         assert ("palette" in foot) == (size[0] >= 80), foot
         await pilot.press("question_mark")
@@ -40,3 +40,36 @@ async def test_monitor_help_and_footer(size, child):  # noqa: F811
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen), what="the help to close")
         await pilot.press("q")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_a_monitor_viewer_names_its_run_and_keeps_d(size, child, tmp_path, monkeypatch):  # noqa: F811
+    import threading
+
+    from memtui.attach.client import RemoteEngine
+    from memtui.attach.server import AttachServer
+    from memtui.tui.attached import AttachedMonitorApp
+
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(tmp_path / "runs"))
+    engine = engine_for(child)
+    server = AttachServer(engine, snapshot_every_s=0.2).start()
+    worker = threading.Thread(target=engine.run, daemon=True)
+    worker.start()
+    try:
+        remote = RemoteEngine(str(server.socket_path))
+        app = AttachedMonitorApp(remote, poll_interval=0.05)
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: app.last is not None, what="the first frame")
+            await wait_for(pilot, lambda: "d Detach" in screen_lines(app)[-1], what="d in the footer")
+            lines = screen_lines(app)
+            assert lines[0].lstrip().startswith(f"viewer of run {remote.run_id}"), lines[0]
+            foot = lines[-1].rstrip()
+            assert "q Quit" in foot and foot.endswith("d Detach"), foot
+            await pilot.press("question_mark")  # still a key where the footer has no room for it
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help")
+            await pilot.press("escape")
+            await pilot.press("d")
+    finally:
+        engine.stop()
+        worker.join(30)
+        server.finish(engine.snapshot().report)
