@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memtui import __version__
+from memtui import __version__, early_log
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("memtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        early_log.remove()  # a run that failed before its face started
         for sig, handler in previous.items():
             # A face that saw a hangup leaves SIGHUP ignored: a second one (the shell passing it on)
             # must not kill memtui between its report and its exit.
@@ -350,9 +351,11 @@ def _resolve_input(path: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    early_log.install()  # what the setup logs reaches the TUI's log too (run_face takes it)
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
+    _check_keymap(args)
     if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
@@ -407,6 +410,13 @@ def _scan_log() -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def _check_keymap(args: argparse.Namespace) -> None:
+    """The config file's [keys] table is read before any work, so a bad key fails in one line (exit 2)."""
+    from memtui.tui.keymap import load_keymap  # noqa: PLC0415 - pure: no Textual
+
+    load_keymap(args.config or default_config())
+
+
 def _check_theme_file(theme: str | None) -> None:
     """A --theme PATH.toml is read before any work, so a typo fails in one line, not after the scan."""
     if theme is None:
@@ -442,6 +452,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
     from memtui.faces.headless import HeadlessFace, parts_for, setup_logging  # noqa: PLC0415
 
     parts = parts_for(engine)
+    early = early_log.take()  # the setup's lines (warnings already printed): the TUI logs them
 
     use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
     from memtui.attach.commands import serve  # noqa: PLC0415
@@ -453,8 +464,10 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             core_log.addHandler(logging.NullHandler())
             core_log.propagate = False
             from memtui.faces.tui import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+            from memtui.tui.keymap import load_keymap  # noqa: PLC0415
 
-            report, out = run_tui(engine, theme=args.theme), sys.stdout
+            keymap = load_keymap(args.config or default_config())  # checked before any work (run)
+            report, out = run_tui(engine, theme=args.theme, early=early, keymap=keymap), sys.stdout
         else:
             setup_logging()
             report, out = HeadlessFace(engine, parts=parts).run(), sys.stderr
