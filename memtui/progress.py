@@ -22,8 +22,10 @@ from typing import Any, TypedDict
 from memtui.jobs.base import CommitResult, JobTotals
 from memtui.jobs.input import BadLine
 
-#: The phases that hold a job (no ETA while in one).
-HELD_PHASES = ("paused", "waiting for memory")
+#: The phase while the breaker (or the headroom brake) holds the job.
+WAITING_PHASE = "waiting for memory"
+#: Phases that hold the job: their time is left out of the rate, and no ETA while in one (one rule).
+HELD_PHASES = ("paused", WAITING_PHASE)
 #: The recent rate's window, in seconds of working time.
 RECENT_S = 30.0
 

@@ -39,8 +39,8 @@ from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
-from memtui.memory.units import GB
-from memtui.progress import HELD_PHASES, Progress
+from memtui.memory.units import GB, format_duration
+from memtui.progress import HELD_PHASES, WAITING_PHASE, Progress
 from memtui.records import RunReport, WorkerRow
 from memtui.trace import RunTrace
 
@@ -99,6 +99,15 @@ class RunSnapshot:
     @property
     def finished(self) -> bool:
         return self.report is not None
+
+    @property
+    def eta_text(self) -> str:
+        """The ETA as every face says it: no extrapolation while the job is held (paused, or waiting for memory)."""
+        if self.paused:
+            return "paused"
+        if self.phase == WAITING_PHASE:
+            return "waiting for memory"
+        return format_duration(self.eta_s)
 
     @property
     def responses_done(self) -> int:
