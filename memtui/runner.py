@@ -35,7 +35,6 @@ from memtui.events import (
 )
 from memtui.jobs.base import EmbedJob, Unit, Work
 from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
-from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig, threshold_changes
@@ -303,7 +302,7 @@ class Runner:
                 items_embedded=self._items_embedded,
                 bad_lines=self._bad_lines,
                 batches=self._batches,
-                batch_size=batch_size_for(memory.state, cfg),
+                batch_size=(self._admission or Admission(cfg)).batch_size(memory.state, cfg),  # with its caps
                 batch_min=cfg.batch_size_min,
                 batch_max=cfg.batch_size_max,
                 in_flight=self._in_flight,
