@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memtui import __version__
+from memtui.embed import companions
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
@@ -396,8 +397,7 @@ def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
             paths["input"] = args.input
         cache = args.cache or default_cache()
         paths["cache"] = cache
-        for suffix in ("-wal", "-shm", "-journal", ".trace", ".lock"):
-            paths[f"cache's {suffix.lstrip('.-')} file"] = cache.with_name(cache.name + suffix)
+        paths.update(companions.protected(cache))
     config = args.config or default_config()
     if config is not None:
         paths["config file"] = config
@@ -516,15 +516,10 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor):
             scheduler=args.scheduler,
             model=job.model_id,
             backend=embedder.backend,
-            trace=RunTrace(trace_path(Path(job.cache_path))),
+            trace=RunTrace(companions.trace_path(Path(job.cache_path))),
         )
     # The system, cgroup and RLIMIT_AS headroom is this process's: a cluster's workers live in their own.
-    return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))), headroom=HeadroomWatch())
-
-
-def trace_path(cache: Path) -> Path:
-    """The rolling trace lives beside the cache: ``embeddings.sqlite`` -> ``embeddings.sqlite.trace``."""
-    return cache.with_name(cache.name + ".trace")
+    return Runner(job, monitor, trace=RunTrace(companions.trace_path(Path(job.cache_path))), headroom=HeadroomWatch())
 
 
 def write_report(path: Path, report: Report) -> None:
