@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from memtui import __version__
 from memtui.embed import companions
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
+from memtui.faces.choice import choose_face
 from memtui.jobs.source import STDIN_NAMES
 from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
@@ -414,7 +415,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
 
     parts = parts_for(engine)
 
-    use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
+    use_tui = choose_face(args.tui, args.headless) == "tui"
     from memtui.attach.commands import serve  # noqa: PLC0415
 
     server = serve(args, engine)  # any run can be attached to ('memtui attach'); None if it cannot
