@@ -255,15 +255,11 @@ class Runner:
         self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
         return config
 
-    def record_hard_exit(self, why: str) -> None:
-        """Note in the trace why the process is about to exit without finishing (a second Ctrl-C),
-        so the next start says what happened instead of guessing at a kill."""
+    def emergency_exit(self, why: str) -> None:
+        """The process exits at once (Engine): committed batches are safe; the trace says why, so the next
+        start says what happened instead of guessing at a kill."""
         if self.trace is not None:
             self.trace.end(why)
-
-    def emergency_exit(self, why: str) -> None:
-        """The process exits at once (Engine): committed batches are safe; the trace says why."""
-        self.record_hard_exit(why)
 
     # -- reading (any thread) -------------------------------------------------------
     def subscribe(self) -> EventQueue:
