@@ -23,7 +23,8 @@ from memtui.embed import companions
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.faces.choice import choose_face
 from memtui.jobs.source import STDIN_NAMES
-from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
+from memtui.memory.config import DURATION_MAX_S, MemoryConfig
+from memtui.memory.config_layers import SETTINGS, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.output import check_output, stream_fd, write_output

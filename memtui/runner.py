@@ -37,7 +37,8 @@ from memtui.jobs.base import EmbedJob, Unit, Work
 from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
-from memtui.memory.config import MemoryConfig, threshold_changes
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB

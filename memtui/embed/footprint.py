@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memtui.errors import MemtuiError, ModelError, ResourceError
-from memtui.memory.config import BREAKER_FRACTION
+from memtui.memory.config_layers import BREAKER_FRACTION
 from memtui.memory.probe import MemoryLimit
 from memtui.memory.units import GB, MB
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker, Clock
 from memtui.memory.cleanup import Cleaner, CleanupReport
-from memtui.memory.config import MemoryConfig, ThresholdOrigin
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import ThresholdOrigin
 from memtui.memory.probe import MemoryLimit, Probe, ProcessProbe
 from memtui.memory.units import GB, format_gb
 
