@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memtui import __version__
+from memtui import __version__, early_log
 from memtui.embed import companions
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.faces.choice import choose_face
@@ -239,7 +239,32 @@ def build_parser() -> argparse.ArgumentParser:
     info = cache_sub.add_parser("info", help="what is in the cache")
     info.add_argument("--cache", type=Path, default=None)
     info.add_argument("--json", action="store_true")
+    _add_vector_commands(sub, cache_sub)
     return parser
+
+
+def _add_vector_commands(sub: Any, cache_sub: Any) -> None:
+    """``cache export`` and ``similar`` (memtui/vectors/)."""
+    export = cache_sub.add_parser("export", help="write the cache's vectors as jsonl, npy or parquet")
+    export.add_argument("--cache", type=Path, default=None)
+    export.add_argument("--format", required=True, metavar="FORMAT", help="jsonl, npy (+ a .rows.jsonl) or parquet")
+    export.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="where ('-' is stdout for jsonl and parquet; a device or FIFO is written into)",
+    )
+    export.add_argument("--backend", default=None, help="only this backend's vectors (default: every backend's)")
+    export.add_argument("--domain", action="append", default=None, help="only this domain (repeatable)")
+    similar = sub.add_parser("similar", help="the responses nearest a text (or a cached vector) by cosine")
+    similar.add_argument("text", nargs="?", default=None, help="the query text (embedded with the cache's model)")
+    similar.add_argument("--key", default=None, help="use this cached vector (hex key) as the query; loads no model")
+    similar.add_argument("--cache", type=Path, default=None)
+    similar.add_argument("--top", type=_positive_int, default=10, metavar="K", help="how many (default 10)")
+    similar.add_argument("--domain", action="append", default=None, help="only this domain (repeatable)")
+    similar.add_argument("--backend", default=None, help="which of the cache's backends (default: its only one)")
+    similar.add_argument("--model", default=None, help="the model folder, if the cache's is not found")
+    similar.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _interrupt_on_termination()
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "similar" or (args.command == "cache" and args.cache_command == "export"):
+            from memtui.vectors import commands as vectors  # noqa: PLC0415
+
+            return vectors.similar_command(args) if args.command == "similar" else vectors.export_command(args)
         if args.command == "cache":
             return cache_info(args)
         if args.command == "tune":
@@ -269,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("memtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        early_log.remove()  # a run that failed before its face started
         for sig, handler in previous.items():
             # A face that saw a hangup leaves SIGHUP ignored: a second one (the shell passing it on)
             # must not kill memtui between its report and its exit.
@@ -324,9 +354,11 @@ def _resolve_input(path: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    early_log.install()  # what the setup logs reaches the TUI's log too (run_face takes it)
     monitor = make_monitor(args)
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
+    _check_keymap(args)
     if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
@@ -381,6 +413,13 @@ def _scan_log() -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def _check_keymap(args: argparse.Namespace) -> None:
+    """The config file's [keys] table is read before any work, so a bad key fails in one line (exit 2)."""
+    from memtui.tui.keymap import load_keymap  # noqa: PLC0415 - pure: no Textual
+
+    load_keymap(args.config or default_config())
+
+
 def _check_theme_file(theme: str | None) -> None:
     """A --theme PATH.toml is read before any work, so a typo fails in one line, not after the scan."""
     if theme is None:
@@ -415,6 +454,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
     from memtui.faces.headless import HeadlessFace, parts_for, setup_logging  # noqa: PLC0415
 
     parts = parts_for(engine)
+    early = early_log.take()  # the setup's lines (warnings already printed): the TUI logs them
 
     use_tui = choose_face(args.tui, args.headless) == "tui"
     from memtui.attach.commands import serve  # noqa: PLC0415
@@ -426,8 +466,10 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
             core_log.addHandler(logging.NullHandler())
             core_log.propagate = False
             from memtui.faces.tui import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
+            from memtui.tui.keymap import load_keymap  # noqa: PLC0415
 
-            report, out = run_tui(engine, theme=args.theme), sys.stdout
+            keymap = load_keymap(args.config or default_config())  # checked before any work (run)
+            report, out = run_tui(engine, theme=args.theme, early=early, keymap=keymap), sys.stdout
         else:
             setup_logging()
             report, out = HeadlessFace(engine, parts=parts).run(), sys.stderr
@@ -564,10 +606,13 @@ def _shown(key: str, value: object) -> object:
 
 
 def cache_info(args: argparse.Namespace) -> int:
+    from memtui.embed.reader import check_cache_file  # noqa: PLC0415
     from memtui.embed.store import CacheStore  # noqa: PLC0415
+    from memtui.vectors.export import available_formats  # noqa: PLC0415
 
     path = args.cache or default_cache()
-    info = CacheStore.info(path)
+    check_cache_file(path)  # the reader's rule: no link, a regular file of ours (companions too)
+    info = {**CacheStore.info(path), "export_formats": available_formats()}
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -141,7 +141,7 @@ class RunFinished(Event):
     def message(self) -> str:
         r = self.report
         return (
-            f"🏁 Run {r.status}: {r.items} responses in {r.duration_s:.1f}s "
+            f"🏁 Run {r.status}: {r.committed} responses in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), peak {r.peak_memory_gb:.2f}GB"
         )
 

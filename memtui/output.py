@@ -15,19 +15,26 @@ it (``check_output`` before any work, ``write_output`` after it):
 - anything else (missing, a regular file, a link) is replaced all at once
   (``safefs.write_atomic``: a random temp file in its folder, renamed over it),
   so a reader never sees half and a link is replaced, never followed;
+- ``open_output`` is the same rule for data streamed as it is made (an export): written into a
+  stream, device or FIFO as it comes, else into a private temp file renamed over the path on success;
 - a write that fails after the work is the caller's exit 1 (the report also
   went to stdout), worded from the OSError this raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 import select
 import stat
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from memtui.errors import UsageError
 from memtui.safefs import owner_name, same_file, write_atomic
@@ -114,9 +121,84 @@ def write_output(path: Path, data: bytes, what: str, *, wait_s: float = WAIT_S) 
     write_atomic(path, data, what)
 
 
-def _write_into(path: Path, seen: os.stat_result, data: bytes, what: str, wait_s: float) -> bool:
-    """Write into the device or FIFO at ``path``; False if a regular file was swapped in (the caller replaces it)."""
-    deadline = time.monotonic() + wait_s
+@contextlib.contextmanager
+def open_output(path: Path, what: str, *, wait_s: float = WAIT_S) -> Iterator[BinaryIO]:
+    """``write_output`` for data made as it is written (an export): the same rule, a binary file to stream into.
+
+    memtui's stdout or stderr, a character device or a FIFO (each write waits at most ``wait_s`` for the
+    reader) is written into as the data comes; anything else gets a private temp file in its folder, renamed
+    over ``path`` only when the block ends without an exception (so a failed export leaves no half file and
+    the old one intact). Raises OSError for the caller to word.
+    """
+    fd = stream_fd(path)
+    if fd is not None:
+        (sys.stdout if fd == 1 else sys.stderr).flush()
+        with io.BufferedWriter(_NodeWriter(os.dup(fd), wait_s), _BUFFER) as out:
+            yield out
+        return
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        node = _open_node(path, st, what, time.monotonic() + wait_s, wait_s)
+        if node is not None:
+            with io.BufferedWriter(_NodeWriter(node, wait_s), _BUFFER) as out:
+                yield out
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} {path} is a directory; pass a file path")
+    tmp_fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL, 0600
+    try:
+        with os.fdopen(tmp_fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+_BUFFER = 1 << 16
+
+
+class _NodeWriter(io.RawIOBase):
+    """An fd of a device, FIFO or standard stream; each write waits at most ``wait_s`` for room (poll)."""
+
+    def __init__(self, fd: int, wait_s: float) -> None:
+        self._fd, self._wait_s = fd, wait_s
+        self._poller = select.poll()  # not select(): any fd number
+        self._poller.register(fd, select.POLLOUT)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, f"the reader took no data within {self._wait_s:g}s")
+            if not self._poller.poll(min(left, 1.0) * 1000):
+                continue
+            try:
+                return os.write(self._fd, data)
+            except BlockingIOError:
+                continue
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _open_node(path: Path, seen: os.stat_result, what: str, deadline: float, wait_s: float) -> int | None:
+    """An fd on the device or FIFO at ``path`` (O_NONBLOCK); None if a regular file was swapped in."""
     while True:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC)  # no O_CREAT, no O_TRUNC
@@ -130,9 +212,24 @@ def _write_into(path: Path, seen: os.stat_result, data: bytes, what: str, wait_s
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode):
-            return False
+            os.close(fd)
+            return None
         if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) or st.st_uid not in (os.geteuid(), 0):
             raise OSError(errno.EBUSY, f"the {what} path was swapped for another node while being written; rerun")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    return fd
+
+
+def _write_into(path: Path, seen: os.stat_result, data: bytes, what: str, wait_s: float) -> bool:
+    """Write into the device or FIFO at ``path``; False if a regular file was swapped in (the caller replaces it)."""
+    deadline = time.monotonic() + wait_s
+    fd = _open_node(path, seen, what, deadline, wait_s)
+    if fd is None:
+        return False
+    try:
         poller = select.poll()  # not select(): any fd number
         poller.register(fd, select.POLLOUT)
         view = memoryview(data)

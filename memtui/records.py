@@ -13,6 +13,12 @@ from typing import Any
 from memtui.memory.breaker import BreakerState
 
 
+def backend_label(backend: str | None) -> str:
+    """The backend as every face names it: its family (onnx-int8, not its recipe and ISA); "" for the
+    exact default (torch) or an unknown one, which say nothing."""
+    return "" if not backend or backend == "torch" else backend.split("/", 1)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     id: str
@@ -169,12 +175,18 @@ class RunReport:
     def keys(self) -> KeysView[str]:
         return self.to_dict().keys()
 
+    @property
+    def committed(self) -> int:
+        """Responses with a vector in the cache: the one count every face and line says."""
+        return self.items if self.responses_committed is None else self.responses_committed
+
     def summary_lines(self) -> list[str]:
         """The run in a few lines, as the headless face prints them and the TUI's report panel shows them."""
         r = self
-        committed = r.items if r.responses_committed is None else r.responses_committed
+        committed = r.committed
         lines = [
-            f"Run {r.status} ({r.mode}): {committed} responses committed to the cache in {r.duration_s:.1f}s "
+            f"Run {r.status} ({', '.join(filter(None, (r.mode, backend_label(r.backend))))}): "
+            f"{committed} responses committed to the cache in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), {r.items_skipped} already cached",
             f"Domains {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
             f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
@@ -182,7 +194,7 @@ class RunReport:
         ]
         if r.limit_gb:
             lines.append(
-                f"Memory limit {r.limit_gb:.1f}GB from {r.limit_source} · thresholds warning "
+                f"Memory limit {r.limit_gb:.2f}GB from {r.limit_source} · thresholds warning "
                 f"{r.warning_memory_gb:.2f}GB, breaker {r.max_memory_gb:.2f}GB"
             )
         if r.lowest_headroom_gb is not None:

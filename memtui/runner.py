@@ -41,11 +41,16 @@ from memtui.memory.config import MemoryConfig
 from memtui.memory.config_layers import threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
-from memtui.memory.units import GB
+from memtui.memory.units import GB, format_duration
 from memtui.records import RunReport, WorkerRow
 from memtui.trace import RunTrace
 
 log = logging.getLogger("memtui")
+
+#: The phase while the breaker holds the job open.
+WAITING_PHASE = "waiting for memory"
+#: Phases that hold the job: their time is left out of the rate and the ETA (Runner._active, one rule).
+HELD_PHASES = ("paused", WAITING_PHASE)
 
 #: Names of unprocessed domains kept in a report (the count is always exact).
 MAX_NAMED_UNPROCESSED = 1000
@@ -100,6 +105,15 @@ class RunSnapshot:
     @property
     def finished(self) -> bool:
         return self.report is not None
+
+    @property
+    def eta_text(self) -> str:
+        """The ETA as every face says it: no extrapolation while the job is held (paused, or waiting for memory)."""
+        if self.paused:
+            return "paused"
+        if self.phase == WAITING_PHASE:
+            return "waiting for memory"
+        return format_duration(self.eta_s)
 
     @property
     def responses_done(self) -> int:
@@ -167,8 +181,8 @@ class Runner:
         # responses of this run with a vector in the cache: domains finished, plus each unfinished one's latest count
         self._committed_complete = 0
         self._committed_partial: dict[str, int] = {}
-        self._paused_total_s = 0.0  # time spent held by a pause (not counted in rate or ETA)
-        self._paused_at: float | None = None  # when the current pause began holding the job
+        self._paused_total_s = 0.0  # time spent held (HELD_PHASES: paused, waiting for memory): not in rate or ETA
+        self._paused_at: float | None = None  # when the current hold began
         self._report: RunReport | None = None
         self._unprocessed: list[str] = []
         self._unprocessed_count = 0
@@ -281,6 +295,8 @@ class Runner:
             rate = self._recent_rate(now)
             remaining = max(0, self._items_total - self._done_now())
             eta = remaining / rate if rate > 0 and remaining else (0.0 if not remaining and self._t0 else None)
+            if self._phase in HELD_PHASES and remaining:
+                eta = None  # held: no rate to extrapolate (RunSnapshot.eta_text says why)
             cfg = self.monitor.config
             return RunSnapshot(
                 mode=self.job.mode,
@@ -636,9 +652,9 @@ class Runner:
             self._phase = phase
             now = self._clock()
             self._running_since = now if phase == "running" else None
-            if phase == "paused" and self._paused_at is None:
+            if phase in HELD_PHASES and self._paused_at is None:
                 self._paused_at = now
-            elif phase != "paused" and self._paused_at is not None:
+            elif phase not in HELD_PHASES and self._paused_at is not None:
                 self._paused_total_s += max(0.0, now - self._paused_at)
                 self._paused_at = None
         self._publish(PhaseChanged(phase, detail))
@@ -669,7 +685,8 @@ class Runner:
 
     # -- reporting ------------------------------------------------------------------
     def _active(self, now: float) -> float:
-        """The clock with paused spells left out (lock held): rate and ETA count working time only."""
+        """The clock with held spells (HELD_PHASES) left out (lock held): the one rule for rate, ETA and the
+        report's rate: they count working time only, never paused or waiting-for-memory time."""
         held = self._paused_total_s + (max(0.0, now - self._paused_at) if self._paused_at is not None else 0.0)
         return now - held
 

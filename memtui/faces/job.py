@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from memtui.events import BreakerChanged, CleanupRan, Event, MemoryWarning, PhaseChanged
 from memtui.faces.headless import HeadlessParts
-from memtui.memory.units import format_duration
 from memtui.records import RunReport
 
 if TYPE_CHECKING:  # the runner pulls in numpy; the faces import without it
@@ -25,7 +24,7 @@ def progress_line(s: RunSnapshot) -> str:
     headroom = f" · headroom {h.describe()}{' (below one batch)' if h.low else ''}" if h is not None else ""
     return (
         f"⏳ {done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
-        f"{s.items_per_s:.1f}/s · ETA {format_duration(s.eta_s)} · "
+        f"{s.items_per_s:.1f}/s · ETA {s.eta_text} · "
         f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB{headroom} · breaker {m.state.label} · batch {s.batch_size} · "
         f"{state}"
     )

@@ -27,7 +27,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{t['peak_memory_gb']:.2f}GB · warnings {t['memory_warnings']} · trips {t['breaker_trips']} "
             f"· actions: {acts}"
         )
-    limit = f"memory limit {r['limit_gb']:.1f}GB from {r['limit_source']} · " if r.get("limit_gb") else ""
+    limit = f"memory limit {r['limit_gb']:.2f}GB from {r['limit_source']} · " if r.get("limit_gb") else ""
     lines.append(
         f"{limit}thresholds: warning {r['warning_memory_gb']:.2f}GB, breaker {r['max_memory_gb']:.2f}GB, "
         f"reset below {r['reset_memory_gb']:.2f}GB"

@@ -9,6 +9,7 @@ commands. Textual is imported here only when ``run_tui`` is called.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from memtui.engine import Engine
@@ -16,6 +17,7 @@ from memtui.errors import MemtuiError
 from memtui.records import Report
 
 if TYPE_CHECKING:
+    from memtui.early_log import EarlyLine
     from memtui.tui.engine_app import EngineApp
 
 #: The app for each kind of engine: (module, class), imported only when that engine runs.
@@ -32,10 +34,19 @@ def app_class(engine: Engine) -> type[EngineApp]:
     return cls
 
 
-def run_tui(engine: Engine, *, theme: str | None = None) -> Report:
-    """Run the engine's app until the operator quits; returns the engine's report (the one headless returns)."""
+def run_tui(
+    engine: Engine,
+    *,
+    theme: str | None = None,
+    early: Sequence[EarlyLine] = (),
+    keymap: Mapping[str, str] | None = None,
+) -> Report:
+    """Run the engine's app until the operator quits; returns the engine's report (the one headless returns).
+
+    ``early``: what was logged before the app started (memtui.early_log), for its log and its alerts.
+    """
     cls = app_class(engine)
-    app = cls(engine, theme=theme, handle_signals=True)
+    app = cls(engine, theme=theme, handle_signals=True, early=early, keymap=keymap)
     # The job's app runs without the mouse: every action has a key, and without mouse tracking the
     # terminal's own selection works, so an operator can copy a path or a log line out of an SSH session.
     report = app.run(mouse=cls.MOUSE)

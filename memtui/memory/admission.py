@@ -318,12 +318,19 @@ def floor_reason(floor: int, config: MemoryConfig) -> str:
     """Why the run ends, what was measured, and thresholds a rerun can live with."""
     warning = math.ceil((floor / GB + 0.2) * 10) / 10
     breaker = math.ceil(warning * 1.5 * 10) / 10
+    # Advice is followed as written, so every value offered passes MemoryConfig's checks (reset below the
+    # breaker) and clears the floor: an explicit reset level moves with the warning's; the reset-only
+    # alternative is offered only where one fits between the floor and the breaker.
+    rerun = f"--warning-memory {warning:.1f} --max-memory {breaker:.1f}"
+    if config.reset_memory_gb is not None:
+        rerun += f" --reset-memory {warning:.1f}"
+    reset = math.ceil(floor / GB * 100 + 1) / 100  # at least 0.01GB above the floor, as shown
+    alternative = f" (or --reset-memory {reset:.2f})" if reset < round(config.max_bytes / GB, 2) else ""
     return (
         f"Memory cannot get below the reset level {format_gb(config.reset_bytes)}: after cleanups"
         f" with the model unloaded it stays at {format_gb(floor)} (memtui's floor here), so the breaker"
         f" {format_gb(config.max_bytes)} can never close. Rerun with levels above the floor, e.g."
-        f" --warning-memory {warning:.1f} --max-memory {breaker:.1f} (or a --reset-memory above"
-        f" {format_gb(floor)})"
+        f" {rerun}{alternative}"
     )
 
 

@@ -182,9 +182,9 @@ class CircuitBreaker:
                 # Close only below the warning *clear* level, as WARNING itself does: closing
                 # just under the warning level would flap back on the next few kB.
                 if rss >= self._config.warning_clear_bytes:
-                    self._move(BreakerState.WARNING, rss, now, "probe batch succeeded, memory still high", fired)
+                    self._move(BreakerState.WARNING, rss, now, "probe succeeded, memory still high", fired)
                 else:
-                    self._move(BreakerState.CLOSED, rss, now, "probe batch succeeded", fired)
+                    self._move(BreakerState.CLOSED, rss, now, "probe succeeded", fired)
             result = self._state
         self._notify(fired)
         return result

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from memtui.early_log import EarlyLine
 from memtui.errors import MemtuiError
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import GB, parse_gb
-from memtui.records import Report, RunReport
+from memtui.records import Report, RunReport, backend_label
 from memtui.runner import Runner, RunSnapshot
 from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
@@ -59,6 +60,8 @@ class MemtuiApp(EngineApp):
         poll_interval: float = POLL_INTERVAL_S,
         time_format: Callable[[float], str] = local_clock,
         handle_signals: bool = False,
+        early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         # NO_COLOR without --theme: the ANSI contrast theme, drawn in native ANSI so Textual's NoColor
         # filter leaves the terminal's own foreground and background (its Monochrome filter, chosen for
@@ -71,6 +74,8 @@ class MemtuiApp(EngineApp):
             autostart=autostart,
             poll_interval=poll_interval,
             handle_signals=handle_signals,
+            early=early,
+            keymap=keymap,
             ansi_color=True if plain else None,
         )
         self.runner = runner
@@ -83,13 +88,15 @@ class MemtuiApp(EngineApp):
         """Once the dashboard is up: say what runs, start polling, start the job."""
         s = self.runner.snapshot()
         log = self.dashboard.gc_log
+        self._log_early()  # the setup's lines first: they were logged before anything below
         # The runner replays what it said before we subscribed (resuming, a killed previous run):
         # the intro line goes first, dated no later than those.
         replayed = self._events.drain()
+        backend = f" ({label})" if (label := backend_label(s.backend)) else ""  # what makes the vectors
         log.add(
             "NOTE",
             "info",
-            f"{s.mode} mode: {count(s.units_total)} domains, {count(s.items_total)} responses "
+            f"{s.mode} mode{backend}: {count(s.units_total)} domains, {count(s.items_total)} responses "
             f"from {short_path(s.input, 36)}; ? for help",
             at=min([time.time(), *(event.at for event in replayed)]),
         )
@@ -101,6 +108,9 @@ class MemtuiApp(EngineApp):
     @property
     def job_log(self) -> GcLog:
         return self.dashboard.gc_log
+
+    def _show_alerts(self, lines: list[str]) -> None:
+        self.dashboard.show_alerts(lines)
 
     def _show_report(self, report: Report) -> None:
         assert isinstance(report, RunReport), "the job's app hosts a Runner"
@@ -170,23 +180,18 @@ class MemtuiApp(EngineApp):
             ]
         except ValueError as exc:
             return str(exc)
-        if levels[0] >= levels[1]:
-            return f"the warning level ({levels[0]:.2f}GB) must be below the breaker ({levels[1]:.2f}GB)"
+        # Compared as the panels show them (to 0.01GB): two levels that read the same are refused, whether
+        # typed in t or reached with + and - (both come here).
+        if round(levels[0], 2) >= round(levels[1], 2):
+            return f"the breaker must stay above the warning level: {levels[1]:.2f}GB is not above {levels[0]:.2f}GB"
         return None
 
     def step_breaker(self, direction: int) -> None:
         m = self.runner.snapshot().memory
         new = round(m.max_bytes / GB + direction * BREAKER_STEP_GB, 2)
-        if new <= m.warning_bytes / GB:
-            self.notify(
-                f"The breaker must stay above the warning level ({m.warning_bytes / GB:.2f}GB); press t to move both",
-                severity="warning",
-                timeout=4,
-            )
-            return
-        error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")
+        error = self._apply_thresholds(f"{m.warning_bytes / GB!r}", f"{new}")  # the t dialog's rule
         if error:
-            self.notify(error, severity="error", timeout=5)
+            self.notify(f"{error}; press t to move both", severity="warning", timeout=5)
             return
         after = self.runner.snapshot().memory
         if after.state is BreakerState.OPEN and after.rss_bytes >= after.reset_bytes:

@@ -84,9 +84,11 @@ class _Attached:
     remote: Any  # a memtui.attach.client.RemoteEngine (not imported: attach launches this app)
     detached: bool
     lost: str | None
+    attached_to: str | None
 
     def _attached_init(self, engine: Any) -> None:
         self.remote = engine
+        self.attached_to = f"run {engine.run_id}"  # the header names it: this screen is a viewer
         self.detached = False
         self.lost = None  # why the run ended abnormally, if it did
 
@@ -156,9 +158,18 @@ class _Attached:
         if self.detached:
             return
         self.lost = str(worker.error)
+        self._redraw_last()  # the header says RUN LOST now, not the last frame's RUNNING
         self.job_log.add("ERROR", "error", self.lost)  # type: ignore[attr-defined]
         self.notify(self.lost, severity="error", timeout=LOST_EXIT_S + 5)  # type: ignore[attr-defined]
         self.set_timer(LOST_EXIT_S, lambda: self.exit(None))  # type: ignore[attr-defined]
+
+    def _redraw_last(self) -> None:
+        """Show the last frame again, through the usual watchers (they read ``lost``)."""
+        screen = getattr(self, "dashboard", None)
+        if screen is not None:
+            screen.snapshot = screen.snapshot
+        else:
+            setattr(self, "last", getattr(self, "last", None))  # noqa: B010 - MonitorApp's reactive, re-set
 
     def on_unmount(self) -> None:
         """Whatever ends the viewer (even a crash) leaves the run running: EngineApp's unmount, which

@@ -18,12 +18,14 @@ memtui.faces.tui.run_tui picks the subclass for an engine and runs it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
 import threading
 import time
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,12 +33,14 @@ from textual import events, on
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
+from memtui.early_log import EarlyLine
 from memtui.engine import Engine
 from memtui.errors import MemtuiError, UsageError
 from memtui.records import Report
 from memtui.tui._textual_hacks import EngineAppMeta, HangupSafeDriver
 from memtui.tui.key_gate import KeyGate
 from memtui.tui.messages import JobCrashed, JobFinished
+from memtui.tui.text import strip_icon
 from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, load_theme, load_themes
 from memtui.tui.widgets.gc_log import GcLog
 
@@ -50,6 +54,8 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
     #: What memtui.faces.tui.run_tui calls the app and the engine's work when the app ends without a report.
     FACE_NOUN = "TUI"
     WORK_NOUN = "job"
+    #: The run this app is a viewer of ("run 3f2a, pid 812"), named in its header; None: it hosts its own.
+    attached_to: str | None = None
     #: Mouse tracking (off: the terminal's own text selection keeps working over SSH).
     MOUSE: ClassVar[bool] = False
     #: Signals that end the app through ``_quit_on_signal`` when ``handle_signals`` is on.
@@ -63,6 +69,8 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
         autostart: bool = True,
         poll_interval: float = 0.25,
         handle_signals: bool = False,
+        early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
         **app_options: Any,
     ) -> None:
         # On a real Linux terminal, a driver that outlives a hung-up tty (tests use Textual's headless one).
@@ -74,6 +82,9 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
         self._poll_interval = poll_interval
         self._handle_signals = handle_signals
         self._events = engine.subscribe()
+        self.early_lines = tuple(early)  # what the setup logged before the app started (memtui.early_log)
+        if keymap:  # the config file's [keys] (memtui.tui.keymap): footer, help and palette follow
+            self.set_keymap(dict(keymap))
         self._worker: Worker | None = None
         self.report: Report | None = None
         self.quitting = False  # the operator confirmed quit: exit as soon as the job has returned
@@ -117,6 +128,23 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
 
     def _show_stopping(self) -> None:
         """Once the engine has been told to stop, before the tick that follows."""
+
+    def _show_alerts(self, lines: list[str]) -> None:
+        """Keep the setup's warnings on screen until the operator dismisses them."""
+
+    def _log_early(self) -> None:
+        """What the setup logged before the app started: every line into the log, at its time; the
+        warnings also stay on screen until dismissed (``_show_alerts``)."""
+        for line in self.early_lines:
+            tag, kind = (
+                ("ERROR", "error")
+                if line.level >= logging.ERROR
+                else ("WARN", "warning")
+                if line.weighty
+                else ("NOTE", "info")
+            )
+            self.job_log.add(tag, kind, strip_icon(line.text), at=line.at)
+        self._show_alerts([strip_icon(line.text) for line in self.early_lines if line.weighty])
 
     def _check_thresholds(self, warning: str, breaker: str) -> str | None:
         """An error for levels the engine must not see, checked before ``set_thresholds``."""

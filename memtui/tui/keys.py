@@ -37,8 +37,12 @@ class KeyDoc:
         return self.tooltip.partition(": ")[2]
 
     def key_display(self, app: App) -> str:
-        """The keys as the footer shows them ("p  space", "?", "^c")."""
-        return "  ".join(dict.fromkeys(app.get_key_display(binding) for binding in self.keys))
+        """The keys as the footer shows them ("p  space", "?", "^c"), after the config file's [keys]."""
+        keys = self.keys
+        remapped = app._keymap.get(keys[0].id or "") if keys else None  # Textual's keymap (App.set_keymap)
+        if remapped:
+            keys = tuple(Binding(key.strip(), self.action) for key in remapped.split(","))
+        return "  ".join(dict.fromkeys(app.get_key_display(binding) for binding in keys))
 
     def check(self) -> bool | None:
         """The namespace's ``check_action``: True offered, None greyed out, False hidden."""

@@ -11,6 +11,7 @@ first; quitting ends the watch, and the engine resumes whatever memtui stopped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
 from textual.app import App, ComposeResult
@@ -18,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import var
 from textual.widgets import DataTable, Footer, Input, Static
 
+from memtui.early_log import EarlyLine
 from memtui.engine import call
 from memtui.errors import MemtuiError
 from memtui.events import Event
@@ -38,7 +40,9 @@ from memtui.tui.commands import KeyCommands
 from memtui.tui.engine_app import EngineApp
 from memtui.tui.screens.confirm import ConfirmScreen
 from memtui.tui.screens.form import Field, TwoFieldScreen
+from memtui.tui.screens.help import HelpScreen
 from memtui.tui.text import gb, strip_icon
+from memtui.tui.widgets.alert_bar import AlertBar
 from memtui.tui.widgets.filter_bar import FilterBar
 from memtui.tui.widgets.gc_log import GcLog
 from memtui.tui.widgets.process_table import ProcessTable
@@ -68,6 +72,28 @@ class MonitorThresholdsScreen(TwoFieldScreen):
         Field("breaker", "Breaker", "the target's breaker opens (and --on-breaker acts)"),
     )
     HINT = "GB (1.2), MB (800MB) or a percent of the memory limit (75%). Enter applies, Esc cancels."
+
+
+HELP_TIP = "Help: keys and what the table shows"
+#: The monitor's parts, for its help screen.
+MONITOR_PANELS = [
+    (
+        "Header",
+        "what is watched (pids, a command-line pattern, or your top memory users), the levels, what "
+        "memtui does when a process's breaker opens (--on-breaker), how often it samples, for how long.",
+    ),
+    (
+        "Table",
+        "one row per process: RSS, its growth, its breaker (CLOSED, WARNING, OPEN, HALF-OPEN: each "
+        "process has its own) and the time to its breaker at the current growth; the title says the sort "
+        "order (o) and the filter (/). The cursor follows its process as rows re-sort.",
+    ),
+    (
+        "Log",
+        "each process that appears or leaves, warnings, breaker changes and the signals memtui sent; "
+        "newest last. A breaker closes once a sample after the wait stays below the reset level.",
+    ),
+]
 
 
 def log_entry(event: Event) -> tuple[str, str] | None:
@@ -122,21 +148,35 @@ class MonitorApp(EngineApp):
         Binding(
             "k",
             "signal('terminate')",
-            "Terminate",
+            "Term",  # short: every key fits 60 columns, a viewer's d included
             tooltip="Terminate the selected process: SIGTERM after you confirm; it may clean up first",
         ),
         Binding(
             "t",
             "thresholds",
             "Thresholds",
+            id="thresholds",
             tooltip="Change thresholds: warning and breaker levels for every watched process",
         ),
-        Binding("q", "request_quit", "Quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"),
+        Binding(
+            "q", "request_quit", "Quit", id="quit", tooltip="Quit: ends the watch; memtui resumes whatever it stopped"
+        ),
         Binding(
             "o", "cycle_order", "Sort", tooltip="Sort the table: by RSS, growth or PID in turn (its title says which)"
         ),
-        Binding("slash", "filter", "Filter", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
+        Binding("slash", "filter", "Find", tooltip="Filter the table: by name or pid as you type; Enter keeps it"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter: every process again"),
+        Binding("question_mark", "help", "Help", id="help", tooltip=HELP_TIP),
+        # A viewer below 80 columns: ? leaves the footer so its d fits; this twin keeps the key.
+        Binding("question_mark", "quiet_help", "Help", id="help", show=False, tooltip=HELP_TIP),
+        Binding(
+            "x",
+            "dismiss_alerts",
+            "Dismiss",
+            id="dismiss",
+            show=False,  # the bar names its key
+            tooltip="Dismiss the warnings from before the watch (they stay in the log)",
+        ),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
     ]
 
@@ -153,9 +193,17 @@ class MonitorApp(EngineApp):
         autostart: bool = True,
         poll_interval: float = POLL_INTERVAL_S,
         handle_signals: bool = False,
+        early: Sequence[EarlyLine] = (),
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
-            engine, theme=theme, autostart=autostart, poll_interval=poll_interval, handle_signals=handle_signals
+            engine,
+            theme=theme,
+            autostart=autostart,
+            poll_interval=poll_interval,
+            handle_signals=handle_signals,
+            early=early,
+            keymap=keymap,
         )
         self.engine = engine
         self.header = Static("", id="monitor-header", markup=False)
@@ -165,15 +213,29 @@ class MonitorApp(EngineApp):
 
     def compose(self) -> ComposeResult:
         yield self.header
+        yield AlertBar(id="alerts")
         yield self.filter_bar
         yield self.table
         yield self.log_widget
-        yield Footer(compact=True)  # every key, q included, fits 60 columns
+        yield Footer(compact=True)  # every key, q included, fits 60 columns (the palette hint from 80)
 
     def on_ready(self) -> None:
         self.log_widget.border_title = "Log"  # the events of the watch, not memtui's own cleanups
         self.filter_bar.display = False
+        self._log_early()
         self._start_hosting()
+
+    def _show_alerts(self, lines: list[str]) -> None:
+        self.query_one(AlertBar).show(lines)
+        self.refresh_bindings()
+
+    def action_dismiss_alerts(self) -> None:
+        self.query_one(AlertBar).dismiss()
+        self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        self.query_one(Footer).show_command_palette = self.size.width >= (92 if self.attached_to else 80)
+        self.refresh_bindings()  # a viewer's ? leaves the footer below 80 columns
 
     def _polling_started(self) -> None:
         self.table.focus()
@@ -225,7 +287,9 @@ class MonitorApp(EngineApp):
         """What is watched and how, most important first (the line is cut at the terminal's edge)."""
         span = format_duration(s.elapsed_s) + (f"/{format_duration(s.duration_s)}" if s.duration_s else "")
         state = (
-            f"finished: {s.report['end_reason']}"
+            "run lost"
+            if getattr(self, "lost", None)
+            else f"finished: {s.report['end_reason']}"
             if s.report
             else "stopping"
             if s.stopping
@@ -233,13 +297,25 @@ class MonitorApp(EngineApp):
             if s.paused
             else "watching"
         )
+        viewer = f"viewer of {self.attached_to} · " if self.attached_to else ""
         return (
-            f"{state} · {s.selection} · warning {gb(s.warning_bytes)} · breaker {gb(s.max_bytes)} · "
+            f"{viewer}{state} · {s.selection} · warning {gb(s.warning_bytes)} · breaker {gb(s.max_bytes)} · "
             f"on breaker: {s.policy.value} · every {s.interval_s:g}s · {span}"
         )
 
     # -- keys -------------------------------------------------------------------------
+    def action_quiet_help(self) -> None:
+        self.action_help()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([self], MONITOR_PANELS))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("help", "quiet_help"):
+            spare = bool(self.attached_to) and self.size.width < 80  # a viewer's d needs the room
+            return spare == (action == "quiet_help")
+        if action == "dismiss_alerts":
+            return self.query_one(AlertBar).showing
         if action == "clear_filter":
             return bool(self.table.filter_text)  # shown in the footer while a filter holds
         if action != "signal" and action != "thresholds":

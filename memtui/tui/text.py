@@ -56,7 +56,8 @@ STATE_CLASS = {state: f"-{name}" for state, name in STATE_NAME.items()}
 
 
 def gb(n_bytes: float) -> str:
-    return f"{n_bytes / GB:.2f}GB"
+    """GB to 0.01, by the run report's rule (rounded to 0.001GB first), so a panel and the summary agree."""
+    return f"{round(n_bytes / GB, 3):.2f}GB"
 
 
 def count(n: int) -> str:

@@ -88,3 +88,8 @@ async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 60.0, 
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         await pilot.pause(0.02)
     await asyncio.sleep(0)
+
+
+def screen_lines(app) -> list[str]:
+    """What the terminal shows, line by line (the app's current screen, dialogs included)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]

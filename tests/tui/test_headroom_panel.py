@@ -150,7 +150,7 @@ async def test_without_a_watch_the_limit_line_stays(tmp_path: Path, monkeypatch:
             await _held(pilot, run)
             d = app.dashboard
             lines = str(d.query_one("#memory-text").render()).splitlines()
-            assert lines[2].startswith("limit 2.0GB from cgroup")
+            assert lines[2].startswith("limit 2.00GB from cgroup")
             assert not d.query_one("#body").has_class("-system")
             assert d.query_one("#memory-text").region.height == 4
             await pilot.press("q", "y")

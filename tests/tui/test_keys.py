@@ -74,13 +74,13 @@ async def test_t_changes_thresholds_and_a_breaker_below_rss_trips(make_rig):
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, ThresholdsScreen), what="the dialog")
         rss = rig.runner.snapshot().memory.rss_bytes
-        assert rss > 20 * 2**20  # a Python process with Textual loaded: far above the levels below
+        assert rss > 40 * 2**20  # a Python process with Textual loaded: far above the levels below
         app.screen.query_one("#warning", Input).value = "0.01GB"
-        app.screen.query_one("#breaker", Input).value = "15MB"
+        app.screen.query_one("#breaker", Input).value = "30MB"
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ThresholdsScreen), what="the dialog to close")
         m = rig.runner.snapshot().memory
-        assert m.max_bytes == int(15 / 1024 * GB) and m.warning_bytes == int(0.01 * GB)
+        assert m.max_bytes == int(30 / 1024 * GB) and m.warning_bytes == int(0.01 * GB)
         assert m.state is BreakerState.OPEN
         await pilot.pause(0.3)
         panel = app.dashboard.query_one(BreakerPanel)
@@ -104,7 +104,7 @@ async def test_bad_thresholds_show_a_message_and_change_nothing(make_rig):
         dialog = app.screen
         for warning, breaker, expected in (
             ("banana", "1.5", "not a memory size"),
-            ("2GB", "1.5GB", "must be below the breaker"),
+            ("2GB", "1.5GB", "must stay above the warning level"),
             ("", "1.5", "enter a size"),
         ):
             dialog.query_one("#warning", Input).value = warning
@@ -334,7 +334,8 @@ async def test_help_and_palette_are_generated_from_the_bindings_so_none_is_forgo
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         texts = _help_texts(app)
         for binding in bindings:
-            assert binding.tooltip in texts, binding
+            if binding.action != "log_why":  # l's hidden answer: the help's l line is show_log's
+                assert any(binding.tooltip in text for text in texts), binding
         for keys in ("p  space", "c", "+  =", "-  _", "?", "q", "^c"):
             assert keys in texts, keys
         await pilot.press("escape")

@@ -26,7 +26,7 @@ async def _trip(app: MemtuiApp, pilot, rig) -> None:
     inputs = [i.id for i in app.screen.query(Input)]
     assert inputs == ["warning", "breaker", "reset"], "three levels, in this order"
     app.screen.query_one("#warning", Input).value = "0.01GB"
-    app.screen.query_one("#breaker", Input).value = "15MB"
+    app.screen.query_one("#breaker", Input).value = "30MB"
     await pilot.press("enter")
     await wait_for(pilot, lambda: rig.runner.snapshot().memory.state is BreakerState.OPEN, what="the breaker to open")
 

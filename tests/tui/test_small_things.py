@@ -20,7 +20,7 @@ async def test_l_during_a_run_says_why_and_the_log_has_no_batch_lines_at_80x24(m
         notes: list[str] = []
         app.dashboard.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
         await pilot.press("l")
-        assert notes and "once it is over" in notes[-1]
+        assert notes and notes[-1].startswith("The log is on screen") and "once the run is over" in notes[-1]
         assert not any(line.startswith("BATCH") for line in log_lines(app)), "batches are the panels'"
         await wait_for(pilot, lambda: bool(rig.runner.snapshot().in_flight), what="a batch in flight")
         s = rig.runner.snapshot()

@@ -49,7 +49,7 @@ class Selection:
         if self.pids:
             parts.append("pid " + ", ".join(map(str, self.pids)))
         if self.match is not None:
-            parts.append(f"command line matching {self.match!r}" + ("" if self.all_users else f" (user {_user()})"))
+            parts.append(f"command line matching '{self.match}'" + ("" if self.all_users else f" (user {_user()})"))
         if not parts:
             parts.append(f"top {self.top_n} memory users of {_user()}")
         return " and ".join(parts) + (" (with children)" if self.children else "")

@@ -4,6 +4,10 @@ Narrow terminals put the side panels under the memory panel and let the body
 scroll. Short ones (below TALL_HEIGHT rows) show one thing at a time in the
 lower area: the chart if toggled on, else the run report once the job is over
 (l flips to the log), else the log. Tall ones show chart, report and log together.
+Short and narrow ones (60x20) have no room below the fold: the chart, the log
+(with a cluster's workers) and the run report take the memory panel's place;
+the report does so by itself once the run is over, the log when l asks
+(``DashboardScreen.l_does`` is the one rule for what l does, and what its footer says).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from memtui.tui.widgets import (
     ReportBanner,
     RunHeader,
 )
+from memtui.tui.widgets.alert_bar import AlertBar
 from memtui.tui.widgets.gc_log import local_clock
 from memtui.tui.widgets.workers_panel import WorkersPanel
 
@@ -43,6 +48,10 @@ if TYPE_CHECKING:
 NARROW_WIDTH = 76
 #: From this many rows up the chart fits beside the log and is shown by default.
 TALL_HEIGHT = 34
+#: Keys that leave the footer below NARROW_WIDTH (still keys, in the help and the palette), so l and q fit.
+FOOTER_SPARE = ("cleanup", "batch_limits")
+CLEANUP_TIP = "Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)"
+BATCH_TIP = "Change batch-size limits: the size at warning (min) and when memory is normal (max)"
 
 
 class JobState(NamedTuple):
@@ -68,63 +77,109 @@ class DashboardScreen(Screen):
             "p,space",
             "pause",
             "Pause",
+            id="pause",
             tooltip="Pause the job: holds after the sub-batch in flight; the panels keep updating",
         ),
-        Binding("p,space", "resume", "Resume", tooltip="Resume the job: batches start again"),
+        Binding("p,space", "resume", "Resume", id="pause", tooltip="Resume the job: batches start again"),
         Binding(
             "c",
             "cleanup",
             "Cleanup",
-            tooltip="Clean up memory now: gc, hand freed heap back to the OS, clear model caches (see the GC log)",
+            id="cleanup",
+            tooltip=CLEANUP_TIP,
         ),
         Binding(
             "t",
             "thresholds",
             "Thresholds",
+            id="thresholds",
             tooltip="Change memory thresholds: warning and breaker levels, in GB, MB or % of the memory limit",
         ),
         Binding(
-            "plus,equals_sign", "breaker_step(1)", "Breaker+", show=False, tooltip="Raise the breaker level by 0.1GB"
+            "plus,equals_sign",
+            "breaker_step(1)",
+            "Breaker+",
+            show=False,
+            id="breaker_up",
+            tooltip="Raise the breaker level by 0.1GB",
         ),
         Binding(
-            "minus,underscore", "breaker_step(-1)", "Breaker-", show=False, tooltip="Lower the breaker level by 0.1GB"
+            "minus,underscore",
+            "breaker_step(-1)",
+            "Breaker-",
+            show=False,
+            id="breaker_down",
+            tooltip="Lower the breaker level by 0.1GB",
         ),
         Binding(
             "b",
             "batch_limits",
             "Batch",
-            tooltip="Change batch-size limits: the size at warning (min) and when memory is normal (max)",
+            id="batch",
+            tooltip=BATCH_TIP,
         ),
         Binding(
             "g",
             "toggle_chart",
             "Chart",
+            id="chart",
             tooltip="Show or hide the memory chart: the whole run (in place of the log on small screens)",
         ),
+        # l does one of these (l_does): the help lists them on one line.
         Binding(
             "l",
             "show_log",
             "Log",
-            tooltip="Show the log: once the run is over on a small screen, in place of the run report",
+            id="log",
+            tooltip="Show the log: with a cluster's workers, in place of the chart, the run report, "
+            "or on a narrow screen the memory panel",
         ),
         Binding(
             "l",
             "show_report",
             "Report",
-            tooltip="Show the run report: once the run is over on a small screen, in place of the log",
+            id="log",
+            tooltip="Show the run report: back from the log, once the run is over",
         ),
-        # l when neither of the two above applies: say why instead of doing nothing.
         Binding(
-            "l",
-            "log_why",
-            "Log",
+            "l", "hide_log", "Memory", id="log", tooltip="Show the memory panel: back from the log, on a narrow screen"
+        ),
+        # l when the log is already on screen: say so instead of doing nothing (the help's l line is show_log's).
+        Binding(
+            "l", "log_why", "Log", show=False, id="log", tooltip="Where the log is: l says so when it is on screen"
+        ),
+        Binding(
+            "x",
+            "dismiss_alerts",
+            "Dismiss",
+            show=False,  # the bar names its key; the footer keeps its room for q
+            id="dismiss",
+            tooltip="Dismiss the warnings from before the run (they stay in the GC log)",
+        ),
+        # Narrow terminals: c and b leave the footer so l and q fit in 60 columns; these twins keep the keys.
+        Binding(
+            "c",
+            "quiet('cleanup')",
+            "Cleanup",
             show=False,
-            tooltip="Log or report: during a run the log is on screen; once the run is over l switches "
-            "between them on a small screen",
+            id="cleanup",
+            tooltip=CLEANUP_TIP,
         ),
-        Binding("question_mark", "help", "Help", tooltip="Help: keys and panels"),
         Binding(
-            "q", "request_quit", "Quit", tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)"
+            "b",
+            "quiet('batch_limits')",
+            "Batch",
+            show=False,
+            id="batch",
+            tooltip=BATCH_TIP,
+        ),
+        Binding("question_mark", "help", "Help", id="help", tooltip="Help: keys and panels"),
+        Binding(
+            "q",
+            "request_quit",
+            "Quit",
+            id="quit",
+            tooltip="Quit: asks first, then commits the batch in flight (a rerun resumes)",
         ),
     ]
 
@@ -134,7 +189,9 @@ class DashboardScreen(Screen):
     job: var[JobState] = var(JobState(), bindings=True, init=False)
     show_chart: var[bool | None] = var(None, bindings=True, init=False)  # None: decide from the height
     log_after_finish = var(False, bindings=True, init=False)  # short terminals show the report; l the log
+    log_first = var(False, bindings=True, init=False)  # short, narrow terminals: the log in the memory panel's place
     tall = var(False, bindings=True, init=False)
+    narrow = var(False, bindings=True, init=False)  # below NARROW_WIDTH: l's log view, c and b off the footer
 
     def __init__(self, *, time_format: Callable[[float], str] = local_clock) -> None:
         super().__init__(id="dashboard")
@@ -153,6 +210,7 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
+        yield AlertBar(id="alerts")
         with VerticalScroll(id="body"):
             with Horizontal(id="top"):
                 yield MemoryPanel(id="memory")
@@ -169,6 +227,18 @@ class DashboardScreen(Screen):
     @property
     def gc_log(self) -> GcLog:
         return self.query_one(GcLog)
+
+    @property
+    def alerts(self) -> AlertBar:
+        return self.query_one(AlertBar)
+
+    def show_alerts(self, lines: list[str]) -> None:
+        self.alerts.show(lines)
+        self.refresh_bindings()
+
+    def action_dismiss_alerts(self) -> None:
+        self.alerts.dismiss()
+        self.refresh_bindings()
 
     @property
     def banner(self) -> ReportBanner:
@@ -242,14 +312,30 @@ class DashboardScreen(Screen):
     def watch_log_after_finish(self) -> None:
         self.apply_layout()
 
+    def watch_log_first(self) -> None:
+        self.apply_layout()
+
+    def l_does(self) -> str:
+        """What l does now (an action's name): the one rule for l's footer label, its key and its answer."""
+        if self.tall:
+            return "log_why"  # chart, report and log are all on screen
+        if self.chart_on:
+            return "show_log"
+        if self.job.over:
+            return "show_report" if self.log_after_finish else "show_log"
+        if self.narrow:
+            return "hide_log" if self.log_first else "show_log"
+        return "log_why"
+
     def apply_layout(self) -> None:
         width, height = self.size
         self.tall = tall = height >= TALL_HEIGHT
         body = self.query_one("#body")
-        body.set_class(width < NARROW_WIDTH, "-narrow")
+        self.narrow = width < NARROW_WIDTH
+        body.set_class(self.narrow, "-narrow")
         body.set_class(tall, "-tall")
-        # The footer must keep q visible: the palette hint goes first when columns run out.
-        self.query_one(Footer).show_command_palette = width >= 80
+        # The footer must keep q (and a viewer's d) visible: the palette hint goes first when columns run out.
+        self.query_one(Footer).show_command_palette = width >= (92 if self.host.attached_to else 80)
         chart_on = self.chart_on
         banner = self.banner
         if tall:
@@ -261,22 +347,41 @@ class DashboardScreen(Screen):
         else:
             # While stopping, the short 'committing' banner sits above the log.
             views = (False, banner.has_text and not self.finished, True)
+        narrow = width < NARROW_WIDTH
         self.chart.display, banner.display, self.gc_log.display = views
         for workers in self.query(WorkersPanel):  # a short terminal shows them with the log, not the chart
             workers.display = tall or views[2]
-        # The progress panel always stays. A short, narrow terminal gives the chart the memory panel's
-        # rows (the chart shows memory over the whole run, levels included), so the chart keeps its axis
-        # and the body does not have to scroll to see it.
+        # The progress panel always stays. A short, narrow terminal gives the chart, the run report or
+        # (when l asks) the log the memory panel's rows, so what the state needs is on screen without
+        # scrolling (the chart shows memory over the whole run, levels included).
         self.query_one(ProgressPanel).display = True
-        chart_only = views[0] and not tall and width < NARROW_WIDTH
-        self.query_one(MemoryPanel).display = not chart_only
-        body.set_class(chart_only, "-chart-only")
+        lower_only = (
+            not tall and narrow and (views[0] or (self.finished and views[1]) or (views[2] and self.log_first_now))
+        )
+        self.query_one(MemoryPanel).display = not lower_only
+        body.set_class(lower_only, "-lower-only")
+        if lower_only:
+            body.scroll_home(animate=False)
         banner.set_class(self.finished and not tall, "-fill")
+
+    @property
+    def log_first_now(self) -> bool:
+        """The log takes the memory panel's place: asked for while running, or l after the run."""
+        return self.log_first or (self.finished and self.log_after_finish)
 
     # -- keys -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """True shows a key, False hides it, None shows it greyed out (nothing to act on)."""
+        if action == "quiet":  # c and b on a narrow terminal, kept out of the footer
+            return self._offered(str(parameters[0]), ()) if self.narrow else False
+        if action in FOOTER_SPARE and self.narrow:
+            return False
+        return self._offered(action, parameters)
+
+    def _offered(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         job = self.job
+        if action == "dismiss_alerts":
+            return self.alerts.showing
         if action == "pause":
             return False if job.over or job.paused else None if job.stopping else True
         if action == "resume":
@@ -284,14 +389,12 @@ class DashboardScreen(Screen):
         if action in ("cleanup", "thresholds", "breaker_step", "batch_limits"):
             # Hidden once the job is over, so the footer keeps room for q at 80 columns.
             return False if job.over else None if job.stopping else True
-        if action == "log_why":
-            return not (self.check_action("show_log", ()) or self.check_action("show_report", ()))
-        if action in ("show_log", "show_report"):
-            # Only short terminals hide the log behind the report; tall ones show both.
-            if not job.over or self.tall or self.chart_on:
-                return False
-            return self.log_after_finish == (action == "show_report")
+        if action in ("show_log", "show_report", "hide_log", "log_why"):
+            return action == self.l_does()
         return True
+
+    def action_quiet(self, action: str) -> None:
+        getattr(self, f"action_{action}")()
 
     def action_pause(self) -> None:
         self.host.pause_job()
@@ -315,15 +418,20 @@ class DashboardScreen(Screen):
         self.show_chart = not self.chart.display
 
     def action_show_log(self) -> None:
-        self.log_after_finish = True
+        self.show_chart = False if self.chart_on else self.show_chart
+        if self.job.over:
+            self.log_after_finish = True
+        elif self.narrow:
+            self.log_first = True
+
+    def action_hide_log(self) -> None:
+        self.log_first = False
 
     def action_log_why(self) -> None:
-        if not self.job.over:
-            why = "The log is on screen while the job runs; l switches to the run report once it is over"
-        elif self.chart_on:
-            why = "The chart is on: g hides it, then l switches between the log and the run report"
+        if self.tall:
+            why = "The log, the chart and the run report all fit on this screen"
         else:
-            why = "The log and the run report are both on screen"
+            why = "The log is on screen; once the run is over l switches between it and the run report"
         self.notify(why, timeout=4)
 
     def action_show_report(self) -> None:

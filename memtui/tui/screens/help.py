@@ -29,8 +29,8 @@ PANELS = [
     (
         "Memory",
         "RSS over the last minute on a fixed scale, 0 to a little above the breaker (the subtitle "
-        "says it); the amber and red lines mark the warning and breaker levels (in one row they take "
-        "turns, amber lower), and the two marks at the right edge show both always; green normal, amber "
+        "says it); the amber and red lines mark the warning and breaker levels (in one row, the breaker's "
+        "line), and the two marks at the right edge show both always; green normal, amber "
         "warning, red over the breaker. 'headroom' is what is left before the limit that kills the job "
         "(the cgroup's, the system's available memory or RLIMIT_AS, whichever is least) against one "
         "batch's measured cost ('batch +'); red below it. Under it: the cgroup's usage/limit, available "
@@ -56,14 +56,23 @@ PANELS = [
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 
-    def __init__(self, bound: Iterable[DOMNode]) -> None:
-        """``bound``: the nodes whose bindings to list (the screen that opens the help, then the app)."""
+    def __init__(self, bound: Iterable[DOMNode], panels: list[tuple[str, str]] | None = None) -> None:
+        """``bound``: the nodes whose bindings to list (the screen that opens the help, then the app);
+        ``panels``: what each part of the screen shows (the dashboard's by default)."""
         super().__init__()
         self._bound = list(bound)
+        self._panels = PANELS if panels is None else panels
 
     def key_rows(self) -> list[tuple[str, str]]:
-        """(keys, what they do): every documented binding, then Textual's own keys."""
-        return [(doc.key_display(self.app), doc.tooltip) for doc in documented(self._bound)] + TEXTUAL_KEYS
+        """(keys, what they do): every documented binding, then Textual's own keys. A key bound to several
+        actions (l: log, report or memory, whichever applies) is one row, each action on its own line."""
+        rows: dict[str, list[str]] = {}
+        for doc in documented(self._bound):
+            keys = doc.key_display(self.app)
+            if keys in rows and not any(binding.show for binding in doc.keys):
+                continue  # a hidden fallback of a key listed already (l's "the log is on screen")
+            rows.setdefault(keys, []).append(doc.tooltip)
+        return [(keys, "\n".join(texts)) for keys, texts in rows.items()] + TEXTUAL_KEYS
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help"):
@@ -75,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
                         yield Static(Content.styled(key, "bold $accent"), classes="help-key")
                         yield Static(text, markup=False)
                 with Grid(classes="help-grid"):
-                    for name, text in PANELS:
+                    for name, text in self._panels:
                         yield Static(Content.styled(name, "bold $primary"), classes="help-key")
                         yield Static(text, markup=False)
             yield Static("Esc, ? or q closes", classes="dialog-hint")

@@ -10,7 +10,7 @@ from memtui.tui.widgets.panel import Panel
 
 class BatchPanel(Panel):
     def on_mount(self) -> None:
-        self.border_title = "Batch"
+        self.border_title = "Batch · domains"  # a worker's row counts texts: the units are named where both meet
 
     def show(self, s: RunSnapshot) -> None:
         if s.finished:

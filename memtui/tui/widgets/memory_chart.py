@@ -1,51 +1,34 @@
-"""The whole run's RSS as a plotext chart, with the warning and breaker levels drawn as lines.
+"""The whole run's RSS as a chart, with the warning and breaker levels drawn as lines.
 
-Line colors are read from the current theme's variables (never hard-coded), and
-the plot is rebuilt at most once a second, and only while it is on screen.
+The cells come from memtui.tui.chart_grid (each row is one value, a reading sits
+on its own row); this widget only styles them, from theme variables through its
+component classes, and redraws at most once a second, and only while on screen.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
-from textual.color import Color
-from textual_plotext import PlotextPlot
+from rich.text import Text
+from textual.widget import Widget
 
 from memtui.memory.units import GB
+from memtui.tui.chart_grid import BREAKER_GLYPH, WARNING_GLYPH, Drawing, draw
 
 _REDRAW_EVERY_S = 1.0
-#: Rows of the widget that are not plot: the frame's top, its bottom (with the x ticks), the x labels.
-_AXIS_ROWS = 3
 
 
-def _plotext_color(value: str | None) -> tuple[int, int, int] | str:
-    """A theme variable's value as a plotext color: an RGB triple, or a name for ANSI themes."""
-    if not value:
-        return "default"
-    if value.startswith("ansi_"):
-        name = value.removeprefix("ansi_")
-        bright = name.startswith("bright_")
-        name = name.removeprefix("bright_")
-        if name in ("default",):
-            return "default"
-        return f"{name}+" if bright else name
-    try:
-        return Color.parse(value).rgb
-    except Exception:
-        return "default"
+class MemoryChart(Widget):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "memory-chart--rss",
+        "memory-chart--warning",
+        "memory-chart--breaker",
+        "memory-chart--axis",
+        "memory-chart--label",
+    }
 
-
-def _nice_ticks(span: float, most: int = 6) -> list[float]:
-    """0 and round steps back to ``span`` (1, 2, 5, 10, 15, 30, 60 ...), at most ``most`` of them."""
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 3600):
-        if span / step <= most - 1:
-            break
-    count = int(span // step)
-    return [i * step for i in range(count + 1)]
-
-
-class MemoryChart(PlotextPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._points: Sequence[tuple[float, int]] = ()
@@ -53,11 +36,10 @@ class MemoryChart(PlotextPlot):
         self._levels = (0, 0)
         self._drawn_at = float("-inf")
         self._dirty = False
+        self.drawing: Drawing | None = None  # the last one drawn (tests read its scale)
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.border_title = "Memory chart"
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
 
     def show(
         self,
@@ -79,44 +61,35 @@ class MemoryChart(PlotextPlot):
         if self._dirty:
             self._redraw()
 
+    def on_resize(self) -> None:
+        self._redraw()
+
     def _redraw(self) -> None:
         self._drawn_at = time.monotonic()
         self._dirty = False
-        variables = self.app.theme_variables
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
         warning, breaker = self._levels
-        points = list(self._points)
-        span = (self._now - points[0][0]) if points else 0.0
-        minutes = span > 180
-        scale = 60.0 if minutes else 1.0
-        xs = [(t - self._now) / scale for t, _ in points]
-        ys = [rss / GB for _, rss in points]
-        top = max([breaker / GB * 1.1, *ys]) if breaker else max(ys or [1.0])
-        plt.ylim(0, top)
-        # Ticks at the levels that matter, so each threshold line sits on its own label. Levels closer
-        # than a row would share one (the breaker's line and label hiding the warning's): the warning's
-        # line goes a row lower, still labelled with its own value.
-        at = {level: level / GB for level in (warning, breaker) if level}
-        row_gb = top / max(1, self.content_size.height - _AXIS_ROWS - 1)
-        if warning and breaker and (breaker - warning) / GB < row_gb:
-            at[warning] = max(0.0, breaker / GB - row_gb)
-        ticks = [0.0, *at.values()]
-        plt.yticks(ticks, ["0.00", *(f"{level / GB:.2f}" for level in at)])
-        if xs:
-            left = min(xs[0], -1 / scale)
-            plt.xlim(left, 0)
-            ticks = _nice_ticks(-left)
-            plt.xticks([-t for t in ticks], [f"-{t:g}" if t else "now" for t in ticks])
-            plt.plot(xs, ys, color=_plotext_color(variables.get("primary")), marker="braille")
-        if warning:
-            plt.hline(at[warning], _plotext_color(variables.get("warning")))
-        if breaker:
-            plt.hline(at[breaker], _plotext_color(variables.get("error")))
+        width, height = self.content_size
+        self.drawing = draw(list(self._points), self._now, warning, breaker, width, height)
         # The units go in the border, so every row inside is plot.
-        self.border_title = f"Memory chart · {'minutes' if minutes else 'seconds'} ago"
+        self.border_title = f"Memory chart · GB · {'minutes' if self.drawing.minutes else 'seconds'} ago"
+        shared = " (one row)" if self.drawing.shared_row else ""
         self.border_subtitle = (
-            f"[$primary]━[/] RSS GB  [$warning]━[/] warning {warning / GB:.2f}  [$error]━[/] breaker {breaker / GB:.2f}"
+            f"[$primary]⣿[/] RSS  [$warning]{WARNING_GLYPH}[/] warning {warning / GB:.2f}  "
+            f"[$error]{BREAKER_GLYPH}[/] breaker {breaker / GB:.2f}{shared}"
         )
         self.refresh()
+
+    def render(self) -> Text:
+        drawing = self.drawing
+        text = Text(no_wrap=True, overflow="crop")
+        if drawing is None:
+            return text
+        styles = {role: self.get_component_rich_style(f"memory-chart--{role}") for role in ("rss", "axis", "label")}
+        styles["warning"] = self.get_component_rich_style("memory-chart--warning")
+        styles["breaker"] = self.get_component_rich_style("memory-chart--breaker")
+        for i, line in enumerate(drawing.lines):
+            if i:
+                text.append("\n")
+            for chunk, role in line:
+                text.append(chunk, style=styles[role])
+        return text

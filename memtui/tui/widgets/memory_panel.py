@@ -9,7 +9,7 @@ from textual.content import Content
 
 from memtui.memory.breaker import BreakerState
 from memtui.memory.monitor import least_squares_slope
-from memtui.memory.units import GB, MB, format_bytes
+from memtui.memory.units import GB, MB
 from memtui.runner import RunSnapshot
 from memtui.tui.headroom_text import headroom_line, readings_line
 from memtui.tui.text import STATE_CLASS, STATE_STYLE, format_duration, gb
@@ -46,7 +46,7 @@ class MemoryPanel(Vertical):
         limit = m.limit
         if limit is not None and limit.bytes:
             limit_line = Content.assemble(
-                ("limit ", "$text-muted"), format_bytes(limit.bytes), (f" from {limit.source}", "$text-muted")
+                ("limit ", "$text-muted"), gb(limit.bytes), (f" from {limit.source}", "$text-muted")
             )
         else:
             limit_line = Content.styled("limit unknown (no cgroup or rlimit found)", "$text-muted")

@@ -6,8 +6,8 @@ moves. Here the scale is fixed by the levels alone: 0 at the bottom, a little
 above the breaker (``HEADROOM``, rounded up to 0.1 GB) at the top, so a height
 always means the same memory and a column that reaches the breaker's mark is
 at the breaker. Each level is a scan line (⎽⎼⎻⎺, its height within the row) in
-its color: across the empty cells of its row (two levels in one row take turns,
-cell by cell, the warning always drawn lower), and always in a two-cell gutter
+its color: across the empty cells of its row (where both share a row, the
+breaker's line: alternating lines read as noise without colour), and always in a two-cell gutter
 at the right edge, warning then breaker, beside the newest column, so both stay
 visible when the columns cover their row. Each column takes the color of its
 zone. ``scale`` says what the bottom and top are, and the memory panel prints it.
@@ -101,14 +101,14 @@ class MemorySparkline(Widget):
         warning, breaker = self.marks(rows)
         text = Text(no_wrap=True, overflow="crop")
         for row in range(rows - 1, -1, -1):
-            # The levels in this row take turns across its empty cells (by column, so they do not crawl).
-            here = [mark for mark in (breaker, warning) if mark.row == row]
+            # One line per row across its empty cells: the breaker's where both levels share the row (two
+            # alternating scan lines read as noise without colour); the gutter shows both, in order.
+            here = next((mark for mark in (breaker, warning) if mark.row == row), None)
             for x in range(width - gutter):
                 i = x - pad  # the column's sample (none in the padding before a short history)
                 level = min(8, max(0, heights[i] - row * 8)) if i >= 0 else 0
                 if level == 0 and here:
-                    mark = here[x % len(here)]
-                    text.append(mark.glyph, style=mark.style)  # a level's line shows where no column covers it
+                    text.append(here.glyph, style=here.style)  # a level's line shows where no column covers it
                 elif i < 0:
                     text.append(" ", style=empty)
                 else:

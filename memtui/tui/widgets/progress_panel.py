@@ -37,7 +37,7 @@ class ProgressPanel(Panel):
         if s.finished and (partly := done - s.items_done) > 0:
             parts += [("  incl. ", "$text-muted"), count(partly), (" of unfinished domains", "$text-muted")]
         if not s.finished:
-            parts += [("  ETA ", "$text-muted"), "paused" if s.paused else format_duration(s.eta_s)]
+            parts += [("  ETA ", "$text-muted"), s.eta_text]
             if s.in_flight:
                 embedded, total = s.in_flight_progress
                 domains = f"{len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}"

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 
 from memtui.memory.breaker import BreakerState
+from memtui.records import backend_label
 from memtui.runner import RunSnapshot
 from memtui.tui.text import short_path
 from memtui.tui.widgets.panel import FittedReadout, Readout
@@ -27,6 +28,7 @@ PHASE_STYLE = {
     "interrupted": "$warning",
     "aborted": "$error",
     "failed": "$error",
+    "run lost": "$error",
 }
 
 
@@ -46,15 +48,19 @@ def phase_of(s: RunSnapshot) -> str:
 def title_parts(s: RunSnapshot, width: int) -> tuple[str, str, str]:
     """(input, cache, model) shortened to fit ``width`` cells: the model goes first, then path heads."""
     model = s.model.rsplit("/", 1)[-1]
-    if s.backend and s.backend != "torch":  # the exact default says nothing; another backend is news
-        model += f" · {s.backend.split('/', 1)[0]}"
+    backend = backend_label(s.backend)  # the exact default says nothing; another backend is news
+    if backend:
+        model += f" · {backend}"
     fixed = len("memtui ") + len(s.mode) + len("  ·  ") + len(" → ")
     inp, cache = short_path(s.input, 10_000), short_path(s.cache, 10_000)
     if fixed + len(inp) + len(cache) + len(model) + 5 > width:
-        model = ""
+        model = backend  # the model's name goes first; the backend stays (the cache's vectors depend on it)
     if fixed + len(inp) + len(cache) > width:
         inp = os.path.basename(s.input)
     room = width - fixed - len(inp) - (len(model) + 5 if model else 0)
+    if room < 8:  # the input's name gives way too, so the backend at the end is never cut
+        inp = short_path(inp, max(8, len(inp) - (8 - room)))
+        room = width - fixed - len(inp) - (len(model) + 5 if model else 0)
     return inp, short_path(s.cache, max(8, room)), model
 
 
@@ -64,8 +70,11 @@ class RunHeader(Horizontal):
         yield FittedReadout(id="header-phase", markup=False)  # its width follows the phase
 
     def show(self, s: RunSnapshot) -> None:
-        phase = phase_of(s)
+        # A viewer whose run went away says so at once: its last frame's phase (RUNNING) is no longer true.
+        phase = "run lost" if getattr(self.app, "lost", None) else phase_of(s)
         badge = Content.assemble(("● ", PHASE_STYLE.get(phase, "$primary")), (phase.upper(), "bold"))
+        if viewer_of := getattr(self.app, "attached_to", None):  # a viewer says so, before anything it may cut
+            badge = Content.assemble((f"viewer of {viewer_of}  ", "bold $accent"), badge)
         width = max(20, self.size.width - 2 - len(badge.plain) - 2)
         inp, cache, model = title_parts(s, width)
         self.query_one("#header-title", Readout).text = Content.assemble(

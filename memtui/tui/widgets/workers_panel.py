@@ -47,7 +47,7 @@ def columns(width: int) -> tuple[Column, ...]:
         Column("rss", "RSS", 7),
         Column("trend", "Last 20s", 12 if width >= WIDE else 10 if width >= NARROW else 6),
         Column("breaker", "Breaker", 9),
-        Column("batch", "Batch", 5),
+        Column("batch", "Texts", 5),  # a worker's sub-batch counts texts, the Batch panel domains
     ]
     if width >= WIDE:
         fixed.append(Column("done", "Done", 6))
