@@ -396,9 +396,12 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _scan_log() -> Iterator[None]:
-    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile."""
+    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile.
+
+    The early-log keeper (memtui.early_log) keeps them for the TUI but prints only warnings: it is not a
+    face's logging, so the lines still go to stderr beside it."""
     logger = logging.getLogger("memtui")
-    if logger.handlers:
+    if any(not early_log.is_keeper(h) for h in logger.handlers):
         yield
         return
     from memtui.faces.headless import setup_logging  # noqa: PLC0415
