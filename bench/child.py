@@ -73,7 +73,7 @@ def read_texts(path: str) -> list[str]:
 
 def make_runner(input_path: str, cache_path: str, embedder=None, *, trace: bool = True, config=None):
     """The runner as ``memtui run --mode cache`` wires it (cli.build_runner), default thresholds."""
-    from memtui.cli import trace_path
+    from memtui.embed.companions import trace_path
     from memtui.embed.model import Embedder
     from memtui.jobs.cache import CacheJob
     from memtui.memory.config import MemoryConfig

@@ -380,7 +380,7 @@ def backend_figures(prof: Profile, work: Path, tp_input: Path, log: Log) -> dict
         "--batch-sizes",
         prof.batch_sizes,
     )
-    from memtui.embed.backends import artifact_dir
+    from memtui.embed.artifacts import artifact_dir
     from memtui.embed.model import _packaged_model_path
 
     export = json.loads((artifact_dir(_packaged_model_path()) / "export.json").read_text())

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memtui import __version__, early_log
+from memtui.embed import companions
 from memtui.errors import MemtuiError, RuntimeFailure, UsageError
+from memtui.faces.choice import choose_face
 from memtui.jobs.source import STDIN_NAMES
-from memtui.memory.config import DURATION_MAX_S, SETTINGS, MemoryConfig, env_name, resolve_config
+from memtui.memory.config import DURATION_MAX_S, MemoryConfig
+from memtui.memory.config_layers import SETTINGS, env_name, resolve_config
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.output import check_output, stream_fd, write_output
@@ -394,9 +397,12 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _scan_log() -> Iterator[None]:
-    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile."""
+    """The scan runs before any face: its progress lines (jobs/scan_progress.py) go to stderr meanwhile.
+
+    The early-log keeper (memtui.early_log) keeps them for the TUI but prints only warnings: it is not a
+    face's logging, so the lines still go to stderr beside it."""
     logger = logging.getLogger("memtui")
-    if logger.handlers:
+    if any(not early_log.is_keeper(h) for h in logger.handlers):
         yield
         return
     from memtui.faces.headless import setup_logging  # noqa: PLC0415
@@ -436,8 +442,7 @@ def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
             paths["input"] = args.input
         cache = args.cache or default_cache()
         paths["cache"] = cache
-        for suffix in ("-wal", "-shm", "-journal", ".trace", ".lock"):
-            paths[f"cache's {suffix.lstrip('.-')} file"] = cache.with_name(cache.name + suffix)
+        paths.update(companions.protected(cache))
     config = args.config or default_config()
     if config is not None:
         paths["config file"] = config
@@ -455,7 +460,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
     parts = parts_for(engine)
     early = early_log.take()  # the setup's lines (warnings already printed): the TUI logs them
 
-    use_tui = args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty())
+    use_tui = choose_face(args.tui, args.headless) == "tui"
     from memtui.attach.commands import serve  # noqa: PLC0415
 
     server = serve(args, engine)  # any run can be attached to ('memtui attach'); None if it cannot
@@ -559,15 +564,10 @@ def build_runner(args: argparse.Namespace, monitor: MemoryMonitor) -> Runner:
             scheduler=args.scheduler,
             model=job.model_id,
             backend=embedder.backend,
-            trace=RunTrace(trace_path(Path(job.cache_path))),
+            trace=RunTrace(companions.trace_path(Path(job.cache_path))),
         )
     # The system, cgroup and RLIMIT_AS headroom is this process's: a cluster's workers live in their own.
-    return Runner(job, monitor, trace=RunTrace(trace_path(Path(job.cache_path))), headroom=HeadroomWatch())
-
-
-def trace_path(cache: Path) -> Path:
-    """The rolling trace lives beside the cache: ``embeddings.sqlite`` -> ``embeddings.sqlite.trace``."""
-    return cache.with_name(cache.name + ".trace")
+    return Runner(job, monitor, trace=RunTrace(companions.trace_path(Path(job.cache_path))), headroom=HeadroomWatch())
 
 
 def write_report(path: Path, report: Report) -> None:

@@ -64,6 +64,11 @@ def install() -> None:
     logger.addHandler(_keeper)
 
 
+def is_keeper(handler: logging.Handler) -> bool:
+    """The handler ``install`` added (not a face's logging)."""
+    return isinstance(handler, _Keeper)
+
+
 def take() -> list[EarlyLine]:
     """The lines kept so far, oldest first; stops keeping (the face's logging takes over)."""
     lines = list(_keeper.lines) if _keeper is not None else []

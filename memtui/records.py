@@ -147,7 +147,7 @@ class RunReport:
     lowest_headroom_binds: str | None = None
     batch_cost_gb: float | None = None
     headroom_warnings: int | None = None
-    #: what made the vectors, as the cache tags them (``memtui.embed.backends.vector_backend``):
+    #: what made the vectors, as the cache tags them (``memtui.embed.artifacts.vector_backend``):
     #: torch, onnx, or onnx-int8 with its recipe and ISA (onnx-int8/r3/avx512_vnni)
     backend: str | None = None
 

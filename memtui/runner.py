@@ -33,10 +33,10 @@ from memtui.events import (
 )
 from memtui.jobs.base import EmbedJob, Unit, Work
 from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
-from memtui.memory.batching import batch_size_for
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
-from memtui.memory.config import MemoryConfig, threshold_changes
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import threshold_changes
 from memtui.memory.headroom import Headroom, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.units import GB, format_duration
@@ -236,15 +236,11 @@ class Runner(EngineCore):
         self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
         return config
 
-    def record_hard_exit(self, why: str) -> None:
-        """Note in the trace why the process is about to exit without finishing (a second Ctrl-C),
-        so the next start says what happened instead of guessing at a kill."""
+    def emergency_exit(self, why: str) -> None:
+        """The process exits at once (Engine): committed batches are safe; the trace says why, so the next
+        start says what happened instead of guessing at a kill."""
         if self.trace is not None:
             self.trace.end(why)
-
-    def emergency_exit(self, why: str) -> None:
-        """The process exits at once (Engine): committed batches are safe; the trace says why."""
-        self.record_hard_exit(why)
 
     # -- reading (any thread): subscribe, unsubscribe, paused are EngineCore's --------
     def snapshot(self) -> RunSnapshot:
@@ -274,7 +270,7 @@ class Runner(EngineCore):
                 items_embedded=progress.items_embedded,
                 bad_lines=progress.bad_lines,
                 batches=progress.batches,
-                batch_size=batch_size_for(memory.state, cfg),
+                batch_size=(self._admission or Admission(cfg)).batch_size(memory.state, cfg),  # with its caps
                 batch_min=cfg.batch_size_min,
                 batch_max=cfg.batch_size_max,
                 in_flight=progress.in_flight,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from memtui.embed import companions
 from memtui.embed.model import DEFAULT_MODEL_ID
 from memtui.embed.store import CacheStore
 from memtui.trace import MAX_BYTES
@@ -404,21 +405,19 @@ def test_a_hard_link_to_a_victim_at_the_trace_is_not_appended_to(shared, victim,
 
 @pytest.mark.parametrize(
     "target",
-    ["cache", "input", "link-to-cache", "link-to-input", "cache-wal", "cache-trace", "cache-lock", "relative-cache"],
+    ["cache", "input", "link-to-cache", "link-to-input", "relative-cache"] + [f"cache{s}" for s in companions.SUFFIXES],
 )
 @pytest.mark.parametrize("cache_exists", [False, True], ids=["no-cache", "cache"])
 def test_a_report_naming_the_input_or_the_cache_files_is_refused_before_any_work(tmp_path, inp, target, cache_exists):
     cache = tmp_path / "cache.sqlite"
     if cache_exists:
         make_cache(cache)
-        for suffix in ("-wal", ".trace", ".lock"):
-            cache.with_name(cache.name + suffix).write_bytes(b"")
+        for suffix in companions.SUFFIXES:  # every file beside the cache, named once
+            companions.companion(cache, suffix).write_bytes(b"")
     report = {
         "cache": cache,
         "input": inp,
-        "cache-wal": tmp_path / "cache.sqlite-wal",
-        "cache-trace": tmp_path / "cache.sqlite.trace",
-        "cache-lock": tmp_path / "cache.sqlite.lock",
+        **{f"cache{s}": tmp_path / f"cache.sqlite{s}" for s in companions.SUFFIXES},
         "link-to-cache": tmp_path / "r1.json",
         "link-to-input": tmp_path / "r2.json",
         "relative-cache": Path(os.path.relpath(cache, Path.cwd())),

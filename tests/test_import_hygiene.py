@@ -1,4 +1,4 @@
-"""The memory core and the job layer stay free of UI and ML imports (DESIGN.md: layers).
+"""The memory core and the job layer stay free of UI and ML imports (docs/architecture.md: layers).
 
 `import memtui` is what existing scripts do for the integration API, so it must
 not drag in Textual, torch or sentence-transformers (seconds and hundreds of MB)

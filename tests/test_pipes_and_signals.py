@@ -27,11 +27,7 @@ from pathlib import Path
 import pytest
 
 from memtui.errors import InputError
-
-try:
-    from memtui.faces.headless import setup_logging
-except ImportError:  # before the faces package
-    from memtui.headless import setup_logging
+from memtui.faces.headless import setup_logging
 from memtui.jobs.source import InputSource
 from memtui.stdio import write_line
 from tests.support.cli import memtui, memtui_env

@@ -322,6 +322,22 @@ def test_after_a_memory_error_the_batch_halves_then_grows_back_one_by_one(tmp_pa
     assert clock.sleeps == [0.25], "one backoff for the one MemoryError"
 
 
+def test_the_snapshot_s_batch_size_is_the_one_admitted_after_a_memory_error(tmp_path):
+    """The faces show what admission allows (the MemoryError cap included), not the breaker's size alone."""
+    shown: list[int] = []
+    fail = fail_at_sub_batch(4)
+    holder: list[Runner] = []
+
+    def hook(texts):
+        shown.append(holder[0].snapshot().batch_size)
+        fail(texts)
+
+    runner, _, _ = fake_time_runner(tmp_path, domains=20, executor=HashExecutor(on_sub_batch=hook))
+    holder.append(runner)
+    assert runner.run()["status"] == "success"
+    assert shown[0] == 5 and 2 in shown and 3 in shown, shown  # 5, then the cap 2, 3, 4 as it grows back
+
+
 def test_only_memory_errors_on_a_single_domain_count_towards_giving_up(tmp_path):
     # memory_error_retries=1: two MemoryErrors in a row would end the run if every one counted.
     runner, executor = fake_time_runner(tmp_path, domains=4, executor=OneDomainAtATime(), memory_error_retries=1)[:2]

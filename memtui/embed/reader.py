@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from memtui.embed.companions import SHM, WAL, companion
 from memtui.embed.store import TORCH_BACKEND, _check_header, _read_meta
 from memtui.errors import RuntimeFailure, StoreError
 from memtui.safefs import describe_mode, owner_name
@@ -34,7 +35,7 @@ from memtui.safefs import describe_mode, owner_name
 CHUNK_ROWS = 1024
 #: The most rows ``CacheReader.vectors`` builds into one matrix (96 MiB at 384 dims); more: stream ``batches``.
 MATRIX_MAX_ROWS = 65536
-_COMPANIONS = ("-wal", "-shm")
+_COMPANIONS = (WAL, SHM)  # what a reader may find beside a cache (memtui.embed.companions)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def check_cache_file(path: Path) -> os.stat_result:
         raise StoreError(f"cannot look at cache {path} ({exc.strerror or exc}); pass --cache PATH") from None
     for file, file_st, what in [(path, st, "cache")] + [
         (side, side_st, "cache companion")
-        for side in (path.with_name(path.name + suffix) for suffix in _COMPANIONS)
+        for side in (companion(path, suffix) for suffix in _COMPANIONS)
         if (side_st := _lstat(side)) is not None
     ]:
         if stat.S_ISLNK(file_st.st_mode):

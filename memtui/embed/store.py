@@ -26,6 +26,7 @@ from urllib.parse import quote
 import numpy as np
 
 from memtui.embed.agreement import AgreementSums
+from memtui.embed.companions import SHM, SQLITE_SUFFIXES, WAL, companion, wal_path
 from memtui.embed.lock import CacheLock
 from memtui.embed.vector_check import SUM_TABLE, checksum, fault
 from memtui.embed.wal_owner import STAMP_KEY, check_wal_owner
@@ -36,7 +37,6 @@ from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_f
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 IN_CHUNK = 500  # well under every SQLite build's host-parameter limit
-SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -227,7 +227,7 @@ def _classify(path: Path, st: os.stat_result) -> None:
     if st.st_size == 0:
         return
     _check_header(path)
-    wal = path.with_name(path.name + "-wal")
+    wal = wal_path(path)
     replay = wal.exists() and wal.stat().st_size > 0
     if replay:
         check_wal_owner(path, wal)  # before any connection could apply another database's WAL
@@ -291,7 +291,7 @@ def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise StoreError(f"cache {path} is corrupt or unreadable ({_reason(exc)}); {_FIX}") from None
     finally:
         conn.close()
-    wal = path.with_name(path.name + "-wal")
+    wal = wal_path(path)
     size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     return {
         "path": str(path),
@@ -393,7 +393,7 @@ class CacheStore:
             if lock is not None:
                 lock.release()  # first: its file sits in a folder that may go next
             for made in reversed(created):
-                for victim in (made, *(made.with_name(made.name + s) for s in SIDE_SUFFIXES)):
+                for victim in (made, *(companion(made, s) for s in SQLITE_SUFFIXES)):
                     try:
                         victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
                     except OSError:
@@ -483,7 +483,7 @@ class CacheStore:
         """
         sides = [
             (side, check_existing(side, "cache companion"))
-            for side in (path.with_name(path.name + companion) for companion in SIDE_SUFFIXES)
+            for side in (companion(path, suffix) for suffix in SQLITE_SUFFIXES)
         ]
         st = check_existing(path, "cache")
         if st is None:
@@ -508,8 +508,8 @@ class CacheStore:
         for side, side_st in sides:
             if side_st is not None:
                 tighten(side, side_st)
-        for companion in ("-wal", "-shm"):  # ours from the start: nobody can slip one in before SQLite
-            side = path.with_name(path.name + companion)
+        for suffix in (WAL, SHM):  # ours from the start: nobody can slip one in before SQLite
+            side = companion(path, suffix)
             try:
                 if create_exclusive(side) and not existed:
                     created.append(side)

@@ -97,15 +97,13 @@ class HeadlessFace:
         engine: Engine,
         *,
         parts: HeadlessParts | None = None,
-        out: TextIO | None = None,
         err: TextIO | None = None,
         progress_every_s: float = PROGRESS_EVERY_S,
     ) -> None:
-        """``err`` takes the log lines (sys.stderr at the time of writing if None); ``out`` is kept for
-        callers that pass it: the JSON report goes to stdout through memtui.cli.run_face."""
+        """``err`` takes the log lines (sys.stderr at the time of writing if None); the JSON report goes
+        to stdout through memtui.cli.run_face, not through the face."""
         self.engine = engine
         self.parts = parts or parts_for(engine)
-        self.out = out
         self.err = err
         self.progress_every_s = progress_every_s
         self._events = engine.subscribe()

@@ -86,10 +86,6 @@ class InputSource:
         # /proc/self/fd/N opens a new file description at offset 0: each pass reads the spool from its start.
         return cls(name, Path(f"/proc/self/fd/{spool.fileno()}"), size, spool)
 
-    @property
-    def spooled(self) -> bool:
-        return self._spool is not None
-
     def close(self) -> None:
         if self._spool is not None:
             self._spool.close()

@@ -6,7 +6,8 @@ Knows nothing of embeddings, SQLite or Textual, and imports none of them.
 from memtui.memory.batching import Backoff, batch_size_for
 from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker
 from memtui.memory.cleanup import Cleaner, CleanupReport, malloc_trim
-from memtui.memory.config import MemoryConfig, load_config
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import load_config
 from memtui.memory.guard import MemoryBreakerOpen, memory_guard
 from memtui.memory.monitor import MemoryMonitor, MemorySnapshot
 from memtui.memory.probe import MemoryLimit, ProcessProbe, RssBreakdown, discover_limit

@@ -27,6 +27,10 @@ sleeps what it is told, so every rule is tested on a fake clock.
   the same cleanups, backoff, timeout and floor rule, so a headroom that never
   comes back ends the run with a reason instead of holding it for ever. While
   it holds, ``Admission.brake`` gives the next batch the smallest size.
+- ``MemoryGate``: between two batches, which of these applies now (the WARNING cleanup, the open
+  breaker's wait, the headroom's wait), one episode at a time. The Runner, the Dask worker and
+  SmartBatchProcessor each run the steps it returns (their sleep, log and give-up differ), not
+  their own copy of the rule.
 """
 
 from __future__ import annotations
@@ -87,12 +91,25 @@ class Admission:
         at HALF-OPEN), and ``full`` is false, so an adaptive token budget takes its smallest sub-batch."""
         self.braked = True
 
+    def _breaker_size(self, state: BreakerState, config: MemoryConfig) -> int:
+        size = batch_size_for(state, config)
+        return min(size, config.batch_size_min) if self.braked else size
+
     def batch_size(self, state: BreakerState, config: MemoryConfig) -> int:
         """How many items the next batch may hold (0: none, the breaker is open)."""
-        size = batch_size_for(state, config)
-        if self.braked:
-            size = min(size, config.batch_size_min)
+        size = self._breaker_size(state, config)
         return size if self.cap is None else min(size, self.cap)
+
+    def scaled_size(self, state: BreakerState, config: MemoryConfig, full: int) -> int:
+        """The next batch in units of another size (a Dask worker's texts per sub-batch, ``full`` when
+        CLOSED): the breaker's share of ``full`` (the smallest share when braked), at least 1 unless the
+        breaker is open, and the MemoryError cap, which counts in those units (``memory_error`` is told
+        the batch's length in them)."""
+        size = self._breaker_size(state, config)
+        if size <= 0:
+            return 0
+        scaled = max(1, full * size // max(1, config.batch_size_max))
+        return scaled if self.cap is None else min(scaled, self.cap)
 
     def full(self, state: BreakerState, config: MemoryConfig) -> bool:
         """Memory allows a whole batch (CLOSED, no brake, no MemoryError cap below the maximum). Below
@@ -371,3 +388,70 @@ class HeadroomWait(OpenBreakerWait):
             f"coming back, so waiting cannot help; giving up after committing. Free memory under "
             f"{h.binds} (or raise its limit) and rerun"
         )
+
+
+# -- between two batches ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateStep:
+    """What to do before the next batch: go on (after the WARNING cleanup, if due), or run one round
+    of the wait under way (``wait``: its orders, which may be to give up)."""
+
+    admit: bool
+    warning_cleanup: bool = False  # the breaker just entered WARNING: clean up once, then go on
+    wait: WaitStep | None = None
+    started: bool = False  # this round began a wait (its countdown, the phase "waiting for memory")
+
+
+class MemoryGate:
+    """Between two batches: the one rule for what memory allows now, for every loop that feeds a breaker.
+
+    The breaker OPEN: wait it out (``OpenBreakerWait``). Else the headroom below one batch's cost:
+    wait for it (``HeadroomWait``) and brake ``admission`` (the next batch takes the smallest size).
+    Else the batch goes, after one cleanup on every entry into WARNING (``WarningCleanup``). A wait
+    lasts one episode: it is started afresh when the breaker opens after a headroom wait (or the
+    reverse) and forgotten once memory admits a batch. ``floor``: as ``OpenBreakerWait``'s.
+    """
+
+    def __init__(self, admission: Admission, clock: Callable[[], float], *, floor: bool = True) -> None:
+        self.admission = admission
+        self._clock = clock
+        self.floor = floor
+        self.wait: OpenBreakerWait | None = None  # the episode under way (its countdown: ``remaining_at``)
+        self._warning_cleanup = WarningCleanup()
+
+    def step(
+        self,
+        config: MemoryConfig,
+        breaker: BreakerSnapshot,
+        headroom: Headroom | None,
+        rss: int,
+        model_loaded: bool,
+    ) -> GateStep:
+        """Call once per round with fresh readings (``headroom``: the latest, low or not); do what it says."""
+        low = headroom if headroom is not None and headroom.low else None
+        if breaker.state is not BreakerState.OPEN and low is None:
+            self.wait = None
+            return GateStep(admit=True, warning_cleanup=self._warning_cleanup.due(breaker))
+        started = False
+        if breaker.state is BreakerState.OPEN:
+            if self.wait is None or isinstance(self.wait, HeadroomWait):
+                self.wait, started = OpenBreakerWait(config, self._clock, floor=self.floor), True
+            measure = rss
+        else:
+            assert low is not None
+            if not isinstance(self.wait, HeadroomWait):
+                self.wait, started = HeadroomWait(config, self._clock, low, floor=self.floor), True
+                self.admission.brake()  # the next batch takes the smallest size
+            measure = self.wait.seen(low)
+        return GateStep(admit=False, wait=self.wait.step(measure, model_loaded), started=started)
+
+    def cleaned(self, freed_bytes: int) -> None:
+        """Report what the wait's cleanup freed (one that freed nothing backs the next one off)."""
+        if self.wait is not None:
+            self.wait.cleaned(freed_bytes)
+
+    @property
+    def waiting_on_headroom(self) -> bool:
+        return isinstance(self.wait, HeadroomWait)

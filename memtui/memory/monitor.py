@@ -12,12 +12,13 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from memtui.memory.breaker import BreakerSnapshot, BreakerState, BreakerTransition, CircuitBreaker, Clock
 from memtui.memory.cleanup import Cleaner, CleanupReport
-from memtui.memory.config import MemoryConfig, ThresholdOrigin
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import ThresholdOrigin
 from memtui.memory.probe import MemoryLimit, Probe, ProcessProbe
 from memtui.memory.units import GB, format_gb
 
@@ -62,9 +63,23 @@ class MemorySnapshot:
 
 
 def seconds_to_level(
-    history: tuple[tuple[float, int], ...], rss: int, level: int, window_s: float = 60.0
+    history: Sequence[tuple[float, int]], rss: int, level: int, window_s: float = 60.0, min_span_s: float | None = None
 ) -> float | None:
-    """Time until RSS reaches ``level`` at the least-squares trend of the last ``window_s``; None if not rising.
+    """Time until RSS reaches ``level`` at the trend of the last ``window_s`` (``growth_rate``); None if not rising.
+
+    The one estimator of time to the breaker: the engine's memory panel and the monitor engine's
+    targets both use it.
+    """
+    slope = growth_rate(history, window_s, min_span_s)
+    if slope is None or slope <= 0:
+        return None
+    return max(0.0, (level - rss) / slope)
+
+
+def growth_rate(history: Sequence[tuple[float, int]], window_s: float, min_span_s: float | None = None) -> float | None:
+    """Bytes per second, least-squares fitted to the (time, RSS) samples of the last ``window_s``; None
+    below 3 samples or with less than ``min_span_s`` (by default a sixth of the window) between the first
+    and the last. A caller sampling at a known interval (the monitor engine) passes two intervals.
 
     A fitted slope, not first-versus-last sample: an embedding job's RSS is a
     sawtooth (each sub-batch allocates, then frees), and two samples taken at a
@@ -74,12 +89,10 @@ def seconds_to_level(
         return None
     end = history[-1][0]
     points = [(t, r) for t, r in history if t >= end - window_s]
-    if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 6:
+    span = window_s / 6 if min_span_s is None else min_span_s
+    if len(points) < 3 or points[-1][0] - points[0][0] < span:
         return None
-    slope = least_squares_slope(points)
-    if slope is None or slope <= 0:
-        return None
-    return max(0.0, (level - rss) / slope)
+    return least_squares_slope(points)
 
 
 def least_squares_slope(points: list[tuple[float, int]]) -> float | None:

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
-from memtui.memory.breaker import BreakerState
+from memtui.memory.admission import Admission, MemoryGate
 from memtui.memory.config import MemoryConfig
-from memtui.memory.headroom import Headroom, HeadroomChange, HeadroomWatch
+from memtui.memory.headroom import HeadroomChange, HeadroomWatch
 from memtui.memory.monitor import MemoryMonitor
 from memtui.memory.units import GB
 
@@ -70,10 +69,6 @@ class SmartBatchProcessor:
         if change is not None:
             (log.warning if change.low else log.info)("%s", change.message)
 
-    def _low_headroom(self) -> Headroom | None:
-        latest = self.headroom.latest if self.headroom is not None else None
-        return latest if latest is not None and latest.low else None
-
     def _process(self, items: Iterable[T], fn: Callable[[list[T]], Any]) -> dict[str, Any]:
         monitor, breaker = self.monitor, self.monitor.breaker
         pending = list(items)
@@ -84,48 +79,33 @@ class SmartBatchProcessor:
         position = 0
         batches = 0
         admission = Admission(self.config)
-        warning_cleanup = WarningCleanup()
-        wait: OpenBreakerWait | None = None  # the open-breaker episode under way, if any
+        gate = MemoryGate(admission, self._clock, floor=False)
         status, reason = "success", ""
 
         while position < len(pending):
             own_peak = max(own_peak, monitor.sample())
             snap = breaker.snapshot()
             state = snap.state
-            if warning_cleanup.due(snap):
+            headroom = self.headroom.latest if self.headroom is not None else None
+            gate_step = gate.step(self.config, snap, headroom, monitor.rss_bytes, model_loaded=False)
+            if gate_step.warning_cleanup:
                 monitor.cleanup(f"breaker {state.label}")
                 continue  # re-judge after the cleanup
-            low = self._low_headroom()
-            if state is BreakerState.OPEN:
-                if wait is None or isinstance(wait, HeadroomWait):
-                    wait = OpenBreakerWait(self.config, self._clock, floor=False)
-                step = wait.step(monitor.rss_bytes, model_loaded=False)
-                if step.give_up is not None:
-                    status = "aborted"
-                    reason = (
-                        f"circuit breaker stayed open for {wait.open_s:.0f}s "
-                        f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up"
-                    )
-                    log.error("🚨 %s", reason)
-                    break
-                if step.cleanup is not None:
-                    monitor.cleanup(step.cleanup)
-                self._sleep(step.sleep_s)
-                continue
-            if low is not None:  # the brake: the headroom is below one batch's cost
-                if not isinstance(wait, HeadroomWait):
-                    wait = HeadroomWait(self.config, self._clock, low, floor=False)
-                    admission.brake()
-                step = wait.step(wait.seen(low))
+            step = gate_step.wait
+            if step is not None:
                 if step.give_up is not None:
                     status, reason = "aborted", step.give_up
+                    if not gate.waiting_on_headroom:
+                        reason = (
+                            f"circuit breaker stayed open for {gate.wait.open_s if gate.wait else 0:.0f}s "
+                            f"(memory {monitor.rss_bytes / GB:.2f}GB); gave up"
+                        )
                     log.error("🚨 %s", reason)
                     break
                 if step.cleanup is not None:
-                    wait.cleaned(monitor.cleanup(step.cleanup).freed)
+                    gate.cleaned(monitor.cleanup(step.cleanup).freed)
                 self._sleep(step.sleep_s)
                 continue
-            wait = None
             batch = pending[position : position + admission.batch_size(state, self.config)]
             try:
                 if self.headroom is not None:

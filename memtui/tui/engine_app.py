@@ -24,21 +24,20 @@ import signal
 import sys
 import threading
 import time
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on
 from textual.app import App
-from textual.message_pump import _MessagePumpMeta
 from textual.worker import Worker, WorkerState
 
 from memtui.early_log import EarlyLine
 from memtui.engine import Engine
 from memtui.errors import MemtuiError, UsageError
 from memtui.records import Report
-from memtui.tui.driver import HangupSafeDriver
+from memtui.tui._textual_hacks import EngineAppMeta, HangupSafeDriver
 from memtui.tui.key_gate import KeyGate
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.text import strip_icon
@@ -46,11 +45,7 @@ from memtui.tui.theming import DEFAULT_THEME, NO_COLOR_THEME, is_theme_file, loa
 from memtui.tui.widgets.gc_log import GcLog
 
 
-class _EngineAppMeta(_MessagePumpMeta, ABCMeta):
-    """Textual's metaclass with abstract methods enforced."""
-
-
-class EngineApp(App["Report"], metaclass=_EngineAppMeta):
+class EngineApp(App["Report"], metaclass=EngineAppMeta):
     """Hosts any Engine (memtui.engine): runs it in a worker, polls its snapshots, steers by its commands."""
 
     #: The worker's name, and what the crash line calls the thread.
@@ -155,7 +150,8 @@ class EngineApp(App["Report"], metaclass=_EngineAppMeta):
         """An error for levels the engine must not see, checked before ``set_thresholds``."""
         return None
 
-    # -- keys: in the order typed, each to the screen in front by then (memtui.tui.key_gate) --
+    # -- keys: in the order typed, each to the screen in front by then (memtui.tui.key_gate; a Textual
+    # internal this hook relies on is named in memtui.tui._textual_hacks) --
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded:
             await self.keys.receive(event)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from memtui.embed import companions
 from memtui.embed.reader import CacheReader, open_cache
 from memtui.errors import RuntimeFailure, UsageError
 from memtui.paths import default_cache, default_config
@@ -14,16 +15,13 @@ from memtui.stdio import write_line
 from memtui.vectors import export as exporting
 from memtui.vectors import similar as searching
 
-CACHE_SIDES = ("-wal", "-shm", "-journal", ".trace", ".lock")
-
 
 def protected_paths(cache: Path) -> dict[str, Path]:
     """What an export must never replace: the cache, every file beside it, the config."""
     if not cache.name:
         raise UsageError(f"--cache {str(cache)!r} is not a file path; pass --cache PATH of a cache file")
     paths = {"cache": cache}
-    for suffix in CACHE_SIDES:
-        paths[f"cache's {suffix.lstrip('.-')} file"] = cache.with_name(cache.name + suffix)
+    paths.update(companions.protected(cache))  # every file beside it, named once
     config = default_config()
     if config is not None:
         paths["config file"] = config

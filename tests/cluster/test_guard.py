@@ -7,6 +7,7 @@ guard inside real Dask workers."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from memtui.cluster.plugin import PAUSE_LEASE_S, Orders, WorkerGaveUp, WorkerGua
 from memtui.cluster.rows import newer, recent_peaks, report_entry, worker_row
 from memtui.jobs.cache import CacheJob
 from memtui.memory import MemoryConfig, MemoryMonitor
+from memtui.memory.admission import Admission, MemoryGate
 from memtui.memory.breaker import BreakerState
 from memtui.memory.headroom import HeadroomWatch
 from memtui.memory.units import GB, MB
@@ -173,9 +175,11 @@ def test_a_worker_gives_its_token_budget_the_smallest_size_when_memory_allows_le
     embedder = guard.embedder = _BudgetedEmbedder()  # type: ignore[assignment]
     guard._embed(["a", "b"])
     guard.follow(Orders(1, False, CONFIG.replace(warning_memory_gb=0.001, max_memory_gb=100.0)))  # this RSS: WARNING
+    cleanups = guard.monitor.cleanups
     guard._embed(["c", "d"])
     assert embedder.tight[0] is False and embedder.tight[-1] is True
     assert guard.monitor.breaker.state is BreakerState.WARNING
+    assert guard.monitor.cleanups == cleanups + 1, "one cleanup on entering WARNING, as the local Runner's"
 
 
 # -- the headroom brake, as the local Runner's -------------------------------------------------------
@@ -197,17 +201,21 @@ def _braked_guard(tmp_path, clock, **config):
 
 def test_a_worker_holds_its_sub_batch_while_the_headroom_is_low_then_takes_the_smallest(tmp_path, clock):
     guard, tree = _braked_guard(tmp_path, clock)
-    braked: list[bool] = []
-    thread = threading.Thread(target=lambda: braked.append(guard._admit()), daemon=True)
+    admission = Admission(guard.monitor.config)
+    thread = threading.Thread(target=lambda: guard._admit(MemoryGate(admission, time.monotonic)), daemon=True)
     thread.start()
     _until(lambda: guard.activity == "waiting for memory" and guard.monitor.cleanups >= 1, "the worker waits")
     assert thread.is_alive() and guard.sub_batch == 0
     tree.use(1 * GB)  # the neighbour leaves
     thread.join(timeout=30)
-    assert braked == [True], "the next sub-batch takes the smallest share"
+    assert not thread.is_alive() and admission.braked, "the next sub-batch takes the smallest share"
+    cfg = guard.monitor.config
+    assert admission.scaled_size(guard.monitor.breaker.state, cfg, guard.sub_batch_texts) == max(
+        1, guard.sub_batch_texts * cfg.batch_size_min // cfg.batch_size_max
+    )
 
 
 def test_a_worker_whose_headroom_never_comes_back_gives_up_with_the_reason(tmp_path, clock):
     guard, _tree = _braked_guard(tmp_path, clock, breaker_timeout_s=60.0)
     with pytest.raises(WorkerGaveUp, match="Memory headroom stays at 0.06GB to cgroup v2 /job after cleanups"):
-        guard._admit()
+        guard._admit(MemoryGate(Admission(guard.monitor.config), time.monotonic))

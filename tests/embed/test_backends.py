@@ -17,17 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memtui.embed.backends import (
-    BACKENDS,
-    INT8_RUN_TOKENS,
-    artifact_dir,
-    artifact_name,
-    detect_isa,
-    model_cache_root,
-    resolve_backend,
-    run_slices,
-    vector_backend,
-)
+from memtui.embed.artifacts import artifact_dir, artifact_name, detect_isa, model_cache_root, vector_backend
+from memtui.embed.backends import BACKENDS, INT8_RUN_TOKENS, resolve_backend, run_slices
 from memtui.embed.model import DEFAULT_MODEL_ID, Embedder, _packaged_model_path
 from memtui.embed.store import CacheStore, key_for
 from memtui.errors import UsageError

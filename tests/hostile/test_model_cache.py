@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from memtui.embed import model_cache
-from memtui.embed.backends import artifact_name, detect_isa, ensure_exported, model_hash, vector_backend
+from memtui.embed.artifacts import artifact_name, detect_isa, model_hash, vector_backend
+from memtui.embed.backends import ensure_exported
 from memtui.embed.footprint import estimate, export_need, weights_bytes
 from memtui.embed.model import _packaged_model_path
 from memtui.memory.units import GB, MB

@@ -74,7 +74,7 @@ def test_headless_lines_duration_and_report(sleeper, tmp_path):
         match = LINE.match(line)
         assert match, line
         assert int(match.group(1)) == sleeper.pid
-    assert "MB/s" in lines[-1] and "?MB/s" not in lines[-1]  # a rate once there are two samples
+    assert "MB/s" in lines[-1] and "?MB/s" not in lines[-1]  # a rate once there are three samples (a fitted slope)
     report = json.loads(out.stdout)
     assert report == json.loads(report_path.read_text())
     assert report["status"] == "success" and report["end_reason"] == "duration reached"

@@ -14,9 +14,10 @@ from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.jobs.monitor.events import TargetActed, TargetGone, target_line
 from memtui.jobs.monitor.intervene import Policy, decide, signal_target
 from memtui.jobs.monitor.targets import matcher, memtui_lineage, probe_pid, top_users
-from memtui.jobs.monitor.tracker import Action, TargetState, TargetTracker, short_label
+from memtui.jobs.monitor.tracker import GROWTH_WINDOW_S, Action, TargetState, TargetTracker, short_label
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.config import MemoryConfig
+from memtui.memory.monitor import seconds_to_level
 from memtui.memory.pid_probe import PidSample, ProcessAccessDenied
 from memtui.memory.units import GB, MB
 from tests.support.fakes import FakeClock
@@ -82,12 +83,26 @@ def test_rate_forgets_samples_older_than_the_window_and_eta_needs_growth():
     tracker = TargetTracker(FakeProbe(), CONFIG, clock=clock, interval_s=1.0)
     tracker.record(sample(10 * MB), 0.0)  # long ago: a spike that is over
     clock.t += 60
-    tracker.record(sample(500 * MB), 0.0)
-    clock.t += 5
-    tracker.record(sample(400 * MB), 0.0)
+    for rss in (500 * MB, 450 * MB, 400 * MB):
+        tracker.record(sample(rss), 0.0)
+        clock.t += 2.5
     snap = tracker.snapshot()
     assert snap.rate_bps == pytest.approx(-20 * MB)
     assert snap.seconds_to_limit is None and snap.peak == 500 * MB
+
+
+def test_a_target_s_time_to_the_breaker_follows_the_trend_not_its_sawtooth():
+    """The engine's estimator (a fitted slope, memory.monitor.seconds_to_level), not first versus last sample."""
+    clock = Clock()
+    tracker = TargetTracker(FakeProbe(), CONFIG, clock=clock, interval_s=1.0)
+    for t in range(28):  # a flat run swinging 0.55 <-> 0.85 GB every 7 s; first vs last said 43 s
+        tracker.record(sample(int((0.55 + 0.3 * ((t % 7) / 6)) * GB)), 0.0)
+        clock.t += 1
+    snap = tracker.snapshot()
+    assert snap.seconds_to_limit is None or snap.seconds_to_limit > 100, snap.seconds_to_limit  # fitted: 119 s
+    assert tracker.snapshot().seconds_to_limit == seconds_to_level(
+        snap.history, snap.rss, snap.max_bytes, max(GROWTH_WINDOW_S, 3 * tracker.interval_s), 2 * tracker.interval_s
+    )
 
 
 def test_uss_is_read_only_while_it_fits_the_budget():
@@ -136,7 +151,9 @@ def test_target_line_says_stopped_and_time_to_limit():
     clock = Clock()
     tracker = TargetTracker(FakeProbe(pid=7), CONFIG, clock=clock, interval_s=1.0)
     tracker.record(sample(int(0.5 * GB)), 0.0)
-    clock.t += 10
+    clock.t += 5
+    tracker.record(sample(int(0.5 * GB) + 50 * MB), 0.0)
+    clock.t += 5
     tracker.record(sample(int(0.5 * GB) + 100 * MB, uss=int(0.4 * GB)), 0.0)
     assert target_line(tracker.snapshot()) == (
         "🔍 pid 7 python3 train.py: 0.60GB (+10.0MB/s, peak 0.60GB) "

@@ -16,6 +16,7 @@ from memtui.memory.admission import (
     SETTLE_ROUNDS,
     Admission,
     HeadroomWait,
+    MemoryGate,
     OpenBreakerWait,
     WarningCleanup,
 )
@@ -377,3 +378,52 @@ def test_cleanups_that_free_nothing_back_off_in_the_brake_too():
         clock.sleep(step.sleep_s)
     gaps = [b - a for a, b in zip(cleanups, cleanups[1:])]
     assert gaps[:3] == [3, 12, 24], gaps  # each cleanup that freed nothing doubles the rounds to the next
+
+
+# -- the gate between two batches ---------------------------------------------------------------
+
+
+def test_a_worker_s_sub_batch_is_the_breaker_s_share_braked_and_capped_in_its_own_units():
+    admission = Admission(POLICY)
+    full = 64
+    assert admission.scaled_size(BreakerState.CLOSED, POLICY, full) == full
+    share = full * POLICY.batch_size_min // POLICY.batch_size_max
+    assert admission.scaled_size(BreakerState.WARNING, POLICY, full) == max(1, share)
+    assert admission.scaled_size(BreakerState.OPEN, POLICY, full) == 0
+    admission.brake()
+    assert admission.scaled_size(BreakerState.CLOSED, POLICY, full) == max(1, share)
+    admission.succeeded(POLICY)
+    admission.memory_error(full, POLICY)  # a MemoryError on 64 texts: the cap is 32 texts, not 32 items
+    assert admission.scaled_size(BreakerState.CLOSED, POLICY, full) == full // 2
+
+
+def test_the_gate_cleans_up_once_per_warning_waits_out_an_open_breaker_and_brakes_on_low_headroom():
+    clock = FakeClock()
+    breaker = CircuitBreaker(MemoryConfig(reset_hold_s=1.0, reset_hold_max_s=8.0), clock=clock)
+    admission = Admission(CONFIG)
+    gate = MemoryGate(admission, clock)
+    breaker.update(gb(0.5))
+    assert gate.step(CONFIG, breaker.snapshot(), None, gb(0.5), True) == gate.step(
+        CONFIG, breaker.snapshot(), None, gb(0.5), True
+    )
+    breaker.update(gb(1.1))  # WARNING
+    first = gate.step(CONFIG, breaker.snapshot(), None, gb(1.1), True)
+    again = gate.step(CONFIG, breaker.snapshot(), None, gb(1.1), True)
+    assert first.admit and first.warning_cleanup and again.admit and not again.warning_cleanup
+    breaker.update(gb(1.6))  # OPEN
+    opened = gate.step(CONFIG, breaker.snapshot(), None, gb(1.6), True)
+    assert not opened.admit and opened.started and opened.wait is not None
+    assert opened.wait.cleanup == "circuit breaker open"
+    clock.sleep(opened.wait.sleep_s)
+    held = gate.step(CONFIG, breaker.snapshot(), None, gb(1.6), True)
+    assert not held.admit and not held.started, "one episode, not a new wait each round"
+    assert not admission.braked
+    for _ in range(15):
+        breaker.update(gb(0.5))
+        clock.advance(0.1)
+    low = low_headroom(gb(0.1))
+    braked = gate.step(CONFIG, breaker.snapshot(), low, gb(0.5), True)
+    assert not braked.admit and braked.started and gate.waiting_on_headroom
+    assert braked.wait is not None and braked.wait.cleanup == "memory headroom low"
+    assert admission.braked, "the next batch takes the smallest size"
+    assert gate.step(CONFIG, breaker.snapshot(), None, gb(0.5), True).admit and gate.wait is None

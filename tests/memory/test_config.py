@@ -5,12 +5,11 @@ import math
 import pytest
 
 from memtui.errors import ConfigError, UsageError
-from memtui.memory.config import (
-    BOUNDS,
+from memtui.memory.config import BOUNDS, MemoryConfig
+from memtui.memory.config_layers import (
     BREAKER_FRACTION,
     SETTINGS,
     WARNING_RATIO,
-    MemoryConfig,
     cap_defaults,
     env_name,
     load_config,

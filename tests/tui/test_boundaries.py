@@ -1,5 +1,5 @@
 """The layers stay apart: the engine and jobs import no Textual, and the TUI touches the runner
-only through snapshot(), subscribe() and its commands (DESIGN.md: one engine, many faces)."""
+only through snapshot(), subscribe() and its commands (docs/architecture.md: engines and faces)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ STABLE = (
 
 async def test_tui_and_headless_reports_match(make_rig, tmp_path):
     headless = make_rig(domains=7, cache_path=tmp_path / "headless.sqlite")
-    report_h = HeadlessFace(headless.runner, out=io.StringIO(), err=io.StringIO(), progress_every_s=60).run()
+    report_h = HeadlessFace(headless.runner, err=io.StringIO(), progress_every_s=60).run()
 
     tui = make_rig(domains=7, cache_path=tmp_path / "tui.sqlite", input_path=headless.input)
     app = MemtuiApp(tui.runner)

@@ -51,7 +51,8 @@ from memtui.jobs.monitor.targets import TopN
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState, TargetTracker
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import Cleaner
-from memtui.memory.config import MemoryConfig, threshold_changes
+from memtui.memory.config import MemoryConfig
+from memtui.memory.config_layers import threshold_changes
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
 from memtui.memory.probe import MemoryLimit, ProcessProbe
 from memtui.memory.units import GB, format_gb

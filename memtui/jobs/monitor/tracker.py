@@ -15,10 +15,11 @@ from typing import Any
 
 from memtui.memory.breaker import BreakerState, BreakerTransition, CircuitBreaker, Clock
 from memtui.memory.config import MemoryConfig
+from memtui.memory.monitor import growth_rate, seconds_to_level
 from memtui.memory.pid_probe import PidProbe, PidSample
 from memtui.memory.units import GB
 
-#: The growth rate looks at least this far back (or three intervals, if longer).
+#: The growth rate (``growth_rate``, a least-squares fit) looks this far back (or three intervals, if longer).
 GROWTH_WINDOW_S = 10.0
 #: USS/PSS are read only while that costs under this share of the interval (it scales with RSS).
 DETAIL_BUDGET = 0.02
@@ -222,26 +223,20 @@ class TargetTracker:
                 self._warnings += 1
         return out
 
-    def _rate(self, now: float) -> float | None:
-        window = max(GROWTH_WINDOW_S, 3 * self.interval_s)
-        recent = [(t, r) for t, r in self._history if t >= now - window]
-        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
-            return None
-        (t0, r0), (t1, r1) = recent[0], recent[-1]
-        return (r1 - r0) / (t1 - t0)
+    def _window_s(self) -> float:
+        return max(GROWTH_WINDOW_S, 3 * self.interval_s)
 
     def snapshot(self) -> TargetSnapshot:
-        now = self._clock()
         cfg = self.config
         last = self._last
         rss = last.rss if last else 0
-        rate = None if self._gone else self._rate(now)
+        rate = None if self._gone else growth_rate(self._history, self._window_s(), 2 * self.interval_s)
         if self._gone:
             eta = None
         elif rss >= cfg.max_bytes:
             eta = 0.0
-        else:
-            eta = (cfg.max_bytes - rss) / rate if rate and rate > 0 else None
+        else:  # the one estimator (the engine's memory panel uses it too)
+            eta = seconds_to_level(self._history, rss, cfg.max_bytes, self._window_s(), 2 * self.interval_s)
         status = self._signalled or (last.status if last else "?")
         if self._gone:
             state, note = self._gone

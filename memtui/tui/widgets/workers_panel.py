@@ -121,10 +121,6 @@ class WorkersPanel(DataTable):
         if self.is_mounted:
             self._draw()
 
-    @property
-    def worker_rows(self) -> tuple[WorkerRow, ...]:
-        return self._rows
-
     def _draw(self) -> None:
         layout = columns(self.size.width or 80)
         if layout != self._layout:
