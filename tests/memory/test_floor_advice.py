@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from memtui.memory.admission import floor_reason
-from memtui.memory.config import resolve_config
+from memtui.memory.config_layers import resolve_config
 from memtui.memory.units import GB
 
 
