@@ -20,6 +20,8 @@ FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "shelve", "marshal", "socket", "socketserver", "http.server"}
 #: The only modules that may import ``socket``: the attach server and client (Unix sockets only, checked below).
 SOCKET_MODULES = {PACKAGE / "attach" / "server.py", PACKAGE / "attach" / "client.py"}
+#: ...and the probe of a ``--scheduler`` address before Dask is handed it: a client, never a listener (below).
+SCHEDULER_PROBE = PACKAGE / "cluster" / "address.py"
 
 
 def python_files() -> list[Path]:
@@ -37,7 +39,8 @@ def test_no_code_is_unpickled_or_evaluated_and_no_socket_is_opened():
                 offenders += [
                     f"{path.name}:{node.lineno} imports {a.name}"
                     for a in node.names
-                    if a.name in FORBIDDEN_MODULES and not (a.name == "socket" and path in SOCKET_MODULES)
+                    if a.name in FORBIDDEN_MODULES
+                    and not (a.name == "socket" and path in SOCKET_MODULES | {SCHEDULER_PROBE})
                 ]
             if isinstance(node, ast.ImportFrom) and node.module in FORBIDDEN_MODULES:
                 offenders.append(f"{path.name}:{node.lineno} imports from {node.module}")
@@ -94,3 +97,12 @@ def test_a_run_creates_private_files_and_listens_on_nothing(tmp_path):
     assert cache in created and cache.with_name("cache.sqlite.trace") in created
     for path in created:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_the_scheduler_probe_connects_and_never_listens():
+    """cluster/address.py checks that a --scheduler address speaks Dask: it connects out; it never binds,
+    listens or accepts (so it opens no port on the host)."""
+    tree = ast.parse(SCHEDULER_PROBE.read_text(), filename=str(SCHEDULER_PROBE))
+    methods = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert "connect" in methods or "connect_ex" in methods
+    assert not methods & {"bind", "listen", "accept", "create_server"}, sorted(methods & {"bind", "listen", "accept"})

@@ -380,7 +380,10 @@ async def test_the_footer_is_rebuilt_when_what_the_keys_offer_changes_not_on_eve
         await wait_for(pilot, lambda: rig.runner.snapshot().items_done > done, what="the job to move on")
         await asyncio.sleep(0.3)
         await pilot.pause()
-        assert updates == []
+        # About 15 polls went by. One update may be the layout settling late on a loaded machine (the first
+        # size decides tall/narrow/chart, which the keys follow); a rebuild per poll gives many.
+        assert len(updates) <= 1, f"the footer was rebuilt {len(updates)} times while nothing it offers changed"
+        updates.clear()
         await pilot.press("p")
         await wait_for(pilot, lambda: bool(updates), what="the footer to follow the pause")
         assert app.dashboard.job.paused and app.dashboard.check_action("resume", ()) is True
