@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -10,10 +11,14 @@ from pathlib import Path
 from memtui.embed import companions
 from memtui.embed.reader import CacheReader, open_cache
 from memtui.errors import RuntimeFailure, UsageError
+from memtui.output import stream_fd
 from memtui.paths import default_cache, default_config
 from memtui.stdio import write_line
 from memtui.vectors import export as exporting
 from memtui.vectors import similar as searching
+
+#: The exit status of an export whose stdout reader left early (as a tool killed by SIGPIPE: 128 + 13).
+READER_LEFT = 141
 
 
 def protected_paths(cache: Path) -> dict[str, Path]:
@@ -53,6 +58,8 @@ def export_command(args: argparse.Namespace) -> int:
         try:
             rows = exporting.export(reader, args.format, args.output, backend=backend, domains=args.domain, log=_say)
         except OSError as exc:
+            if exc.errno == errno.EPIPE and stream_fd(args.output) == 1:
+                return READER_LEFT  # `export --output - | head`: the reader took what it wanted; no error, no success
             kept = (
                 "what was written there stays"
                 if exporting.written_into(args.output)

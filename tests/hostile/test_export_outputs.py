@@ -172,6 +172,23 @@ def test_an_export_to_stdout_prints_the_rows_and_touches_no_file(cache, tmp_path
     assert list(work.iterdir()) == []
 
 
+def test_an_export_to_stdout_whose_reader_leaves_early_ends_quietly_and_claims_no_success(cache):
+    """`memtui cache export --output - | head -1`: the reader took what it wanted. No traceback, no error line,
+    no "exported N rows"; the status is a pipe's (141), not success, as for a tool that SIGPIPE ends."""
+    assert ROWS * 384 * 8 > 2 * 65536  # more than a pipe holds: the writer meets the closed pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memtui", "cache", "export", "--cache", str(cache), "--format", "jsonl", "--output",
+         "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=memtui_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["key"]
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, stderr
+    assert "Traceback" not in stderr and "exported" not in stderr and not error_lines(stderr), stderr
+
+
 # -- a file is replaced whole, and only on success -------------------------------------------------------------
 
 
