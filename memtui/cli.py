@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("id", nargs="?", default=None, help="the run's id from 'memtui ls' (default: the only run)")
     attach.add_argument("--json", action="store_true", help="stream its snapshots and events as JSON lines")
     attach.add_argument("--theme", default=None, help="TUI theme (as for run)")
+    attach.add_argument(
+        "--config", type=Path, default=None, help="TOML config file whose [keys] apply (default: as for run)"
+    )
     stop = sub.add_parser("stop", help="stop a running run cleanly (it commits first) and wait for it to end")
     stop.add_argument("id", nargs="?", default=None, help="the run's id from 'memtui ls' (default: the only run)")
 

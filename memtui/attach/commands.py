@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from memtui.attach.runs import RunEntry, ensure_runs_dir, entries, find, new_run_id
 from memtui.errors import ConfigError, MemtuiError, RuntimeFailure, UsageError
 from memtui.faces.choice import choose_face
+from memtui.paths import default_config
 from memtui.safefs import open_private
 
 if TYPE_CHECKING:
@@ -325,6 +326,9 @@ def _table_line(cells: dict[str, Any], columns: Sequence[str], prefix: str, widt
 
 
 def attach(args: argparse.Namespace) -> int:
+    from memtui.tui.keymap import load_keymap  # noqa: PLC0415 - pure: no Textual
+
+    keymap = load_keymap(args.config or default_config())  # the operator's keys, as in the run's own TUI; exit 2 first
     entry = pick(args.id)
     if entry is None:
         print("memtui: no run chosen; nothing attached", file=sys.stderr)
@@ -339,7 +343,7 @@ def attach(args: argparse.Namespace) -> int:
     core_log = logging.getLogger("memtui")
     core_log.addHandler(logging.NullHandler())
     core_log.propagate = False
-    app: Any = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True)  # a RemoteEngine, duck-typed
+    app: Any = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True, keymap=keymap)  # a RemoteEngine, duck-typed
     result = app.run(mouse=app.MOUSE)
     if app.lost:
         print(f"memtui: {app.lost}", file=sys.stderr)

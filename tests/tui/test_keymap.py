@@ -57,3 +57,47 @@ async def test_remapped_keys_act_and_the_footer_help_and_palette_follow(size, ma
         assert not any(keys.startswith("p") and "Pause the job" in text for keys, text in rows.items()), rows
         await pilot.press("escape")
         await pilot.press("q", "y")
+
+
+def test_attach_reads_the_keys_table_before_looking_for_a_run(tmp_path: Path, capsys, monkeypatch):
+    """A viewer gets the operator's keys as the run's own TUI does: a bad table is one line, exit 2, first."""
+    monkeypatch.setenv("MEMTUI_RUN_DIR", str(tmp_path / "runs"))  # no run: a missed check would say so instead
+    config = tmp_path / "memtui.toml"
+    config.write_text('[keys]\nexplode = "e"\n')
+    code = cli.main(["attach", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a key memtui binds" in err and err.count("\n") == 1, err
+
+
+def test_attach_hands_the_keys_table_to_the_viewer(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    from memtui.attach import client, commands
+    from memtui.tui import attached
+
+    config = tmp_path / "memtui.toml"
+    config.write_text('[keys]\npause = "f5"\n')
+    seen: dict[str, object] = {}
+
+    class Viewer:  # records what the command gives the attached app (the app itself is tested in test_attach.py)
+        MOUSE = False
+        lost = None
+
+        def __init__(self, engine, **options):
+            seen.update(options)
+
+        def run(self, mouse):
+            return None
+
+    class Engine:
+        report = None
+
+        def __init__(self, socket):
+            self.kind = "job"
+
+    entry = SimpleNamespace(id="abc", socket=tmp_path / "x.sock")  # a run found by 'ls' (tested in test_attach.py)
+    monkeypatch.setattr(commands, "pick", lambda run_id: entry)
+    monkeypatch.setattr(client, "RemoteEngine", Engine)
+    monkeypatch.setattr(attached, "attached_app_class", lambda engine: Viewer)
+    assert cli.main(["attach", "--config", str(config)]) == 0
+    assert seen["keymap"] == {"pause": "f5"}
