@@ -343,7 +343,8 @@ def attach(args: argparse.Namespace) -> int:
     core_log = logging.getLogger("memtui")
     core_log.addHandler(logging.NullHandler())
     core_log.propagate = False
-    app: Any = attached_app_class(engine)(engine, theme=args.theme, handle_signals=True, keymap=keymap)  # a RemoteEngine, duck-typed
+    viewer = attached_app_class(engine)  # a RemoteEngine, duck-typed
+    app: Any = viewer(engine, theme=args.theme, handle_signals=True, keymap=keymap)
     result = app.run(mouse=app.MOUSE)
     if app.lost:
         print(f"memtui: {app.lost}", file=sys.stderr)
