@@ -1,0 +1,187 @@
+"""The ``openvino`` backend: the onnx backend's fp32 model, run by OpenVINO's CPU plugin.
+
+Exact vectors at int8 speed. OpenVINO reads the very ``model.onnx`` the ``onnx`` backend
+runs (``memtui.embed.backends.ensure_exported``: the same file, through the same model
+cache and its checks; nothing of its own is written) and runs it
+
+* in **bf16** where the CPU computes bf16 natively (``/proc/cpuinfo`` flags ``avx512_bf16``
+  or ``amx_bf16``): bf16 products, fp32 sums; cosine to torch fp32 stays above 0.9999;
+* in **fp32** elsewhere (emulated bf16 would be slower than fp32; OpenVINO would pick bf16
+  on its own on such a CPU, so the precision is always set explicitly).
+
+The precision is part of the vectors' identity in the cache (``openvino/bf16`` and
+``openvino/fp32`` never serve each other). ``MEMTUI_OPENVINO_PRECISION=fp32`` forces fp32
+(bf16 is refused on a CPU without it).
+
+Sub-batches run in slices of at most ``RUN_TOKENS`` tokens, ``threads`` slices at once, each
+on its own infer request of a compiled model with one stream per thread (as the int8
+backend's ``OnnxModel.parallel``): on 2 shared cores that beat one stream of 2 threads
+(BENCHMARKS.md, "The OpenVINO backend"). OpenVINO's compiled-model cache is not used: the
+compile takes under a second, and a cache would be one more folder of blobs to trust.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Any
+
+import numpy as np
+
+from memtui.embed.backends import OnnxModel, OnnxTokenizer, _read_json
+from memtui.errors import ModelError, UsageError
+
+BACKEND = "openvino"
+EXTRA_HINT = "pip install 'memtui[openvino]'"
+#: The precisions, as memtui names them (the cache tag) and as OpenVINO's hint spells them.
+HINTS = {"bf16": "bf16", "fp32": "f32"}
+#: The CPU flags that mean native bf16 arithmetic (AVX-512 BF16 or AMX).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+PRECISION_ENV = "MEMTUI_OPENVINO_PRECISION"
+#: Tokens (rows x longest row) per infer request: small calls whose activations stay in the core's cache.
+RUN_TOKENS = 384
+#: Peak RSS of a whole ``memtui run --backend openvino`` of the packaged model (BENCHMARKS.md): no torch is
+#: imported. For the footprint estimate before loading (``memtui.embed.footprint``).
+NEED_BYTES = 480 * 2**20
+_CPUINFO_BOUND = 4 * 2**20
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The first ``flags`` line of /proc/cpuinfo (or of ``cpuinfo``); empty when there is none (arm64)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read(_CPUINFO_BOUND)
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def choose_precision(flags: frozenset[str], env: Mapping[str, str] | None = None) -> str:
+    """bf16 where the CPU computes it natively, fp32 otherwise; ``MEMTUI_OPENVINO_PRECISION`` may force fp32."""
+    env = os.environ if env is None else env
+    native = "bf16" if flags & BF16_FLAGS else "fp32"
+    wanted = env.get(PRECISION_ENV, "").strip().lower()
+    if not wanted:
+        return native
+    if wanted not in HINTS:
+        raise UsageError(f"{PRECISION_ENV}={wanted!r} is not a precision; set bf16 or fp32, or unset it")
+    if wanted == "bf16" and native != "bf16":
+        raise UsageError(
+            f"{PRECISION_ENV}=bf16 but this CPU has neither {' nor '.join(sorted(BF16_FLAGS))}; set fp32 or unset it"
+        )
+    return wanted
+
+
+def precision() -> str:
+    """This machine's precision (bf16 or fp32)."""
+    return choose_precision(cpu_flags())
+
+
+def vector_tag(chosen: str | None = None) -> str:
+    """The backend as part of a vector's identity: ``openvino/bf16`` or ``openvino/fp32``."""
+    return f"{BACKEND}/{chosen or precision()}"
+
+
+def why(chosen: str, flags: frozenset[str]) -> str:
+    if os.environ.get(PRECISION_ENV):
+        return f"set by {PRECISION_ENV}"
+    have = sorted(flags & BF16_FLAGS)
+    return f"the CPU has {', '.join(have)}" if have else "the CPU has no native bf16"
+
+
+class OpenVinoModel(OnnxModel):
+    """``OnnxModel``'s tokenizer, slicing and pooling over an OpenVINO compiled model."""
+
+    def __init__(self, folder: Path, onnx_path: Path, *, threads: int, chosen: str) -> None:
+        import openvino as ov
+
+        self.backend = BACKEND
+        self.precision = chosen
+        self.onnx_path = onnx_path
+        self.run_tokens = RUN_TOKENS
+        self._describe(folder)
+        self.parallel = max(1, threads)
+        core = ov.Core()
+        model = core.read_model(str(onnx_path))
+        model.reshape({i.get_any_name(): ov.PartialShape([-1, -1]) for i in model.inputs})  # any batch, any length
+        self._inputs = {i.get_any_name() for i in model.inputs}
+        config = {
+            "INFERENCE_PRECISION_HINT": HINTS[chosen],
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": self.parallel,  # one stream per thread: slices side by side, none waits on another
+            "INFERENCE_NUM_THREADS": self.parallel,
+        }
+        self.compiled = core.compile_model(model, "CPU", config)
+        out = self.compiled.outputs[0].get_partial_shape()
+        self._dim = out[-1].get_length() if out.rank.is_static and out[-1].is_static else None
+        self._requests: SimpleQueue[Any] = SimpleQueue()
+        for _ in range(self.parallel):
+            self._requests.put(self.compiled.create_infer_request())
+        self._slices = ThreadPoolExecutor(self.parallel, "memtui-openvino") if self.parallel > 1 else None
+
+    def _describe(self, folder: Path) -> None:
+        """The pooling, window and tokenizer of a Transformer + Pooling (+ Normalize) folder."""
+        modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []
+        kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+        if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
+            raise ModelError(
+                f"--backend {BACKEND} runs Transformer + Pooling (+ Normalize) models; {folder} has "
+                f"{', '.join(kinds)}: use --backend torch"
+            )
+        pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
+        pooling = _read_json(folder / pooling_dir / "config.json")
+        self.pooling = (
+            "cls"
+            if pooling.get("pooling_mode_cls_token")
+            else "max"
+            if pooling.get("pooling_mode_max_tokens")
+            else "mean"
+        )
+        self.max_seq_length = int(
+            _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+            or _read_json(folder / "config.json").get("max_position_embeddings")
+            or 512
+        )
+        tokenizer_path = folder / "tokenizer.json"
+        if not tokenizer_path.is_file():
+            raise ModelError(
+                f"--backend {BACKEND} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
+            )
+        self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        request = self._requests.get()  # one per slice thread: an infer request runs one call at a time
+        try:
+            hidden = request.infer(feed, share_inputs=True)[0]
+        finally:
+            self._requests.put(request)
+        return self._pool(hidden, mask, normalize)
+
+
+def load(folder: Path, *, threads: int, log: Any = None) -> OpenVinoModel:
+    """The packaged fp32 ONNX export (made once, as for ``--backend onnx``) compiled by OpenVINO."""
+    from memtui.embed.backends import ensure_exported
+
+    flags = cpu_flags()
+    chosen = choose_precision(flags)
+    path = ensure_exported(folder, "onnx", log=log)  # the onnx backend's file, through the model cache's checks
+    try:
+        model = OpenVinoModel(folder, path, threads=threads, chosen=chosen)
+    except ModelError:
+        raise
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelError(f"OpenVINO cannot load {path} ({reason}); use --backend onnx or torch") from None
+    if log is not None:
+        log(f"openvino: {chosen} inference ({why(chosen, flags)}), {model.parallel} stream(s) of 1 thread")
+    return model
