@@ -35,12 +35,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
-def models_env(onnx_models, monkeypatch) -> Path:
-    monkeypatch.setenv("MEMTUI_MODEL_CACHE", str(onnx_models))
-    return onnx_models
-
-
 @pytest.fixture(scope="module")
 def small_input(tmp_path_factory) -> Path:
     return make_sample(tmp_path_factory.mktemp("input") / "small.jsonl.gz", domains=2, responses=30)
