@@ -13,17 +13,19 @@ The precision is part of the vectors' identity in the cache (``openvino/bf16`` a
 ``openvino/fp32`` never serve each other). ``MEMTUI_OPENVINO_PRECISION=fp32`` forces fp32
 (bf16 is refused on a CPU without it).
 
-Sub-batches run in slices of at most ``RUN_TOKENS`` tokens, ``threads`` slices at once, each
-on its own infer request of a compiled model with one stream per thread (as the int8
-backend's ``OnnxModel.parallel``): on 2 shared cores that beat one stream of 2 threads
-(BENCHMARKS.md, "The OpenVINO backend"). OpenVINO's compiled-model cache is not used: the
-compile takes under a second, and a cache would be one more folder of blobs to trust.
+Each sub-batch is split into one slice per thread (of at least ``RUN_TOKENS`` tokens), run side
+by side, each on its own infer request of a compiled model with one stream per thread (as the
+int8 backend's ``OnnxModel.parallel``): on 2 shared cores that took less CPU per text and less
+wall time than one stream of 2 threads (BENCHMARKS.md, "The OpenVINO backend").
+
+OpenVINO's compiled-model cache (``CACHE_DIR``) is not used: the compile takes under a second,
+and a cache would be one more folder of blobs to trust.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import SimpleQueue
@@ -41,7 +43,8 @@ HINTS = {"bf16": "bf16", "fp32": "f32"}
 #: The CPU flags that mean native bf16 arithmetic (AVX-512 BF16 or AMX).
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 PRECISION_ENV = "MEMTUI_OPENVINO_PRECISION"
-#: Tokens (rows x longest row) per infer request: small calls whose activations stay in the core's cache.
+#: The fewest tokens (rows x longest row) per infer request: a sub-batch is split into one slice per stream,
+#: but never into slices smaller than this (384-1024-token calls cost about the same CPU per text here).
 RUN_TOKENS = 384
 #: Peak RSS of a whole ``memtui run --backend openvino`` of the packaged model (BENCHMARKS.md): no torch is
 #: imported. For the footprint estimate before loading (``memtui.embed.footprint``).
@@ -155,6 +158,14 @@ class OpenVinoModel(OnnxModel):
                 f"--backend {BACKEND} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
             )
         self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
+
+    def encode_ids(self, rows: Sequence[Sequence[int]], *, normalize_embeddings: bool = True) -> np.ndarray:
+        """As ``OnnxModel.encode_ids``, in slices as large as the sub-batch split once per stream allows
+        (never under ``RUN_TOKENS``): each stream gets work, and no call is smaller than it must be."""
+        if rows:
+            padded = len(rows) * max(len(r) for r in rows)
+            self.run_tokens = max(RUN_TOKENS, -(-padded // self.parallel))
+        return super().encode_ids(rows, normalize_embeddings=normalize_embeddings)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
