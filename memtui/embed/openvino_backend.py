@@ -125,8 +125,13 @@ class OpenVinoModel(OnnxModel):
         out = self.compiled.outputs[0].get_partial_shape()
         self._dim = out[-1].get_length() if out.rank.is_static and out[-1].is_static else None
         self._requests: SimpleQueue[Any] = SimpleQueue()
+        tiny = np.full((1, 2), self.tokenizer.pad_id, dtype=np.int64)
         for _ in range(self.parallel):
-            self._requests.put(self.compiled.create_infer_request())
+            request = self.compiled.create_infer_request()
+            # One call on this thread first: the binding's first numpy conversion initialises a static under
+            # a once-flag and the GIL, and two slice threads doing it at once deadlocked a run (seen here).
+            request.infer({name: tiny for name in self._inputs})
+            self._requests.put(request)
         self._slices = ThreadPoolExecutor(self.parallel, "memtui-openvino") if self.parallel > 1 else None
 
     def _describe(self, folder: Path) -> None:
