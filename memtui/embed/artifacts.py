@@ -86,4 +86,5 @@ def artifact_dir(folder: Path) -> Path:
 
 
 def artifact_name(backend: str, isa: str | None = None) -> str:
-    return "model.onnx" if backend == "onnx" else f"model_int8_{isa or detect_isa()}.onnx"
+    """The export file ``backend`` loads: openvino runs the onnx backend's fp32 ``model.onnx``."""
+    return "model.onnx" if backend in {"onnx", "openvino"} else f"model_int8_{isa or detect_isa()}.onnx"
