@@ -115,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--backend",
-        choices=["torch", "onnx", "onnx-int8"],
+        choices=["torch", "onnx", "onnx-int8", "openvino"],
         default=None,
         help="what runs the model: torch (exact fp32, default), onnx (fp32) or onnx-int8 (about 2x "
-        "faster, cosine to fp32 >= 0.99; needs memtui[onnx]); env MEMTUI_BACKEND, config [embed] backend",
+        "faster, cosine to fp32 >= 0.99; needs memtui[onnx]), openvino (bf16 where the CPU has it, cosine "
+        ">= 0.9999, else fp32; needs memtui[openvino]); env MEMTUI_BACKEND, config [embed] backend",
     )
     run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N domains")
     run.add_argument(

@@ -14,9 +14,13 @@ from memtui.memory.breaker import BreakerState
 
 
 def backend_label(backend: str | None) -> str:
-    """The backend as every face names it: its family (onnx-int8, not its recipe and ISA); "" for the
-    exact default (torch) or an unknown one, which say nothing."""
-    return "" if not backend or backend == "torch" else backend.split("/", 1)[0]
+    """The backend as every face names it: its family (onnx-int8, not its recipe and ISA; openvino with its
+    precision, bf16 or fp32, which it picked from the CPU); "" for the exact default (torch) or an unknown
+    one, which say nothing."""
+    if not backend or backend == "torch":
+        return ""
+    name, _, rest = backend.partition("/")
+    return f"{name} {rest}" if name == "openvino" and rest else name
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,12 @@ def model_hash(folder: Path) -> str:
 def vector_backend(backend: str, isa: str | None = None) -> str:
     """The backend as part of a vector's identity in the cache (``store.key_for``): onnx-int8 carries its
     recipe (so vectors of an older int8 export are never served to a newer one) and, from recipe 3 on, the
-    ISA its model was exported for (AVX2's 7-bit weights give other vectors than VNNI's)."""
+    ISA its model was exported for (AVX2's 7-bit weights give other vectors than VNNI's); openvino its
+    precision (``openvino/bf16``, ``openvino/fp32``)."""
+    if backend == "openvino":
+        from memtui.embed.openvino_precision import vector_tag
+
+        return vector_tag()
     if backend != "onnx-int8":
         return backend
     return f"{backend}/r{RECIPE_VERSION}/{isa or detect_isa()}"
@@ -81,4 +86,5 @@ def artifact_dir(folder: Path) -> Path:
 
 
 def artifact_name(backend: str, isa: str | None = None) -> str:
-    return "model.onnx" if backend == "onnx" else f"model_int8_{isa or detect_isa()}.onnx"
+    """The export file ``backend`` loads: openvino runs the onnx backend's fp32 ``model.onnx``."""
+    return "model.onnx" if backend in {"onnx", "openvino"} else f"model_int8_{isa or detect_isa()}.onnx"

@@ -42,11 +42,15 @@ from memtui.embed.artifacts import (
 from memtui.errors import ConfigError, ModelError, UsageError
 
 TORCH = "torch"
-BACKENDS = (TORCH, "onnx", "onnx-int8")
+BACKENDS = (TORCH, "onnx", "onnx-int8", "openvino")
 DEFAULT_BACKEND = TORCH
 EXTRA_HINT = "pip install 'memtui[onnx]' (onnxruntime and onnx)"
 #: What each backend needs importable: checked without importing anything.
-_NEEDS = {"onnx": ("onnxruntime", "tokenizers"), "onnx-int8": ("onnxruntime", "tokenizers")}
+_NEEDS = {
+    "onnx": ("onnxruntime", "tokenizers"),
+    "onnx-int8": ("onnxruntime", "tokenizers"),
+    "openvino": ("openvino", "tokenizers"),  # memtui.embed.openvino_backend
+}
 #: What the one-time export needs besides (torch and transformers come with sentence-transformers).
 _EXPORT_NEEDS = ("onnx", "onnxruntime", "torch", "transformers")
 EXPORT_TIMEOUT_S = 1800
@@ -81,7 +85,8 @@ def require_extra(backend: str) -> None:
     """Fail with exit 2, naming the extra to install, when a backend's modules are missing."""
     missing = missing_modules(backend)
     if missing:
-        raise UsageError(f"--backend {backend} needs {', '.join(missing)}, which is not installed; {EXTRA_HINT}")
+        hint = "pip install 'memtui[openvino]'" if backend == "openvino" else EXTRA_HINT
+        raise UsageError(f"--backend {backend} needs {', '.join(missing)}, which is not installed; {hint}")
 
 
 def available(backend: str) -> bool:
@@ -392,6 +397,10 @@ def is_oom(exc: BaseException) -> bool:
 
 def load_onnx(folder: Path, backend: str, *, threads: int, log: Any = None) -> OnnxModel:
     require_extra(backend)
+    if backend == "openvino":
+        from memtui.embed import openvino_backend
+
+        return openvino_backend.load(folder, threads=threads, log=log)
     path = ensure_exported(folder, backend, log=log)
     try:
         run_tokens = INT8_RUN_TOKENS if backend == "onnx-int8" else None

@@ -30,6 +30,9 @@ of ``memtui run --mode cache --limit 40`` on the bundled sample, on a loaded 2-c
 * onnx-int8: 0.23 GiB (240 MiB; the whole sample: 0.24 GB, BENCHMARKS.md); 10 domains finished in v1
   cgroups of 280 and 330 MiB (peak usage 178 and 188 MiB) -> need 192 MiB + 1 x weights = 0.27 GiB
   (+16% over VmHWM): it runs under the 0.39 GB cgroup that torch's estimate refused.
+* openvino (the onnx backend's fp32 ``model.onnx`` compiled by OpenVINO, no torch): 0.42-0.47 GB for the
+  whole sample on an AVX-512 machine in bf16 (BENCHMARKS.md, "The OpenVINO backend"); fp32 on AVX2 is in
+  the same range -> need 224 MiB + 3 x weights = 0.47 GiB (480 MiB, the backend's measured peak).
 
 The ONNX backends' one-time export (``memtui.embed.onnx_export``, each step in its own process) has its
 own need, checked before it starts (``require_export_room``): its steps peak at 0.74 GiB (the torch
@@ -56,6 +59,7 @@ NEEDS: dict[str, tuple[int, float]] = {
     "torch": (RUNTIME_BYTES, WEIGHTS_FACTOR),
     "onnx": (256 * MB, 3.0),
     "onnx-int8": (192 * MB, 1.0),
+    "openvino": (224 * MB, 3.0),
 }
 #: The one-time ONNX export (its largest step, in a child process beside this one).
 EXPORT_NEED: tuple[int, float] = (128 * MB, 10.0)

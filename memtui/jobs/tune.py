@@ -128,7 +128,8 @@ def tune(
         reference = None
         for backend in BACKENDS:
             if not available(backend):
-                rows.append({"backend": backend, "skipped": "pip install 'memtui[onnx]'"})
+                extra = "openvino" if backend == "openvino" else "onnx"
+                rows.append({"backend": backend, "skipped": f"pip install 'memtui[{extra}]'"})
                 continue
             if log:
                 log(f"tune: {backend} on {len(texts)} texts")

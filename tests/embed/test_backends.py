@@ -35,12 +35,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
-def models_env(onnx_models, monkeypatch) -> Path:
-    monkeypatch.setenv("MEMTUI_MODEL_CACHE", str(onnx_models))
-    return onnx_models
-
-
 @pytest.fixture(scope="module")
 def small_input(tmp_path_factory) -> Path:
     return make_sample(tmp_path_factory.mktemp("input") / "small.jsonl.gz", domains=2, responses=30)
@@ -329,6 +323,7 @@ def test_tune_compares_the_backends(models_env, small_input):
     assert set(rows) == set(BACKENDS) and result["texts"] == 24
     assert rows["onnx-int8"]["torch_imported"] is False and rows["torch"]["torch_imported"] is True
     assert rows["onnx"]["cosine_mean"] > 0.9999 and rows["onnx-int8"]["cosine_mean"] > 0.95
+    assert rows["openvino"]["torch_imported"] is False and rows["openvino"]["cosine_p1"] > 0.9999
     assert all(r["peak_rss_bytes"] > 0 and r["texts_per_s"] > 0 for r in rows.values())
     assert result["recommendation"] in BACKENDS
     table = memtui("tune", "--input", small_input, "--limit", "8", env=env_with(models_env), timeout=600)

@@ -1,5 +1,6 @@
 """The model cache on a hostile server: another user's folders, loose modes, links, swapped and half-written
-exports, and the memory the backends and the one-time export need, under real memory cgroups.
+exports, and the memory the backends and the one-time export need, under real memory cgroups. The openvino
+backend reads the onnx backend's ``model.onnx`` and is held to the same checks (its own section below).
 
 One export per session (``onnx_models`` in tests/conftest.py); each test tampers with its own copy.
 """
@@ -373,6 +374,8 @@ def test_the_need_follows_the_backend():
     assert 0.55 * GB < torch < 0.6 * GB
     assert estimate(None, "onnx-int8").basis == "onnx-int8: 0.19GB runtime + 1 x 0.08GB weights"
     assert 0.9 * GB < export_need(weights_bytes(_packaged_model_path())) < 1.05 * GB
+    openvino = estimate(None, "openvino").need_bytes
+    assert int8 < openvino < torch and openvino <= 0.85 * 600 * MB  # fits the breaker of a 600 MiB limit
 
 
 def test_int8_runs_in_a_0_40gb_cgroup_where_torch_is_refused(onnx_models, tmp_path, small_input):
@@ -478,3 +481,99 @@ def test_the_export_completes_in_a_cgroup_that_holds_its_need(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert killed == 0
     assert model_cache.verify(export_folder(root), INT8).path == export_folder(root) / INT8
+
+
+# -- openvino: the onnx export's model.onnx, under the same rules ------------------------------------------
+
+
+@pytest.mark.parametrize("attack", ["linked model file", "model file of another user", "linked export folder"])
+def test_openvino_compiles_the_onnx_export_only_through_the_model_cache_checks(
+    onnx_models, tmp_path, monkeypatch, attack
+):
+    """OpenVINO writes nothing of its own: the file it compiles is the onnx backend's, refused as that is."""
+    pytest.importorskip("openvino")
+    require_root()
+    from memtui.embed import openvino_backend
+
+    root = copy_cache(onnx_models, tmp_path / "real")
+    folder = export_folder(root)
+    target = folder / "model.onnx"
+    if attack == "linked model file":
+        aside = tmp_path / "fp32.onnx"
+        os.rename(target, aside)
+        os.symlink(aside, target)
+    elif attack == "model file of another user":
+        os.chown(target, NOBODY, NOBODY)
+    else:
+        aside = tmp_path / "aside"
+        os.rename(folder, aside)
+        os.symlink(aside, folder)
+        target = folder
+    use(root, monkeypatch)
+    with pytest.raises(UnsafeFile) as info:
+        openvino_backend.load(_packaged_model_path(), threads=1)
+    text = str(info.value)
+    assert str(target) in text and "\n" not in text
+    assert ("belongs to another user (owner nobody" if "another user" in attack else "is a symbolic link") in text
+    assert os.path.islink(target) or os.stat(target).st_uid == NOBODY  # refused, not replaced or taken over
+
+
+def test_openvino_runs_in_a_0_6gb_cgroup_where_torch_is_refused(onnx_models, tmp_path, small_input):
+    """Its need (``footprint.NEEDS["openvino"]``, 0.47 GiB) fits the breaker a 600 MiB limit leaves (0.85 x);
+    torch's 0.56 GiB does not, and is refused in one line before loading."""
+    pytest.importorskip("openvino")
+    root = copy_cache(onnx_models, tmp_path)
+    folder = make_memory_cgroup(600 * MB)
+    try:
+        env = memtui_env(MEMTUI_MODEL_CACHE=str(root))
+        args = ["-m", "memtui", "run", "--headless", "--mode", "cache", "--input", str(small_input)]
+        runs = {
+            backend: in_cgroup(folder, [*args, "--backend", backend, "--cache", str(tmp_path / f"{backend}.db")], env)
+            for backend in ("openvino", "torch")
+        }
+        killed = oom_kills(folder)
+    finally:
+        remove_cgroup(folder)
+    ov, torch = runs["openvino"], runs["torch"]
+    no_traceback(ov.stderr + torch.stderr)
+    assert ov.returncode == 0, ov.stderr[-3000:]
+    assert json.loads(ov.stdout)["status"] == "success" and killed == 0
+    assert torch.returncode == 1, torch.stderr[-3000:]
+    (line,) = error_lines(torch.stderr)
+    assert "below the ~0.56GB this model needs to load and encode" in line
+
+
+@pytest.mark.parametrize("state", ["no export yet", "model.onnx swapped"])
+def test_openvino_first_use_is_refused_before_the_export_starts_in_a_0_6gb_cgroup(
+    onnx_models, tmp_path, small_input, state
+):
+    """openvino's first use is the onnx export (0.97 GiB): refused before it starts, naming the need; a
+    model.onnx that does not match its manifest is never compiled: it needs that export again, refused alike."""
+    pytest.importorskip("openvino")
+    if state == "no export yet":
+        root = tmp_path / "models"
+    else:
+        root = copy_cache(onnx_models, tmp_path)
+        shutil.copyfile(export_folder(root) / INT8, export_folder(root) / "model.onnx")  # loads, other vectors
+    before = sorted(p.name for p in root.rglob("*")) if root.exists() else []
+    folder = make_memory_cgroup(600 * MB)
+    try:
+        run = in_cgroup(
+            folder,
+            ["-m", "memtui", "run", "--headless", "--backend", "openvino", "--input", str(small_input),
+             "--cache", str(tmp_path / "c.sqlite")],
+            memtui_env(MEMTUI_MODEL_CACHE=str(root)),
+        )  # fmt: skip
+        killed = oom_kills(folder)
+    finally:
+        remove_cgroup(folder)
+    no_traceback(run.stderr)
+    assert run.returncode == 1, run.stderr[-3000:]
+    # no export yet: refused by the CLI before any face; swapped: found out by the load, the run fails naming it
+    lines = error_lines(run.stderr) or [x for x in run.stderr.splitlines() if x.startswith("Error: ")]
+    assert len(lines) == 1, run.stderr[-3000:]
+    assert "the one-time ONNX export of" in lines[0] and "needs ~0.9" in lines[0]
+    assert "openvino: " not in run.stderr and "Model loaded" not in run.stderr  # nothing was compiled
+    assert killed == 0
+    after = sorted(p.name for p in root.rglob("*")) if root.exists() else []
+    assert after == before or (state == "no export yet" and not [p for p in root.rglob("*") if p.is_file()])

@@ -168,4 +168,5 @@ def test_the_header_names_a_backend_other_than_the_exact_default(held):
     assert s.backend == "torch" and title_parts(s, 200)[2] == "all-MiniLM-L6-v2"
     int8 = replace(s, backend="onnx-int8/r3/avx512_vnni")
     assert title_parts(int8, 200)[2] == "all-MiniLM-L6-v2 · onnx-int8"
+    assert title_parts(replace(s, backend="openvino/bf16"), 200)[2] == "all-MiniLM-L6-v2 · openvino bf16"
     assert title_parts(int8, 40)[2] == "onnx-int8", "a narrow header drops the model's name first, not the backend"
