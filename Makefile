@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.memtui-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run check test bench clean
+.PHONY: setup run check test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ check: $(STAMP)
 
 test: check
 	$(BIN)/python -m pytest $(ARGS)
+
+# The fast lane for iteration: no real model, no real CLI subprocess, no cluster, no slow test (the markers
+# follow from what each test uses: tests/support/lanes.py), and a test that imports the model fails.
+# Not CI's lane: `make test` is. No checks first; run `make check` beside it.
+test-fast: $(STAMP)
+	MEMTUI_TEST_LANE=fast $(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --quick $(ARGS)

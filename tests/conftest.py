@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+from tests.support import lanes
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Runs started in the test process serve themselves for attaching too: keep their entries out of ~/.cache.
 os.environ.setdefault("MEMTUI_RUN_DIR", tempfile.mkdtemp(prefix="memtui-test-runs-"))
@@ -43,3 +45,30 @@ def onnx_models(tmp_path_factory):
         else:
             os.environ["MEMTUI_MODEL_CACHE"] = old
     return root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if lanes.fast_lane():
+        lanes.select_fast_lane(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The markers follow from what each test uses (``tests/support/lanes.py``), before ``-m`` selects."""
+    lanes.mark_lanes(items)
+
+
+@pytest.fixture(autouse=True)
+def guard_fast_lane(request):
+    """In the fast lane, a test that loads the model's libraries fails, naming itself: its lane is wrong."""
+    if not lanes.fast_lane():
+        yield
+        return
+    before = lanes.model_libraries_loaded()
+    yield
+    loaded = [name for name in lanes.model_libraries_loaded() if name not in before]
+    if loaded:
+        pytest.fail(
+            f"{request.node.nodeid} imported {', '.join(loaded)} in the fast lane: it reaches the real model, "
+            "so mark it model (or make what it uses visible to tests/support/lanes.py)"
+        )

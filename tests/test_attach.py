@@ -168,10 +168,10 @@ def test_a_viewer_killed_with_9_leaves_the_run_going(place, inputs):
     run_id, pid, _ = detach(place, inputs)
     viewer = popen_memtui("attach", run_id, "--json", env=env)
     assert json.loads(viewer.stdout.readline())["kind"] == "hello"
-    wait_until(lambda: ls(env)[0]["viewers"] == 1, 10, "ls to count the viewer")
+    wait_until(lambda: ls(env)[0]["viewers"] == 1, 60, "ls to count the viewer")
     viewer.kill()
     viewer.wait(10)
-    wait_until(lambda: ls(env)[0]["viewers"] == 0, 10, "the dead viewer to be forgotten")
+    wait_until(lambda: ls(env)[0]["viewers"] == 0, 60, "the dead viewer to be forgotten")
     assert alive(pid)
     done = memtui("stop", run_id, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -183,12 +183,10 @@ def test_the_run_killed_with_9_ends_its_viewer_with_exit_1(place, inputs):
     viewer = popen_memtui("attach", run_id, "--json", env=env)
     assert json.loads(viewer.stdout.readline())["kind"] == "hello"
     os.kill(pid, signal.SIGKILL)
-    start = time.monotonic()
-    _, err = viewer.communicate(timeout=10)
+    _, err = viewer.communicate(timeout=60)  # the closed socket ends it: a generous bound, not a timing
     assert viewer.returncode == 1
-    assert time.monotonic() - start < 5
     assert "ended abnormally" in err
-    wait_until(lambda: not alive(pid), 10, "the run to be gone")
+    wait_until(lambda: not alive(pid), 60, "the run to be gone")
     assert (runs / f"{run_id}.json").exists()  # left behind by the kill...
     assert ls(env) == []  # ...and cleaned away by ls
     assert not (runs / f"{run_id}.json").exists() and not (runs / f"{run_id}.sock").exists()
@@ -269,7 +267,8 @@ async def test_attach_pilot_pause_detach_then_quit_and_stop(place, inputs, monke
         await pilot.press("d")
         await pilot.pause()
     assert app.detached and app.return_value is None
-    time.sleep(0.5)
+    # the run notices a viewer's leaving when it reads its end of the socket: waited for, not assumed
+    wait_until(lambda: [row["viewers"] for row in ls(env)] == [0], 60, "the viewer to be gone")
     assert alive(pid)
     [row] = ls(env)
     assert row["phase"] == "paused" and row["viewers"] == 0
@@ -337,9 +336,9 @@ async def test_attached_dashboard_of_a_run_killed_with_9_says_so_and_exits(place
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         os.kill(pid, signal.SIGKILL)
-        start = time.monotonic()
+        deadline = time.monotonic() + 60  # it leaves LOST_EXIT_S after the closed socket; bounded, not timed
         while app.is_running:
-            assert time.monotonic() - start < 5, "the viewer of a dead run did not exit"
+            assert time.monotonic() < deadline, "the viewer of a dead run did not exit"
             await pilot.pause(0.1)
     assert app.lost and "ended abnormally" in app.lost and app.return_value is None
 
@@ -376,6 +375,13 @@ def drain_until(master: int, predicate, timeout: float) -> bytes:
     return seen
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler of its own for ``signum`` (SigCgt in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught >> (signum - 1) & 1)
+
+
 def exit_status(pid: int, timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -400,9 +406,9 @@ def test_a_viewer_whose_terminal_goes_away_detaches_and_the_in_process_tui_is_at
         assert row["pid"] == tui and row["mode"] == "cache"
         # ...watched from a second terminal with `memtui attach`.
         viewer, viewer_master = spawn_on_a_terminal(["attach", row["id"]], env)
-        drain_until(viewer_master, lambda: ls(env)[0]["viewers"] == 1, 60)
-        shown = time.monotonic() + 3
-        drain_until(viewer_master, lambda: time.monotonic() > shown, 10)  # the dashboard up, its handlers set
+        # the dashboard up and its SIGHUP handler set (a hangup before it would kill the viewer, not
+        # detach it): waited for in /proc, not guessed with a sleep
+        drain_until(viewer_master, lambda: catches(viewer, signal.SIGHUP) and ls(env)[0]["viewers"] == 1, 120)
         os.close(viewer_master)  # that terminal goes away: SIGHUP
         code = exit_status(viewer, 30)
         assert code == 0, code  # detached
@@ -461,13 +467,10 @@ def read_terminal(master: int, until: bytes, timeout: float, seen: bytes = b"") 
     return seen
 
 
-@pytest.mark.skip(
-    reason="flaky in a full CI run (failed 1 of its last 2 full runs, passes alone in 3 s; cause not traced yet): "
-    "the chooser on a real pty must be made load-proof before it runs again"
-)
 def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(place, sleeper):
     """Load-proof: every step waits on what the terminal shows or what ``ls`` says, with deadlines far
-    above what it takes (a loaded machine starts Python and Textual slowly)."""
+    above what it takes (a loaded machine starts Python and Textual slowly); every answer typed means the
+    same whatever the random run ids are."""
     _runs, env, _ = place
     ids = [detach_monitor(place, sleeper)[0] for _ in range(2)]
 
@@ -484,7 +487,11 @@ def test_attach_with_several_runs_asks_on_a_terminal_and_names_them_otherwise(pl
         assert b"2 memtui runs are running" in shown
         for n, run_id in enumerate(ids, 1):
             assert re.search(rf" {n}\) {run_id} ".encode(), shown), shown
-        os.write(master, b"7\r")  # no such run: it says so and asks again
+        # No such run: it says so and asks again. An answer that is not a number in range is read as an id
+        # (or its prefix), and ids are random hex: a fixed "7" picked the run whose id began with 7 (1 run
+        # in 8 with two runs), which is what made this test fail now and then.
+        wrong = next(str(n) for n in range(3, 10) if not any(run_id.startswith(str(n)) for run_id in ids))
+        os.write(master, wrong.encode() + b"\r")
         shown = read_terminal(master, b"attach to which run?", 120, read_terminal(master, b"no single run", 120))
         os.write(master, b"2\r")
         wait_until(lambda: [row["viewers"] for row in ls(env)] == [0, 1], 120, "the second run to be attached")
@@ -562,7 +569,7 @@ async def test_attached_monitor_shows_the_watch_a_key_reaches_the_run_and_d_deta
         await pilot.press("d")
         await pilot.pause()
     assert app.detached and app.return_value is None and not app.lost
-    time.sleep(0.5)
+    wait_until(lambda: [row["viewers"] for row in ls(env)] == [0], 60, "the viewer to be gone")
     assert alive(pid)  # the watch goes on
     [row] = ls(env)
     assert row["id"] == run_id and row["viewers"] == 0 and row["phase"] == "watching"

@@ -64,7 +64,7 @@ def test_a_frozen_viewer_is_resynced_then_dropped_and_never_slows_the_run(tmp_pa
     frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     frozen.connect(str(server.socket_path))  # and never reads a byte
     healthy = RemoteEngine(str(server.socket_path))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while server.viewers < 2:
         assert time.monotonic() < deadline
         time.sleep(0.01)

@@ -12,10 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = (int, float)
 
 
+@pytest.mark.model
+@pytest.mark.slow  # bench/run.py in a subprocess, the real model in it: out of sight of tests/support/lanes.py
 def test_smoke_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {
