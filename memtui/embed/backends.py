@@ -395,23 +395,6 @@ def is_oom(exc: BaseException) -> bool:
     return "bad_alloc" in text or "bad allocation" in text or "failed to allocate" in text or "out of memory" in text
 
 
-def load_onnx(folder: Path, backend: str, *, threads: int, log: Any = None) -> OnnxModel:
-    require_extra(backend)
-    if backend == "openvino":
-        from memtui.embed import openvino_backend
-
-        return openvino_backend.load(folder, threads=threads, log=log)
-    path = ensure_exported(folder, backend, log=log)
-    try:
-        run_tokens = INT8_RUN_TOKENS if backend == "onnx-int8" else None
-        return OnnxModel(folder, path, threads=threads, backend=backend, run_tokens=run_tokens)
-    except ModelError:
-        raise
-    except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ModelError(f"cannot load {path} ({reason}); delete {path.parent} to export again") from None
-
-
 def resolve_backend(flag: str | None, config_file: Path | None, env: Mapping[str, str] | None = None) -> str:
     """``--backend`` > ``$MEMTUI_BACKEND`` > the config file's ``[embed] backend`` > torch."""
     env = os.environ if env is None else env

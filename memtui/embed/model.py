@@ -239,7 +239,7 @@ class Embedder:
             return model
 
     def _load_onnx(self, source: str) -> Any:
-        from memtui.embed.backends import load_onnx
+        from memtui.embed.loading import load_onnx
 
         folder = Path(source)
         if not folder.is_dir():
