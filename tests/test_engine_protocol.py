@@ -383,6 +383,7 @@ def test_engines_import_no_face_and_no_cli(path):
     assert bad == [], f"{path.relative_to(ROOT)} imports a face or the CLI: {bad}"
 
 
+@pytest.mark.slow  # runs mypy
 def test_mypy_sees_both_engines_as_engines():
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
     if mypy is None:

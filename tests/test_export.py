@@ -301,6 +301,7 @@ print(f"{{code}} {{(status('VmHWM') - base) * 1024}}", file=sys.stderr)
 """
 
 
+@pytest.mark.slow  # builds a 200k-row cache
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_a_200k_row_export_stays_within_a_bounded_memory(large_cache, tmp_path, fmt):
     """The export streams: its peak RSS grows by far less than the 293 MiB of vectors it writes (and does not

@@ -119,6 +119,7 @@ def test_a_cache_with_two_backends_asks_which_unless_the_run_would_pick_one(real
     assert {m["backend"] for m in body["matches"]} == {INT8}
 
 
+@pytest.mark.slow  # builds a 200k-row cache
 def test_the_scan_is_chunked_with_a_bounded_heap_and_says_how_far_it_got(large_cache):  # noqa: F811
     lines: list[str] = []
     with open_cache(large_cache) as reader:

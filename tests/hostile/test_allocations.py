@@ -147,6 +147,7 @@ def counts(cache: Path) -> tuple[int, int, int]:
         con.close()
 
 
+@pytest.mark.slow  # huge domains in child runs: minutes on a loaded machine
 def test_peak_rss_does_not_grow_with_the_domain(tmp_path):
     """20,000 and 200,000 responses in one domain, each run in a 1 GB memory cgroup: the peak's growth over
     the process's start is about the same (proportional growth would be 10x); both succeed, all committed."""
@@ -179,6 +180,7 @@ def vectors_in(cache: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a child run killed and resumed
 def test_kill_inside_a_huge_domain_resumes_inside_it(tmp_path):
     """SIGKILL halfway through one domain of 20,000: its committed pieces' vectors survive, the rerun embeds
     only the rest, and the end has every vector, every row and the summary."""
@@ -203,6 +205,8 @@ def test_kill_inside_a_huge_domain_resumes_inside_it(tmp_path):
     assert counts(cache) == (n, n, 1)
 
 
+@pytest.mark.model
+@pytest.mark.slow  # the real model in a child run
 def test_real_model_run_of_a_domain_in_several_pieces(tmp_path):
     """The real CLI and model in a 2 GB memory cgroup: one domain of three pieces and more is committed whole,
     and its stored agreement is the pairwise one over the vectors the cache holds."""

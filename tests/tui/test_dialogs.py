@@ -4,12 +4,15 @@ and a destructive question starts on the safe answer (y stays the accelerator)."
 
 from __future__ import annotations
 
+import threading
+
 from textual import events
 from textual.widgets import Button, Input
 
 from memtui.tui.app import MemtuiApp
 from memtui.tui.screens import BatchLimitsScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.screens.help import HelpScreen
+from tests.support.executors import FakeExecutor
 
 from .conftest import wait_for
 from .test_keys import quit_and_confirm
@@ -79,10 +82,12 @@ def levels(rig) -> tuple[float, float]:
 
 async def test_a_burst_typed_on_the_dashboard_goes_into_the_dialog_its_first_key_opens(make_rig):
     """``t0.9<Tab>1.4<Enter>`` in one read: the keys after t wait for the dialog, then fill it and apply."""
-    rig = make_rig(domains=30, delay_s=0.03)
+    # Held at its first sub-batch until it is asked to stop: a job that could end on its own ended
+    # first on a loaded machine, and a finished run takes no batch limit.
+    rig = make_rig(domains=30, executor=FakeExecutor(sub_batch=2, gate=threading.Event()))
     app = MemtuiApp(rig.runner)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await wait_for(pilot, rig.executor.holding.is_set, what="the job to start")
         burst(app, "t0.9\t1.4\r")
         await wait_for(pilot, lambda: levels(rig) == (0.9, 1.4), what="the levels typed in the burst")
         await wait_for(pilot, lambda: app.screen is app.dashboard, what="the dialog to apply and close")

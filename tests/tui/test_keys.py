@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 from textual.widgets import Input
 
@@ -13,6 +14,7 @@ from memtui.memory.units import GB
 from memtui.tui.app import MemtuiApp
 from memtui.tui.screens import BatchLimitsScreen, HelpScreen, QuitScreen, ThresholdsScreen
 from memtui.tui.widgets import BreakerPanel, GcLog
+from tests.support.executors import FakeExecutor
 
 from .conftest import wait_for
 
@@ -191,10 +193,12 @@ async def test_q_during_a_run_commits_every_finished_batch(make_rig):
 
 
 async def test_ctrl_c_asks_like_q_and_a_second_ctrl_c_confirms(make_rig):
-    rig = make_rig(domains=40, delay_s=0.03)
+    # Held at its first sub-batch until it is asked to stop: a job that could end on its own ended
+    # first on a loaded machine ("success", not "interrupted"), the keys still on their way.
+    rig = make_rig(domains=40, executor=FakeExecutor(sub_batch=2, gate=threading.Event()))
     app = MemtuiApp(rig.runner)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
+        await wait_for(pilot, rig.executor.holding.is_set, what="the job to start")
         await pilot.press("ctrl+c")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the quit dialog")
         await pilot.press("n")

@@ -24,7 +24,8 @@ async def test_monitor_help_and_footer(size, child):  # noqa: F811
     app = MonitorApp(engine_for(child, selection=f"command line matching '{PATTERN}'"))
     async with app.run_test(size=size) as pilot:
         await wait_for(pilot, lambda: app.last is not None, what="the first poll")
-        await pilot.pause()
+        # the footer is drawn after the first poll, later on a loaded machine: waited for, not assumed
+        await wait_for(pilot, lambda: "q Quit" in screen_lines(app)[-1], what="the footer")
         lines = screen_lines(app)
         assert "'grow\\.py'" in lines[0] and "\\\\" not in lines[0], lines[0]
         foot = lines[-1].rstrip()
