@@ -47,7 +47,7 @@ def open_cache(path: str | os.PathLike[str]) -> CacheReader:
 
 def run_job(fn: Any, items: Any, *, output: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """Run a batch function (list of item dicts -> one JSON result per item) under the guard: docs/jobs.md."""
-    from memtui.jobs.user.api import run_job as _run_job  # noqa: PLC0415
+    from memtui.faces.run_job import run_job as _run_job  # noqa: PLC0415
 
     return _run_job(fn, items, output=output, **options)
 
