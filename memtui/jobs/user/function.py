@@ -70,7 +70,9 @@ def load_function(spec: str) -> tuple[Callable[[list[dict[str, Any]]], list[Any]
     """The function ``spec`` names and its display name; UsageError (one line) when it cannot be used."""
     module_name, attr = parse_spec(spec)
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path and _cwd_safe(spec):
+    if not _cwd_safe(spec):  # ``python -m`` put it there; the job's own imports must not find planted code
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    elif cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     top = module_name.split(".")[0]
     try:
