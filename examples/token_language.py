@@ -31,9 +31,9 @@ _tokenizer: Any = None
 def _tok() -> Any:
     global _tokenizer
     if _tokenizer is None:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # noqa: PLC0415 - loads at the first call
 
-        from memtui.embed.default_model import packaged_model_path
+        from memtui.embed.default_model import packaged_model_path  # noqa: PLC0415
 
         _tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_path()))
         _tokenizer.model_max_length = 1 << 30  # counting, not encoding: no truncation warning
