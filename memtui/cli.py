@@ -441,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_job_runner(args: argparse.Namespace, monitor: MemoryMonitor, *, thresholds: Any) -> Runner:
     """Mode job: the user's function over --input into --output (memtui.jobs.user), opened before any face."""
-    from memtui.jobs.user.build import build_job_runner  # noqa: PLC0415
+    from memtui.faces.run_job import build_job_runner  # noqa: PLC0415
 
     if getattr(args, "workers", None) or getattr(args, "scheduler", None):
         raise UsageError("--workers and --scheduler do not run --job yet; run it locally (drop them)")
