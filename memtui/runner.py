@@ -101,6 +101,12 @@ class RunSnapshot:
         return self.report is not None
 
     @property
+    def words(self) -> tuple[str, str]:
+        """What every face calls the items and the units: responses and domains, or a user's job's items and
+        calls (memtui.jobs.user: a call is one unit of the batches)."""
+        return ("items", "calls") if self.mode == "job" else ("responses", "domains")
+
+    @property
     def eta_text(self) -> str:
         """The ETA as every face says it: no extrapolation while the job is held (paused, or waiting for memory)."""
         if self.paused:

@@ -22,7 +22,7 @@ def progress_line(s: RunSnapshot) -> str:
     state = "paused" if s.paused else s.phase
     h = s.headroom
     headroom = f" · headroom {h.describe()}{' (below one batch)' if h.low else ''}" if h is not None else ""
-    items, units = ("items", "calls") if s.mode == "job" else ("responses", "domains")
+    items, units = s.words
     return (
         f"⏳ {done}/{s.items_total} {items} ({pct:.1f}%) · {s.units_done}/{s.units_total} {units} · "
         f"{s.items_per_s:.1f}/s · ETA {s.eta_text} · "
