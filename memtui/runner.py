@@ -446,7 +446,8 @@ class Runner(EngineCore):
         with self._lock:
             self._progress.started(work.names, len(work.to_embed))
             number = self._progress.batches + 1
-        self._publish(BatchStarted(number, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes))
+        job = self.job.mode == "job"
+        self._publish(BatchStarted(number, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes, job))
         if self.trace is not None:
             self.trace.batch(number, list(work.names), self.monitor.rss_bytes)
         self._batch_t0 = self._clock()
@@ -544,6 +545,7 @@ class Runner(EngineCore):
                 now - self._batch_t0,
                 self.monitor.rss_bytes,
                 complete=complete,
+                job=self.job.mode == "job",
             )
         )
 
