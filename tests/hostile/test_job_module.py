@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,33 @@ def test_memtui_results_reads_no_link_and_no_foreign_database(tmp_path, target):
     )
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert ("symbolic link" if target == "link" else "not a memtui results file") in done.stderr
+
+
+def test_an_input_rewritten_under_a_job_ends_it_keeping_what_was_committed(tmp_path):
+    """The cache job's rule (jobs/input_watch.py) for a job: other bytes than the scan read end the run, exit 2."""
+    from tests.jobs.user_job_support import committed, job_env, job_folder, write_items
+
+    folder, calls, out = job_folder(tmp_path), tmp_path / "calls", tmp_path / "r.sqlite"
+    items = write_items(tmp_path / "items.jsonl", [f"t{i}" for i in range(400)])
+    args = ["run", "--job", "jobmod:slow", "--input", str(items), "--output", str(out), "--headless"]
+    args += ["--job-batch", "4", "--batch-max", "2", "--batch-min", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memtui", *args],
+        env=job_env(folder, calls, JOB_SLEEP="0.05"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and committed(out) >= 8):
+            assert proc.poll() is None and time.monotonic() < deadline, "no results committed in time"
+            time.sleep(0.05)
+        write_items(items, [f"t{i}" if i != 300 else "rewritten" for i in range(400)])  # one line changed
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr
+    assert "input" in stderr and "rerun once the file is complete" in stderr and "pieces" in stderr, stderr
+    assert committed(out) >= 8

@@ -4,7 +4,8 @@ The input is read as a stream, twice (a scan for totals and resume, then the wor
 ``call_items`` items: one piece is one call of the function and one unit of the Runner's batches, so
 the guard's batch sizes count calls. An item's key is its ``id`` field, else a hash of its content; its
 fingerprint is a hash of its content, so a result is reused only for the item it was computed from.
-Nothing grows with the input: a piece's items, a batch's results and the first MAX_FAILED failures.
+Nothing grows with the input but one 32-byte mark per piece (the input may not change under a run:
+memtui.jobs.input_watch); a piece's items, a batch's results and the first MAX_FAILED failures.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from memtui.errors import InputError
 from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, _records, parse_object
+from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
 from memtui.jobs.source import InputSource
 from memtui.jobs.user.executor import Failed, FunctionExecutor
 from memtui.jobs.user.results import ResultsStore
@@ -84,6 +86,7 @@ class ItemJob:
         self.failed_items: list[dict[str, Any]] = []
         self._store: ResultsStore | None = None
         self._source: InputSource | None = None
+        self._watch: InputWatch | None = None
 
     @property
     def store(self) -> ResultsStore:
@@ -95,10 +98,14 @@ class ItemJob:
         """Scan the input (a bad input fails before any results file exists), then open the results file."""
         try:
             self._source = InputSource.open(self.input_path)
+            self._watch = InputWatch(self._source.name, self._source.path, units="pieces")
             pieces = items = 0
-            for piece in self._pieces(self.stats):
+            digest = LineDigest()
+            for piece in self._pieces(self.stats, digest):
+                self._watch.scanned_domain(digest)
                 pieces += 1
                 items += len(piece.items)
+            self._watch.scan_done()
             if not items:
                 first = self.stats.bad_details[0] if self.stats.bad_details else None
                 bad = f" ({self.stats.bad_lines} bad line(s), e.g. line {first.line}: {first.reason})" if first else ""
@@ -121,11 +128,13 @@ class ItemJob:
             bad_line_details=tuple(self.stats.bad_details),
         )
 
-    def _pieces(self, stats: InputStats) -> Iterator[ItemPiece]:
+    def _pieces(self, stats: InputStats, digest: LineDigest | None = None) -> Iterator[ItemPiece]:
+        """The input in pieces of one call's items; ``digest`` sees every line (jobs.input_watch)."""
         assert self._source is not None
         group: list[Item] = []
         size = self.function.call_items
-        for record in _records(self._source.path, stats, self.strict, self._source.name, parse=parse_object):
+        path, name = self._source.path, self._source.name
+        for record in _records(path, stats, self.strict, name, digest=digest, parse=parse_object):
             group.append(make_item(record.line, record.data))
             if len(group) >= size:
                 yield ItemPiece(tuple(group))
@@ -137,10 +146,22 @@ class ItemJob:
         return self.store.done([(item.key, item.fingerprint) for item in piece.items])
 
     def units(self) -> Iterator[ItemPiece]:
-        for piece in self._pieces(InputStats()):
-            done = self._done(piece)
-            if not all(item.key in done for item in piece.items):
-                yield piece
+        """The work's pass: each piece the same bytes as the scan's (else InputChanged, exit 2), done ones skipped."""
+        assert self._watch is not None
+        digest = LineDigest()
+        index = 0
+        try:
+            for piece in self._pieces(InputStats(), digest):
+                self._watch.check_domain(index, digest, piece.name)
+                index += 1
+                done = self._done(piece)
+                if not all(item.key in done for item in piece.items):
+                    yield piece
+        except InputChanged:
+            raise
+        except InputError as exc:  # the scan read it all: a break now is a change
+            raise self._watch.check_read_error(exc, index) from None
+        self._watch.check_end(index)
 
     def prepare(self, units: Sequence[ItemPiece]) -> Work:
         items = [item for piece in units for item in piece.items]
@@ -188,7 +209,9 @@ class ItemJob:
             self.failed_items.append({"key": item.key, "line": item.line, "error": error})
 
     def check_intact(self) -> None:
-        """Nothing to check beyond the commits themselves (each one lands in the file the lock holds)."""
+        """Once the work is over: the input is still the file scanned."""
+        if self._watch is not None:
+            self._watch.check_file()
 
     def close(self) -> None:
         if self._store is not None:
