@@ -67,7 +67,7 @@ class FunctionExecutor:
             results = self.fn(items)
         except MemoryError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # the user's bug (an exit() too) costs its items, not the run
             if len(items) == 1:
                 return [Failed(_one_line(exc))]
             half = math.ceil(len(items) / 2)
