@@ -443,11 +443,30 @@ def _open_job_runner(args: argparse.Namespace, monitor: MemoryMonitor, *, thresh
     """Mode job: the user's function over --input into --output (memtui.jobs.user), opened before any face."""
     from memtui.faces.run_job import build_job_runner  # noqa: PLC0415
 
-    if getattr(args, "workers", None) or getattr(args, "scheduler", None):
-        raise UsageError("--workers and --scheduler do not run --job yet; run it locally (drop them)")
     fn, name = args.job_function
+    cluster = {"workers": getattr(args, "workers", None), "scheduler": getattr(args, "scheduler", None)}
+    if cluster["workers"] and cluster["scheduler"]:
+        raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    if cluster["scheduler"]:
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+        from memtui.cluster.address import scheduler_address  # noqa: PLC0415
+
+        require_distributed()
+        cluster["scheduler"] = scheduler_address(cluster["scheduler"])
+    if cluster["workers"] or cluster["scheduler"]:
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+
+        require_distributed()
     runner = build_job_runner(
-        fn, name, _resolve_input(args.input), args.output, monitor, call_items=args.job_batch, strict=args.strict
+        fn,
+        name,
+        _resolve_input(args.input),
+        args.output,
+        monitor,
+        call_items=args.job_batch,
+        strict=args.strict,
+        spec=args.job,
+        **cluster,
     )
     try:
         with _scan_log():

@@ -30,8 +30,13 @@ def build_job_runner(
     *,
     call_items: int = DEFAULT_CALL_ITEMS,
     strict: bool = False,
+    spec: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> Any:
-    """The Runner (memtui.runner) over an ItemJob: the one engine of the CLI and the API."""
+    """The Runner (memtui.runner) over an ItemJob: the one engine of the CLI and the API. With ``workers`` or
+    ``scheduler``, a ClusterRunner: each piece of items is a task on a guarded Dask worker, which imports
+    ``spec`` (MODULE:FUNCTION) itself; the client stays the results file's single writer."""
     from memtui.embed import companions  # noqa: PLC0415
     from memtui.memory.headroom import HeadroomWatch  # noqa: PLC0415
     from memtui.runner import Runner  # noqa: PLC0415
@@ -39,7 +44,18 @@ def build_job_runner(
 
     executor = FunctionExecutor(fn, name, call_items=call_items)
     job = ItemJob(input_path, output, executor, strict=strict)
-    return Runner(job, monitor, trace=RunTrace(companions.trace_path(Path(output))), headroom=HeadroomWatch())
+    trace = RunTrace(companions.trace_path(Path(output)))
+    if workers is None and scheduler is None:
+        return Runner(job, monitor, trace=trace, headroom=HeadroomWatch())
+    import functools  # noqa: PLC0415
+
+    from memtui.cluster.engine import ClusterRunner  # noqa: PLC0415
+    from memtui.cluster.plugin import run_items  # noqa: PLC0415
+
+    if spec is None:
+        raise ValueError("a cluster job needs spec='MODULE:FUNCTION' (the workers import it)")
+    task = functools.partial(run_items, spec, call_items)
+    return ClusterRunner(job, monitor, workers=workers, scheduler=scheduler, trace=trace, task=task)
 
 
 def run_job(
