@@ -243,10 +243,11 @@ class WorkerGuard:
             self.monitor.sample()
             self.monitor.breaker.record_success()
 
-    def _admit(self, gate: MemoryGate, executor: Any) -> None:
+    def _admit(self, gate: MemoryGate, executor: Any = None) -> None:
         """Before each sub-batch: the operator's cleanup and pause, then the local Runner's rule
         (``MemoryGate``): the WARNING cleanup, or wait out an open breaker or a low headroom (clean up,
         back off, unload the model, or give up)."""
+        executor = executor if executor is not None else self.embedder  # what runs (the model by default)
         while True:
             self._hold()
             self.monitor.sample()
