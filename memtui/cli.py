@@ -128,14 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="cache mode on a local Dask cluster of N worker processes, each guarded by memtui "
+        help="cache (or --job) mode on a local Dask cluster of N worker processes, each guarded by memtui "
         "(needs memtui[distributed])",
     )
     run.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="cache mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
+        help="cache (or --job) mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
         "client TLS config; its scheduler can run code in memtui); needs memtui[distributed]",
     )
     run.add_argument(
