@@ -339,6 +339,9 @@ def _resolve_mode(args: argparse.Namespace) -> None:
             raise UsageError(f"--job runs mode job, not --mode {args.mode}; drop --mode")
         if args.output is None:
             raise UsageError("--job needs --output RESULTS.sqlite (where its results go, and resume from)")
+        for flag in ("limit", "texts", "model", "backend", "cache"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"--{flag} does not go with --job (it is the embedding jobs'); drop it")
         args.mode = "job"
         from memtui.jobs.user.function import load_function  # noqa: PLC0415
 

@@ -148,6 +148,8 @@ def test_job_flags_go_together(tmp_path):
         (["--mode", "job"], "--mode job needs --job"),
         (["--output", str(tmp_path / "r.sqlite")], "--output goes with --job"),
         (["--job", "jobmod:length", "--mode", "embeddings", "--output", "x"], "--job runs mode job"),
+        (["--job", "jobmod:length", "--output", "x", "--limit", "3"], "--limit does not go with --job"),
+        (["--job", "jobmod:length", "--output", "x", "--cache", "c.sqlite"], "--cache does not go with --job"),
     ]:
         done = run_job(folder, calls, *args)
         assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
