@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,10 @@ def test_a_detached_job_is_listed_attached_to_and_stopped(tmp_path, runs):
         viewer.kill()
         viewer.wait(timeout=30)
 
+    deadline = time.monotonic() + 60
+    while committed(out) == 0:  # some batches in: the stop then has work to keep
+        assert time.monotonic() < deadline, "nothing committed in time"
+        time.sleep(0.1)
     stopped = memtui("stop", run_id, env=env, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     report = json.loads((run_dir / f"{run_id}.report.json").read_text())
