@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a job under memory protection. Sizes: GB (1.5), MB (800MB) or a percent "
         "of the discovered memory limit (75%).",
     )
-    run.add_argument("--mode", choices=["cache", "embeddings", "monitor"], default="cache")
+    run.add_argument(
+        "--mode", choices=["cache", "embeddings", "monitor", "job"], default="cache", help="(--job implies job)"
+    )
     run.add_argument(
         "--input",
         type=Path,
@@ -127,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="cache mode on a local Dask cluster of N worker processes, each guarded by memtui "
+        help="cache (or --job) mode on a local Dask cluster of N worker processes, each guarded by memtui "
         "(needs memtui[distributed])",
     )
     run.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="cache mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
+        help="cache (or --job) mode on an existing Dask cluster you control (tcp://HOST:PORT, or tls:// with Dask's "
         "client TLS config; its scheduler can run code in memtui); needs memtui[distributed]",
     )
     run.add_argument(
@@ -181,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--theme",
         default=None,
         help="TUI theme: memtui-dark, memtui-light, memtui-contrast, a Textual theme, or a PATH.toml",
+    )
+    job = run.add_argument_group("job mode (your own batch function: docs/jobs.md)")
+    job.add_argument(
+        "--job",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="run FUNCTION(list of item dicts) -> one JSON result per item, over --input's JSON objects "
+        "(MODULE imported from here or PYTHONPATH; it runs as you)",
+    )
+    job.add_argument("--output", type=Path, default=None, help="the job's results file (SQLite; resumable)")
+    job.add_argument(
+        "--job-batch", type=_positive_int, default=16, metavar="N", help="items per call of the function (default 16)"
     )
     monitor = run.add_argument_group("monitor mode")
     monitor.add_argument(
@@ -245,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--cache", type=Path, default=None)
     info.add_argument("--json", action="store_true")
     _add_vector_commands(sub, cache_sub)
+    results = sub.add_parser("results", help="a job's results as JSON Lines (or csv, parquet) in input order")
+    results.add_argument("file", type=Path, help="the job's --output file")
+    results.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    results.add_argument("--failures", action="store_true", help="the failed items and their errors instead")
+    results.add_argument("--output", type=Path, default=None, help="write here instead of stdout")
     return parser
 
 
@@ -279,6 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _interrupt_on_termination()
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "results":
+            from memtui.jobs.user.commands import results_command  # noqa: PLC0415
+
+            return results_command(args)
+        if args.command == "run":
+            _resolve_mode(args)
         if args.command == "similar" or (args.command == "cache" and args.cache_command == "export"):
             from memtui.vectors import commands as vectors  # noqa: PLC0415
 
@@ -311,6 +336,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, handler)
 
 
+def _resolve_mode(args: argparse.Namespace) -> None:
+    """``--job`` means mode job; a job's flags go with it only. A bad --job fails here (exit 2, one line)."""
+    if args.job is not None:
+        if args.mode not in ("cache", "job"):  # cache: the default, not typed (--job says what runs)
+            raise UsageError(f"--job runs mode job, not --mode {args.mode}; drop --mode")
+        if args.output is None:
+            raise UsageError("--job needs --output RESULTS.sqlite (where its results go, and resume from)")
+        for flag in ("limit", "texts", "model", "backend", "cache"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"--{flag} does not go with --job (it is the embedding jobs'); drop it")
+        args.mode = "job"
+        from memtui.jobs.user.function import load_function  # noqa: PLC0415
+
+        args.job_function = load_function(args.job)
+    elif args.mode == "job":
+        raise UsageError("--mode job needs --job MODULE:FUNCTION")
+    elif args.output is not None:
+        raise UsageError("--output goes with --job (a cache run writes --cache)")
+
+
 def _interrupt_on_termination() -> dict[int, Any]:
     """Until a face takes over its signals (before work starts: a scan, a FIFO waiting for a writer),
     SIGTERM and SIGHUP end memtui like Ctrl-C: one line, exit 130, nothing half-written."""
@@ -328,7 +373,7 @@ def make_monitor(args: argparse.Namespace) -> MemoryMonitor:
     flags = {setting: getattr(args, setting.replace("-", "_")) for setting in SETTINGS}
     config_file = args.config or default_config()
     floor = None
-    if args.mode != "monitor":  # a default warning/reset level below the model's own need could never clear
+    if args.mode not in ("monitor", "job"):  # a default warning/reset level below the model's need could never clear
         from memtui.embed.footprint import estimate  # noqa: PLC0415 - file sizes only, no torch
 
         floor = estimate(args.model, _backend(args)).need_bytes
@@ -364,6 +409,8 @@ def run(args: argparse.Namespace) -> int:
     check_report_path(args.report, protected=_protected_paths(args))
     _check_theme_file(args.theme)
     _check_keymap(args)
+    if args.mode == "job":
+        return run_face(args, _open_job_runner(args, monitor, thresholds=monitor.thresholds))
     if (getattr(args, "workers", None) or getattr(args, "scheduler", None)) and args.mode != "cache":
         raise UsageError("--workers and --scheduler go with --mode cache")
     if getattr(args, "workers", None) and getattr(args, "scheduler", None):
@@ -397,6 +444,45 @@ def run(args: argparse.Namespace) -> int:
         runner.job.close()
         raise
     return run_face(args, runner)
+
+
+def _open_job_runner(args: argparse.Namespace, monitor: MemoryMonitor, *, thresholds: Any) -> Runner:
+    """Mode job: the user's function over --input into --output (memtui.jobs.user), opened before any face."""
+    from memtui.faces.run_job import build_job_runner  # noqa: PLC0415
+
+    fn, name = args.job_function
+    cluster = {"workers": getattr(args, "workers", None), "scheduler": getattr(args, "scheduler", None)}
+    if cluster["workers"] and cluster["scheduler"]:
+        raise UsageError("pass --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    if cluster["scheduler"]:
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+        from memtui.cluster.address import scheduler_address  # noqa: PLC0415
+
+        require_distributed()
+        cluster["scheduler"] = scheduler_address(cluster["scheduler"])
+    if cluster["workers"] or cluster["scheduler"]:
+        from memtui.cluster import require_distributed  # noqa: PLC0415
+
+        require_distributed()
+    runner = build_job_runner(
+        fn,
+        name,
+        _resolve_input(args.input),
+        args.output,
+        monitor,
+        call_items=args.job_batch,
+        strict=args.strict,
+        spec=args.job,
+        **cluster,
+    )
+    try:
+        with _scan_log():
+            runner.open()
+        thresholds.log()
+    except MemtuiError:
+        runner.job.close()
+        raise
+    return runner
 
 
 @contextlib.contextmanager
@@ -441,7 +527,12 @@ def _check_theme_file(theme: str | None) -> None:
 def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
     """Files a --report must never replace: the input, the cache and everything beside it, the config."""
     paths: dict[str, Path] = {}
-    if args.mode != "monitor":
+    if args.mode == "job":
+        if args.input is not None and str(args.input) not in STDIN_NAMES:
+            paths["input"] = args.input
+        paths["results file"] = args.output
+        paths.update({k.replace("cache's", "results file's"): v for k, v in companions.protected(args.output).items()})
+    elif args.mode != "monitor":
         if args.input is not None and str(args.input) not in STDIN_NAMES:
             paths["input"] = args.input
         cache = args.cache or default_cache()

@@ -44,9 +44,16 @@ class BatchStarted(Event):
     items: int
     to_embed: int
     rss: int
+    #: a user's job (memtui.jobs.user): its units are calls of items, computed rather than embedded
+    job: bool = False
 
     @property
     def message(self) -> str:
+        if self.job:
+            return (
+                f"🔍 Starting operation (Memory: {format_gb(self.rss)}) batch {self.number}: "
+                f"{len(self.units)} call(s), {self.items} items, {self.to_embed} to compute"
+            )
         return (
             f"🔍 Starting operation (Memory: {format_gb(self.rss)}) batch {self.number}: "
             f"{len(self.units)} domain(s), {self.items} responses, {self.to_embed} to embed"
@@ -62,10 +69,16 @@ class BatchDone(Event):
     duration_s: float
     rss: int
     complete: bool = True
+    job: bool = False  # as BatchStarted's
 
     @property
     def message(self) -> str:
         what = "committed" if self.complete else "partly committed (stopped mid-batch)"
+        if self.job:
+            return (
+                f"📦 Batch {self.number} {what}: {len(self.units)} call(s), {self.items} items, "
+                f"{self.embedded} computed in {self.duration_s:.1f}s (Memory: {format_gb(self.rss)})"
+            )
         return (
             f"📦 Batch {self.number} {what}: {len(self.units)} domain(s), {self.items} responses, "
             f"{self.embedded} embedded in {self.duration_s:.1f}s (Memory: {format_gb(self.rss)})"
@@ -141,7 +154,7 @@ class RunFinished(Event):
     def message(self) -> str:
         r = self.report
         return (
-            f"🏁 Run {r.status}: {r.committed} responses in {r.duration_s:.1f}s "
+            f"🏁 Run {r.status}: {r.committed} {'items' if r.mode == 'job' else 'responses'} in {r.duration_s:.1f}s "
             f"({r.items_per_s:.1f}/s), peak {r.peak_memory_gb:.2f}GB"
         )
 

@@ -154,6 +154,9 @@ class RunReport:
     #: what made the vectors, as the cache tags them (``memtui.embed.artifacts.vector_backend``):
     #: torch, onnx, or onnx-int8 with its recipe and ISA (onnx-int8/r3/avx512_vnni)
     backend: str | None = None
+    #: a user's job only (memtui.jobs.user): items the function failed on alone, and the first 100 of them
+    items_failed: int | None = None
+    failed_items: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -188,6 +191,8 @@ class RunReport:
         """The run in a few lines, as the headless face prints them and the TUI's report panel shows them."""
         r = self
         committed = r.committed
+        if r.mode == "job":
+            return r._job_summary_lines()
         lines = [
             f"Run {r.status} ({', '.join(filter(None, (r.mode, backend_label(r.backend))))}): "
             f"{committed} responses committed to the cache in {r.duration_s:.1f}s "
@@ -232,6 +237,33 @@ class RunReport:
         lines.append(f"Cache: {r.cache}")
         return lines
 
+    def _job_summary_lines(self) -> list[str]:
+        """A user's job (memtui.jobs.user): items and calls, not responses and domains."""
+        r = self
+        lines = [
+            f"Run {r.status} (job {r.model}): {r.committed} items committed to the results file in "
+            f"{r.duration_s:.1f}s ({r.items_per_s:.1f}/s), {r.items_skipped} already done",
+            f"Calls {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
+            f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
+            f"breaker trips {r.breaker_trips} · cleanups {r.cleanups}",
+        ]
+        if r.items_failed:
+            first = r.failed_items[0] if r.failed_items else {}
+            lines.append(
+                f"Failed: {r.items_failed} item(s), e.g. line {first.get('line')} (key {first.get('key')}): "
+                f"{first.get('error')}; fix and rerun (only they are computed again)"
+            )
+        if r.bad_lines:
+            lines.append(f"{r.bad_lines} bad input line(s) skipped")
+        if r.unprocessed_domains:
+            lines.append(f"Not processed: {r.unprocessed_domains} call(s) of items (rerun to resume)")
+        if r.reason:
+            lines.append(f"Why: {r.reason}")
+        if r.error:
+            lines.append(f"Error: {r.error}")
+        lines.append(f"Results: {r.cache}")
+        return lines
+
 
 #: Any engine's report: the run's typed one, or the monitor's JSON dict.
 Report = RunReport | dict[str, Any]
@@ -260,5 +292,7 @@ _WHEN_KNOWN = frozenset(
         "batch_cost_gb",
         "headroom_warnings",
         "backend",
+        "items_failed",
+        "failed_items",
     }
 )

@@ -101,6 +101,12 @@ class RunSnapshot:
         return self.report is not None
 
     @property
+    def words(self) -> tuple[str, str]:
+        """What every face calls the items and the units: responses and domains, or a user's job's items and
+        calls (memtui.jobs.user: a call is one unit of the batches)."""
+        return ("items", "calls") if self.mode == "job" else ("responses", "domains")
+
+    @property
     def eta_text(self) -> str:
         """The ETA as every face says it: no extrapolation while the job is held (paused, or waiting for memory)."""
         if self.paused:
@@ -306,7 +312,11 @@ class Runner(EngineCore):
         with self._lock:
             self._progress.opened(totals)
         if totals.units_done:
-            self._publish(Notice(f"♻️ Resuming: {totals.units_done} of {totals.units} domains already in the cache"))
+            if self.job.mode == "job":  # a user's function (memtui.jobs.user): items in its results file
+                done = f"{totals.items_done} of {totals.items} items already in the results file"
+            else:
+                done = f"{totals.units_done} of {totals.units} domains already in the cache"
+            self._publish(Notice(f"♻️ Resuming: {done}"))
         if totals.bad_lines:
             first = "; ".join(str(bad) for bad in totals.bad_line_details[:3])
             more = "; ..." if totals.bad_lines > 3 else ""
@@ -336,6 +346,8 @@ class Runner(EngineCore):
                 Verdict.STOP: ("interrupted", 130),
                 Verdict.ABORT: ("aborted", 1),
             }[verdict]
+            if status == "success" and (getattr(self.job, "items_failed", None) or 0) > 0:
+                status, exit_code = "partial", 1  # every other item's result is in; the failed ones are named
         except MemtuiError as exc:
             error, exit_code = str(exc), exc.exit_code
             self._publish(Notice(f"❌ {error}", level="error"))
@@ -434,7 +446,8 @@ class Runner(EngineCore):
         with self._lock:
             self._progress.started(work.names, len(work.to_embed))
             number = self._progress.batches + 1
-        self._publish(BatchStarted(number, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes))
+        job = self.job.mode == "job"
+        self._publish(BatchStarted(number, work.names, work.items, len(work.to_embed), self.monitor.rss_bytes, job))
         if self.trace is not None:
             self.trace.batch(number, list(work.names), self.monitor.rss_bytes)
         self._batch_t0 = self._clock()
@@ -442,9 +455,14 @@ class Runner(EngineCore):
             return Verdict.CONTINUE
         executor = self.job.executor
         if not executor.loaded:
-            self._set_phase("loading model", self.job.model_id)
+            what = "function" if self.job.mode == "job" else "model"
+            self._set_phase(f"loading {what}", self.job.model_id)
             executor.load()
-            self._publish(Notice(f"🧠 Model loaded: {self.job.model_id} (Memory: {self.monitor.sample() / GB:.2f}GB)"))
+            self._publish(
+                Notice(
+                    f"🧠 {what.capitalize()} loaded: {self.job.model_id} (Memory: {self.monitor.sample() / GB:.2f}GB)"
+                )
+            )
         self._set_phase("running")
         texts = [text for _, text in work.to_embed]
         done = 0
@@ -527,6 +545,7 @@ class Runner(EngineCore):
                 now - self._batch_t0,
                 self.monitor.rss_bytes,
                 complete=complete,
+                job=self.job.mode == "job",
             )
         )
 
@@ -701,9 +720,15 @@ class Runner(EngineCore):
                 batch_cost_gb=round(cost / GB, 3) if cost is not None else None,
                 headroom_warnings=self.headroom.warnings if self.headroom is not None else None,
                 backend=self.job.backend,
+                items_failed=getattr(self.job, "items_failed", None),
+                failed_items=_tuple_or_none(getattr(self.job, "failed_items", None)),
                 **self._progress.report_counts(working),
             )
         return self._finish_report(report)
+
+
+def _tuple_or_none(items: list[dict] | None) -> tuple[dict, ...] | None:
+    return None if items is None else tuple(items)
 
 
 def _take(pushback: collections.deque[Unit], units: Iterator[Unit], n: int) -> list[Unit]:

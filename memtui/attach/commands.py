@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace, engine: Engine) -> AttachServer | None:
         from memtui.paths import default_cache  # noqa: PLC0415
 
         what = str(args.input or "sample")
-        where = str(args.cache or default_cache())
+        where = str(args.output) if args.mode == "job" else str(args.cache or default_cache())
     log_path = os.environ.pop(LOG_ENV, "")
     face = choose_face(args.tui, args.headless)
     try:

@@ -33,7 +33,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,8 @@ class DomainResult:
 
     worker: str
     domain: str
-    vectors: np.ndarray
+    #: one output per text sent, in order: a float32 matrix of vectors, or a user's job's results (a list)
+    vectors: Any
     row: dict[str, Any]
     #: what made the vectors, as the cache tags them (an int8 export is per instruction set): the client
     #: commits them only under the run's own tag
@@ -129,6 +130,7 @@ class WorkerGuard:
         self.activity = "idle"
         self.sub_batch = sub_batch_texts
         self.loads = 0
+        self._functions: dict[str, Any] = {}  # a user's job: its executor per MODULE:FUNCTION
 
     def start(self) -> None:
         self.monitor.add_sample_listener(self._on_sample)
@@ -161,30 +163,69 @@ class WorkerGuard:
             self.domains_done += 1
             return DomainResult(self.address, domain, vectors, self.row(), vectors_of=self.embedder.vector_backend)
 
+    def run_function(self, spec: str, call_items: int, name: str, texts: list[str]) -> DomainResult:
+        """A user's job (memtui.jobs.user): the function ``spec`` names, imported here by the same rule as on
+        the client, called on the items under this worker's guard; one result (or ``Failed``) per item."""
+        with self._lock:
+            executor = self._function(spec, call_items)
+            self.current_domain = name
+            try:
+                results: list[Any] = [None] * len(texts)
+                for indices, outputs in self._guarded(texts, executor, "running"):
+                    for i, output in zip(indices, outputs):
+                        results[i] = output
+            finally:
+                self.current_domain = None
+                self.activity = "idle"
+                malloc_trim()
+            self.items_done += len(texts)
+            self.domains_done += 1
+            return DomainResult(self.address, name, results, self.row())
+
+    def _function(self, spec: str, call_items: int) -> Any:
+        """The job's executor, imported once per worker; its cleanup hooks join this worker's cleanups."""
+        if self._functions.get(spec) is None:
+            from memtui.jobs.user.executor import FunctionExecutor  # noqa: PLC0415 - a job's run only
+            from memtui.jobs.user.function import load_function  # noqa: PLC0415
+
+            fn, name = load_function(spec)
+            self._functions[spec] = FunctionExecutor(fn, name, call_items=call_items)
+            self.monitor.cleaner.register("job cleanup hooks", self._functions[spec].clear_caches)
+        return self._functions[spec]
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         out: np.ndarray | None = None
+        for indices, vectors in self._guarded(texts, self.embedder, "embedding"):
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[indices] = vectors
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def _guarded(self, texts: list[str], executor: Any, activity: str) -> Iterator[tuple[list[int], Any]]:
+        """The guarded sub-batch loop, for any executor (memtui.jobs.base's contract): (indices in ``texts``,
+        outputs) per sub-batch, each admitted under this worker's breaker by the local Runner's rules."""
         admission = Admission(self.monitor.config)
         gate = MemoryGate(admission, time.monotonic)
         pos = 0
         while pos < len(texts):
-            self._admit(gate)
+            self._admit(gate, executor)
             cfg = self.monitor.config
             size = admission.scaled_size(self.monitor.breaker.state, cfg, self.sub_batch_texts)
             self.sub_batch = size = max(1, size)  # admitted: the breaker is not open (a race: one text)
             chunk = texts[pos : pos + size]
-            if not self.embedder.loaded:
+            if not executor.loaded:
                 self.activity = "loading model"
-                self.embedder.load()
+                executor.load()
                 self.loads += 1
                 log.info("🧠 Model loaded (memory %.2fGB)", self.monitor.sample() / GB)
-            self.activity = "embedding"
-            budget = getattr(self.embedder, "budget", None)
+            self.activity = activity
+            budget = getattr(executor, "budget", None)
             if budget is not None:  # memory wins over speed, as in the local Runner
                 budget.memory_tight = not admission.full(self.monitor.breaker.state, cfg)
             try:
                 self.headroom.cost.begin(self.monitor.sample())
                 try:
-                    parts = list(self.embedder.encode_iter(chunk))
+                    parts = list(executor.encode_iter(chunk))
                 finally:
                     self.headroom.cost.end(self.monitor.sample())
             except MemoryError:
@@ -194,21 +235,19 @@ class WorkerGuard:
                 self.monitor.cleanup("MemoryError")
                 time.sleep(retry.sleep_s)
                 continue
-            for indices, vectors in parts:
-                if out is None:
-                    out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-                out[[pos + i for i in indices]] = vectors
+            for indices, outputs in parts:
+                yield [pos + i for i in indices], outputs
             pos += len(chunk)
             self.sub_batches += 1
             admission.succeeded(cfg)
             self.monitor.sample()
             self.monitor.breaker.record_success()
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
-    def _admit(self, gate: MemoryGate) -> None:
+    def _admit(self, gate: MemoryGate, executor: Any = None) -> None:
         """Before each sub-batch: the operator's cleanup and pause, then the local Runner's rule
         (``MemoryGate``): the WARNING cleanup, or wait out an open breaker or a low headroom (clean up,
         back off, unload the model, or give up)."""
+        executor = executor if executor is not None else self.embedder  # what runs (the model by default)
         while True:
             self._hold()
             self.monitor.sample()
@@ -217,7 +256,7 @@ class WorkerGuard:
                 self.monitor.breaker.snapshot(),
                 self.headroom.latest,
                 self.monitor.rss_bytes,
-                self.embedder.loaded,
+                executor.loaded,
             )
             if step.admit:
                 if step.warning_cleanup:
@@ -230,7 +269,7 @@ class WorkerGuard:
                 raise WorkerGaveUp(f"{self.address}: {step.wait.give_up}")
             if step.wait.unload:
                 log.warning("🧯 Memory still high after cleanups: unloading the model")
-                self.embedder.unload()
+                executor.unload()
             if step.wait.cleanup is not None:
                 gate.cleaned(self.monitor.cleanup(step.wait.cleanup).freed)
             with self._orders_lock:
@@ -390,6 +429,11 @@ def _guard(worker: Any = None) -> WorkerGuard:
 def embed_domain(domain: str, texts: list[str]) -> DomainResult:
     """The task: one domain's missing texts in, their vectors out (run by a guarded worker)."""
     return _guard().embed(domain, texts)
+
+
+def run_items(spec: str, call_items: int, name: str, texts: list[str]) -> DomainResult:
+    """A user's job's task (``functools.partial(run_items, spec, call_items)``): items in, results out."""
+    return _guard().run_function(spec, call_items, name, texts)
 
 
 # Client.run passes the worker as ``dask_worker`` (get_worker() works only inside a task).

@@ -22,8 +22,9 @@ def progress_line(s: RunSnapshot) -> str:
     state = "paused" if s.paused else s.phase
     h = s.headroom
     headroom = f" · headroom {h.describe()}{' (below one batch)' if h.low else ''}" if h is not None else ""
+    items, units = s.words
     return (
-        f"⏳ {done}/{s.items_total} responses ({pct:.1f}%) · {s.units_done}/{s.units_total} domains · "
+        f"⏳ {done}/{s.items_total} {items} ({pct:.1f}%) · {s.units_done}/{s.units_total} {units} · "
         f"{s.items_per_s:.1f}/s · ETA {s.eta_text} · "
         f"mem {m.rss_gb:.2f}GB peak {m.peak_gb:.2f}GB{headroom} · breaker {m.state.label} · batch {s.batch_size} · "
         f"{state}"

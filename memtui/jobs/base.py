@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from memtui.jobs.input import BadLine
 from memtui.records import DomainPiece, Response
-
-if TYPE_CHECKING:  # vectors are numpy arrays, but a viewer that only reads snapshots need not load numpy
-    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,8 @@ class Work:
     units: tuple[DomainPiece, ...]
     keys: list[bytes]  # one per response, in order
     to_embed: list[tuple[bytes, str]]  # distinct (key, text) pairs missing from the cache
-    vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
+    #: each key's output: a vector (np.ndarray) for the embedding jobs, any JSON value for a user's job
+    vectors: dict[bytes, Any] = field(default_factory=dict)
 
     @property
     def responses(self) -> Iterator[Response]:
@@ -88,7 +86,9 @@ class Executor(Protocol):
 
     def load(self) -> None: ...
 
-    def encode_iter(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]: ...
+    def encode_iter(self, texts: Sequence[str]) -> Iterator[tuple[list[int], Any]]:
+        """(indices, outputs) per sub-batch: vectors (np.ndarray) for a model, results for a user's function."""
+        ...
 
     def clear_caches(self) -> list[str]: ...
 

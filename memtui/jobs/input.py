@@ -161,7 +161,25 @@ def _ending(raw: bytes | bytearray) -> int:
 
 
 def _parse(raw: bytes | bytearray, line: int) -> dict:
-    """Validate one line (line ending included); raise _BadLine with a short reason."""
+    """Validate one response line (line ending included); raise _BadLine with a short reason."""
+    data = parse_object(raw, line)
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            raise _BadLine(f"missing field '{name}'")
+        value = data[name]
+        if not isinstance(value, str):
+            raise _BadLine(f"field '{name}' must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise _BadLine(f"empty field '{name}'")
+        try:
+            value.encode("utf-8")  # JSON escapes can smuggle in lone surrogates that keys cannot hash
+        except UnicodeEncodeError:
+            raise _BadLine(f"field '{name}' holds an unpaired surrogate escape") from None
+    return data
+
+
+def parse_object(raw: bytes | bytearray, line: int) -> dict:
+    """Any JSON object line (a user job's item): UTF-8, valid JSON, an object, a usable ``id`` if any."""
     try:
         with memoryview(raw) as view:  # decode without the line ending, and without copying the line to cut it
             text = str(view[: len(raw) - _ending(raw)], "utf-8")
@@ -177,18 +195,6 @@ def _parse(raw: bytes | bytearray, line: int) -> dict:
         raise _BadLine("malformed JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise _BadLine(f"expected a JSON object, got {type(data).__name__}")
-    for name in REQUIRED_FIELDS:
-        if name not in data:
-            raise _BadLine(f"missing field '{name}'")
-        value = data[name]
-        if not isinstance(value, str):
-            raise _BadLine(f"field '{name}' must be a string, got {type(value).__name__}")
-        if not value.strip():
-            raise _BadLine(f"empty field '{name}'")
-        try:
-            value.encode("utf-8")  # JSON escapes can smuggle in lone surrogates that keys cannot hash
-        except UnicodeEncodeError:
-            raise _BadLine(f"field '{name}' holds an unpaired surrogate escape") from None
     rid = data.get("id")
     if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int)) or str(rid) == ""):
         raise _BadLine("field 'id' must be a non-empty string or an integer")
@@ -202,11 +208,13 @@ def _records(
     where: str,
     progress: Callable[[InputStats], None] | None = None,
     digest: LineDigest | None = None,
+    parse: Callable[[bytes | bytearray, int], dict] | None = None,
 ) -> Iterator[_Record]:
     """Yield valid lines in order; count and skip (or raise on) bad ones; messages name the input ``where``.
 
     ``progress(stats)`` is called every PROGRESS_LINES lines or PROGRESS_BYTES bytes (a scan says it goes on);
-    ``digest`` sees every line read, so two passes can prove they read the same bytes (jobs.input_watch)."""
+    ``digest`` sees every line read, so two passes can prove they read the same bytes (jobs.input_watch);
+    ``parse``: what a valid line is (default: a response; ``parse_object``: any JSON object)."""
     line = 0
     check_at = PROGRESS_BYTES
     with _open(path, where) as fh:
@@ -225,7 +233,7 @@ def _records(
                 try:
                     if raw is None:
                         raise _BadLine(_too_long())
-                    data = _parse(raw, line)
+                    data = (parse or _parse)(raw, line)
                 except _BadLine as bad:
                     if strict:
                         raise InputError(f"{where}:{line}: {bad}; fix the line or run without --strict") from None

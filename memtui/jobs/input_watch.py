@@ -82,9 +82,11 @@ class InputWatch:
     spool, which nobody else can change, is checked the same way).
     """
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, *, units: str = "domains") -> None:
+        """``units``: what the messages call the checked parts (a user's job checks "pieces" of items)."""
         self.name = name
         self.path = path
+        self.units = units
         self.before = identity(path)
         self._marks: list[bytes] = []
         self._scanned: FileIdentity | None = None
@@ -104,9 +106,9 @@ class InputWatch:
         """Before domain number ``index`` (0-based) is embedded: the same bytes as the scan's, the same file."""
         self.check_file(done=index)
         if index >= len(self._marks):
-            raise self._changed(f"has more domains than the scan found ({domain!r} is new)", done=index)
+            raise self._changed(f"has more {self.units} than the scan found ({domain!r} is new)", done=index)
         if digest.mark() != self._marks[index]:
-            raise self._changed(f"holds other lines than the scan read, at domain {domain!r}", done=index)
+            raise self._changed(f"holds other lines than the scan read, at {self.units[:-1]} {domain!r}", done=index)
 
     def check_file(self, *, done: int | None = None) -> None:
         if self._scanned is not None:
@@ -125,7 +127,7 @@ class InputWatch:
         self.check_file(done=domains_read)
         if domains_read < len(self._marks):
             raise self._changed(
-                f"ends after {domains_read} of the {len(self._marks)} domains the scan found", done=domains_read
+                f"ends after {domains_read} of the {len(self._marks)} {self.units} the scan found", done=domains_read
             )
 
     # -- words -----------------------------------------------------------------------------------
@@ -140,6 +142,6 @@ class InputWatch:
                 f"input {self.name} {how} {when}; nothing was embedded: rerun once the file is complete"
             )
         return InputChanged(
-            f"input {self.name} {how} {when} (after {done} of {len(self._marks)} domains were read); "
+            f"input {self.name} {how} {when} (after {done} of {len(self._marks)} {self.units} were read); "
             "what was committed is kept: rerun once the file is complete and the rest is done"
         )

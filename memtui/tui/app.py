@@ -96,7 +96,7 @@ class MemtuiApp(EngineApp):
         log.add(
             "NOTE",
             "info",
-            f"{s.mode} mode{backend}: {count(s.units_total)} domains, {count(s.items_total)} responses "
+            f"{s.mode} mode{backend}: {count(s.units_total)} {s.words[1]}, {count(s.items_total)} {s.words[0]} "
             f"from {short_path(s.input, 36)}; ? for help",
             at=min([time.time(), *(event.at for event in replayed)]),
         )
@@ -236,7 +236,7 @@ class MemtuiApp(EngineApp):
         if isinstance(self.screen, QuitScreen):
             return
         s = self.runner.snapshot()
-        detail = f"Done so far: {count(s.units_done)}/{count(s.units_total)} domains."
+        detail = f"Done so far: {count(s.units_done)}/{count(s.units_total)} {s.words[1]}."
         self.push_screen(QuitScreen(detail), self._quit_answered)
 
     def action_interrupt(self) -> None:

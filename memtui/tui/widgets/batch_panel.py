@@ -13,6 +13,7 @@ class BatchPanel(Panel):
         self.border_title = "Batch · domains"  # a worker's row counts texts: the units are named where both meet
 
     def show(self, s: RunSnapshot) -> None:
+        self.border_title = f"Batch · {s.words[1]}"
         if s.finished:
             size = Content.styled("–", "$text-muted")
         elif s.batch_size == 0:

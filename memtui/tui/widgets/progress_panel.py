@@ -14,6 +14,8 @@ class ProgressPanel(Panel):
         self.border_title = "Progress"
 
     def show(self, s: RunSnapshot) -> None:
+        items, units = s.words
+        unit = units[:-1]
         done = s.responses_done
         fraction = min(1.0, done / s.items_total) if s.items_total else (1.0 if s.finished else 0.0)
         pct = f" {fraction * 100:5.1f}%"
@@ -25,22 +27,24 @@ class ProgressPanel(Panel):
             (count(done if s.finished else s.items_done), "bold"),
             ("/", "$text-muted"),
             count(s.items_total),
-            (" responses", "$text-muted"),
+            (f" {items}", "$text-muted"),
             ("  ", ""),
             (count(s.units_done), "bold"),
             ("/", "$text-muted"),
             count(s.units_total),
-            (" domains", "$text-muted"),
-            (f"  ({count(s.items_skipped)} already cached)", "$text-muted") if s.items_skipped else ("", ""),
+            (f" {units}", "$text-muted"),
+            (f"  ({count(s.items_skipped)} already {'done' if s.mode == 'job' else 'cached'})", "$text-muted")
+            if s.items_skipped
+            else ("", ""),
         )
         parts: list[tuple[str, str] | str] = [("elapsed ", "$text-muted"), format_duration(s.elapsed_s)]
         if s.finished and (partly := done - s.items_done) > 0:
-            parts += [("  incl. ", "$text-muted"), count(partly), (" of unfinished domains", "$text-muted")]
+            parts += [("  incl. ", "$text-muted"), count(partly), (f" of unfinished {units}", "$text-muted")]
         if not s.finished:
             parts += [("  ETA ", "$text-muted"), s.eta_text]
             if s.in_flight:
                 embedded, total = s.in_flight_progress
-                domains = f"{len(s.in_flight)} domain{'s' if len(s.in_flight) != 1 else ''}"
+                domains = f"{len(s.in_flight)} {unit}{'s' if len(s.in_flight) != 1 else ''}"
                 if total:  # a cluster's workers report no per-text progress: the domains out are what is known
                     parts += [("  in flight ", "$text-muted"), f"{embedded}/{total}", (f" of {domains}", "$text-muted")]
                 else:

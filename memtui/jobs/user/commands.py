@@ -1,0 +1,96 @@
+"""``memtui results FILE``: a job's results (or its failures) in input order, as JSON Lines, csv or parquet.
+
+Streamed row by row from a read-only connection (safe while a run writes the file); written by the
+user-named output rule (memtui.output.open_output: stdout, a device or FIFO written into, a file
+replaced all at once). CSV and parquet hold each result as its JSON text (any JSON value fits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from memtui.embed import companions
+from memtui.errors import RuntimeFailure, UsageError
+from memtui.jobs.user.results import read_results
+from memtui.output import check_output, open_output
+
+PARQUET_GROUP_ROWS = 10_000
+
+
+def results_command(args: argparse.Namespace) -> int:
+    output = args.output or Path("-")
+    protected = {"results file": args.file, **companions.protected(args.file)}
+    check_output(output, "--output", protected=protected)
+    rows = read_results(args.file, failures=args.failures)
+    value = "error" if args.failures else "result"
+    if args.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401, PLC0415
+        except ImportError:
+            raise UsageError(
+                "--format parquet needs pyarrow (pip install 'memtui[export]'); use jsonl or csv"
+            ) from None
+    count = 0
+    try:
+        with open_output(output, "results") as out:
+            if args.format == "jsonl":
+                for row in rows:
+                    out.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+                    count += 1
+            elif args.format == "csv":
+                count = _csv(out, rows, value)
+            else:
+                count = _parquet(out, rows, value)
+    except BrokenPipeError:  # `memtui results F | head`: the reader has all it wanted
+        return 0
+    except OSError as exc:
+        raise RuntimeFailure(f"writing results to {output} failed ({exc.strerror or exc})") from None
+    print(f"memtui: {count} {'failed items' if args.failures else 'results'} written", file=sys.stderr)
+    return 0
+
+
+def _text(row: dict[str, Any], value: str) -> str:
+    return row[value] if value == "error" else json.dumps(row[value], ensure_ascii=False)
+
+
+def _csv(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text)
+    writer.writerow(["key", value])
+    count = 0
+    for row in rows:
+        writer.writerow([row["key"], _text(row, value)])
+        count += 1
+    text.flush()
+    text.detach()
+    return count
+
+
+def _parquet(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from memtui.vectors.export import _Positioned  # noqa: PLC0415 - the one parquet sink over a stream
+
+    schema = pa.schema([("key", pa.string()), (value, pa.string())])
+    count = 0
+    with pq.ParquetWriter(_Positioned(out), schema) as writer:
+        keys: list[str] = []
+        values: list[str] = []
+        for row in rows:
+            keys.append(row["key"])
+            values.append(_text(row, value))
+            count += 1
+            if len(keys) >= PARQUET_GROUP_ROWS:
+                writer.write_table(pa.table({"key": keys, value: values}, schema=schema))
+                keys, values = [], []
+        if keys or not count:
+            writer.write_table(pa.table({"key": keys, value: values}, schema=schema))
+    return count

@@ -1,0 +1,273 @@
+"""The results file of a user's job: one SQLite file (WAL), by the cache's file-safety rules.
+
+Each item's result is stored under its key with the fingerprint of the item it came from, so a changed
+item under the same key is computed again; a batch's results go in one transaction (a kill -9 loses at
+most the batch in flight). Items the function failed on are kept apart, with their error, and tried
+again by the next run. The file is opened as the cache is (memtui.embed.store): folders made 0700, the
+file and its SQLite companions created O_EXCL 0600 or checked to be ours, never through a link, a foreign
+database refused before SQLite writes to it, one run at a time (memtui.embed.lock on ``<file>.lock``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from memtui.embed.companions import SHM, SQLITE_SUFFIXES, WAL, companion
+from memtui.embed.lock import CacheLock
+from memtui.errors import StoreError
+from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
+
+KIND = "memtui-results"
+SCHEMA_VERSION = 1
+IN_CHUNK = 500
+_FIX = "move it away or pass --output NEW_PATH"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE results (key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, line INTEGER NOT NULL, result TEXT NOT NULL);
+CREATE INDEX results_line ON results(line);
+CREATE TABLE failures (key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, line INTEGER NOT NULL, error TEXT NOT NULL)
+"""
+
+#: (key, fingerprint, line, result as JSON text)
+Row = tuple[str, bytes, int, str]
+
+
+class ResultsStore:
+    """The writer's handle: one connection, the run's lock."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock: CacheLock) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = lock
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], job: str, *, lock: CacheLock | None = None) -> ResultsStore:
+        path = Path(path)
+        created: list[Path] = []
+        try:
+            _make_folders(path, created)
+            if lock is None:
+                lock = CacheLock.acquire(path)
+            existed = _prepare(path, created)
+            conn = _connect(path)
+            try:
+                _init_or_check(conn, path, job, existed)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            for made in reversed(created):
+                for victim in (made, *(companion(made, s) for s in SQLITE_SUFFIXES)):
+                    try:
+                        victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+            raise
+        return cls(conn, path, lock)
+
+    def done(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        """The keys among ``pairs`` whose stored result is of an item with this fingerprint."""
+        out: set[str] = set()
+        wanted = dict(pairs)
+        keys = list(wanted)
+        for i in range(0, len(keys), IN_CHUNK):
+            part = keys[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(part))
+            for key, fp in self._query(f"SELECT key, fingerprint FROM results WHERE key IN ({marks})", part):
+                if wanted.get(key) == fp:
+                    out.add(key)
+        return out
+
+    def commit(self, rows: Iterable[Row], failures: Iterable[Row]) -> None:
+        """One transaction: the batch's results (their old failures go) and its failed items."""
+        rows, failures = list(rows), list(failures)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+            self._conn.executemany("DELETE FROM failures WHERE key = ?", [(r[0],) for r in rows])
+            self._conn.executemany("DELETE FROM results WHERE key = ?", [(f[0],) for f in failures])
+            self._conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", failures)
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if is_disk_full(exc) or "full" in str(exc).lower():
+                raise disk_full(self.path, "committing results") from None
+            raise StoreError(f"cannot write results to {self.path} ({exc}); {_FIX}") from None
+
+    def _query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read results file {self.path} ({exc}); {_FIX}") from None
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        finally:
+            self._lock.release()
+
+
+def _make_folders(path: Path, created: list[Path]) -> None:
+    folder = path.parent.absolute()
+    missing = [p for p in reversed(folder.parents) if not p.exists()]
+    if not folder.exists():
+        missing.append(folder)
+    made = folder
+    try:
+        for made in missing:
+            made.mkdir(mode=0o700)
+            created.append(made)
+            made.chmod(0o700)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(made, "creating the results folder") from None
+        raise StoreError(f"cannot create results file {path}: folder {made}: {exc.strerror or exc}") from None
+
+
+def _prepare(path: Path, created: list[Path]) -> bool:
+    """The file and its companions are ours and private, or the file is created (O_EXCL, 0600)."""
+    sides = [
+        (side, check_existing(side, "results companion")) for side in (companion(path, s) for s in SQLITE_SUFFIXES)
+    ]
+    st = check_existing(path, "results file")
+    if st is None:
+        try:
+            create_exclusive(path)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(path, "creating the results file") from None
+            raise StoreError(f"cannot create results file {path}: {exc.strerror or exc}; {_FIX}") from None
+        created.append(path)
+        existed = False
+    else:
+        _classify(path, st)
+        tighten(path, st)
+        existed = True
+    for side, side_st in sides:
+        if side_st is not None:
+            tighten(side, side_st)
+    for suffix in (WAL, SHM):
+        side = companion(path, suffix)
+        try:
+            if create_exclusive(side) and not existed:
+                created.append(side)
+        except OSError:
+            pass
+    return existed
+
+
+def _classify(path: Path, st: os.stat_result) -> None:
+    """An existing file must be a memtui results file (or empty): read-only, before SQLite writes to it."""
+    if st.st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise StoreError(f"{path} is not a memtui results file (not a database); {_FIX}")
+    conn = _read_only(path)
+    try:
+        kind = _kind(conn)
+    finally:
+        conn.close()
+    if kind not in (None, KIND):
+        raise StoreError(f"{path} is a SQLite database but not a memtui results file; {_FIX}")
+
+
+def _kind(conn: sqlite3.Connection) -> str | None:
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if "meta" not in tables:
+            return "foreign"
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError:
+        return "foreign"
+    return KIND if meta.get("kind") == KIND and meta.get("schema_version") == str(SCHEMA_VERSION) else "foreign"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open results file {path} ({exc}); {_FIX}") from None
+    return conn
+
+
+def _init_or_check(conn: sqlite3.Connection, path: Path, job: str, existed: bool) -> None:
+    try:
+        if _kind(conn) is None:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+            meta = [
+                ("kind", KIND),
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("job", job),
+                ("created_at", repr(time.time())),
+            ]
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta)
+            conn.execute("COMMIT")
+        elif existed and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise StoreError(f"results file {path} is corrupt; {_FIX}")
+    except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"cannot prepare results file {path} ({exc}); {_FIX}") from None
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    wal = companion(path, WAL)
+    replay = wal.exists() and wal.stat().st_size > 0
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("" if replay else "&immutable=1")
+    try:
+        return sqlite3.connect(uri, uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open results file {path} read-only ({exc}); check its permissions") from None
+
+
+def check_results_file(path: Path) -> None:
+    """A reader's rule: no link, a regular file (and its companions), a memtui results file inside."""
+    for file, what in [(path, "results file")] + [(companion(path, s), "results companion") for s in (WAL, SHM)]:
+        try:
+            st = os.lstat(file)
+        except FileNotFoundError:
+            if file is path:
+                raise StoreError(f"no results file at {path}; run memtui run --job ... --output {path} first") from None
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{what} {file} is a symbolic link; memtui never reads through links: pass the real path")
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{what} {file} is not a file ({stat.filemode(st.st_mode)}); pass a results file")
+
+
+def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[dict[str, Any]]:
+    """Each stored ``{"key", "result"}`` in input order (``failures``: each ``{"key", "error"}`` instead).
+
+    Streams (one row at a time): a results file of any size reads in bounded memory."""
+    path = Path(path)
+    check_results_file(path)
+    conn = _read_only(path)
+    try:
+        if _kind(conn) != KIND:
+            raise StoreError(f"{path} is not a memtui results file; pass the --output of a memtui job")
+        table, column = ("failures", "error") if failures else ("results", "result")
+        for key, value in conn.execute(f"SELECT key, {column} FROM {table} ORDER BY line, key"):
+            yield {"key": key, column: value if failures else json.loads(value)}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot read results file {path} ({exc}); check the file") from None
+    finally:
+        conn.close()

@@ -1,0 +1,201 @@
+"""``--job MODULE:FUNCTION`` imports the operator's code as the invoking user (often root): never code that
+another user could have written or changed, and the results file by the cache's rules (no links, ours only).
+
+Each planted module writes a marker when imported: a refusal must come before any of its code runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import memtui_env
+from tests.support.hostile import NOBODY, fingerprint, make_victim, plant_link, require_root, sticky_folder
+
+MODULE = "import pathlib\npathlib.Path({marker!r}).write_text('imported')\ndef f(items):\n    return items\n"
+
+
+def _module(folder: Path, marker: Path, name: str = "plantmod", mode: int = 0o644) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(MODULE.format(marker=str(marker)))
+    path.chmod(mode)
+    return path
+
+
+def _items(tmp_path: Path) -> Path:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 1, "text": "a"}\n')
+    return path
+
+
+def _run(tmp_path: Path, *, cwd: Path | None = None, pythonpath: Path | None = None, output: Path | None = None):
+    env = memtui_env()
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    args = ["run", "--job", "plantmod:f", "--input", str(_items(tmp_path)), "--headless"]
+    args += ["--output", str(output or tmp_path / "r.sqlite")]
+    return subprocess.run(
+        [sys.executable, "-m", "memtui", *args],
+        cwd=cwd or tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _refused(done: subprocess.CompletedProcess[str], words: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and words in lines[0], done.stderr
+
+
+def test_a_module_in_a_folder_others_can_write_is_not_imported(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    marker = tmp_path / "marker"
+    _module(shared, marker)
+    _refused(_run(tmp_path, pythonpath=shared), "memtui does not import from")
+    assert not marker.exists()
+
+
+def test_a_module_in_a_sticky_shared_folder_is_not_imported(tmp_path):
+    require_root()
+    shared = sticky_folder(tmp_path)
+    marker = tmp_path / "marker"
+    _module(shared, marker)
+    _refused(_run(tmp_path, pythonpath=shared), "memtui does not import from")
+    assert not marker.exists()
+
+
+def test_a_module_file_others_can_write_is_not_imported(tmp_path):
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    path = _module(own, marker)
+    path.chmod(0o666)
+    _refused(_run(tmp_path, pythonpath=own), "chmod go-w")
+    assert not marker.exists()
+
+
+def test_a_module_file_of_another_user_is_not_imported_by_root(tmp_path):
+    require_root()
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    os.chown(_module(own, marker), NOBODY, NOBODY)
+    _refused(_run(tmp_path, pythonpath=own), "is not a file only root or you can write")
+    assert not marker.exists()
+
+
+def test_a_shared_current_folder_is_not_searched(tmp_path):
+    """``cd /tmp && memtui run --job x:f``: another user's x.py (or a module x imports) would be picked up."""
+    require_root()
+    shared = sticky_folder(tmp_path)
+    marker = tmp_path / "marker"
+    _module(shared, marker)
+    done = _run(tmp_path, cwd=shared, output=tmp_path / "r.sqlite")
+    _refused(done, "writable by others, so it is not searched")
+    assert not marker.exists()
+
+
+def test_the_module_in_a_private_folder_runs(tmp_path):
+    """The rule's other side: the operator's own module, in a folder of theirs, is imported and run."""
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    _module(own, marker)
+    done = _run(tmp_path, pythonpath=own)
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "imported"
+
+
+def test_a_results_file_planted_as_a_link_is_refused(tmp_path):
+    require_root()
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    _module(own, tmp_path / "marker")
+    shared = sticky_folder(tmp_path, "drop")
+    victim = make_victim(tmp_path / "victim")
+    before = fingerprint(victim)
+    link = plant_link(shared / "r.sqlite", victim)
+    done = _run(tmp_path, pythonpath=own, output=link)
+    assert done.returncode == 2 and "symbolic link" in done.stderr, done.stderr
+    assert fingerprint(victim) == before
+
+
+def test_a_foreign_database_is_not_taken_for_a_results_file(tmp_path):
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    _module(own, tmp_path / "marker")
+    other = tmp_path / "app.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE accounts (id INTEGER)")
+    con.commit()
+    con.close()
+    before = fingerprint(other)
+    done = _run(tmp_path, pythonpath=own, output=other)
+    assert done.returncode == 2 and "not a memtui results file" in done.stderr, done.stderr
+    assert fingerprint(other) == before
+
+
+@pytest.mark.parametrize("target", ["link", "foreign"])
+def test_memtui_results_reads_no_link_and_no_foreign_database(tmp_path, target):
+    victim = tmp_path / "victim.sqlite"
+    con = sqlite3.connect(victim)
+    con.execute("CREATE TABLE secrets (v TEXT)")
+    con.commit()
+    con.close()
+    path = tmp_path / "r.sqlite"
+    if target == "link":
+        os.symlink(victim, path)
+    else:
+        path = victim
+    done = subprocess.run(
+        [sys.executable, "-m", "memtui", "results", str(path)],
+        env=memtui_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert ("symbolic link" if target == "link" else "not a memtui results file") in done.stderr
+
+
+def test_an_input_rewritten_under_a_job_ends_it_keeping_what_was_committed(tmp_path):
+    """The cache job's rule (jobs/input_watch.py) for a job: other bytes than the scan read end the run, exit 2."""
+    from tests.jobs.user_job_support import committed, job_env, job_folder, write_items
+
+    folder, calls, out = job_folder(tmp_path), tmp_path / "calls", tmp_path / "r.sqlite"
+    items = write_items(tmp_path / "items.jsonl", [f"t{i}" for i in range(400)])
+    args = ["run", "--job", "jobmod:slow", "--input", str(items), "--output", str(out), "--headless"]
+    args += ["--job-batch", "4", "--batch-max", "2", "--batch-min", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memtui", *args],
+        env=job_env(folder, calls, JOB_SLEEP="0.05"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and committed(out) >= 8):
+            assert proc.poll() is None and time.monotonic() < deadline, "no results committed in time"
+            time.sleep(0.05)
+        write_items(items, [f"t{i}" if i != 300 else "rewritten" for i in range(400)])  # one line changed
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, stderr
+    assert "input" in stderr and "rerun once the file is complete" in stderr and "pieces" in stderr, stderr
+    assert committed(out) >= 8
