@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import stat
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 from memtui.embed.companions import SHM, WAL, companion
 from memtui.embed.store import TORCH_BACKEND, _check_header, _read_meta
 from memtui.errors import RuntimeFailure, StoreError
-from memtui.safefs import describe_mode, owner_name
+from memtui.safefs import check_private, lstat_or_none, owner_name
 
 #: Rows fetched per query step: 1024 x 384 float32 is 1.5 MiB of vectors.
 CHUNK_ROWS = 1024
@@ -101,32 +100,15 @@ def check_cache_file(path: Path) -> os.stat_result:
         raise StoreError(f"no cache at {path}; run memtui run --mode cache first or pass --cache PATH") from None
     except OSError as exc:
         raise StoreError(f"cannot look at cache {path} ({exc.strerror or exc}); pass --cache PATH") from None
-    for file, file_st, what in [(path, st, "cache")] + [
-        (side, side_st, "cache companion")
-        for side in (companion(path, suffix) for suffix in _COMPANIONS)
-        if (side_st := _lstat(side)) is not None
-    ]:
-        if stat.S_ISLNK(file_st.st_mode):
-            raise StoreError(
-                f"{what} {file} is a symbolic link (to {os.readlink(file)}); memtui never reads a cache "
-                "through a link: pass the real path"
-            )
-        if not stat.S_ISREG(file_st.st_mode):
-            raise StoreError(f"{what} {file} is not a file ({stat.filemode(file_st.st_mode)}); pass a cache file")
-        if file_st.st_uid != os.geteuid():
-            raise StoreError(
-                f"{what} {file} belongs to another user ({describe_mode(file_st)}); memtui reads only caches "
-                f"of {owner_name(os.geteuid())}: copy it or run as its owner"
-            )
+    me = owner_name(os.geteuid())
+    fix = f"memtui reads only caches of {me}, never through a link: pass the real path, or copy it and pass the copy"
+    check_private(path, st, "cache", sole_name=False, error=StoreError, fix=fix)
+    for suffix in _COMPANIONS:
+        side = companion(path, suffix)
+        if (side_st := lstat_or_none(side)) is not None:
+            check_private(side, side_st, "cache companion", sole_name=False, error=StoreError, fix=fix)
     _check_header(path)
     return st
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
 
 
 def _reason(exc: BaseException) -> str:
