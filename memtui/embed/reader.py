@@ -25,8 +25,10 @@ from urllib.parse import quote
 
 import numpy as np
 
+from memtui.embed.backend_tables import TORCH_BACKEND
 from memtui.embed.companions import SHM, WAL, companion
-from memtui.embed.store import TORCH_BACKEND, _check_header, _read_meta
+from memtui.embed.schema import check_header, read_meta
+from memtui.embed.sqlite_errors import reason
 from memtui.errors import RuntimeFailure, StoreError
 from memtui.safefs import check_private, lstat_or_none, owner_name
 
@@ -107,12 +109,8 @@ def check_cache_file(path: Path) -> os.stat_result:
         side = companion(path, suffix)
         if (side_st := lstat_or_none(side)) is not None:
             check_private(side, side_st, "cache companion", sole_name=False, error=StoreError, fix=fix)
-    _check_header(path)
+    check_header(path)
     return st
-
-
-def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def open_cache(path: str | os.PathLike[str]) -> CacheReader:
@@ -123,9 +121,9 @@ def open_cache(path: str | os.PathLike[str]) -> CacheReader:
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open cache {path} read-only ({_reason(exc)}); check its permissions") from None
+        raise StoreError(f"cannot open cache {path} read-only ({reason(exc)}); check its permissions") from None
     try:
-        meta = _read_meta(conn, path)
+        meta = read_meta(conn, path)
         if meta is None:
             raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; pass --cache PATH")
         now = os.lstat(path)
@@ -134,7 +132,7 @@ def open_cache(path: str | os.PathLike[str]) -> CacheReader:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"cache {path} is corrupt or unreadable ({_reason(exc)}); pass --cache PATH") from None
+        raise StoreError(f"cache {path} is corrupt or unreadable ({reason(exc)}); pass --cache PATH") from None
     except BaseException:
         conn.close()
         raise
@@ -358,7 +356,7 @@ class CacheReader:
             raise self._read_error(exc) from None
 
     def _read_error(self, exc: sqlite3.Error) -> RuntimeFailure:
-        return RuntimeFailure(f"reading cache {self.path} failed ({_reason(exc)}); rerun, or check the disk")
+        return RuntimeFailure(f"reading cache {self.path} failed ({reason(exc)}); rerun, or check the disk")
 
     # -- lifecycle --------------------------------------------------------------
 
