@@ -18,7 +18,7 @@ from memtui.embed.companions import SHM, SQLITE_SUFFIXES, WAL, companion, wal_pa
 from memtui.embed.schema import check_header, read_meta
 from memtui.embed.sqlite_errors import FIX, open_error, reason
 from memtui.embed.wal_owner import check_wal_owner
-from memtui.errors import StoreError
+from memtui.errors import MemtuiError, StoreError
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 
@@ -34,11 +34,15 @@ def make_folders(path: Path, created: list[Path]) -> None:
             created.append(made)
             made.chmod(0o700)  # mkdir's mode is filtered by the umask
     except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(made, "creating the cache folder") from None
-        raise StoreError(
-            f"cannot create cache {path}: folder {made}: {exc.strerror or exc}; pass --cache in a writable folder"
-        ) from None
+        raise _cannot_create(path, exc, made) from None
+
+
+def _cannot_create(path: Path, exc: OSError, folder: Path | None = None) -> MemtuiError:
+    """A failed mkdir or create: a full disk said so, else what failed and where to put the cache instead."""
+    if is_disk_full(exc):
+        return disk_full(folder or path, "creating the cache folder" if folder else "creating the cache")
+    where = f"folder {folder}: " if folder else ""
+    return StoreError(f"cannot create cache {path}: {where}{exc.strerror or exc}; pass --cache in a writable folder")
 
 
 def prepare(path: Path, created: list[Path]) -> bool:
@@ -58,11 +62,7 @@ def prepare(path: Path, created: list[Path]) -> bool:
         except FileExistsError:
             raise StoreError(f"cache {path} appeared while memtui was creating it; rerun") from None
         except OSError as exc:
-            if is_disk_full(exc):
-                raise disk_full(path, "creating the cache") from None
-            raise StoreError(
-                f"cannot create cache {path}: {exc.strerror or exc}; pass --cache in a writable folder"
-            ) from None
+            raise _cannot_create(path, exc) from None
         created.append(path)
         existed = False
     else:

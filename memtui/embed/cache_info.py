@@ -6,11 +6,10 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from memtui.embed.backend_tables import backend_counts
 from memtui.embed.companions import wal_path
-from memtui.embed.schema import check_header, read_meta
+from memtui.embed.schema import check_header, open_read_only
 from memtui.embed.sqlite_errors import FIX, reason
 from memtui.errors import StoreError
 
@@ -23,15 +22,8 @@ def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise StoreError(f"{path} is not a file; pass --cache with a cache file")
         raise StoreError(f"no cache at {path}; run memtui run --mode cache first")
     check_header(path)
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn, meta = open_read_only(path)
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open cache {path} read-only ({reason(exc)}); check its permissions") from None
-    try:
-        meta = read_meta(conn, path)
-        if meta is None:
-            raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; {FIX}")
         vectors, responses, domains = (
             conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("embeddings", "responses", "domains")

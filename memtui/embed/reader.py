@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
 from memtui.embed.backend_tables import TORCH_BACKEND
 from memtui.embed.companions import SHM, WAL, companion
-from memtui.embed.schema import check_header, read_meta
+from memtui.embed.schema import check_header, open_read_only
 from memtui.embed.sqlite_errors import reason
 from memtui.errors import RuntimeFailure, StoreError
 from memtui.safefs import check_private, lstat_or_none, owner_name
@@ -117,15 +116,8 @@ def open_cache(path: str | os.PathLike[str]) -> CacheReader:
     """Open a memtui cache read-only (safe while a run writes it); use it as a context manager."""
     path = Path(path)
     seen = check_cache_file(path)
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    conn, meta = open_read_only(path)
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open cache {path} read-only ({reason(exc)}); check its permissions") from None
-    try:
-        meta = read_meta(conn, path)
-        if meta is None:
-            raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; pass --cache PATH")
         now = os.lstat(path)
         if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
             raise StoreError(f"cache {path} was replaced while memtui opened it; rerun")

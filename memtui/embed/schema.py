@@ -11,11 +11,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from memtui.embed.backend_tables import BACKEND_SCHEMA
 from memtui.embed.sqlite_errors import FIX, is_full, reason
 from memtui.embed.vector_check import SUM_TABLE
-from memtui.errors import StoreError
+from memtui.errors import MemtuiError, StoreError
 from memtui.safefs import disk_full
 
 SCHEMA_VERSION = 1
@@ -77,6 +78,27 @@ def read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
     return meta
 
 
+def open_read_only(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """A read-only connection to a memtui cache (SQLite's ``mode=ro``: it never writes a page, and reads while
+    a writer commits) and its meta; StoreError in one line for what is not a cache. The caller closes it."""
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open cache {path} read-only ({reason(exc)}); check its permissions") from None
+    try:
+        meta = read_meta(conn, path)
+        if meta is None:
+            raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; {FIX}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"cache {path} is corrupt or unreadable ({reason(exc)}); {FIX}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, meta
+
+
 def _run(
     conn: sqlite3.Connection,
     path: Path,
@@ -93,9 +115,13 @@ def _run(
     except sqlite3.DatabaseError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        if is_full(path, exc):
-            raise disk_full(path, doing) from None
-        raise StoreError(f"{failed.format(path=path)} ({reason(exc)}); {FIX}") from None
+        raise _failure(path, exc, failed, doing) from None
+
+
+def _failure(path: Path, exc: sqlite3.DatabaseError, failed: str, doing: str) -> MemtuiError:
+    if is_full(path, exc):
+        return disk_full(path, doing)
+    return StoreError(f"{failed.format(path=path)} ({reason(exc)}); {FIX}")
 
 
 def _each(sql: Sequence[str]) -> Callable[[sqlite3.Connection], None]:
@@ -110,8 +136,8 @@ def init_or_check(conn: sqlite3.Connection, path: Path, model_id: str, dim: int 
     """Write the schema into a new file, or check an existing cache holds ``model_id``'s vectors; the dim."""
     try:
         meta = read_meta(conn, path)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot initialise cache {path} ({reason(exc)}); {FIX}") from None
+    except sqlite3.DatabaseError as exc:  # a full disk too: the first read makes the -wal and -shm
+        raise _failure(path, exc, "cannot initialise cache {path}", "creating the cache") from None
     if meta is None:
         rows = [
             ("schema_version", str(SCHEMA_VERSION)),
@@ -125,7 +151,10 @@ def init_or_check(conn: sqlite3.Connection, path: Path, model_id: str, dim: int 
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", rows)
 
         _run(conn, path, create, "cannot initialise cache {path}", "creating the cache")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself holds meta: wal_owner's proof
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself holds meta: wal_owner's proof
+        except sqlite3.DatabaseError as exc:  # a full disk can stop it too
+            raise _failure(path, exc, "cannot initialise cache {path}", "creating the cache") from None
         return dim
     stored_model = meta.get("model_id", "")
     if stored_model != model_id:
