@@ -22,7 +22,7 @@ def cache_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise StoreError(f"{path} is not a file; pass --cache with a cache file")
         raise StoreError(f"no cache at {path}; run memtui run --mode cache first")
     check_header(path)
-    conn, meta = open_read_only(path)
+    conn, meta, _tables = open_read_only(path)
     try:
         vectors, responses, domains = (
             conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

@@ -116,18 +116,7 @@ def open_cache(path: str | os.PathLike[str]) -> CacheReader:
     """Open a memtui cache read-only (safe while a run writes it); use it as a context manager."""
     path = Path(path)
     seen = check_cache_file(path)
-    conn, meta = open_read_only(path)
-    try:
-        now = os.lstat(path)
-        if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
-            raise StoreError(f"cache {path} was replaced while memtui opened it; rerun")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"cache {path} is corrupt or unreadable ({reason(exc)}); pass --cache PATH") from None
-    except BaseException:
-        conn.close()
-        raise
+    conn, meta, tables = open_read_only(path, seen)
     dim = int(meta["dim"]) if meta.get("dim") else None
     return CacheReader(conn, path, meta.get("model_id", ""), dim, has_backends="backend_responses" in tables)
 

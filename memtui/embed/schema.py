@@ -7,6 +7,7 @@ older cache stays valid and an older memtui still reads it: ``SCHEMA_VERSION`` h
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -78,9 +79,12 @@ def read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str] | None:
     return meta
 
 
-def open_read_only(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+def open_read_only(
+    path: Path, seen: os.stat_result | None = None
+) -> tuple[sqlite3.Connection, dict[str, str], set[str]]:
     """A read-only connection to a memtui cache (SQLite's ``mode=ro``: it never writes a page, and reads while
-    a writer commits) and its meta; StoreError in one line for what is not a cache. The caller closes it."""
+    a writer commits), its meta and its tables; StoreError in one line for what is not a cache, or (``seen``:
+    the file as checked before) for a file replaced meanwhile. The caller closes the connection."""
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
@@ -90,13 +94,17 @@ def open_read_only(path: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
         meta = read_meta(conn, path)
         if meta is None:
             raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; {FIX}")
+        now = os.lstat(path) if seen is not None else None
+        if seen is not None and now is not None and (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+            raise StoreError(f"cache {path} was replaced while memtui opened it; rerun")
+        found = tables(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"cache {path} is corrupt or unreadable ({reason(exc)}); {FIX}") from None
     except BaseException:
         conn.close()
         raise
-    return conn, meta
+    return conn, meta, found
 
 
 def _run(
