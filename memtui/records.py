@@ -93,14 +93,37 @@ class WorkerRow:
     lost: bool = False
 
 
-@dataclass(frozen=True)
-class RunReport:
-    """What a cache or embeddings run did, typed; its JSON form (``to_dict()``) keeps the keys users know.
+class JsonView:
+    """``report["exit_code"]`` and ``report.get(key)``: the JSON form read like a dict.
 
-    ``report["exit_code"]`` and ``report.get(key)`` read the JSON form too, so code
-    that handles any engine's report (the monitor's is still a plain dict) needs
-    no special case; code that knows it holds a run report reads attributes.
+    Kept only for the callers that still index a report (``cli.py``, tests); every report is typed
+    (``RunReport``, ``MonitorReport``) and has ``status`` and ``exit_code`` attributes: read those.
     """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def keys(self) -> KeysView[str]:
+        return self.to_dict().keys()
+
+
+@dataclass(frozen=True)
+class RunReport(JsonView):
+    """What a cache or embeddings run did, typed; its JSON form (``to_dict()``) keeps the keys users know."""
 
     status: str
     exit_code: int
@@ -166,21 +189,6 @@ class RunReport:
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_dict()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def keys(self) -> KeysView[str]:
-        return self.to_dict().keys()
 
     @property
     def committed(self) -> int:
@@ -265,13 +273,71 @@ class RunReport:
         return lines
 
 
-#: Any engine's report: the run's typed one, or the monitor's JSON dict.
-Report = RunReport | dict[str, Any]
+@dataclass(frozen=True)
+class MonitorReport(JsonView):
+    """What a watch (``memtui watch``, the monitor engine) did, typed; ``to_dict()`` is its JSON form.
+
+    ``targets`` are each watched process's entry as the JSON report holds it
+    (``TargetSnapshot.as_report``), those that left a live top N first.
+    """
+
+    status: str
+    exit_code: int
+    end_reason: str
+    duration_s: float
+    interval_s: float
+    rounds: int
+    selection: str
+    children: bool
+    on_breaker: str
+    peak_memory_gb: float
+    peak_pid: int | None
+    memory_warnings: int
+    breaker_trips: int
+    actions: int
+    warning_memory_gb: float
+    max_memory_gb: float
+    reset_memory_gb: float
+    limit_gb: float | None
+    limit_source: str | None
+    targets: tuple[dict[str, Any], ...]
+    mode: str = "monitor"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code, "mode": self.mode}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out.setdefault(f.name, list(value) if isinstance(value, tuple) else value)
+        return out
+
+    def summary_lines(self) -> list[str]:
+        """The watch in a few lines: the headless face prints them, ``memtui attach`` too."""
+        lines = [
+            f"Monitor {self.status} ({self.end_reason}) after {self.duration_s:.1f}s: {self.selection}, "
+            f"every {self.interval_s:g}s, on breaker: {self.on_breaker}"
+        ]
+        for t in self.targets:
+            acts = ", ".join(f"{a['action']}{'' if a['ok'] else ' (failed)'}" for a in t["actions"]) or "none"
+            lines.append(
+                f"  pid {t['pid']} {t['name']}: {t['state']} · now {t['memory_usage_gb']:.2f}GB · peak "
+                f"{t['peak_memory_gb']:.2f}GB · warnings {t['memory_warnings']} · trips {t['breaker_trips']} "
+                f"· actions: {acts}"
+            )
+        limit = f"memory limit {self.limit_gb:.2f}GB from {self.limit_source} · " if self.limit_gb else ""
+        lines.append(
+            f"{limit}thresholds: warning {self.warning_memory_gb:.2f}GB, breaker {self.max_memory_gb:.2f}GB, "
+            f"reset below {self.reset_memory_gb:.2f}GB"
+        )
+        return lines
+
+
+#: Any engine's report, typed.
+Report = RunReport | MonitorReport
 
 
 def report_dict(report: Report) -> dict[str, Any]:
     """The JSON form of any engine's report (what --report writes and the wire carries)."""
-    return report.to_dict() if isinstance(report, RunReport) else report
+    return report.to_dict()
 
 
 _WHEN_KNOWN = frozenset(

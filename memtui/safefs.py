@@ -17,7 +17,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from memtui.errors import RuntimeFailure, UsageError
+from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 
 PRIVATE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -40,26 +40,56 @@ def describe_mode(st: os.stat_result) -> str:
     return f"owner {owner_name(st.st_uid)}, mode {stat.filemode(st.st_mode)}"
 
 
-def check_private(path: Path, st: os.stat_result, what: str) -> None:
-    """Refuse anything but a regular file owned by the user memtui runs as."""
+#: What the rule refuses: a link, the wrong kind of node, another user's, a file with other names.
+LINK, KIND, OWNER, HARD_LINKS = "link", "kind", "owner", "hard links"
+
+
+def refusal(path: Path, st: os.stat_result, *, folder: bool = False, sole_name: bool = True) -> tuple[str, str] | None:
+    """The one rule for a file or folder memtui uses: no link, a regular file (or a folder), ours, one name.
+
+    ``st`` is an lstat of ``path`` or an fstat of an fd opened with O_NOFOLLOW. Returns (what is wrong,
+    the words that say it), or None when ``path`` passes. ``sole_name`` False: hard links do not matter
+    (a reader: an owner check already refuses another user's file under a name of ours).
+    """
     if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(path)
-        raise UnsafeFile(
-            f"{what} {path} is a symbolic link (to {target}); memtui never writes through links: "
-            "remove it or pass a real path"
-        )
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeFile(f"{what} {path} is not a file ({stat.filemode(st.st_mode)}); pass a file path")
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return LINK, f"is a symbolic link (to {target})"
+    if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
+        return KIND, f"is not a {'folder' if folder else 'file'} ({stat.filemode(st.st_mode)})"
     if st.st_uid != os.geteuid():
-        raise UnsafeFile(
-            f"{what} {path} belongs to another user ({describe_mode(st)}); memtui only writes "
-            f"files of {owner_name(os.geteuid())}: pass a path of your own"
-        )
-    if st.st_nlink > 1:  # a hard link planted to one of our files (where fs.protected_hardlinks is off)
-        raise UnsafeFile(
-            f"{what} {path} has {st.st_nlink} hard links, so writing it would change another file "
-            "too; remove the other links or pass another path"
-        )
+        return OWNER, f"belongs to another user ({describe_mode(st)})"
+    if sole_name and not folder and st.st_nlink > 1:  # planted where fs.protected_hardlinks is off
+        return HARD_LINKS, f"has {st.st_nlink} hard links, so writing it would change another file too"
+    return None
+
+
+def _default_fix(problem: str, folder: bool) -> str:
+    return {
+        LINK: "memtui never writes through links: remove it or pass a real path",
+        KIND: "remove it or move it away" if folder else "pass a file path",
+        OWNER: f"memtui only writes files of {owner_name(os.geteuid())}: pass a path of your own",
+        HARD_LINKS: "remove the other links or pass another path",
+    }[problem]
+
+
+def check_private(
+    path: Path,
+    st: os.stat_result,
+    what: str,
+    *,
+    folder: bool = False,
+    sole_name: bool = True,
+    error: type[MemtuiError] = UnsafeFile,
+    fix: str | None = None,
+) -> None:
+    """``refusal`` as one line (``error``, UnsafeFile by default: exit 2): what, where, ``fix`` or the rule's own."""
+    found = refusal(path, st, folder=folder, sole_name=sole_name)
+    if found is not None:
+        problem, words = found
+        raise error(f"{what} {path} {words}; {fix or _default_fix(problem, folder)}")
 
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
@@ -78,12 +108,13 @@ def check_existing(path: Path, what: str) -> os.stat_result | None:
 
 
 def tighten(path: Path, st: os.stat_result) -> bool:
-    """Make a checked file 0600 if its mode is looser; True if it changed."""
+    """Make a checked file 0600 (a folder 0700) if its mode is looser; True if it changed."""
     if stat.S_IMODE(st.st_mode) & 0o077 == 0:
         return False
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    folder = stat.S_ISDIR(st.st_mode)
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | (os.O_DIRECTORY if folder else 0))
     try:
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700 | PRIVATE)
+        os.fchmod(fd, 0o700 if folder else stat.S_IMODE(st.st_mode) & 0o700 | PRIVATE)
     finally:
         os.close(fd)
     return True

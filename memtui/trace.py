@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from memtui.errors import UsageError
 from memtui.memory.units import format_gb
-from memtui.safefs import check_existing, check_private, open_private, write_atomic
+from memtui.safefs import check_existing, open_private, write_atomic
 
 MAX_BYTES = 64 * 1024
 log = logging.getLogger("memtui")
@@ -103,15 +103,11 @@ class RunTrace:
 
     def _read(self) -> list[dict[str, Any]]:
         try:
-            # A planted link reads nothing; a planted FIFO must not hang the start (O_NONBLOCK).
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
+            # safefs's rule: a planted link or FIFO reads nothing, someone else's file is no record of ours.
+            fd = open_private(self.path, os.O_RDONLY, "trace", create=False)
+        except (OSError, UsageError):
             return []
         with os.fdopen(fd, "rb") as fh:
-            try:
-                check_private(self.path, os.fstat(fd), "trace")
-            except UsageError:
-                return []  # someone else's file is no record of ours
             lines = fh.read().decode("utf-8", "replace").splitlines()
         records = []
         for line in lines:

@@ -65,6 +65,7 @@ TYPES: dict[str, str] = {
     "TargetGone": "memtui.jobs.monitor.events",
     "TargetAdded": "memtui.jobs.monitor.events",
     "MonitorFinished": "memtui.jobs.monitor.events",
+    "MonitorReport": "memtui.records",
 }
 
 

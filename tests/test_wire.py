@@ -13,6 +13,7 @@ from memtui.jobs.cache import CacheJob
 from memtui.jobs.monitor.engine import MonitorEngine
 from memtui.memory import MemoryConfig, MemoryMonitor
 from memtui.memory.pid_probe import PidProbe
+from memtui.records import MonitorReport
 from memtui.runner import Runner
 from tests.support.executors import FakeExecutor
 from tests.support.inputs import write_input
@@ -67,7 +68,9 @@ def test_a_watchs_snapshots_and_events_round_trip():
         assert drained
         for event in drained:
             assert round_trip("event", event) == event
-        assert round_trip("report", report) == json.loads(json.dumps(report))
+        back = round_trip("report", report)
+        assert isinstance(back, MonitorReport) and back == report  # typed through the wire, targets as dicts
+        assert back.to_dict() == json.loads(json.dumps(report.to_dict())) and back.targets[0]["pid"] == child.pid
     finally:
         child.kill()
         child.wait()

@@ -27,6 +27,7 @@ from memtui import wire
 from memtui.attach import delta
 from memtui.errors import ConfigError, InputError, RuntimeFailure, UsageError
 from memtui.events import EventBus, EventQueue
+from memtui.records import MonitorReport, Report, RunReport
 
 #: The engine's errors a viewer raises as such (a face catches memtui's errors); any other is a ValueError.
 _ERRORS: dict[str, type[Exception]] = {e.__name__: e for e in (ConfigError, InputError, UsageError, RuntimeFailure)}
@@ -143,7 +144,7 @@ class RemoteEngine:
         self.hello: dict[str, Any] = {}
         self._last: Any = None
         self._bus = EventBus(replay=500)
-        self._report: dict[str, Any] | None = None
+        self._report: Report | None = None
         self._ended = threading.Event()
         self.lost = False
         self.silent = False  # the run stopped answering (SIGSTOP, wedged) rather than closing
@@ -194,6 +195,8 @@ class RemoteEngine:
                 elif kind == "event":
                     self._bus.publish(body)
                 elif kind == "report":  # the run is over (its host may stay up: a TUI showing it)
+                    if not isinstance(body, (RunReport, MonitorReport)):
+                        continue  # not a typed report (another memtui's): the run counts as lost, not misread
                     self._report = body
                     self._ended.set()
                 elif kind == "reply" and isinstance(body, dict):
@@ -225,14 +228,14 @@ class RemoteEngine:
         return str(self.hello.get("id", "?"))
 
     @property
-    def report(self) -> dict[str, Any] | None:
+    def report(self) -> Report | None:
         return self._report
 
     @property
     def children(self) -> bool:  # the monitor app reads it
         return bool(getattr(self._last, "children", False))
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Report:
         """Wait for the run to end: its report, or RunLost if the connection ended without one."""
         self._ended.wait()
         if self._report is not None:

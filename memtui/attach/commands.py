@@ -353,16 +353,9 @@ def attach(args: argparse.Namespace) -> int:
     if report is None:
         print(f"memtui: detached from run {entry.id} (it goes on: 'memtui attach {entry.id}' comes back)")
         return 0
-    if hasattr(report, "summary_lines"):  # the run's typed report words its own summary
-        lines = report.summary_lines()
-    else:  # the monitor's
-        lines = [
-            f"Watch {report.get('status')} ({report.get('end_reason', '')}) after "
-            f"{float(report.get('duration_s', 0)):.1f}s: {report.get('selection', '')}"
-        ]
-    for line in lines:
+    for line in report.summary_lines():  # each engine's typed report words its own summary
         print(line)
-    return int(report["exit_code"])
+    return int(report.exit_code)
 
 
 def pick(run_id: str | None) -> RunEntry | None:
@@ -491,7 +484,7 @@ def stop(args: argparse.Namespace) -> int:
     except RunLost as exc:
         print(f"memtui: {exc}", file=sys.stderr)
         return 1
-    print(f"memtui: run {entry.id} ended: {report.get('status')} (exit {report['exit_code']})", file=sys.stderr)
+    print(f"memtui: run {entry.id} ended: {report.status} (exit {report.exit_code})", file=sys.stderr)
     if entry.face == "tui":  # its TUI keeps the report on screen until its operator leaves
         print(f"memtui: its TUI (pid {entry.pid}) shows the report until its operator quits", file=sys.stderr)
         return 0

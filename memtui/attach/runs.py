@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 
 from memtui.errors import UsageError
-from memtui.safefs import check_ancestors, describe_mode, write_atomic
+from memtui.safefs import check_ancestors, check_private, describe_mode, refusal, write_atomic
 
 __all__ = [
     "RunEntry",
@@ -82,12 +82,7 @@ def _folder_error(path: Path, exc: OSError) -> UsageError:
 def _check_folder(path: Path, fd: int) -> None:
     """Ours and a folder (the fd was opened without following a link); tightened to 0700 if looser."""
     st = os.fstat(fd)
-    if not stat.S_ISDIR(st.st_mode):
-        raise UsageError(
-            f"the run folder {path} is not a folder ({stat.filemode(st.st_mode)}); remove it or set MEMTUI_RUN_DIR"
-        )
-    if st.st_uid != os.geteuid():
-        raise UsageError(f"the run folder {path} belongs to another user ({describe_mode(st)}); set MEMTUI_RUN_DIR")
+    check_private(path, st, "the run folder", folder=True, fix="remove it or set MEMTUI_RUN_DIR to a folder of yours")
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.fchmod(fd, 0o700)
 
@@ -260,7 +255,7 @@ def _read_entry(folder: Path, dir_fd: int, name: str) -> RunEntry | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        if refusal(where, st, sole_name=False) is not None:
             warn_once(
                 str(where),
                 f"skipped the run entry {where}: not a file of yours ({describe_mode(st)}); "

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from memtui.errors import RuntimeFailure
-from memtui.safefs import UnsafeFile, check_ancestors, check_private, describe_mode, open_private, owner_name
+from memtui.safefs import check_ancestors, check_private, open_private, owner_name, refusal, tighten
 
 MANIFEST = "export.json"
 #: A manifest is a few hundred bytes; anything this big is not one of ours.
@@ -42,8 +41,6 @@ MANIFEST_MAX_BYTES = 1 << 20
 HASH_CHUNK = 1 << 20
 #: A temporary export folder older than this was left by an export that died (the export's own timeout).
 STALE_TEMP_S = 1800
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _WHAT = "model cache"
 
 
@@ -59,26 +56,17 @@ def cache_root() -> Path:
 
 
 def check_folder(path: Path, what: str = _WHAT) -> os.stat_result:
-    """A folder of the model cache: no link, a folder, ours; a looser mode of ours is made 0700."""
+    """A folder of the model cache by safefs's rule (no link, a folder, ours); a looser mode of ours is made 0700."""
     st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise UnsafeFile(
-            f"{what} {path} is a symbolic link (to {os.readlink(path)}); memtui loads models through no link: "
-            "remove it or set MEMTUI_MODEL_CACHE to the real folder"
-        )
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeFile(f"{what} {path} is not a folder ({stat.filemode(st.st_mode)}); remove it or move it away")
-    if st.st_uid != os.geteuid():
-        raise UnsafeFile(
-            f"{what} {path} belongs to another user ({describe_mode(st)}), who could swap the model memtui loads; "
-            f"remove it or set MEMTUI_MODEL_CACHE to a folder of {owner_name(os.geteuid())}"
-        )
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC)
-        try:
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
+    me = owner_name(os.geteuid())
+    check_private(
+        path,
+        st,
+        what,
+        folder=True,
+        fix=f"memtui loads models only from folders of {me}: remove it or set MEMTUI_MODEL_CACHE to a folder of {me}",
+    )
+    tighten(path, st)
     return st
 
 
@@ -111,7 +99,7 @@ def sweep_stale_temps(root: Path, name: str, now: float | None = None) -> None:
             st = os.lstat(entry)
         except FileNotFoundError:
             continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and now - st.st_mtime > STALE_TEMP_S:
+        if refusal(entry, st, folder=True) is None and now - st.st_mtime > STALE_TEMP_S:
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -153,22 +141,9 @@ def retire(folder: Path) -> None:
 
 
 def _open_checked(path: Path) -> tuple[int, os.stat_result]:
-    """An fd on a file of the cache: no link, a regular file, ours (safefs's rule), mode tightened to 0600."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        st = os.lstat(path)  # FileNotFoundError for the caller; a link or a FIFO is worded below
-        check_private(path, st, f"{_WHAT} file")
-        raise
-    try:
-        st = os.fstat(fd)
-        check_private(path, st, f"{_WHAT} file")
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
+    """An fd on a file of the cache by safefs's rule (no link, a regular file, ours), its mode tightened to 0600."""
+    fd = open_private(path, os.O_RDONLY, f"{_WHAT} file", create=False)
+    return fd, os.fstat(fd)
 
 
 def sha256_of(path: Path, limit: int | None = None) -> tuple[str, int]:

@@ -16,20 +16,20 @@ import contextlib
 import json
 import os
 import sqlite3
-import stat
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
+from memtui.embed.backend_tables import TORCH_BACKEND
 from memtui.embed.companions import SHM, WAL, companion
-from memtui.embed.store import TORCH_BACKEND, _check_header, _read_meta
+from memtui.embed.schema import check_header, open_read_only
+from memtui.embed.sqlite_errors import reason
 from memtui.errors import RuntimeFailure, StoreError
-from memtui.safefs import describe_mode, owner_name
+from memtui.safefs import check_private, lstat_or_none, owner_name
 
 #: Rows fetched per query step: 1024 x 384 float32 is 1.5 MiB of vectors.
 CHUNK_ROWS = 1024
@@ -101,61 +101,22 @@ def check_cache_file(path: Path) -> os.stat_result:
         raise StoreError(f"no cache at {path}; run memtui run --mode cache first or pass --cache PATH") from None
     except OSError as exc:
         raise StoreError(f"cannot look at cache {path} ({exc.strerror or exc}); pass --cache PATH") from None
-    for file, file_st, what in [(path, st, "cache")] + [
-        (side, side_st, "cache companion")
-        for side in (companion(path, suffix) for suffix in _COMPANIONS)
-        if (side_st := _lstat(side)) is not None
-    ]:
-        if stat.S_ISLNK(file_st.st_mode):
-            raise StoreError(
-                f"{what} {file} is a symbolic link (to {os.readlink(file)}); memtui never reads a cache "
-                "through a link: pass the real path"
-            )
-        if not stat.S_ISREG(file_st.st_mode):
-            raise StoreError(f"{what} {file} is not a file ({stat.filemode(file_st.st_mode)}); pass a cache file")
-        if file_st.st_uid != os.geteuid():
-            raise StoreError(
-                f"{what} {file} belongs to another user ({describe_mode(file_st)}); memtui reads only caches "
-                f"of {owner_name(os.geteuid())}: copy it or run as its owner"
-            )
-    _check_header(path)
+    me = owner_name(os.geteuid())
+    fix = f"memtui reads only caches of {me}, never through a link: pass the real path, or copy it and pass the copy"
+    check_private(path, st, "cache", sole_name=False, error=StoreError, fix=fix)
+    for suffix in _COMPANIONS:
+        side = companion(path, suffix)
+        if (side_st := lstat_or_none(side)) is not None:
+            check_private(side, side_st, "cache companion", sole_name=False, error=StoreError, fix=fix)
+    check_header(path)
     return st
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def open_cache(path: str | os.PathLike[str]) -> CacheReader:
     """Open a memtui cache read-only (safe while a run writes it); use it as a context manager."""
     path = Path(path)
     seen = check_cache_file(path)
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open cache {path} read-only ({_reason(exc)}); check its permissions") from None
-    try:
-        meta = _read_meta(conn, path)
-        if meta is None:
-            raise StoreError(f"{path} is an empty SQLite file, not a memtui cache; pass --cache PATH")
-        now = os.lstat(path)
-        if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
-            raise StoreError(f"cache {path} was replaced while memtui opened it; rerun")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"cache {path} is corrupt or unreadable ({_reason(exc)}); pass --cache PATH") from None
-    except BaseException:
-        conn.close()
-        raise
+    conn, meta, tables = open_read_only(path, seen)
     dim = int(meta["dim"]) if meta.get("dim") else None
     return CacheReader(conn, path, meta.get("model_id", ""), dim, has_backends="backend_responses" in tables)
 
@@ -376,7 +337,7 @@ class CacheReader:
             raise self._read_error(exc) from None
 
     def _read_error(self, exc: sqlite3.Error) -> RuntimeFailure:
-        return RuntimeFailure(f"reading cache {self.path} failed ({_reason(exc)}); rerun, or check the disk")
+        return RuntimeFailure(f"reading cache {self.path} failed ({reason(exc)}); rerun, or check the disk")
 
     # -- lifecycle --------------------------------------------------------------
 

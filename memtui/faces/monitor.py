@@ -9,30 +9,12 @@ second Ctrl-C or SIGTERM exits at once, still resuming them first
 
 from __future__ import annotations
 
-from typing import Any
-
 from memtui.faces.headless import HeadlessParts
+from memtui.records import MonitorReport
 
 
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    r = report
-    lines = [
-        f"Monitor {r['status']} ({r['end_reason']}) after {r['duration_s']:.1f}s: {r['selection']}, "
-        f"every {r['interval_s']:g}s, on breaker: {r['on_breaker']}"
-    ]
-    for t in r["targets"]:
-        acts = ", ".join(f"{a['action']}{'' if a['ok'] else ' (failed)'}" for a in t["actions"]) or "none"
-        lines.append(
-            f"  pid {t['pid']} {t['name']}: {t['state']} · now {t['memory_usage_gb']:.2f}GB · peak "
-            f"{t['peak_memory_gb']:.2f}GB · warnings {t['memory_warnings']} · trips {t['breaker_trips']} "
-            f"· actions: {acts}"
-        )
-    limit = f"memory limit {r['limit_gb']:.2f}GB from {r['limit_source']} · " if r.get("limit_gb") else ""
-    lines.append(
-        f"{limit}thresholds: warning {r['warning_memory_gb']:.2f}GB, breaker {r['max_memory_gb']:.2f}GB, "
-        f"reset below {r['reset_memory_gb']:.2f}GB"
-    )
-    return lines
+def summary_lines(report: MonitorReport) -> list[str]:
+    return report.summary_lines()
 
 
 HEADLESS = HeadlessParts(

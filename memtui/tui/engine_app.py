@@ -343,4 +343,4 @@ def _exit_if_stuck(engine: Engine) -> None:
             os._exit(130)
         time.sleep(0.5)
     time.sleep(HANGUP_EXIT_GRACE_S)
-    os._exit(int(report["exit_code"]))
+    os._exit(report.exit_code)

@@ -116,7 +116,7 @@ def log_entry(event: Event) -> tuple[str, str] | None:
     if isinstance(event, TargetAdded):
         return "NEW", "info"
     if isinstance(event, MonitorFinished):
-        return "DONE", "success" if event.report["exit_code"] == 0 else "warning"
+        return "DONE", "success" if event.report.exit_code == 0 else "warning"
     return "NOTE", {"error": "error", "warning": "warning"}.get(event.level, "info")
 
 
@@ -289,7 +289,7 @@ class MonitorApp(EngineApp):
         state = (
             "run lost"
             if getattr(self, "lost", None)
-            else f"finished: {s.report['end_reason']}"
+            else f"finished: {s.report.end_reason}"
             if s.report
             else "stopping"
             if s.stopping

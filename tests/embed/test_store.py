@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from memtui.embed import schema
 from memtui.embed.store import CacheStore, DomainSummary, key_for, summarize_domain
 from memtui.errors import RuntimeFailure, StoreError, UsageError
 from memtui.records import Response
@@ -207,7 +208,7 @@ def test_failed_open_of_a_new_path_removes_what_it_created(tmp_path, monkeypatch
     def boom(*_args):
         raise StoreError("injected")
 
-    monkeypatch.setattr(CacheStore, "_init_or_check", staticmethod(boom))
+    monkeypatch.setattr(schema, "init_or_check", boom)  # after the folders, the lock and the file are made
     with pytest.raises(StoreError, match="injected"):
         CacheStore.open(tmp_path / "new" / "deeper" / "cache.sqlite", MODEL)
     assert list(tmp_path.iterdir()) == []

@@ -56,6 +56,7 @@ from memtui.memory.config_layers import threshold_changes
 from memtui.memory.pid_probe import PidProbe, ProcessAccessDenied, ProcessGone, ppid_map
 from memtui.memory.probe import MemoryLimit, ProcessProbe
 from memtui.memory.units import GB, format_gb
+from memtui.records import MonitorReport
 
 #: How often a --match watch looks for new matching processes (or every interval, if longer).
 RESCAN_S = 5.0
@@ -79,7 +80,7 @@ class MonitorSnapshot:
     reset_bytes: int
     limit: MemoryLimit | None
     targets: tuple[TargetSnapshot, ...]
-    report: dict[str, Any] | None
+    report: MonitorReport | None
     paused: bool = False  # the watch is paused: no sampling, so no breaker actions (last: wire v1 without it)
 
     @property
@@ -152,7 +153,7 @@ class MonitorEngine(EngineCore):
         self._cleaner: Cleaner | None = None  # memtui's own cleanup, made at the first request
         self._rounds = 0
         self._round_cost = 0.0
-        self._report: dict[str, Any] | None = None
+        self._report: MonitorReport | None = None
 
     def _track(self, probe: PidProbe) -> TargetTracker:
         return TargetTracker(probe, self.config, clock=self._clock, interval_s=self.interval_s)
@@ -234,7 +235,7 @@ class MonitorEngine(EngineCore):
             )
 
     # -- the loop -------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> MonitorReport:
         """Watch until the duration is up, stop() is called or every explicit target exited; returns the report."""
         t0 = self._begin()
         self._publish(
@@ -459,31 +460,30 @@ class MonitorEngine(EngineCore):
         return tracker
 
     # -- the report ----------------------------------------------------------------------
-    def _build_report(self, status: str, reason: str, exit_code: int) -> dict[str, Any]:
+    def _build_report(self, status: str, reason: str, exit_code: int) -> MonitorReport:
         """Every process watched, those that left a live top N first (the report keeps them; the table does not)."""
         targets = [*self._former, *(t.snapshot().as_report() for t in self._trackers.values())]
         peak = max(targets, key=lambda t: t["peak_memory_gb"], default=None)
         cfg = self.config
-        return {
-            "status": status,
-            "exit_code": exit_code,
-            "mode": "monitor",
-            "end_reason": reason,
-            "duration_s": round(self._elapsed(), 3),
-            "interval_s": self.interval_s,
-            "rounds": self._rounds,
-            "selection": self.selection,
-            "children": self.children,
-            "on_breaker": self.policy.value,
-            "peak_memory_gb": peak["peak_memory_gb"] if peak else 0.0,
-            "peak_pid": peak["pid"] if peak else None,
-            "memory_warnings": sum(t["memory_warnings"] for t in targets),
-            "breaker_trips": sum(t["breaker_trips"] for t in targets),
-            "actions": sum(len(t["actions"]) for t in targets),
-            "warning_memory_gb": round(cfg.warning_memory_gb, 3),
-            "max_memory_gb": round(cfg.max_memory_gb, 3),
-            "reset_memory_gb": round(cfg.reset_bytes / GB, 3),
-            "limit_gb": round(self.limit.bytes / GB, 3) if self.limit and self.limit.bytes else None,
-            "limit_source": self.limit.source if self.limit else None,
-            "targets": targets,
-        }
+        return MonitorReport(
+            status=status,
+            exit_code=exit_code,
+            end_reason=reason,
+            duration_s=round(self._elapsed(), 3),
+            interval_s=self.interval_s,
+            rounds=self._rounds,
+            selection=self.selection,
+            children=self.children,
+            on_breaker=self.policy.value,
+            peak_memory_gb=peak["peak_memory_gb"] if peak else 0.0,
+            peak_pid=peak["pid"] if peak else None,
+            memory_warnings=sum(t["memory_warnings"] for t in targets),
+            breaker_trips=sum(t["breaker_trips"] for t in targets),
+            actions=sum(len(t["actions"]) for t in targets),
+            warning_memory_gb=round(cfg.warning_memory_gb, 3),
+            max_memory_gb=round(cfg.max_memory_gb, 3),
+            reset_memory_gb=round(cfg.reset_bytes / GB, 3),
+            limit_gb=round(self.limit.bytes / GB, 3) if self.limit and self.limit.bytes else None,
+            limit_source=self.limit.source if self.limit else None,
+            targets=tuple(targets),
+        )

@@ -7,12 +7,12 @@ TargetSampled lines (its table already says that).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from memtui.events import Event
 from memtui.jobs.monitor.tracker import Action, TargetSnapshot, TargetState
 from memtui.memory.breaker import BreakerState
 from memtui.memory.units import MB, format_duration, format_gb
+from memtui.records import MonitorReport
 
 
 def format_rate(bps: float | None) -> str:
@@ -117,13 +117,13 @@ class TargetAdded(Event):
 
 @dataclass(frozen=True)
 class MonitorFinished(Event):
-    report: dict[str, Any]
+    report: MonitorReport
 
     @property
     def message(self) -> str:
         r = self.report
         return (
-            f"🏁 Monitor {r['status']} after {r['duration_s']:.1f}s ({r['end_reason']}): "
-            f"{len(r['targets'])} target(s), peak {r['peak_memory_gb']:.2f}GB, {r['memory_warnings']} warning(s), "
-            f"{r['breaker_trips']} trip(s), {r['actions']} action(s)"
+            f"🏁 Monitor {r.status} after {r.duration_s:.1f}s ({r.end_reason}): "
+            f"{len(r.targets)} target(s), peak {r.peak_memory_gb:.2f}GB, {r.memory_warnings} warning(s), "
+            f"{r.breaker_trips} trip(s), {r.actions} action(s)"
         )
