@@ -29,9 +29,10 @@ test: check
 
 # The fast lane for iteration: no real model, no real CLI subprocess, no cluster, no slow test (the markers
 # follow from what each test uses: tests/support/lanes.py), and a test that imports the model fails.
-# Not CI's lane: `make test` is. No checks first; run `make check` beside it.
+# Spread over 2 workers (pytest-xdist; ARGS="-n 0" runs it in one). Not CI's lane: `make test` is, and
+# it stays in one process until the whole suite has been shown safe under xdist. No checks first.
 test-fast: $(STAMP)
-	MEMTUI_TEST_LANE=fast $(BIN)/python -m pytest -q $(ARGS)
+	MEMTUI_TEST_LANE=fast $(BIN)/python -m pytest -q -n 2 $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --quick $(ARGS)

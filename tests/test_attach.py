@@ -375,13 +375,6 @@ def drain_until(master: int, predicate, timeout: float) -> bytes:
     return seen
 
 
-def catches(pid: int, signum: int) -> bool:
-    """Whether ``pid`` has a handler of its own for ``signum`` (SigCgt in /proc/PID/status)."""
-    with open(f"/proc/{pid}/status") as f:
-        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
-    return bool(caught >> (signum - 1) & 1)
-
-
 def exit_status(pid: int, timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -406,9 +399,12 @@ def test_a_viewer_whose_terminal_goes_away_detaches_and_the_in_process_tui_is_at
         assert row["pid"] == tui and row["mode"] == "cache"
         # ...watched from a second terminal with `memtui attach`.
         viewer, viewer_master = spawn_on_a_terminal(["attach", row["id"]], env)
-        # the dashboard up and its SIGHUP handler set (a hangup before it would kill the viewer, not
-        # detach it): waited for in /proc, not guessed with a sleep
-        drain_until(viewer_master, lambda: catches(viewer, signal.SIGHUP) and ls(env)[0]["viewers"] == 1, 120)
+        drain_until(viewer_master, lambda: ls(env)[0]["viewers"] == 1, 120)
+        # Left as it was: the CLI catches SIGHUP from its start (a KeyboardInterrupt until the face takes
+        # over), so SigCgt cannot tell when the dashboard's own handler is set; nothing on screen says so
+        # yet either. A condition for it is still to find.
+        shown = time.monotonic() + 3
+        drain_until(viewer_master, lambda: time.monotonic() > shown, 10)  # the dashboard up, its handlers set
         os.close(viewer_master)  # that terminal goes away: SIGHUP
         code = exit_status(viewer, 30)
         assert code == 0, code  # detached

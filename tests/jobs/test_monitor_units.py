@@ -224,7 +224,9 @@ def test_memtui_never_signals_itself_even_inside_a_watched_tree_and_says_so():
     assert outcome.error == f"refused: pid {os.getpid()} is memtui itself"
 
 
-@pytest.mark.parametrize("pid", [1, os.getpid(), os.getppid()])
+@pytest.mark.parametrize(
+    "pid", [1, os.getpid(), os.getppid()], ids=["init", "memtui", "its-parent"]
+)  # ids: the same in every process (xdist compares)
 def test_a_protected_target_gets_nothing_not_even_its_children(pid):
     tree = FakeProbe(pid=pid)
     tree.processes = lambda ppids=None: [FakeProc(pid), FakeProc(4243)]

@@ -141,7 +141,8 @@ async def test_plus_minus_step_the_breaker(make_rig):
 
 
 async def test_b_changes_batch_limits_and_refuses_bad_ones(make_rig):
-    rig = make_rig(domains=30, delay_s=0.03)
+    # enough domains that the job outlives the test on a loaded machine (30 ran out before "two more batches")
+    rig = make_rig(domains=3000, delay_s=0.03)
     app = MemtuiApp(rig.runner)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: rig.executor.sub_batches >= 1, what="the job to start")
