@@ -584,3 +584,22 @@ def test_d_is_a_viewers_key_only():
 
     assert bound(MemtuiApp) == bound(MonitorApp) == bound(DashboardScreen) == set()
     assert bound(AttachedMemtuiApp) == bound(AttachedMonitorApp) == {"d"}
+
+
+def test_the_chooser_reads_a_number_out_of_range_as_a_wrong_number_not_an_id_prefix(tmp_path, capsys):
+    """With two runs, "7" must not attach to a run whose random id starts with 7; its full id or a hex prefix does."""
+    from memtui.attach.commands import choose
+    from memtui.attach.runs import RunEntry
+
+    runs = [
+        RunEntry(run_id, 1, 0.0, "cache", "in", "c", str(tmp_path / f"{run_id}.sock"))
+        for run_id in ("7e8ef9", "a1b2c3")
+    ]
+    answers = iter(["7", "3", "7e", "q"])
+    assert choose(runs, ask=lambda prompt: next(answers)) is runs[0]  # "7", "3" refused; the prefix "7e" picks it
+    out = capsys.readouterr().out
+    assert "no single run is '7'" in out and "no single run is '3'" in out
+    answers = iter(["7e8ef9"])
+    assert choose(runs, ask=lambda prompt: next(answers)) is runs[0]
+    answers = iter(["2"])
+    assert choose(runs, ask=lambda prompt: next(answers)) is runs[1]

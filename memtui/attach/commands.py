@@ -382,7 +382,11 @@ def choose(running: list[RunEntry], ask: Any = input) -> RunEntry | None:
             return None
         if answer.isdigit() and 1 <= int(answer) <= len(running):
             return running[int(answer) - 1]
-        matches = [e for e in running if e.id == answer] or [e for e in running if answer and e.id.startswith(answer)]
+        # A number out of range is a wrong number, not an id prefix (ids are random hex: "7" could pick 7e8ef9).
+        prefix_ok = bool(answer) and not answer.isdigit()
+        matches = [e for e in running if e.id == answer] or [
+            e for e in running if prefix_ok and e.id.startswith(answer)
+        ]
         if len(matches) == 1:
             return matches[0]
         print(f"no single run is {answer!r}: type a number from 1 to {len(running)}, an id, or q")
