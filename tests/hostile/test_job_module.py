@@ -34,12 +34,19 @@ def _items(tmp_path: Path) -> Path:
     return path
 
 
-def _run(tmp_path: Path, *, cwd: Path | None = None, pythonpath: Path | None = None, output: Path | None = None):
-    env = memtui_env()
+def _run(
+    tmp_path: Path,
+    *,
+    cwd: Path | None = None,
+    pythonpath: Path | str | None = None,
+    output: Path | None = None,
+    job: str = "plantmod:f",
+):
+    env = memtui_env(XDG_CACHE_HOME=str(tmp_path / "xdg-cache"))
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    args = ["run", "--job", "plantmod:f", "--input", str(_items(tmp_path)), "--headless"]
+    args = ["run", "--job", job, "--input", str(_items(tmp_path)), "--headless"]
     args += ["--output", str(output or tmp_path / "r.sqlite")]
     return subprocess.run(
         [sys.executable, "-m", "memtui", *args],
@@ -199,3 +206,104 @@ def test_an_input_rewritten_under_a_job_ends_it_keeping_what_was_committed(tmp_p
     assert proc.returncode == 2, stderr
     assert "input" in stderr and "rerun once the file is complete" in stderr and "pieces" in stderr, stderr
     assert committed(out) >= 8
+
+
+# -- every level of a dotted name, every search path entry, and the bytecode are checked before code runs ---
+
+
+def _private(folder: Path) -> Path:
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    return folder
+
+
+def test_a_submodule_others_can_write_is_refused_before_its_package_runs_it(tmp_path):
+    jobs = _private(tmp_path / "jobs")
+    package = _private(jobs / "rpkg")
+    marker = tmp_path / "marker"
+    (package / "__init__.py").write_text("")
+    _module(package, marker, name="sub", mode=0o666)
+    _refused(_run(tmp_path, cwd=jobs, job="rpkg.sub:f"), "is not a file only root or you can write")
+    assert not marker.exists()  # the check came before the import, not after it
+
+
+def test_a_namespace_package_in_a_shared_folder_is_refused_before_it_runs(tmp_path):
+    shared = tmp_path / "pub"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    namespace = shared / "nspkg"
+    namespace.mkdir()
+    namespace.chmod(0o777)
+    marker = tmp_path / "marker"
+    _module(namespace, marker, name="mod")
+    _refused(_run(tmp_path, pythonpath=shared, job="nspkg.mod:f"), "memtui does not import from")
+    assert not marker.exists()
+
+
+def test_a_shared_folder_anywhere_on_pythonpath_is_refused_before_the_job_imports_from_it(tmp_path):
+    """The job module is safe, but its own `import helperx` would search every PYTHONPATH entry."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    marker = tmp_path / "marker"
+    _module(shared, marker, name="helperx")
+    jobs = _private(tmp_path / "jobs")
+    (jobs / "okjob.py").write_text("import helperx\n\ndef f(items):\n    return items\n")
+    _refused(_run(tmp_path, pythonpath=f"{shared}:{jobs}", job="okjob:f"), "on the module search path")
+    assert not marker.exists()
+
+
+def test_bytecode_planted_in_a_pycache_others_can_write_is_never_read(tmp_path):
+    """A root-owned module beside a __pycache__ of another user: its .pyc, stamped to match, must not run."""
+    require_root()
+    import importlib._bootstrap_external as bootstrap  # the stdlib's own pyc writer, to stamp the fake exactly
+
+    jobs = _private(tmp_path / "jobs2")
+    source = jobs / "pj.py"
+    source.write_text("def f(items):\n    return [{'honest': True} for _ in items]\n")
+    marker = tmp_path / "marker"
+    evil = compile(MODULE.format(marker=str(marker)), str(source), "exec")
+    st = source.stat()
+    cache = jobs / "__pycache__"
+    cache.mkdir()
+    os.chown(cache, NOBODY, NOBODY)
+    pyc = Path(bootstrap.cache_from_source(str(source)))
+    assert pyc.parent == cache
+    pyc.write_bytes(bootstrap._code_to_timestamp_pyc(evil, st.st_mtime, st.st_size))
+    os.chown(pyc, NOBODY, NOBODY)
+    done = _run(tmp_path, cwd=jobs, job="pj:f")
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+
+
+def test_another_functions_results_file_is_refused_not_reused(tmp_path):
+    jobs = _private(tmp_path / "jobs")
+    (jobs / "one.py").write_text("def f(items):\n    return ['one' for _ in items]\n")
+    (jobs / "two.py").write_text("def g(items):\n    return ['two' for _ in items]\n")
+    out = tmp_path / "r.sqlite"
+    assert _run(tmp_path, cwd=jobs, job="one:f", output=out).returncode == 0
+    _refused(_run(tmp_path, cwd=jobs, job="two:g", output=out), "holds the results of job one:f, not two:g")
+
+
+def test_a_cleanup_hook_that_exits_is_logged_and_skipped():
+    from memtui.jobs.user import hooks
+
+    ran = []
+    hooks.clear_hooks()
+    try:
+        hooks.on_cleanup(lambda: sys.exit(0))
+        hooks.on_cleanup(lambda: ran.append("after"))
+        assert len(hooks.run_hooks(unloading=False)) == 1  # the exiting hook is skipped, the run goes on
+        assert ran == ["after"]
+    finally:
+        hooks.clear_hooks()
+
+
+def test_a_result_nested_deeper_than_json_fails_its_item_not_the_run():
+    from memtui.jobs.user.executor import Failed, _checked
+
+    deep: list = []
+    for _ in range(200_000):
+        deep = [deep]
+    assert isinstance(_checked(deep), Failed)
+    assert _checked({"ok": [1, 2]}) == {"ok": [1, 2]}

@@ -96,7 +96,7 @@ def _checked(result: Any) -> Any:
     """A result the results file can hold (JSON), else the item's failure."""
     try:
         json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested deeper than JSON goes
         return Failed(f"result is not JSON-serialisable: {_one_line(exc)}")
     return result
 

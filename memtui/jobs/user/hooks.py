@@ -50,7 +50,7 @@ def run_hooks(*, unloading: bool) -> list[str]:
         name = getattr(hook, "__qualname__", None) or repr(hook)
         try:
             hook()
-        except Exception as exc:  # a user's hook: logged, never the end of the run
+        except (Exception, SystemExit) as exc:  # a user's hook (sys.exit too): logged, never the end of the run
             log.warning("cleanup hook %s failed: %s: %s", name, exc.__class__.__name__, exc)
             continue
         names.append(name)

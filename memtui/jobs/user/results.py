@@ -223,6 +223,13 @@ def _init_or_check(conn: sqlite3.Connection, path: Path, job: str, existed: bool
             conn.execute("COMMIT")
         elif existed and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise StoreError(f"results file {path} is corrupt; {_FIX}")
+        else:  # another function's results are not this one's: never reused as if they were
+            row = conn.execute("SELECT value FROM meta WHERE key = 'job'").fetchone()
+            if row is not None and row[0] != job:
+                raise StoreError(
+                    f"results file {path} holds the results of job {row[0]}, not {job}; pass another --output "
+                    "(or delete it to start over)"
+                )
     except sqlite3.DatabaseError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
