@@ -262,6 +262,10 @@ def test_memtui_removes_a_dead_runs_own_files_and_nothing_else_it_is_named(place
 def test_malformed_entries_are_skipped_with_one_warning_each_and_the_live_run_stays_usable(place, sleeper):
     runs, env, _ = place
     run_id, _pid = detach_monitor(place, sleeper)
+    deadline = time.monotonic() + 60  # the run is listed and watching before anything is planted beside it
+    while [(row["id"], row["phase"]) for row in ls(env)[0]] != [(run_id, "watching")]:
+        assert time.monotonic() < deadline, ls(env)
+        time.sleep(0.2)
     bad = {
         "b00001": entry(runs, "b00001", pid="abc"),
         "b00002": entry(runs, "b00002", pid=-5),
