@@ -37,6 +37,16 @@ def make_folders(path: Path, created: list[Path]) -> None:
         raise _cannot_create(path, exc, made) from None
 
 
+def remove_created(created: list[Path]) -> None:
+    """Undo a failed open: what ``make_folders`` and ``prepare`` made (and SQLite's companions), newest first."""
+    for made in reversed(created):
+        for victim in (made, *(companion(made, s) for s in SQLITE_SUFFIXES)):
+            try:
+                victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
 def _cannot_create(path: Path, exc: OSError, folder: Path | None = None) -> MemtuiError:
     """A failed mkdir or create: a full disk said so, else what failed and where to put the cache instead."""
     if is_disk_full(exc):

@@ -27,7 +27,6 @@ import numpy as np
 from memtui.embed import cache_file, schema
 from memtui.embed.backend_tables import TORCH_BACKEND, Tables, key_for
 from memtui.embed.cache_info import cache_info
-from memtui.embed.companions import SQLITE_SUFFIXES, companion
 from memtui.embed.lock import CacheLock
 from memtui.embed.sqlite_errors import FIX, is_full, reason, write_fix
 from memtui.embed.summary import DomainSummary, summarize_domain, summarize_rows
@@ -118,12 +117,7 @@ class CacheStore:
         except BaseException:
             if lock is not None:
                 lock.release()  # first: its file sits in a folder that may go next
-            for made in reversed(created):
-                for victim in (made, *(companion(made, s) for s in SQLITE_SUFFIXES)):
-                    try:
-                        victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
-                    except OSError:
-                        pass
+            cache_file.remove_created(created)
             raise
         return cls(conn, path, model_id, stored_dim, lock, backend)
 

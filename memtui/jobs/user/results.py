@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from memtui.embed import cache_file
 from memtui.embed.companions import SHM, SQLITE_SUFFIXES, WAL, companion
 from memtui.embed.lock import CacheLock
 from memtui.errors import StoreError
@@ -67,12 +68,7 @@ class ResultsStore:
         except BaseException:
             if lock is not None:
                 lock.release()
-            for made in reversed(created):
-                for victim in (made, *(companion(made, s) for s in SQLITE_SUFFIXES)):
-                    try:
-                        victim.rmdir() if victim.is_dir() else victim.unlink(missing_ok=True)
-                    except OSError:
-                        pass
+            cache_file.remove_created(created)
             raise
         return cls(conn, path, lock)
 
