@@ -42,6 +42,7 @@ __all__ = [
     "find",
     "new_run_id",
     "open_runs_dir",
+    "process_since_boot",
     "process_start",
     "remove",
     "runs_dir",
@@ -51,6 +52,9 @@ __all__ = [
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: An entry is a few hundred bytes; a bigger file is not one of ours.
 ENTRY_MAX_BYTES = 64 * 1024
+#: An entry without ``since_boot`` names its process by wall-clock start: the kernel's boot time is whole
+#: seconds and is restepped with the clock, so one process reads up to a second apart.
+WALL_CLOCK_SLACK_S = 2.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _warned: set[str] = set()
 
@@ -139,9 +143,24 @@ def new_run_id() -> str:
 
 
 def process_start(pid: int) -> float | None:
+    """When ``pid`` started, as a wall-clock time (shown to people; not an identity: see below)."""
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
+        return None
+
+
+def process_since_boot(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since boot: the kernel's own count, fixed for the process's life.
+
+    The wall-clock start moves whenever the kernel's boot time (whole seconds, derived from the clock) is
+    restepped, so two readings of one process can differ by a second: an identity needs this one.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            raw = stat_file.read(4096)
+        return int(raw.rsplit(b")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -179,6 +198,7 @@ class RunEntry:
     report: str = ""
     started_at: float = 0.0
     face: str = ""  # "tui" or "headless": a TUI keeps its report on screen after the run ends
+    since_boot: float = 0.0  # the process's start in seconds since boot (0: an entry written before it)
 
     @property
     def path(self) -> Path:
@@ -186,15 +206,16 @@ class RunEntry:
 
     def alive(self) -> bool:
         """The run's process still exists and is the same one (not a reused pid)."""
-        start = process_start(self.pid)
-        if start is None:
-            return False
         try:
             if psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE:
                 return False
         except psutil.Error:
             return False
-        return abs(start - self.start_time) < 1.0
+        since_boot = process_since_boot(self.pid)
+        if self.since_boot > 0 and since_boot is not None:
+            return abs(since_boot - self.since_boot) < 0.001
+        start = process_start(self.pid)  # an older entry, or no /proc: the wall clock, with its second of drift
+        return start is not None and abs(start - self.start_time) < WALL_CLOCK_SLACK_S
 
     def write(self) -> None:
         write_atomic(self.path, (json.dumps(asdict(self), indent=2) + "\n").encode(), "run entry")
@@ -213,7 +234,7 @@ class RunEntry:
             raise BadEntry(f"its id {run_id!r} is not its file name's")
         values: dict[str, Any] = {"id": run_id}
         values["pid"] = _number(data, "pid", integer=True, low=1, high=(1 << 22))  # the kernel's pid_max limit
-        for name_ in ("start_time", "started_at"):
+        for name_ in ("start_time", "started_at", "since_boot"):
             values[name_] = float(_number(data, name_))
         for text in ("mode", "input", "cache", "socket", "log", "report", "face"):
             value = data.get(text, "")

@@ -36,7 +36,7 @@ from typing import Any
 from memtui import wire
 from memtui.attach import delta
 from memtui.attach.client import peer_credentials
-from memtui.attach.runs import RunEntry, ensure_runs_dir, new_run_id, process_start, remove
+from memtui.attach.runs import RunEntry, ensure_runs_dir, new_run_id, process_since_boot, process_start, remove
 from memtui.engine import Engine, call
 from memtui.events import Notice
 from memtui.safefs import lstat_or_none
@@ -237,6 +237,7 @@ class AttachServer:
             id=self.run_id,
             pid=pid,
             start_time=process_start(pid) or 0.0,
+            since_boot=process_since_boot(pid) or 0.0,
             socket=str(path),
             log=self.log_path,
             report=self.report_path,
