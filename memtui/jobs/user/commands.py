@@ -56,6 +56,12 @@ def results_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(row: dict[str, Any]) -> str:
+    """A key in a text column: a string id as itself, any other id as its JSON text."""
+    key = row["key"]
+    return key if isinstance(key, str) else json.dumps(key, ensure_ascii=False)
+
+
 def _text(row: dict[str, Any], value: str) -> str:
     return row[value] if value == "error" else json.dumps(row[value], ensure_ascii=False)
 
@@ -66,7 +72,7 @@ def _csv(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
     writer.writerow(["key", value])
     count = 0
     for row in rows:
-        writer.writerow([row["key"], _text(row, value)])
+        writer.writerow([_key(row), _text(row, value)])
         count += 1
     text.flush()
     text.detach()
@@ -85,7 +91,7 @@ def _parquet(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
         keys: list[str] = []
         values: list[str] = []
         for row in rows:
-            keys.append(row["key"])
+            keys.append(_key(row))
             values.append(_text(row, value))
             count += 1
             if len(keys) >= PARQUET_GROUP_ROWS:

@@ -27,7 +27,13 @@ from memtui.errors import StoreError
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 KIND = "memtui-results"
-SCHEMA_VERSION = 1
+#: 2: a key is its id's JSON text (``1`` and ``"1"`` apart), or HASH_KEY + hex. 1 (the first release) keyed
+#: ``str(id)``, so 1 and "1" were one key: such a file is still read (``memtui results``), never run into.
+SCHEMA_VERSION = 2
+OLD_KEYING = "1"
+#: The key of an item without an id (never JSON text: JSON starts with a quote, a digit, -, [, {, t or f).
+HASH_KEY = "sha256:"
+OLD_KIND = "memtui-results, keyed by str(id)"
 IN_CHUNK = 500
 _FIX = "move it away or pass --output NEW_PATH"
 
@@ -176,8 +182,18 @@ def _classify(path: Path, st: os.stat_result) -> None:
         kind = _kind(conn)
     finally:
         conn.close()
+    if kind == OLD_KIND:
+        raise StoreError(
+            f'results file {path} was written by an older memtui whose keys lose the id\'s JSON type (1 and "1" '
+            "were one key); `memtui results` still reads it; pass a new --output (or delete it) to run again"
+        )
     if kind not in (None, KIND):
         raise StoreError(f"{path} is a SQLite database but not a memtui results file; {_FIX}")
+
+
+def key_value(key: str) -> Any:
+    """A stored key as the operator wrote it: the id's JSON value (``1`` or ``"1"``), or the hash key."""
+    return key if key.startswith(HASH_KEY) else json.loads(key)
 
 
 def _kind(conn: sqlite3.Connection) -> str | None:
@@ -190,7 +206,10 @@ def _kind(conn: sqlite3.Connection) -> str | None:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError:
         return "foreign"
-    return KIND if meta.get("kind") == KIND and meta.get("schema_version") == str(SCHEMA_VERSION) else "foreign"
+    if meta.get("kind") != KIND:
+        return "foreign"
+    version = meta.get("schema_version")
+    return KIND if version == str(SCHEMA_VERSION) else OLD_KIND if version == OLD_KEYING else "foreign"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -265,11 +284,13 @@ def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Ite
     check_results_file(path)
     conn = _read_only(path)
     try:
-        if _kind(conn) != KIND:
+        kind = _kind(conn)
+        if kind not in (KIND, OLD_KIND):
             raise StoreError(f"{path} is not a memtui results file; pass the --output of a memtui job")
+        show = key_value if kind == KIND else str  # an old file's keys are str(id): shown as stored
         table, column = ("failures", "error") if failures else ("results", "result")
         for key, value in conn.execute(f"SELECT key, {column} FROM {table} ORDER BY line, key"):
-            yield {"key": key, column: value if failures else json.loads(value)}
+            yield {"key": show(key), column: value if failures else json.loads(value)}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read results file {path} ({exc}); check the file") from None
     finally:
