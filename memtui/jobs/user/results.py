@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -196,14 +196,26 @@ def key_value(key: str) -> Any:
     return key if key.startswith(HASH_KEY) else json.loads(key)
 
 
+def _schema_is_ours(entries: list[tuple[Any, ...]]) -> bool:
+    """The file holds exactly the tables and indexes memtui creates: no view (a recursive one never ends a
+    read), no trigger (run on a write), no other column. SQLite keeps each CREATE statement's text as given."""
+    ours = {statement.strip() for statement in _SCHEMA.split(";") if statement.strip()}
+    made = set()
+    for kind, name, sql in entries:
+        if sql is None and kind == "index" and str(name).startswith("sqlite_autoindex_"):
+            continue  # a PRIMARY KEY's own index
+        made.add(sql)
+    return made == ours
+
+
 def _kind(conn: sqlite3.Connection) -> str | None:
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
+        entries = conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()  # reads no table
+        if not entries:
             return None
-        if "meta" not in tables:
+        if not _schema_is_ours(entries):
             return "foreign"
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta = dict(conn.execute("SELECT key, value FROM meta LIMIT 16").fetchall())
     except sqlite3.DatabaseError:
         return "foreign"
     if meta.get("kind") != KIND:
@@ -276,10 +288,12 @@ def check_results_file(path: Path) -> None:
             raise StoreError(f"{what} {file} is not a file ({stat.filemode(st.st_mode)}); pass a results file")
 
 
-def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[dict[str, Any]]:
-    """Each stored ``{"key", "result"}`` in input order (``failures``: each ``{"key", "error"}`` instead).
+def read_rows(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[tuple[Any, bytes]]:
+    """Each stored (key, result as its JSON text) in input order (``failures``: (key, error text)), as bytes.
 
-    Streams (one row at a time): a results file of any size reads in bounded memory."""
+    Streams one row at a time, never parsing a result: the file's text is checked to be JSON by SQLite
+    (``json_valid``, in C, depth-bounded) and on one line, so it can be written out as it is, once. A row that
+    is not as memtui writes it is a one-line StoreError naming the file and the row's key."""
     path = Path(path)
     check_results_file(path)
     conn = _read_only(path)
@@ -287,11 +301,57 @@ def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Ite
         kind = _kind(conn)
         if kind not in (KIND, OLD_KIND):
             raise StoreError(f"{path} is not a memtui results file; pass the --output of a memtui job")
+        conn.text_factory = bytes  # a 200 MB result is fetched once, as bytes, never decoded
         show = key_value if kind == KIND else str  # an old file's keys are str(id): shown as stored
         table, column = ("failures", "error") if failures else ("results", "result")
-        for key, value in conn.execute(f"SELECT key, {column} FROM {table} ORDER BY line, key"):
-            yield {"key": show(key), column: value if failures else json.loads(value)}
+        check = "1" if failures else f"json_valid({column})"
+        sql = (
+            f"SELECT key, typeof(key), {column}, typeof({column}), {check}, "
+            f"instr({column}, char(10)) + instr({column}, char(13)) FROM {table} ORDER BY line, key"
+        )
+        for key, key_type, value, value_type, valid, newline in conn.execute(sql):
+            shown = _key_shown(path, key, key_type, show)
+            if value_type not in (b"text", "text") or not valid or (newline and not failures):
+                raise StoreError(
+                    f"results file {path}: the {column} of key {shown!r} is not as memtui writes it "
+                    f"({'not JSON text on one line' if not failures else 'not text'}); the file is damaged: "
+                    "rerun the job into a new --output"
+                )
+            yield shown, value
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read results file {path} ({exc}); check the file") from None
     finally:
         conn.close()
+
+
+def _key_shown(path: Path, key: Any, key_type: Any, show: Callable[[str], Any]) -> Any:
+    try:
+        if key_type not in (b"text", "text"):
+            raise ValueError(f"a key of type {key_type!r}")
+        return show(key.decode())
+    except (ValueError, RecursionError, AttributeError) as exc:  # UnicodeDecodeError, JSONDecodeError: ValueError
+        shown = key[:80].decode("utf-8", "replace") if isinstance(key, bytes) else key
+        raise StoreError(
+            f"results file {path}: the key {shown!r} is not as memtui writes it ({type(exc).__name__}); "
+            "the file is damaged: rerun the job into a new --output"
+        ) from None
+
+
+def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[dict[str, Any]]:
+    """Each stored ``{"key", "result"}`` in input order (``failures``: each ``{"key", "error"}`` instead).
+
+    Streams (one row at a time): a results file of any size reads in bounded memory. A damaged row is a
+    StoreError naming the file and the row's key, never a traceback of the JSON parser."""
+    column = "error" if failures else "result"
+    for key, value in read_rows(path, failures=failures):
+        if failures:
+            yield {"key": key, column: value.decode("utf-8", "replace")}
+            continue
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(
+                f"results file {path}: the result of key {key!r} cannot be read ({type(exc).__name__}: "
+                f"{str(exc)[:200] or 'nested too deeply'}); the file is damaged: rerun the job into a new --output"
+            ) from None
+        yield {"key": key, column: parsed}
