@@ -300,13 +300,13 @@ def test_a_cleanup_hook_that_exits_is_logged_and_skipped():
 
 
 def test_a_result_nested_deeper_than_json_fails_its_item_not_the_run():
-    from memtui.jobs.user.executor import Failed, _checked
+    from memtui.jobs.user.executor import Encoded, Failed, _encoded
 
     deep: list = []
     for _ in range(200_000):
         deep = [deep]
-    assert isinstance(_checked(deep), Failed)
-    assert _checked({"ok": [1, 2]}) == {"ok": [1, 2]}
+    assert isinstance(_encoded(deep), Failed)
+    assert _encoded({"ok": [1, 2]}) == Encoded('{"ok": [1, 2]}')
 
 
 def _results_file(path: Path) -> Path:

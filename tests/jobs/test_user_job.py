@@ -270,3 +270,33 @@ def test_a_results_file_of_the_old_keying_is_read_but_never_run_into(tmp_path):
     [line] = again.stderr.strip().splitlines()
     assert "written by an older memtui" in line and "pass a new --output" in line
     assert [(r["key"], r["result"]) for r in results(out)] == [("i0000", "A"), ("i0001", "B")]
+
+
+def test_each_result_is_encoded_once(tmp_path, monkeypatch):
+    """A 200 MB result once reached 2x --max-memory: it was JSON-encoded to check it, then again to store it."""
+    from memtui.jobs.user import executor, items
+
+    encodes = []
+    real = json.dumps
+
+    def counting(value, *args, **kwargs):
+        if isinstance(value, str) and value.startswith("result-"):
+            encodes.append(value)
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(executor.json, "dumps", counting)
+    source = write_items(tmp_path / "items.jsonl", ["a", "b", "c"])
+    fn = executor.FunctionExecutor(lambda batch: [f"result-{it['text']}" for it in batch], "t:f", call_items=2)
+    job = items.ItemJob(source, tmp_path / "r.sqlite", fn)
+    job.open()
+    try:
+        pieces = list(job.units())
+        work = job.prepare(pieces)
+        for indices, outputs in fn.encode_iter([text for _, text in work.to_embed]):
+            for i, output in zip(indices, outputs):
+                work.vectors[work.to_embed[i][0]] = output
+        job.commit(work)
+    finally:
+        job.close()
+    assert sorted(encodes) == ["result-a", "result-b", "result-c"]  # once each, not twice
+    assert [r["result"] for r in results(tmp_path / "r.sqlite")] == ["result-a", "result-b", "result-c"]

@@ -42,9 +42,13 @@ def results_command(args: argparse.Namespace) -> int:
         with open_output(output, "results") as out:
             if args.format == "jsonl":
                 head, tail = (b', "error": ', b"}\n") if args.failures else (b', "result": ', b"}\n")
-                for key, text in rows:  # the stored JSON text, written as it is: one copy of a row at a time
+                for key, pieces in rows:  # the stored JSON text, copied as it is, a piece at a time
                     out.write(b'{"key": ' + json.dumps(key, ensure_ascii=False).encode() + head)
-                    out.write(json.dumps(text.decode("utf-8", "replace")).encode() if args.failures else text)
+                    if args.failures:
+                        out.write(json.dumps(_text(pieces), ensure_ascii=False).encode())
+                    else:
+                        for piece in pieces:
+                            out.write(piece)
                     out.write(tail)
                     count += 1
             elif args.format == "csv":
@@ -64,20 +68,24 @@ def _key(key: Any) -> str:
     return key if isinstance(key, str) else json.dumps(key, ensure_ascii=False)
 
 
-def _csv(out: Any, rows: Iterator[tuple[Any, bytes]], value: str) -> int:
+def _text(pieces: Iterator[bytes]) -> str:
+    return b"".join(pieces).decode("utf-8", "replace")
+
+
+def _csv(out: Any, rows: Iterator[tuple[Any, Iterator[bytes]]], value: str) -> int:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(["key", value])
     count = 0
-    for key, stored in rows:
-        writer.writerow([_key(key), stored.decode("utf-8", "replace")])
+    for key, pieces in rows:
+        writer.writerow([_key(key), _text(pieces)])
         count += 1
     text.flush()
     text.detach()
     return count
 
 
-def _parquet(out: Any, rows: Iterator[tuple[Any, bytes]], value: str) -> int:
+def _parquet(out: Any, rows: Iterator[tuple[Any, Iterator[bytes]]], value: str) -> int:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -88,9 +96,9 @@ def _parquet(out: Any, rows: Iterator[tuple[Any, bytes]], value: str) -> int:
     with pq.ParquetWriter(_Positioned(out), schema) as writer:
         keys: list[str] = []
         values: list[str] = []
-        for key, text in rows:
+        for key, pieces in rows:
             keys.append(_key(key))
-            values.append(text.decode("utf-8", "replace"))
+            values.append(_text(pieces))
             count += 1
             if len(keys) >= PARQUET_GROUP_ROWS:
                 writer.write_table(pa.table({"key": keys, value: values}, schema=schema))

@@ -23,7 +23,7 @@ from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, _records, parse_object
 from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
 from memtui.jobs.source import InputSource
-from memtui.jobs.user.executor import Failed, FunctionExecutor
+from memtui.jobs.user.executor import Encoded, Failed, FunctionExecutor
 from memtui.jobs.user.results import HASH_KEY, ResultsStore, key_value
 
 #: Failed items named in the report (all are counted).
@@ -191,7 +191,8 @@ class ItemJob:
                     failures.append((item.key, item.fingerprint, item.line, value.error))
                     self._failed(item, value.error)
                 else:
-                    rows.append((item.key, item.fingerprint, item.line, json.dumps(value, allow_nan=False)))
+                    text = value.text if isinstance(value, Encoded) else json.dumps(value, allow_nan=False)
+                    rows.append((item.key, item.fingerprint, item.line, text))
             stored.append((piece.name, have, len(piece.items)))  # type: ignore[attr-defined]
             if have == len(piece.items):  # type: ignore[attr-defined]
                 finished.append(index)

@@ -288,12 +288,18 @@ def check_results_file(path: Path) -> None:
             raise StoreError(f"{what} {file} is not a file ({stat.filemode(st.st_mode)}); pass a results file")
 
 
-def read_rows(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[tuple[Any, bytes]]:
-    """Each stored (key, result as its JSON text) in input order (``failures``: (key, error text)), as bytes.
+#: How much of a stored result the export holds at once (it is copied from the file in pieces of this size).
+READ_CHUNK = 1 << 20
 
-    Streams one row at a time, never parsing a result: the file's text is checked to be JSON by SQLite
-    (``json_valid``, in C, depth-bounded) and on one line, so it can be written out as it is, once. A row that
-    is not as memtui writes it is a one-line StoreError naming the file and the row's key."""
+
+def read_rows(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[tuple[Any, Iterator[bytes]]]:
+    """Each stored (key, its result's JSON text in pieces) in input order (``failures``: the error text).
+
+    Streams without parsing a result: the order is read first (rowids only, never a row's text), then each
+    row is checked by SQLite (JSON text: ``json_valid``, in C, depth-bounded) and read from the file in
+    READ_CHUNK pieces (incremental blob I/O), so a 200 MB result is never held whole. Consume a row's pieces
+    before the next row. A row that is not as memtui writes it (not JSON, not on one line, a bad key) is a
+    one-line StoreError naming the file and the row's key."""
     path = Path(path)
     check_results_file(path)
     conn = _read_only(path)
@@ -301,27 +307,45 @@ def read_rows(path: str | os.PathLike[str], *, failures: bool = False) -> Iterat
         kind = _kind(conn)
         if kind not in (KIND, OLD_KIND):
             raise StoreError(f"{path} is not a memtui results file; pass the --output of a memtui job")
-        conn.text_factory = bytes  # a 200 MB result is fetched once, as bytes, never decoded
+        conn.text_factory = bytes
         show = key_value if kind == KIND else str  # an old file's keys are str(id): shown as stored
         table, column = ("failures", "error") if failures else ("results", "result")
         check = "1" if failures else f"json_valid({column})"
-        sql = (
-            f"SELECT key, typeof(key), {column}, typeof({column}), {check}, "
-            f"instr({column}, char(10)) + instr({column}, char(13)) FROM {table} ORDER BY line, key"
-        )
-        for key, key_type, value, value_type, valid, newline in conn.execute(sql):
+        order = conn.execute(f"SELECT rowid FROM {table} ORDER BY line, key")  # one read snapshot for all
+        for (rowid,) in order:
+            row = conn.execute(
+                f"SELECT key, typeof(key), typeof({column}), {check} FROM {table} WHERE rowid = ?", (rowid,)
+            ).fetchone()
+            if row is None:
+                continue
+            key, key_type, value_type, valid = row
             shown = _key_shown(path, key, key_type, show)
-            if value_type not in (b"text", "text") or not valid or (newline and not failures):
-                raise StoreError(
-                    f"results file {path}: the {column} of key {shown!r} is not as memtui writes it "
-                    f"({'not JSON text on one line' if not failures else 'not text'}); the file is damaged: "
-                    "rerun the job into a new --output"
-                )
-            yield shown, value
+            if value_type not in (b"text", "text") or not valid:
+                raise _damaged(path, column, shown)
+            yield shown, _pieces(conn, path, (table, column, rowid), shown, one_line=not failures)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read results file {path} ({exc}); check the file") from None
     finally:
         conn.close()
+
+
+def _pieces(
+    conn: sqlite3.Connection, path: Path, where: tuple[str, str, int], key: Any, *, one_line: bool
+) -> Iterator[bytes]:
+    table, column, rowid = where
+    with conn.blobopen(table, column, rowid, readonly=True) as blob:
+        while piece := blob.read(READ_CHUNK):
+            if one_line and (b"\n" in piece or b"\r" in piece):  # JSON Lines framing: never a second line
+                raise _damaged(path, column, key)
+            yield piece
+
+
+def _damaged(path: Path, column: str, key: Any) -> StoreError:
+    what = "not JSON text on one line" if column == "result" else "not text"
+    return StoreError(
+        f"results file {path}: the {column} of key {key!r} is not as memtui writes it ({what}); "
+        "the file is damaged: rerun the job into a new --output"
+    )
 
 
 def _key_shown(path: Path, key: Any, key_type: Any, show: Callable[[str], Any]) -> Any:
@@ -343,7 +367,8 @@ def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Ite
     Streams (one row at a time): a results file of any size reads in bounded memory. A damaged row is a
     StoreError naming the file and the row's key, never a traceback of the JSON parser."""
     column = "error" if failures else "result"
-    for key, value in read_rows(path, failures=failures):
+    for key, pieces in read_rows(path, failures=failures):
+        value = b"".join(pieces)
         if failures:
             yield {"key": key, column: value.decode("utf-8", "replace")}
             continue
