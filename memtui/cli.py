@@ -196,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument(
         "--job-batch", type=_positive_int, default=16, metavar="N", help="items per call of the function (default 16)"
     )
+    job.add_argument(
+        "--stop-grace",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="after a stop, how long the call in flight may take before the run ends without it (default 30)",
+    )
     monitor = run.add_argument_group("monitor mode")
     monitor.add_argument(
         "--pid", type=_positive_int, action="append", default=[], help="watch this process (repeatable)"
@@ -473,6 +480,7 @@ def _open_job_runner(args: argparse.Namespace, monitor: MemoryMonitor, *, thresh
         call_items=args.job_batch,
         strict=args.strict,
         spec=args.job,
+        stop_grace_s=args.stop_grace,
         **cluster,
     )
     try:
@@ -580,6 +588,11 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
         server.finish(report)  # viewers get the report before the socket goes
     if args.report and not (stream_fd(args.report) == 1 and not use_tui):  # headless: it is on stdout already
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
+    if getattr(engine, "abandoned", False):  # a stop's grace ran out: the job's thread hangs in its code
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(int(report["exit_code"]))  # nothing may wait on that thread (exit's joins, atexit hooks)
     return int(report["exit_code"])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,6 +196,12 @@ class Runner(EngineCore):
         self._floor_bytes: int | None = None  # memtui's measured floor, when that was why
         self._open_wait: OpenBreakerWait | None = None  # the open breaker's wait in progress (its countdown)
         self._running_since: float | None = None  # when the phase last became "running"
+        #: Seconds a stop waits for the batch in flight before the run ends without it (None: no bound,
+        #: the built-in jobs' own encode always returns). A user's function may never return (run --job).
+        self.stop_grace_s: float | None = None
+        self.abandoned = False  # the grace ran out: the report is out, run()'s thread is left where it hangs
+        self._in_run = False
+        self._grace_started = False
         # loop state, touched only by the thread in run()
         self._opened = False
         self._batch_t0 = 0.0
@@ -241,6 +248,57 @@ class Runner(EngineCore):
         config = self.monitor.update_config(**changes)
         self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
         return config
+
+    def stop(self) -> None:
+        super().stop()
+        self._watch_stop()
+
+    def _watch_stop(self) -> None:
+        """A bounded stop: after ``stop_grace_s`` the run ends without its batch in flight (_abandon)."""
+        with self._lock:
+            if self.stop_grace_s is None or self._grace_started or not self._in_run or self._report is not None:
+                return
+            self._grace_started = True
+            deadline = self._clock() + self.stop_grace_s
+        threading.Thread(target=self._grace, args=(deadline,), name="memtui-stop-grace", daemon=True).start()
+
+    def _grace(self, deadline: float) -> None:
+        with self._wake:
+            while self._report is None and (left := deadline - self._clock()) > 0:
+                self._wake.wait(timeout=min(0.5, left))
+            if self._report is not None:
+                return
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """The stop's grace ran out and run() is still in the job's code (a function that never returns):
+        the run reports ``interrupted`` now, from this thread. Everything committed stays; the batch in
+        flight is lost, as with kill -9; nothing is committed after this. The host process must end
+        (memtui.cli.run_face does, with os._exit): run()'s thread cannot be stopped from outside."""
+        with self._lock:
+            if self._report is not None:
+                return
+            self.abandoned = True
+            progress = self._progress
+            lost = ", ".join(progress.in_flight[:5]) or "none"
+            self._abort_reason = (
+                f"stopped: the job did not return within {self.stop_grace_s:g} s of the stop; the batch in flight "
+                f"({lost}) is lost, everything committed before it is kept"
+            )
+            self._unprocessed = list(progress.in_flight[:MAX_NAMED_UNPROCESSED])
+            self._unprocessed_count = max(0, progress.units_total - progress.units_done)
+        if self.trace is not None:
+            self.trace.end("interrupted")
+        self._end()
+        with self._lock:
+            self._progress.settled()
+            self._open_wait = None
+        report = self._build_report("interrupted", None, 130)
+        self._set_phase("interrupted")
+        with self._lock:
+            self._report = report
+        self._publish(Notice(f"⏹️ {self._abort_reason}", level="warning"))
+        self._publish(RunFinished(report, level="error"))
 
     def emergency_exit(self, why: str) -> None:
         """The process exits at once (Engine): committed batches are safe; the trace says why, so the next
@@ -333,6 +391,10 @@ class Runner(EngineCore):
             self.monitor.add_sample_listener(self._on_sample)
         self.monitor.cleaner.register("model caches", self.job.executor.clear_caches)
         self._begin()
+        with self._lock:
+            self._in_run = True
+        if self._stop_requested:
+            self._watch_stop()
         status, error, exit_code = "failed", None, 1
         try:
             if not self._opened:
@@ -367,6 +429,8 @@ class Runner(EngineCore):
                 self.monitor.remove_sample_listener(self._on_sample)
                 if started_monitor:
                     self.monitor.stop()
+        if self.abandoned and self._report is not None:
+            return self._report  # the job came back after the grace: the report said its batch is lost
         self._end()
         with self._lock:
             self._progress.settled()
@@ -523,6 +587,8 @@ class Runner(EngineCore):
         """Commit a batch (``started``: when it began, if not at the last BatchStarted)."""
         if started is not None:
             self._batch_t0 = started
+        if self.abandoned:
+            return  # the report says this batch is lost: it stays lost
         result = self.job.commit(work)
         embedded = len(work.vectors)
         work.vectors.clear()

@@ -489,6 +489,9 @@ def stop(args: argparse.Namespace) -> int:
         print(f"memtui: {exc}", file=sys.stderr)
         return 1
     print(f"memtui: run {entry.id} ended: {report.status} (exit {report.exit_code})", file=sys.stderr)
+    reason = getattr(report, "reason", None)  # e.g. a job's stop whose grace ran out: what was lost
+    if reason:
+        print(f"memtui: {reason}", file=sys.stderr)
     if entry.face == "tui":  # its TUI keeps the report on screen until its operator leaves
         print(f"memtui: its TUI (pid {entry.pid}) shows the report until its operator quits", file=sys.stderr)
         return 0

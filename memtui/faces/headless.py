@@ -12,7 +12,9 @@ Runner notes it in the trace, the monitor resumes what it stopped) and exits at
 once with 130. SIGHUP (the terminal or SSH session went away) stops like
 SIGTERM, moves output off the dead terminal, and never escalates: a hangup
 often arrives twice, and the report must still be written. An exception in the
-worker is raised again in the main thread.
+worker is raised again in the main thread. An engine that reports while its
+worker is still stuck (``abandoned``: a stop whose grace ran out) ends the face
+with that report; the caller ends the process (memtui.cli.run_face).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class HeadlessFace:
         try:
             # An Event, not Thread.is_alive(): a signal landing inside join() can leave
             # is_alive() False while the worker still runs.
-            while not self._done.is_set():
+            while not self._done.is_set() and not self._abandoned():
                 self._events.wait(timeout=0.5)
                 self._print_events()
                 if self.parts.progress is not None and time.monotonic() >= next_progress:
@@ -138,10 +140,18 @@ class HeadlessFace:
             self._restore_signals(previous)
         self._print_events()
         self.engine.unsubscribe(self._events)
+        if self._abandoned():  # the run ended without its worker (memtui.runner: a bounded stop)
+            report: Report | None = self.engine.snapshot().report
+            assert report is not None
+            return report
         if self._error is not None:
             raise self._error
         assert self._report is not None
         return self._report
+
+    def _abandoned(self) -> bool:
+        """The engine reported while its worker is still stuck (a stop's grace ran out): the face ends now."""
+        return bool(getattr(self.engine, "abandoned", False)) and self.engine.snapshot().report is not None
 
     def _work(self) -> None:
         try:

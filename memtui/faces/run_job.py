@@ -20,6 +20,9 @@ from typing import Any
 from memtui.jobs.user.executor import DEFAULT_CALL_ITEMS, FunctionExecutor
 from memtui.jobs.user.items import ItemJob
 
+#: After a stop, how long the call in flight may take before the run ends without it (``--stop-grace``).
+DEFAULT_STOP_GRACE_S = 30.0
+
 
 def build_job_runner(
     fn: Callable[[list[Any]], Any],
@@ -33,6 +36,7 @@ def build_job_runner(
     spec: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
 ) -> Any:
     """The Runner (memtui.runner) over an ItemJob: the one engine of the CLI and the API. With ``workers`` or
     ``scheduler``, a ClusterRunner: each piece of items is a task on a guarded Dask worker, which imports
@@ -46,7 +50,9 @@ def build_job_runner(
     job = ItemJob(input_path, output, executor, strict=strict)
     trace = RunTrace(companions.trace_path(Path(output)))
     if workers is None and scheduler is None:
-        return Runner(job, monitor, trace=trace, headroom=HeadroomWatch())
+        runner = Runner(job, monitor, trace=trace, headroom=HeadroomWatch())
+        runner.stop_grace_s = stop_grace_s
+        return runner
     import functools  # noqa: PLC0415
 
     from memtui.cluster.engine import ClusterRunner  # noqa: PLC0415
@@ -55,7 +61,9 @@ def build_job_runner(
     if spec is None:
         raise ValueError("a cluster job needs spec='MODULE:FUNCTION' (the workers import it)")
     task = functools.partial(run_items, spec, call_items)
-    return ClusterRunner(job, monitor, workers=workers, scheduler=scheduler, trace=trace, task=task)
+    runner = ClusterRunner(job, monitor, workers=workers, scheduler=scheduler, trace=trace, task=task)
+    runner.stop_grace_s = stop_grace_s  # beyond the cluster's own STOP_GRACE_S: a client stuck anywhere ends
+    return runner
 
 
 def run_job(
@@ -67,12 +75,15 @@ def run_job(
     warning_memory: str | float | None = None,
     batch: int = DEFAULT_CALL_ITEMS,
     face: str = "auto",
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
 ) -> dict[str, Any]:
     """Run ``fn`` (a list of item dicts -> one JSON result per item, in order) over ``items`` into ``output``.
 
     ``items``: dicts (their ``id`` is their key, else a hash of their content) or the path of a JSON Lines
     file. ``batch``: items per call. ``face``: "auto" (the TUI on a terminal, else log lines on stderr),
-    "tui", "headless" or "quiet". Returns the run report as a dict (``status``: success, partial, ...).
+    "tui", "headless" or "quiet". ``stop_grace_s``: after a stop (Ctrl-C), how long a call may take before the
+    run reports interrupted without it (the call's thread is left running).
+    Returns the run report as a dict (``status``: success, partial, ...).
     Raises MemtuiError for a bad input or results file, before any work."""
     from memtui.faces.headless import HeadlessFace, parts_for  # noqa: PLC0415
     from memtui.memory.config_layers import resolve_config  # noqa: PLC0415
@@ -100,7 +111,7 @@ def run_job(
         spool = _spool(items)
         source = f"/proc/self/fd/{spool.fileno()}"
     try:
-        runner = build_job_runner(fn, name, source, output, monitor, call_items=batch)
+        runner = build_job_runner(fn, name, source, output, monitor, call_items=batch, stop_grace_s=stop_grace_s)
         runner.open()
         if face == "quiet":
             report = runner.run()

@@ -170,6 +170,7 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
         """Once the screen is up: poll now and on a timer, catch signals, start the job."""
         self.tick()
         self.set_interval(self._poll_interval, self.tick, name="poll")
+        self.set_interval(0.5, self._check_abandoned, name="abandoned")
         self._polling_started()
         if self._handle_signals:
             self._install_signal_handlers()
@@ -191,6 +192,13 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is self._worker and event.state is WorkerState.ERROR:
             self.post_message(JobCrashed(f"{type(event.worker.error).__name__}: {event.worker.error}"))
+
+    def _check_abandoned(self) -> None:
+        """An engine that reported while its worker hangs (a stop's grace ran out: memtui.runner) has finished."""
+        if self.report is None and getattr(self._engine, "abandoned", False):
+            report = self._engine.snapshot().report
+            if report is not None:
+                self.post_message(JobFinished(report))
 
     @on(JobFinished)
     def job_finished(self, message: JobFinished) -> None:

@@ -300,10 +300,85 @@ def test_a_cleanup_hook_that_exits_is_logged_and_skipped():
 
 
 def test_a_result_nested_deeper_than_json_fails_its_item_not_the_run():
-    from memtui.jobs.user.executor import Failed, _checked
+    from memtui.jobs.user.executor import Encoded, Failed, _encoded
 
     deep: list = []
     for _ in range(200_000):
         deep = [deep]
-    assert isinstance(_checked(deep), Failed)
-    assert _checked({"ok": [1, 2]}) == {"ok": [1, 2]}
+    assert isinstance(_encoded(deep), Failed)
+    assert _encoded({"ok": [1, 2]}) == Encoded('{"ok": [1, 2]}')
+
+
+def _results_file(path: Path) -> Path:
+    from memtui.jobs.user.results import ResultsStore
+
+    store = ResultsStore.open(path, "plantmod:f")
+    try:
+        store.commit([('"a"', b"0" * 16, 1, '{"x": 1}'), ('"b"', b"1" * 16, 2, "[2]")], [])
+    finally:
+        store.close()
+    return path
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+RECURSIVE_VIEW = (
+    "DROP TABLE results; CREATE VIEW results AS WITH RECURSIVE r(key, fingerprint, line, result) AS "
+    "(SELECT '\"k\"', x'00', 1, '1' UNION ALL SELECT key, fingerprint, line + 1, result FROM r) SELECT * FROM r"
+)
+DAMAGE = {
+    "nested past any parser": (f"UPDATE results SET result = '{DEEP}' WHERE key = '\"b\"'", "'b'"),
+    "not JSON": ("UPDATE results SET result = '{\"x\": ' WHERE key = '\"b\"'", "'b'"),
+    "a recursive view": (RECURSIVE_VIEW, None),
+    "a trigger": ("CREATE TRIGGER t AFTER INSERT ON results BEGIN DELETE FROM meta; END", None),
+    "a row over two lines": ("UPDATE results SET result = '[1,' || char(10) || '2]' WHERE key = '\"b\"'", "'b'"),
+    "a key that is not JSON": ("UPDATE results SET key = '{bad' WHERE key = '\"b\"'", "'{bad'"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_memtui_results_on_a_damaged_or_planted_file_is_one_line_never_a_traceback_or_a_hang(tmp_path, case):
+    """Found by an attacker pass: a RecursionError or JSONDecodeError traceback, or a read that never ended
+    (a recursive VIEW named results). The schema is checked before any table is read; every row's text is
+    checked by SQLite before it is used."""
+    from memtui.errors import StoreError
+    from memtui.jobs.user.results import read_results
+
+    path = _results_file(tmp_path / "r.sqlite")
+    sql, key = DAMAGE[case]
+    con = sqlite3.connect(path)
+    con.executescript(sql)
+    con.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "memtui", "results", str(path)],
+        env=memtui_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,  # the old code never returned on the view
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert str(path) in line and "Traceback" not in done.stderr
+    if key is not None:
+        assert f"key {key}" in line
+    if case != "a recursive view":
+        with pytest.raises(StoreError, match="results file"):
+            list(read_results(path))
+
+
+def test_memtui_results_writes_a_stored_result_as_it_is():
+    """The export copies each stored JSON text once (it never parses and encodes a 200 MB result again)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = _results_file(Path(folder) / "r.sqlite")
+        done = subprocess.run(
+            [sys.executable, "-m", "memtui", "results", str(path)],
+            env=memtui_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '{"key": "a", "result": {"x": 1}}\n{"key": "b", "result": [2]}\n'

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -211,7 +212,7 @@ def test_the_python_api_runs_a_job_and_reads_its_results(tmp_path):
     assert got == {
         "status": "success",
         "items": 30,
-        "rows": [{"key": "0", "result": "X0"}, {"key": "1", "result": "X1"}],
+        "rows": [{"key": 0, "result": "X0"}, {"key": 1, "result": "X1"}],  # the id as written: an int
         "n": 30,
     }
     assert items_called(calls) == 30
@@ -233,3 +234,69 @@ def test_results_as_csv_and_to_a_file(tmp_path):
     assert target.read_text().splitlines() == ["key,result", 'i0000,"""A,B"""', 'i0001,"""SAY \\""HI\\"""""']
     refused = memtui("results", out, "--output", out)
     assert refused.returncode == 2 and "results file" in refused.stderr
+
+
+def test_ids_1_and_quoted_1_are_two_items_and_a_rerun_calls_nothing(tmp_path):
+    """The key is the id's JSON text: 1 and "1" once collided into one key (one result lost, and with one-item
+    calls each rerun computed one of them again, for ever)."""
+    folder, calls, out = job_folder(tmp_path), tmp_path / "calls", tmp_path / "r.sqlite"
+    items = tmp_path / "items.jsonl"
+    rows = [{"id": 1, "text": "int"}, {"id": "1", "text": "str"}, {"id": "sha256:1", "text": "h"}, {"text": "x"}]
+    items.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["--job", "jobmod:slow", "--input", items, "--output", out, "--job-batch", "1"]
+    assert run_job(folder, calls, *args, JOB_SLEEP="0").returncode == 0
+    rows = results(out)
+    assert [(r["key"], r["result"]) for r in rows[:3]] == [(1, "INT"), ("1", "STR"), ("sha256:1", "H")]
+    assert len(rows) == 4 and rows[3]["key"].startswith("sha256:") and rows[3]["key"] != "sha256:1"
+    before = items_called(calls)
+    again = run_job(folder, calls, *args, JOB_SLEEP="0")
+    assert again.returncode == 0, again.stderr
+    assert items_called(calls) == before  # zero calls: each id kept its own result
+
+
+def test_a_results_file_of_the_old_keying_is_read_but_never_run_into(tmp_path):
+    folder, calls, out = job_folder(tmp_path), tmp_path / "calls", tmp_path / "r.sqlite"
+    items = write_items(tmp_path / "items.jsonl", ["a", "b"])
+    args = ["--job", "jobmod:slow", "--input", items, "--output", out]
+    assert run_job(folder, calls, *args, JOB_SLEEP="0").returncode == 0
+    con = sqlite3.connect(out)  # as the first release wrote it: schema 1, keys str(id)
+    with con:
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        con.execute("UPDATE results SET key = json_extract(key, '$')")
+    con.close()
+    before = items_called(calls)
+    again = run_job(folder, calls, *args, JOB_SLEEP="0")
+    assert again.returncode == 2 and items_called(calls) == before
+    [line] = again.stderr.strip().splitlines()
+    assert "written by an older memtui" in line and "pass a new --output" in line
+    assert [(r["key"], r["result"]) for r in results(out)] == [("i0000", "A"), ("i0001", "B")]
+
+
+def test_each_result_is_encoded_once(tmp_path, monkeypatch):
+    """A 200 MB result once reached 2x --max-memory: it was JSON-encoded to check it, then again to store it."""
+    from memtui.jobs.user import executor, items
+
+    encodes = []
+    real = json.dumps
+
+    def counting(value, *args, **kwargs):
+        if isinstance(value, str) and value.startswith("result-"):
+            encodes.append(value)
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(executor.json, "dumps", counting)
+    source = write_items(tmp_path / "items.jsonl", ["a", "b", "c"])
+    fn = executor.FunctionExecutor(lambda batch: [f"result-{it['text']}" for it in batch], "t:f", call_items=2)
+    job = items.ItemJob(source, tmp_path / "r.sqlite", fn)
+    job.open()
+    try:
+        pieces = list(job.units())
+        work = job.prepare(pieces)
+        for indices, outputs in fn.encode_iter([text for _, text in work.to_embed]):
+            for i, output in zip(indices, outputs):
+                work.vectors[work.to_embed[i][0]] = output
+        job.commit(work)
+    finally:
+        job.close()
+    assert sorted(encodes) == ["result-a", "result-b", "result-c"]  # once each, not twice
+    assert [r["result"] for r in results(tmp_path / "r.sqlite")] == ["result-a", "result-b", "result-c"]

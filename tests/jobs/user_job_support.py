@@ -41,6 +41,15 @@ def picky(items):
     return [len(it["text"]) for it in items]
 
 
+def hang(items):
+    """Never returns on a batch holding an item whose text is 'hang' (a stuck call: only a bounded stop ends it)."""
+    _count(items)
+    if any(it["text"] == "hang" for it in items):
+        import threading
+        threading.Event().wait()
+    return [it["text"] for it in items]
+
+
 def short(items):
     return [1 for _ in items[1:]]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from memtui.embed import companions
 from memtui.errors import RuntimeFailure, UsageError
-from memtui.jobs.user.results import read_results
+from memtui.jobs.user.results import read_rows
 from memtui.output import check_output, open_output
 
 PARQUET_GROUP_ROWS = 10_000
@@ -28,7 +28,7 @@ def results_command(args: argparse.Namespace) -> int:
     output = args.output or Path("-")
     protected = {"results file": args.file, **companions.protected(args.file)}
     check_output(output, "--output", protected=protected)
-    rows = read_results(args.file, failures=args.failures)
+    rows = read_rows(args.file, failures=args.failures)
     value = "error" if args.failures else "result"
     if args.format == "parquet":
         try:
@@ -41,8 +41,15 @@ def results_command(args: argparse.Namespace) -> int:
     try:
         with open_output(output, "results") as out:
             if args.format == "jsonl":
-                for row in rows:
-                    out.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+                head, tail = (b', "error": ', b"}\n") if args.failures else (b', "result": ', b"}\n")
+                for key, pieces in rows:  # the stored JSON text, copied as it is, a piece at a time
+                    out.write(b'{"key": ' + json.dumps(key, ensure_ascii=False).encode() + head)
+                    if args.failures:
+                        out.write(json.dumps(_text(pieces), ensure_ascii=False).encode())
+                    else:
+                        for piece in pieces:
+                            out.write(piece)
+                    out.write(tail)
                     count += 1
             elif args.format == "csv":
                 count = _csv(out, rows, value)
@@ -56,24 +63,29 @@ def results_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text(row: dict[str, Any], value: str) -> str:
-    return row[value] if value == "error" else json.dumps(row[value], ensure_ascii=False)
+def _key(key: Any) -> str:
+    """A key in a text column: a string id as itself, any other id as its JSON text."""
+    return key if isinstance(key, str) else json.dumps(key, ensure_ascii=False)
 
 
-def _csv(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
+def _text(pieces: Iterator[bytes]) -> str:
+    return b"".join(pieces).decode("utf-8", "replace")
+
+
+def _csv(out: Any, rows: Iterator[tuple[Any, Iterator[bytes]]], value: str) -> int:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = csv.writer(text)
     writer.writerow(["key", value])
     count = 0
-    for row in rows:
-        writer.writerow([row["key"], _text(row, value)])
+    for key, pieces in rows:
+        writer.writerow([_key(key), _text(pieces)])
         count += 1
     text.flush()
     text.detach()
     return count
 
 
-def _parquet(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
+def _parquet(out: Any, rows: Iterator[tuple[Any, Iterator[bytes]]], value: str) -> int:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -84,9 +96,9 @@ def _parquet(out: Any, rows: Iterator[dict[str, Any]], value: str) -> int:
     with pq.ParquetWriter(_Positioned(out), schema) as writer:
         keys: list[str] = []
         values: list[str] = []
-        for row in rows:
-            keys.append(row["key"])
-            values.append(_text(row, value))
+        for key, pieces in rows:
+            keys.append(_key(key))
+            values.append(_text(pieces))
             count += 1
             if len(keys) >= PARQUET_GROUP_ROWS:
                 writer.write_table(pa.table({"key": keys, value: values}, schema=schema))

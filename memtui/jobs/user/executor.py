@@ -30,6 +30,14 @@ class Failed:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A result as the JSON text the results file stores: encoded once, here (a 200 MB result is not
+    encoded again at the commit), and the function's own object can go at once."""
+
+    text: str
+
+
 class WrongLength(RuntimeFailure):
     """The function broke its contract (one result per item): the run ends (exit 1)."""
 
@@ -82,7 +90,11 @@ class FunctionExecutor:
                 f"job function {self.name} returned {len(results)} results for {len(items)} items; "
                 "it must return one result per item, in order"
             )
-        return [_checked(r) for r in results]
+        results = list(results)  # ours: each result is replaced by its text as it is encoded
+        for i, result in enumerate(results):
+            results[i] = _encoded(result)
+            del result
+        return results
 
     def clear_caches(self) -> list[str]:
         return run_hooks(unloading=False)
@@ -92,13 +104,12 @@ class FunctionExecutor:
         self._loaded = False
 
 
-def _checked(result: Any) -> Any:
-    """A result the results file can hold (JSON), else the item's failure."""
+def _encoded(result: Any) -> Encoded | Failed:
+    """The result as the JSON text the results file holds (the one encode), else the item's failure."""
     try:
-        json.dumps(result, allow_nan=False)
+        return Encoded(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested deeper than JSON goes
         return Failed(f"result is not JSON-serialisable: {_one_line(exc)}")
-    return result
 
 
 def _one_line(exc: BaseException) -> str:

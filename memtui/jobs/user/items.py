@@ -2,7 +2,8 @@
 
 The input is read as a stream, twice (a scan for totals and resume, then the work), in pieces of
 ``call_items`` items: one piece is one call of the function and one unit of the Runner's batches, so
-the guard's batch sizes count calls. An item's key is its ``id`` field, else a hash of its content; its
+the guard's batch sizes count calls. An item's key is its ``id`` field as JSON text (so ``1`` and ``"1"``
+stay two items), else a hash of its content; its
 fingerprint is a hash of its content, so a result is reused only for the item it was computed from.
 Nothing grows with the input but one 32-byte mark per piece (the input may not change under a run:
 memtui.jobs.input_watch); a piece's items, a batch's results and the first MAX_FAILED failures.
@@ -22,8 +23,8 @@ from memtui.jobs.base import CommitResult, Executor, JobTotals, Work
 from memtui.jobs.input import InputStats, _records, parse_object
 from memtui.jobs.input_watch import InputChanged, InputWatch, LineDigest
 from memtui.jobs.source import InputSource
-from memtui.jobs.user.executor import Failed, FunctionExecutor
-from memtui.jobs.user.results import ResultsStore
+from memtui.jobs.user.executor import Encoded, Failed, FunctionExecutor
+from memtui.jobs.user.results import HASH_KEY, ResultsStore, key_value
 
 #: Failed items named in the report (all are counted).
 MAX_FAILED = 100
@@ -54,10 +55,11 @@ class ItemPiece:
 
 
 def make_item(line: int, data: dict[str, Any]) -> Item:
+    """An item keyed by its ``id`` as JSON text (``1`` and ``"1"`` are two ids, as in JSON), else its hash."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))  # ASCII: a lone surrogate survives
     digest = hashlib.sha256(text.encode()).digest()
     rid = data.get("id")
-    key = str(rid) if rid is not None else "sha256:" + digest.hex()[:32]
+    key = json.dumps(rid, sort_keys=True, separators=(",", ":")) if rid is not None else HASH_KEY + digest.hex()[:32]
     return Item(line, key, digest[:16], text)
 
 
@@ -189,7 +191,8 @@ class ItemJob:
                     failures.append((item.key, item.fingerprint, item.line, value.error))
                     self._failed(item, value.error)
                 else:
-                    rows.append((item.key, item.fingerprint, item.line, json.dumps(value, allow_nan=False)))
+                    text = value.text if isinstance(value, Encoded) else json.dumps(value, allow_nan=False)
+                    rows.append((item.key, item.fingerprint, item.line, text))
             stored.append((piece.name, have, len(piece.items)))  # type: ignore[attr-defined]
             if have == len(piece.items):  # type: ignore[attr-defined]
                 finished.append(index)
@@ -206,7 +209,7 @@ class ItemJob:
     def _failed(self, item: Item, error: str) -> None:
         self.items_failed += 1
         if len(self.failed_items) < MAX_FAILED:
-            self.failed_items.append({"key": item.key, "line": item.line, "error": error})
+            self.failed_items.append({"key": key_value(item.key), "line": item.line, "error": error})
 
     def check_intact(self) -> None:
         """Once the work is over: the input is still the file scanned."""

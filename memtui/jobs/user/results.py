@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +27,13 @@ from memtui.errors import StoreError
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 KIND = "memtui-results"
-SCHEMA_VERSION = 1
+#: 2: a key is its id's JSON text (``1`` and ``"1"`` apart), or HASH_KEY + hex. 1 (the first release) keyed
+#: ``str(id)``, so 1 and "1" were one key: such a file is still read (``memtui results``), never run into.
+SCHEMA_VERSION = 2
+OLD_KEYING = "1"
+#: The key of an item without an id (never JSON text: JSON starts with a quote, a digit, -, [, {, t or f).
+HASH_KEY = "sha256:"
+OLD_KIND = "memtui-results, keyed by str(id)"
 IN_CHUNK = 500
 _FIX = "move it away or pass --output NEW_PATH"
 
@@ -176,21 +182,46 @@ def _classify(path: Path, st: os.stat_result) -> None:
         kind = _kind(conn)
     finally:
         conn.close()
+    if kind == OLD_KIND:
+        raise StoreError(
+            f'results file {path} was written by an older memtui whose keys lose the id\'s JSON type (1 and "1" '
+            "were one key); `memtui results` still reads it; pass a new --output (or delete it) to run again"
+        )
     if kind not in (None, KIND):
         raise StoreError(f"{path} is a SQLite database but not a memtui results file; {_FIX}")
 
 
+def key_value(key: str) -> Any:
+    """A stored key as the operator wrote it: the id's JSON value (``1`` or ``"1"``), or the hash key."""
+    return key if key.startswith(HASH_KEY) else json.loads(key)
+
+
+def _schema_is_ours(entries: list[tuple[Any, ...]]) -> bool:
+    """The file holds exactly the tables and indexes memtui creates: no view (a recursive one never ends a
+    read), no trigger (run on a write), no other column. SQLite keeps each CREATE statement's text as given."""
+    ours = {statement.strip() for statement in _SCHEMA.split(";") if statement.strip()}
+    made = set()
+    for kind, name, sql in entries:
+        if sql is None and kind == "index" and str(name).startswith("sqlite_autoindex_"):
+            continue  # a PRIMARY KEY's own index
+        made.add(sql)
+    return made == ours
+
+
 def _kind(conn: sqlite3.Connection) -> str | None:
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
+        entries = conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()  # reads no table
+        if not entries:
             return None
-        if "meta" not in tables:
+        if not _schema_is_ours(entries):
             return "foreign"
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta = dict(conn.execute("SELECT key, value FROM meta LIMIT 16").fetchall())
     except sqlite3.DatabaseError:
         return "foreign"
-    return KIND if meta.get("kind") == KIND and meta.get("schema_version") == str(SCHEMA_VERSION) else "foreign"
+    if meta.get("kind") != KIND:
+        return "foreign"
+    version = meta.get("schema_version")
+    return KIND if version == str(SCHEMA_VERSION) else OLD_KIND if version == OLD_KEYING else "foreign"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -257,20 +288,95 @@ def check_results_file(path: Path) -> None:
             raise StoreError(f"{what} {file} is not a file ({stat.filemode(st.st_mode)}); pass a results file")
 
 
-def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[dict[str, Any]]:
-    """Each stored ``{"key", "result"}`` in input order (``failures``: each ``{"key", "error"}`` instead).
+#: How much of a stored result the export holds at once (it is copied from the file in pieces of this size).
+READ_CHUNK = 1 << 20
 
-    Streams (one row at a time): a results file of any size reads in bounded memory."""
+
+def read_rows(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[tuple[Any, Iterator[bytes]]]:
+    """Each stored (key, its result's JSON text in pieces) in input order (``failures``: the error text).
+
+    Streams without parsing a result: the order is read first (rowids only, never a row's text), then each
+    row is checked by SQLite (JSON text: ``json_valid``, in C, depth-bounded) and read from the file in
+    READ_CHUNK pieces (incremental blob I/O), so a 200 MB result is never held whole. Consume a row's pieces
+    before the next row. A row that is not as memtui writes it (not JSON, not on one line, a bad key) is a
+    one-line StoreError naming the file and the row's key."""
     path = Path(path)
     check_results_file(path)
     conn = _read_only(path)
     try:
-        if _kind(conn) != KIND:
+        kind = _kind(conn)
+        if kind not in (KIND, OLD_KIND):
             raise StoreError(f"{path} is not a memtui results file; pass the --output of a memtui job")
+        conn.text_factory = bytes
+        show = key_value if kind == KIND else str  # an old file's keys are str(id): shown as stored
         table, column = ("failures", "error") if failures else ("results", "result")
-        for key, value in conn.execute(f"SELECT key, {column} FROM {table} ORDER BY line, key"):
-            yield {"key": key, column: value if failures else json.loads(value)}
+        check = "1" if failures else f"json_valid({column})"
+        order = conn.execute(f"SELECT rowid FROM {table} ORDER BY line, key")  # one read snapshot for all
+        for (rowid,) in order:
+            row = conn.execute(
+                f"SELECT key, typeof(key), typeof({column}), {check} FROM {table} WHERE rowid = ?", (rowid,)
+            ).fetchone()
+            if row is None:
+                continue
+            key, key_type, value_type, valid = row
+            shown = _key_shown(path, key, key_type, show)
+            if value_type not in (b"text", "text") or not valid:
+                raise _damaged(path, column, shown)
+            yield shown, _pieces(conn, path, (table, column, rowid), shown, one_line=not failures)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot read results file {path} ({exc}); check the file") from None
     finally:
         conn.close()
+
+
+def _pieces(
+    conn: sqlite3.Connection, path: Path, where: tuple[str, str, int], key: Any, *, one_line: bool
+) -> Iterator[bytes]:
+    table, column, rowid = where
+    with conn.blobopen(table, column, rowid, readonly=True) as blob:
+        while piece := blob.read(READ_CHUNK):
+            if one_line and (b"\n" in piece or b"\r" in piece):  # JSON Lines framing: never a second line
+                raise _damaged(path, column, key)
+            yield piece
+
+
+def _damaged(path: Path, column: str, key: Any) -> StoreError:
+    what = "not JSON text on one line" if column == "result" else "not text"
+    return StoreError(
+        f"results file {path}: the {column} of key {key!r} is not as memtui writes it ({what}); "
+        "the file is damaged: rerun the job into a new --output"
+    )
+
+
+def _key_shown(path: Path, key: Any, key_type: Any, show: Callable[[str], Any]) -> Any:
+    try:
+        if key_type not in (b"text", "text"):
+            raise ValueError(f"a key of type {key_type!r}")
+        return show(key.decode())
+    except (ValueError, RecursionError, AttributeError) as exc:  # UnicodeDecodeError, JSONDecodeError: ValueError
+        shown = key[:80].decode("utf-8", "replace") if isinstance(key, bytes) else key
+        raise StoreError(
+            f"results file {path}: the key {shown!r} is not as memtui writes it ({type(exc).__name__}); "
+            "the file is damaged: rerun the job into a new --output"
+        ) from None
+
+
+def read_results(path: str | os.PathLike[str], *, failures: bool = False) -> Iterator[dict[str, Any]]:
+    """Each stored ``{"key", "result"}`` in input order (``failures``: each ``{"key", "error"}`` instead).
+
+    Streams (one row at a time): a results file of any size reads in bounded memory. A damaged row is a
+    StoreError naming the file and the row's key, never a traceback of the JSON parser."""
+    column = "error" if failures else "result"
+    for key, pieces in read_rows(path, failures=failures):
+        value = b"".join(pieces)
+        if failures:
+            yield {"key": key, column: value.decode("utf-8", "replace")}
+            continue
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(
+                f"results file {path}: the result of key {key!r} cannot be read ({type(exc).__name__}: "
+                f"{str(exc)[:200] or 'nested too deeply'}); the file is damaged: rerun the job into a new --output"
+            ) from None
+        yield {"key": key, column: parsed}
