@@ -25,7 +25,7 @@ pytest.importorskip("distributed")
 
 from memtui.cluster.address import PROBE_S
 from memtui.embed.lock import CacheLock
-from tests.support.cli import memtui, memtui_env
+from tests.support.cli import memtui, memtui_env, memtui_in_process
 from tests.support.hostile import Watched, controlling_tty_preexec, drain, error_lines, killing, open_pty
 from tests.support.inputs import write_input
 
@@ -100,7 +100,14 @@ def one_line_failure(done: subprocess.CompletedProcess[str] | Watched, needle: s
     ],
 )
 def test_an_address_memtui_cannot_use_is_a_usage_error_before_any_work(tmp_path, address, says):
-    done = memtui(*run_args(tmp_path, address, "--headless"), timeout=60)
+    # The CLI's main in this process; the first case also through python -m memtui (the real entry point).
+    done = memtui_in_process(*run_args(tmp_path, address, "--headless"))
+    check_unusable_address(done, tmp_path, address, says)
+    if address == "garbage::://%%":
+        check_unusable_address(memtui(*run_args(tmp_path, address, "--headless"), timeout=60), tmp_path, address, says)
+
+
+def check_unusable_address(done: subprocess.CompletedProcess[str], tmp_path: Path, address: str, says: str) -> None:
     assert done.returncode == 2, done.stderr
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and says in lines[0] and repr(address) in lines[0], done.stderr
