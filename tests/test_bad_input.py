@@ -1,6 +1,7 @@
 """The bad-input catalog: every mistake an operator can make gets one clear line, exit 2, and no damage.
 
-Each case runs the real CLI in a subprocess. It must print exactly one line on
+Each case runs the CLI's own ``main`` in this process, and one case of each class (the input, the config,
+the flags, the environment, the cache) also runs the real CLI in a subprocess. It must print exactly one line on
 stderr (``memtui: error: ...`` naming what and where), exit 2, print no
 traceback, and leave the cache as it was: not created if it did not exist,
 byte for byte the same if it did.
@@ -22,7 +23,7 @@ import pytest
 
 from memtui.embed.store import CacheStore, key_for
 from memtui.records import Response
-from tests.support.cli import REPO, memtui, memtui_env
+from tests.support.cli import REPO, memtui, memtui_env, memtui_in_process
 from tests.support.inputs import write_input
 
 
@@ -162,8 +163,17 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gets_one_line_exit_2_and_no_damage(name, tmp_path):
+#: One case of each class, run through the real entry point (``python -m memtui``) as well.
+THROUGH_THE_ENTRY_POINT = [
+    "input all lines bad",
+    "config not TOML",
+    "flag max not a size",
+    "env max not a size",
+    "cache of another model",
+]
+
+
+def check_bad_input(name: str, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     case = CASES[name](tmp_path)
     args = ["run", "--headless", *case.args]
     if case.with_input:
@@ -171,13 +181,23 @@ def test_bad_input_gets_one_line_exit_2_and_no_damage(name, tmp_path):
     if "--cache" not in args:
         args += ["--cache", str(tmp_path / "default.sqlite")]
     before = snapshot(tmp_path)
-    result = memtui(*args, env=memtui_env(**case.env), timeout=120)
+    result = run(*args, env=memtui_env(**case.env))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("memtui: error: "), result.stderr
     assert case.expect in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert snapshot(tmp_path) == before, "the run created or changed files"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_line_exit_2_and_no_damage(name, tmp_path):
+    check_bad_input(name, tmp_path, memtui_in_process)
+
+
+@pytest.mark.parametrize("name", THROUGH_THE_ENTRY_POINT)
+def test_each_class_of_bad_input_through_the_real_entry_point(name, tmp_path):
+    check_bad_input(name, tmp_path, lambda *args, env: memtui(*args, env=env, timeout=120))
 
 
 def test_a_read_only_cache_is_refused_and_kept(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import make_sample, memtui, memtui_env
+from tests.support.cli import make_sample, memtui, memtui_env, memtui_in_process
 
 MB = 1 << 20
 V1 = Path("/sys/fs/cgroup/memory")
@@ -234,10 +234,15 @@ HUGE = [
 
 @pytest.mark.parametrize("flag, value, needle", HUGE, ids=[f"{f}={v}"[:40] for f, v, _ in HUGE])
 def test_huge_numbers_are_one_line_usage_errors(flag, value, needle, tmp_path):
+    """The CLI's main in this process; the first case also through python -m memtui (the real entry point)."""
     mode = ["--mode", "monitor", "--pid", str(os.getpid())] if flag in ("--monitor-interval", "--duration") else []
-    result = memtui(
-        "run", "--headless", *mode, flag, value, "--cache", tmp_path / "c.sqlite", "--config", os.devnull, timeout=60
-    )
+    args = ["run", "--headless", *mode, flag, value, "--cache", tmp_path / "c.sqlite", "--config", os.devnull]
+    check_huge_number(memtui_in_process(*args), flag, needle, tmp_path)
+    if (flag, value) == HUGE[0][:2]:
+        check_huge_number(memtui(*args, timeout=60), flag, needle, tmp_path)
+
+
+def check_huge_number(result: subprocess.CompletedProcess[str], flag: str, needle: str, tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("memtui: error: "), result.stderr

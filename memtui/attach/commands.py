@@ -10,7 +10,6 @@ import argparse
 import atexit
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memtui.attach.runs import RunEntry, ensure_runs_dir, entries, find, new_run_id
-from memtui.errors import ConfigError, MemtuiError, RuntimeFailure, UsageError
+from memtui.env_seconds import env_seconds
+from memtui.errors import MemtuiError, RuntimeFailure, UsageError
 from memtui.faces.choice import choose_face
 from memtui.paths import default_config
 from memtui.safefs import open_private
@@ -89,18 +89,7 @@ def child_argv(argv: Sequence[str], run_dir: Path, run_id: str, has_report: bool
 
 def detach_timeout() -> float:
     """MEMTUI_DETACH_TIMEOUT, checked before anything starts (ConfigError, exit 2)."""
-    raw = os.environ.get("MEMTUI_DETACH_TIMEOUT")
-    if raw is None or raw.strip() == "":
-        return DETACH_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(
-            f"MEMTUI_DETACH_TIMEOUT={raw!r} is not a number of seconds above 0; set it like 120 or unset it"
-        )
-    return value
+    return env_seconds("MEMTUI_DETACH_TIMEOUT", DETACH_TIMEOUT_S)
 
 
 def _spooled_stdin(args: argparse.Namespace) -> Any:

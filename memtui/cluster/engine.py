@@ -61,6 +61,7 @@ from memtui.cluster.plugin import (
 )
 from memtui.cluster.rows import newer, report_entry, worker_row
 from memtui.cluster.settings import ALLOWED_FAILURES, dask_config, memory_limit_bytes
+from memtui.env_seconds import env_seconds
 from memtui.errors import MemtuiError, RuntimeFailure
 from memtui.events import Notice, WorkerDone
 from memtui.jobs.base import EmbedJob, Work
@@ -74,7 +75,7 @@ log = logging.getLogger("memtui")
 
 #: Seconds between polls of the cluster's workers (lost workers, live per-worker stats).
 POLL_S = 1.0
-#: How long to wait for a first worker on an existing cluster.
+#: How long to wait for a first worker on an existing cluster (MEMTUI_WORKER_WAIT sets it, in seconds).
 WORKER_WAIT_S = 60.0
 #: While paused, each worker's pause is renewed this often (it lapses after plugin.PAUSE_LEASE_S).
 PAUSE_RENEW_S = 5.0
@@ -88,7 +89,8 @@ CALL_S = 5.0
 CLOSE_S = 10.0
 #: After a stop, how long the tasks in flight may take to finish (and be committed) before they are cancelled.
 STOP_GRACE_S = 10.0
-#: With tasks in flight and no live worker this long (they died, or the scheduler went away), the run ends.
+#: With tasks in flight and no live worker this long (they died, or the scheduler went away), the run ends
+#: (MEMTUI_NO_WORKERS_WAIT sets it, in seconds).
 NO_WORKERS_S = 30.0
 
 
@@ -171,6 +173,9 @@ class ClusterRunner(Runner):
         self._seq = itertools.count(1)
         self._task = task
         self._sub_batch_texts = sub_batch_texts
+        # Settable so the suite need not sit through a minute of certain failure (docs/cluster.md).
+        self._worker_wait_s = env_seconds("MEMTUI_WORKER_WAIT", WORKER_WAIT_S)
+        self._no_workers_s = env_seconds("MEMTUI_NO_WORKERS_WAIT", NO_WORKERS_S)
 
     # -- commands: the Runner's, and every worker follows ---------------------------------------
     def pause(self) -> None:
@@ -310,7 +315,7 @@ class ClusterRunner(Runner):
                 ) from None
             except OSError as exc:
                 raise RuntimeFailure(f"scheduler {address}: {exc}; {check}") from None
-            deadline = time.monotonic() + WORKER_WAIT_S
+            deadline = time.monotonic() + self._worker_wait_s
             while True:
                 try:
                     self._client.wait_for_workers(1, timeout=1.0)
@@ -320,7 +325,7 @@ class ClusterRunner(Runner):
                         return False
                     if time.monotonic() >= deadline:
                         raise RuntimeFailure(
-                            f"scheduler {address} has no workers after {WORKER_WAIT_S:.0f} s; start some with "
+                            f"scheduler {address} has no workers after {self._worker_wait_s:g} s; start some with "
                             f"'dask worker {address}' (see memtui.cluster.settings for their memory settings)"
                         ) from None
         self._client.run_on_scheduler(_set_allowed_failures, ALLOWED_FAILURES, callback_timeout=CALL_S)
@@ -520,9 +525,9 @@ class ClusterRunner(Runner):
                 in_flight[future] = (work, self._clock())
                 self._set_phase("running")
             self._set_in_flight(tuple(dict.fromkeys(w.names[0] for w, _ in in_flight.values())))
-            if in_flight and self._workers_gone_for() >= NO_WORKERS_S and verdict is not Verdict.ABORT:
+            if in_flight and self._workers_gone_for() >= self._no_workers_s and verdict is not Verdict.ABORT:
                 verdict = self._abort(
-                    f"no worker left on {self.describe()} for {NO_WORKERS_S:.0f} s (they died or were "
+                    f"no worker left on {self.describe()} for {self._no_workers_s:g} s (they died or were "
                     f"stopped): {len(in_flight)} domain(s) in flight are left for the next run; check the workers"
                 )
                 stopping = True

@@ -20,14 +20,14 @@ NUMBER = (int, float)
 
 @pytest.mark.model
 @pytest.mark.slow  # bench/run.py in a subprocess, the real model in it: out of sight of tests/support/lanes.py
-def test_smoke_writes_every_figure(tmp_path: Path) -> None:
+def test_smoke_writes_every_figure(tmp_path: Path, onnx_models: Path) -> None:
     out = tmp_path / "bench.json"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "MEMTUI_MODEL_CACHE": str(tmp_path / "models"),
-    }  # the int8 export goes here, not into ~/.cache
+        "MEMTUI_MODEL_CACHE": str(onnx_models),
+    }  # the session's one export (fp32 + int8, all the bench's onnx-int8 reads), never ~/.cache
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--quiet", "--json", str(out)],
         capture_output=True,

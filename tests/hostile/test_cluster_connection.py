@@ -25,7 +25,7 @@ pytest.importorskip("distributed")
 
 from memtui.cluster.address import PROBE_S
 from memtui.embed.lock import CacheLock
-from tests.support.cli import memtui, memtui_env
+from tests.support.cli import memtui, memtui_env, memtui_in_process
 from tests.support.hostile import Watched, controlling_tty_preexec, drain, error_lines, killing, open_pty
 from tests.support.inputs import write_input
 
@@ -100,7 +100,14 @@ def one_line_failure(done: subprocess.CompletedProcess[str] | Watched, needle: s
     ],
 )
 def test_an_address_memtui_cannot_use_is_a_usage_error_before_any_work(tmp_path, address, says):
-    done = memtui(*run_args(tmp_path, address, "--headless"), timeout=60)
+    # The CLI's main in this process; the first case also through python -m memtui (the real entry point).
+    done = memtui_in_process(*run_args(tmp_path, address, "--headless"))
+    check_unusable_address(done, tmp_path, address, says)
+    if address == "garbage::://%%":
+        check_unusable_address(memtui(*run_args(tmp_path, address, "--headless"), timeout=60), tmp_path, address, says)
+
+
+def check_unusable_address(done: subprocess.CompletedProcess[str], tmp_path: Path, address: str, says: str) -> None:
     assert done.returncode == 2, done.stderr
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and says in lines[0] and repr(address) in lines[0], done.stderr
@@ -178,14 +185,41 @@ def lonely_scheduler(tmp_path) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_a_scheduler_without_workers_ends_in_one_line_and_a_signal_ends_its_wait(tmp_path, lonely_scheduler):
-    done = memtui(*run_args(tmp_path, lonely_scheduler, "--headless"), timeout=HANG_S)
+    # The wait for a first worker, shortened: no worker ever comes, so its length changes nothing but the
+    # test's time (60 s by default).
+    short = memtui_env(MEMTUI_WORKER_WAIT="3")
+    done = memtui(*run_args(tmp_path, lonely_scheduler, "--headless"), timeout=HANG_S, env=short)
     assert done.returncode == 1, done.stderr
-    one_line_failure(done, f"scheduler {lonely_scheduler} has no workers after 60 s; start some with 'dask worker")
-    run = Watched(run_args(tmp_path, lonely_scheduler, "--headless"))
+    one_line_failure(done, f"scheduler {lonely_scheduler} has no workers after 3 s; start some with 'dask worker")
+    run = Watched(run_args(tmp_path, lonely_scheduler, "--headless"))  # the default wait: the signal ends it
     with killing(run):
         run.wait_for("starting cluster", timeout=HANG_S)
         run.proc.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) == 130, run.stderr
+
+
+@pytest.mark.parametrize("name", ["MEMTUI_WORKER_WAIT", "MEMTUI_NO_WORKERS_WAIT"])
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "nan", "inf", "1e9"])
+def test_a_bad_cluster_wait_is_a_usage_error_naming_the_variable(tmp_path, monkeypatch, name, value):
+    from memtui.cluster.engine import ClusterRunner
+    from memtui.errors import ConfigError
+    from memtui.jobs.cache import CacheJob
+    from memtui.memory import MemoryConfig, MemoryMonitor
+    from tests.support.executors import FakeExecutor
+
+    job = CacheJob(
+        write_input(tmp_path / "in.jsonl", domains=1, per_domain=1),
+        tmp_path / "c.sqlite",
+        FakeExecutor(),
+        model_id="fake",
+    )
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name}=.* is not a number of seconds above 0; set it like") as caught:
+        ClusterRunner(job, MemoryMonitor(MemoryConfig()), scheduler="tcp://127.0.0.1:1")  # connects only in run()
+    assert caught.value.exit_code == 2
+    monkeypatch.setenv(name, "2.5")
+    runner = ClusterRunner(job, MemoryMonitor(MemoryConfig()), scheduler="tcp://127.0.0.1:1")
+    assert 2.5 in (runner._worker_wait_s, runner._no_workers_s)
 
 
 # -- a cluster TUI whose terminal goes away --------------------------------------------------------------
@@ -298,6 +332,8 @@ def test_a_cluster_tui_whose_terminal_goes_away_ends_and_leaves_nothing_behind(t
 @pytest.mark.slow
 def test_a_run_whose_workers_all_die_ends_instead_of_waiting_for_ever(tmp_path, lonely_scheduler):
     env = memtui_env(DASK_DISTRIBUTED__WORKER__MEMORY__TARGET="False", DASK_DISTRIBUTED__WORKER__MEMORY__SPILL="False")
+    # The wait with no live worker, shortened (30 s by default): the killed worker never comes back.
+    run_env = dict(env, MEMTUI_NO_WORKERS_WAIT="3")
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
         [BIN / "dask", "worker", lonely_scheduler, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"]
@@ -312,7 +348,7 @@ def test_a_run_whose_workers_all_die_ends_instead_of_waiting_for_ever(tmp_path, 
     run = Watched(
         ["run", "--input", source, "--cache", tmp_path / "cache.sqlite", "--scheduler", lonely_scheduler]
         + ["--headless", "--max-memory", "3", "--warning-memory", "2"],
-        env=env,
+        env=run_env,
     )
     try:
         with killing(run):
@@ -325,7 +361,7 @@ def test_a_run_whose_workers_all_die_ends_instead_of_waiting_for_ever(tmp_path, 
         worker.wait(30)
         log.close()
     assert code == 1, run.stderr
-    assert "no worker left on" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert "no worker left on" in run.stderr and "for 3 s" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert "(rerun to resume)" in run.stderr  # the domains in flight and the rest are named as left
 
 
