@@ -67,7 +67,7 @@ class ResultsStore:
         try:
             cache_file.make_folders(path, created, noun=NOUN, flag="--output")
             if lock is None:
-                lock = CacheLock.acquire(path)
+                lock = CacheLock.acquire(path, noun=NOUN, flag="--output")
             existed = cache_file.prepare(path, created, noun=NOUN, flag="--output", classify_file=_classify)
             conn = _connect(path)
             try:
