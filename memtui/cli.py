@@ -539,7 +539,7 @@ def _protected_paths(args: argparse.Namespace) -> dict[str, Path]:
         if args.input is not None and str(args.input) not in STDIN_NAMES:
             paths["input"] = args.input
         paths["results file"] = args.output
-        paths.update({k.replace("cache's", "results file's"): v for k, v in companions.protected(args.output).items()})
+        paths.update(companions.protected(args.output, "results file"))
     elif args.mode != "monitor":
         if args.input is not None and str(args.input) not in STDIN_NAMES:
             paths["input"] = args.input

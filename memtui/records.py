@@ -251,7 +251,8 @@ class RunReport(JsonView):
         lines = [
             f"Run {r.status} (job {r.model}): {r.committed} items committed to the results file in "
             f"{r.duration_s:.1f}s ({r.items_per_s:.1f}/s), {r.items_skipped} already done",
-            f"Calls {r.domains_done}/{r.domains_total} · batches {r.batches} · memory now "
+            f"{r.domains_done}/{r.domains_total} pieces of items done, {r.items} items worked in this run · "
+            f"batches {r.batches} · memory now "
             f"{r.memory_usage_gb:.2f}GB, peak {r.peak_memory_gb:.2f}GB · warnings {r.memory_warnings} · "
             f"breaker trips {r.breaker_trips} · cleanups {r.cleanups}",
         ]

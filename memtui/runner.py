@@ -389,7 +389,8 @@ class Runner(EngineCore):
         self.monitor.add_cleanup_listener(self._on_cleanup)
         if self.headroom is not None:
             self.monitor.add_sample_listener(self._on_sample)
-        self.monitor.cleaner.register("model caches", self.job.executor.clear_caches)
+        cleanup = "job cleanup hooks" if self.job.mode == "job" else "model caches"  # what the cleanup log names
+        self.monitor.cleaner.register(cleanup, self.job.executor.clear_caches)
         self._begin()
         with self._lock:
             self._in_run = True
@@ -423,7 +424,7 @@ class Runner(EngineCore):
                     self.trace.end(status)
                 self.job.close()
             finally:
-                self.monitor.cleaner.unregister("model caches")
+                self.monitor.cleaner.unregister(cleanup)
                 self.monitor.breaker.remove_listener(self._on_breaker)
                 self.monitor.remove_cleanup_listener(self._on_cleanup)
                 self.monitor.remove_sample_listener(self._on_sample)

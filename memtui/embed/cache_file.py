@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,8 +23,9 @@ from memtui.errors import MemtuiError, StoreError
 from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
 
 
-def make_folders(path: Path, created: list[Path]) -> None:
-    """Create the cache's missing folders, 0700; each one made is appended to ``created``."""
+def make_folders(path: Path, created: list[Path], *, noun: str = "cache", flag: str = "--cache") -> None:
+    """Create the file's missing folders, 0700; each one made is appended to ``created``. ``noun`` and ``flag``
+    word the errors: the cache's (``--cache``) or a job's results file's (``--output``, memtui.jobs.user)."""
     folder = path.parent.absolute()
     missing = [p for p in reversed(folder.parents) if not p.exists()]
     if not folder.exists():
@@ -34,7 +36,7 @@ def make_folders(path: Path, created: list[Path]) -> None:
             created.append(made)
             made.chmod(0o700)  # mkdir's mode is filtered by the umask
     except OSError as exc:
-        raise _cannot_create(path, exc, made) from None
+        raise _cannot_create(path, exc, made, noun=noun, flag=flag) from None
 
 
 def remove_created(created: list[Path]) -> None:
@@ -47,38 +49,47 @@ def remove_created(created: list[Path]) -> None:
                 pass
 
 
-def _cannot_create(path: Path, exc: OSError, folder: Path | None = None) -> MemtuiError:
-    """A failed mkdir or create: a full disk said so, else what failed and where to put the cache instead."""
+def _cannot_create(
+    path: Path, exc: OSError, folder: Path | None = None, *, noun: str = "cache", flag: str = "--cache"
+) -> MemtuiError:
+    """A failed mkdir or create: a full disk said so, else what failed and where to put the file instead."""
     if is_disk_full(exc):
-        return disk_full(folder or path, "creating the cache folder" if folder else "creating the cache")
+        return disk_full(folder or path, f"creating the {noun} folder" if folder else f"creating the {noun}")
     where = f"folder {folder}: " if folder else ""
-    return StoreError(f"cannot create cache {path}: {where}{exc.strerror or exc}; pass --cache in a writable folder")
+    return StoreError(f"cannot create {noun} {path}: {where}{exc.strerror or exc}; pass {flag} in a writable folder")
 
 
-def prepare(path: Path, created: list[Path]) -> bool:
+def prepare(
+    path: Path,
+    created: list[Path],
+    *,
+    noun: str = "cache",
+    flag: str = "--cache",
+    classify_file: Callable[[Path, os.stat_result], None] | None = None,
+) -> bool:
     """Check the file and its companions are ours and private, or create it (0600); return whether it existed.
 
     Nothing is opened through a link, and a database memtui did not make is
-    refused before SQLite may write to it.
+    refused before SQLite may write to it (``classify_file``: the cache's ``classify`` unless given).
     """
     sides = [
-        (side, check_existing(side, "cache companion"))
+        (side, check_existing(side, f"{noun} companion"))
         for side in (companion(path, suffix) for suffix in SQLITE_SUFFIXES)
     ]
-    st = check_existing(path, "cache")
+    st = check_existing(path, noun)
     if st is None:
         try:
             create_exclusive(path)  # SQLite gives the -wal and -shm files the database file's mode
         except FileExistsError:
-            raise StoreError(f"cache {path} appeared while memtui was creating it; rerun") from None
+            raise StoreError(f"{noun} {path} appeared while memtui was creating it; rerun") from None
         except OSError as exc:
-            raise _cannot_create(path, exc) from None
+            raise _cannot_create(path, exc, noun=noun, flag=flag) from None
         created.append(path)
         existed = False
     else:
         if not (st.st_mode & stat.S_IWUSR) or not os.access(path, os.W_OK):
-            raise StoreError(f"cache {path} is read-only; chmod u+w {path} or pass --cache NEW_PATH")
-        classify(path, st)  # first: another application's database keeps its mode too
+            raise StoreError(f"{noun} {path} is read-only; chmod u+w {path} or pass {flag} NEW_PATH")
+        (classify_file or classify)(path, st)  # first: another application's database keeps its mode too
         tighten(path, st)
         existed = True
     for side, side_st in sides:

@@ -46,6 +46,6 @@ def lock_path(cache: Path) -> Path:
     return companion(cache, LOCK)
 
 
-def protected(cache: Path) -> dict[str, Path]:
+def protected(cache: Path, noun: str = "cache") -> dict[str, Path]:
     """Every companion, named for an error message ("cache's wal file"): what a --report must not replace."""
-    return {f"cache's {suffix.lstrip('.-')} file": companion(cache, suffix) for suffix in SUFFIXES}
+    return {f"{noun}'s {suffix.lstrip('.-')} file": companion(cache, suffix) for suffix in SUFFIXES}

@@ -30,18 +30,19 @@ class CacheLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, cache: str | os.PathLike[str]) -> CacheLock:
-        """Take the cache's lock or raise CacheBusy; the cache's folder must exist."""
+    def acquire(cls, cache: str | os.PathLike[str], *, noun: str = "cache", flag: str = "--cache") -> CacheLock:
+        """Take the file's lock or raise CacheBusy; its folder must exist. ``noun``/``flag`` word the errors
+        (the cache's, or a job's results file's: memtui.jobs.user)."""
         path = lock_path(Path(cache))
         for _ in range(10):
             try:
                 fd = open_private(path, os.O_RDWR, "lock file")
             except OSError as exc:
                 if is_disk_full(exc):
-                    raise disk_full(path, "creating the cache's lock file") from None
+                    raise disk_full(path, f"creating the {noun}'s lock file") from None
                 raise StoreError(
-                    f"cannot create cache {cache}: its lock file {path}: {exc.strerror or exc}; "
-                    "pass --cache in a writable folder"
+                    f"cannot create {noun} {cache}: its lock file {path}: {exc.strerror or exc}; "
+                    f"pass {flag} in a writable folder"
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,8 +50,8 @@ class CacheLock:
                 holder = _read_holder(fd)
                 os.close(fd)
                 raise CacheBusy(
-                    f"cache {cache} is in use by another memtui run ({holder}); wait for it to end, "
-                    "stop it, or pass --cache OTHER"
+                    f"{noun} {cache} is in use by another memtui run ({holder}); wait for it to end, "
+                    f"stop it, or pass {flag} OTHER"
                 ) from None
             except BaseException:
                 os.close(fd)
@@ -69,16 +70,16 @@ class CacheLock:
             except OSError as exc:  # a full disk: no traceback, and no lock file left behind
                 lock.release()
                 if is_disk_full(exc):
-                    raise disk_full(path, "creating the cache's lock file") from None
+                    raise disk_full(path, f"creating the {noun}'s lock file") from None
                 raise StoreError(
-                    f"cannot write the lock file {path} of cache {cache}: {exc.strerror or exc}; "
-                    "pass --cache in a writable folder"
+                    f"cannot write the lock file {path} of {noun} {cache}: {exc.strerror or exc}; "
+                    f"pass {flag} in a writable folder"
                 ) from None
             except BaseException:
                 lock.release()
                 raise
             return lock
-        raise CacheBusy(f"cache {cache}: could not take its lock {path} (it keeps changing); retry")
+        raise CacheBusy(f"{noun} {cache}: could not take its lock {path} (it keeps changing); retry")
 
     @property
     def held(self) -> bool:

@@ -38,8 +38,9 @@ def _meta(path: Path, query: str) -> dict[str, str] | None:
         conn.close()
 
 
-def check_wal_owner(path: Path, wal: Path) -> None:
-    """Refuse (StoreError, exit 2) a non-empty ``wal`` that is not ``path``'s own; never applies it."""
+def check_wal_owner(path: Path, wal: Path, *, noun: str = "cache") -> None:
+    """Refuse (StoreError, exit 2) a non-empty ``wal`` that is not ``path``'s own; never applies it. Any file
+    whose every commit rewrites its meta's STAMP_KEY row can be checked (``noun``: the cache, a results file)."""
     try:
         alone = _meta(path, "mode=ro&immutable=1")
     except sqlite3.DatabaseError:
@@ -49,16 +50,16 @@ def check_wal_owner(path: Path, wal: Path) -> None:
     try:
         joined = _meta(path, "mode=ro")
     except sqlite3.DatabaseError as exc:
-        whose = f"another database (with it the cache reads as: {str(exc).splitlines()[0] if str(exc) else exc})"
+        whose = f"another database (with it the {noun} reads as: {str(exc).splitlines()[0] if str(exc) else exc})"
     else:
         if joined is not None and joined.get("created_at") == alone["created_at"]:
             return
         whose = (
-            f"another memtui cache's changes (created_at {joined['created_at']})"
+            f"another memtui {noun}'s changes (created_at {joined['created_at']})"
             if joined is not None and "created_at" in joined
             else "another database's changes"
         )
     raise StoreError(
-        f"{wal} beside cache {path} is not this cache's: it holds {whose}; memtui never applies it: "
-        f"move {wal} away (the cache itself is intact) and rerun"
+        f"{wal} beside {noun} {path} is not this {noun}'s: it holds {whose}; memtui never applies it: "
+        f"move {wal} away (the {noun} itself is intact) and rerun"
     )

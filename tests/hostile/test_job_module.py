@@ -382,3 +382,45 @@ def test_memtui_results_writes_a_stored_result_as_it_is():
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout == '{"key": "a", "result": {"x": 1}}\n{"key": "b", "result": [2]}\n'
+
+
+def test_a_wal_of_another_results_file_is_refused_and_never_applied(tmp_path):
+    """The cache's WAL-owner rule, now the results file's too: a -wal beside it (copied, or planted) that is
+    another results file's would have replaced its content, for a run and for `memtui results`."""
+    from memtui.errors import StoreError
+    from memtui.jobs.user.results import ResultsStore
+
+    mine = _results_file(tmp_path / "mine" / "r.sqlite")
+    other = tmp_path / "other" / "r.sqlite"
+    store = ResultsStore.open(other, "plantmod:f")
+    try:
+        store.commit([('"z"', b"2" * 16, 1, '"planted"')], [])
+        planted = other.with_name("r.sqlite-wal").read_bytes()
+    finally:
+        store.close()
+    wal = mine.with_name("r.sqlite-wal")
+    wal.write_bytes(planted)
+    wal.chmod(0o600)
+    before = fingerprint(mine), fingerprint(wal)
+    with pytest.raises(StoreError, match="is not this results file's: it holds another memtui results file's"):
+        ResultsStore.open(mine, "plantmod:f")
+    done = subprocess.run(
+        [sys.executable, "-m", "memtui", "results", str(mine)],
+        env=memtui_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2 and "planted" not in done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert f"{wal} beside results file {mine} is not this results file's" in line
+    assert (fingerprint(mine), fingerprint(wal)) == before  # never applied
+    wal.unlink()
+    assert [r["key"] for r in results_of(mine)] == ["a", "b"]
+
+
+def results_of(path: Path) -> list[dict]:
+    from memtui.jobs.user.results import read_results
+
+    return list(read_results(path))

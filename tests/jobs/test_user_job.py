@@ -300,3 +300,22 @@ def test_each_result_is_encoded_once(tmp_path, monkeypatch):
         job.close()
     assert sorted(encodes) == ["result-a", "result-b", "result-c"]  # once each, not twice
     assert [r["result"] for r in results(tmp_path / "r.sqlite")] == ["result-a", "result-b", "result-c"]
+
+
+def test_a_resumed_run_counts_only_its_own_items_as_committed(tmp_path):
+    """Items done before the run were counted again as committed when their piece was worked; and a rerun
+    that made no call said 'Calls 19/19'."""
+    folder, calls, out = job_folder(tmp_path), tmp_path / "calls", tmp_path / "r.sqlite"
+    items = write_items(tmp_path / "items.jsonl", [f"t{i}" for i in range(20)])
+    args = ["--job", "jobmod:slow", "--input", items, "--output", out, "--job-batch", "8"]
+    assert run_job(folder, calls, *args, JOB_SLEEP="0").returncode == 0
+    write_items(items, [f"t{i}" for i in range(25)])  # 5 more: the piece of items 16-23 holds 4 done ones
+    done = run_job(folder, calls, *args, JOB_SLEEP="0")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["responses_committed"] == 5 and report["items_skipped"] == 20 and report["items"] == 5
+    assert "5 items committed to the results file" in done.stderr and "20 already done" in done.stderr
+    again = run_job(folder, calls, *args, JOB_SLEEP="0")
+    assert again.returncode == 0, again.stderr
+    assert "0 items committed" in again.stderr and "0 items worked in this run" in again.stderr
+    assert "Calls 4/4" not in again.stderr

@@ -116,3 +116,50 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_the_grace_runs_on_the_runners_clock_and_nothing_is_committed_after_it(tmp_path):
+    """In-process, on a fake clock (the test never sleeps the grace): the report comes when the clock passes
+    the grace, not before; a call that returns after it commits nothing (the report said it was lost)."""
+    import threading
+
+    from memtui.jobs.user.executor import FunctionExecutor
+    from memtui.jobs.user.items import ItemJob
+    from memtui.jobs.user.results import read_results
+    from memtui.memory import MemoryConfig, MemoryMonitor
+    from memtui.runner import Runner
+    from tests.support.fakes import FakeClock
+
+    entered, release = threading.Event(), threading.Event()
+
+    def fn(batch):
+        if any(it["text"] == "hang" for it in batch):
+            entered.set()
+            release.wait(60)
+        return [it["text"] for it in batch]
+
+    items = write_items(tmp_path / "items.jsonl", ["a", "b", "hang", "c"])
+    clock = FakeClock()
+    job = ItemJob(items, tmp_path / "r.sqlite", FunctionExecutor(fn, "t:f", call_items=1))
+    monitor = MemoryMonitor(MemoryConfig(batch_size_min=1, batch_size_max=1, sample_interval_s=0.01))
+    runner = Runner(job, monitor, clock=clock, sleep=clock.sleep)
+    runner.stop_grace_s = 30.0
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("report", runner.run()), daemon=True)
+    thread.start()
+    assert entered.wait(60), "the hanging call never began"
+    runner.stop()
+    clock.advance(29)
+    assert runner.snapshot().report is None and not runner.abandoned  # within the grace: still waiting
+    clock.advance(2)
+    deadline = time.monotonic() + 60
+    while runner.snapshot().report is None:
+        assert time.monotonic() < deadline, "the grace ran out on the clock but no report came"
+        time.sleep(0.05)
+    report = runner.snapshot().report
+    assert runner.abandoned and report.status == "interrupted" and report.exit_code == 130
+    assert "did not return within 30 s" in report.reason and "line 3" in report.reason
+    release.set()  # the call returns after all: its result stays lost
+    thread.join(60)
+    assert not thread.is_alive() and box["report"] is report
+    assert [r["key"] for r in read_results(tmp_path / "r.sqlite")] == ["i0000", "i0001"]

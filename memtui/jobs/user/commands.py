@@ -26,7 +26,7 @@ PARQUET_GROUP_ROWS = 10_000
 
 def results_command(args: argparse.Namespace) -> int:
     output = args.output or Path("-")
-    protected = {"results file": args.file, **companions.protected(args.file)}
+    protected = {"results file": args.file, **companions.protected(args.file, "results file")}
     check_output(output, "--output", protected=protected)
     rows = read_rows(args.file, failures=args.failures)
     value = "error" if args.failures else "result"

@@ -173,12 +173,15 @@ class ItemJob:
         return Work(units=tuple(units), keys=keys, to_embed=to_embed)  # type: ignore[arg-type]
 
     def commit(self, work: Work) -> CommitResult:
-        """One transaction: every result the batch made, every item it failed on; pieces fully answered finish."""
+        """One transaction: every result the batch made, every item it failed on; pieces fully answered finish.
+
+        The counts are this batch's own: items done before it (a resumed run's) are the run's ``items_skipped``,
+        never counted again as committed or completed."""
         pending = {k for k, _ in work.to_embed if k not in work.vectors}
         rows, failures, finished, stored = [], [], [], []
         items_completed = 0
         for index, piece in enumerate(work.units):
-            have = 0
+            have = new = 0
             for item in piece.items:  # type: ignore[attr-defined]
                 key = item.key.encode()
                 if key in pending:
@@ -186,6 +189,7 @@ class ItemJob:
                 have += 1
                 if key not in work.vectors:
                     continue  # done before this batch
+                items_completed += 1
                 value = work.vectors[key]
                 if isinstance(value, Failed):
                     failures.append((item.key, item.fingerprint, item.line, value.error))
@@ -193,10 +197,10 @@ class ItemJob:
                 else:
                     text = value.text if isinstance(value, Encoded) else json.dumps(value, allow_nan=False)
                     rows.append((item.key, item.fingerprint, item.line, text))
-            stored.append((piece.name, have, len(piece.items)))  # type: ignore[attr-defined]
+                    new += 1
+            stored.append((piece.name, new, new))  # results this batch committed
             if have == len(piece.items):  # type: ignore[attr-defined]
                 finished.append(index)
-                items_completed += have
         self.store.commit(rows, failures)
         return CommitResult(
             completed=tuple(work.units[i].name for i in finished),

@@ -3,9 +3,11 @@
 Each item's result is stored under its key with the fingerprint of the item it came from, so a changed
 item under the same key is computed again; a batch's results go in one transaction (a kill -9 loses at
 most the batch in flight). Items the function failed on are kept apart, with their error, and tried
-again by the next run. The file is opened as the cache is (memtui.embed.store): folders made 0700, the
-file and its SQLite companions created O_EXCL 0600 or checked to be ours, never through a link, a foreign
-database refused before SQLite writes to it, one run at a time (memtui.embed.lock on ``<file>.lock``).
+again by the next run. The file is opened by the cache's rules, the same code (memtui.embed.cache_file):
+folders made 0700, the file and its SQLite companions created O_EXCL 0600 or checked to be ours, never
+through a link, a foreign database refused before SQLite writes to it, a ``-wal`` applied only when it is
+this file's own (memtui.embed.wal_owner: every commit rewrites meta's stamp), one run at a time
+(memtui.embed.lock on ``<file>.lock``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 from urllib.parse import quote
 
 from memtui.embed import cache_file
-from memtui.embed.companions import SHM, SQLITE_SUFFIXES, WAL, companion
+from memtui.embed.companions import SHM, WAL, companion
 from memtui.embed.lock import CacheLock
+from memtui.embed.wal_owner import STAMP_KEY, check_wal_owner
 from memtui.errors import StoreError
-from memtui.safefs import check_existing, create_exclusive, disk_full, is_disk_full, tighten
+from memtui.safefs import disk_full, is_disk_full
 
 KIND = "memtui-results"
 #: 2: a key is its id's JSON text (``1`` and ``"1"`` apart), or HASH_KEY + hex. 1 (the first release) keyed
@@ -36,6 +39,7 @@ HASH_KEY = "sha256:"
 OLD_KIND = "memtui-results, keyed by str(id)"
 IN_CHUNK = 500
 _FIX = "move it away or pass --output NEW_PATH"
+NOUN = "results file"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -61,10 +65,10 @@ class ResultsStore:
         path = Path(path)
         created: list[Path] = []
         try:
-            _make_folders(path, created)
+            cache_file.make_folders(path, created, noun=NOUN, flag="--output")
             if lock is None:
-                lock = CacheLock.acquire(path)
-            existed = _prepare(path, created)
+                lock = CacheLock.acquire(path, noun=NOUN, flag="--output")
+            existed = cache_file.prepare(path, created, noun=NOUN, flag="--output", classify_file=_classify)
             conn = _connect(path)
             try:
                 _init_or_check(conn, path, job, existed)
@@ -100,6 +104,8 @@ class ResultsStore:
             self._conn.executemany("DELETE FROM failures WHERE key = ?", [(r[0],) for r in rows])
             self._conn.executemany("DELETE FROM results WHERE key = ?", [(f[0],) for f in failures])
             self._conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)", failures)
+            # the meta page in every WAL: its created_at proves the WAL is this file's (embed.wal_owner)
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (STAMP_KEY, repr(time.time())))
             self._conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if self._conn.in_transaction:
@@ -121,55 +127,6 @@ class ResultsStore:
             self._lock.release()
 
 
-def _make_folders(path: Path, created: list[Path]) -> None:
-    folder = path.parent.absolute()
-    missing = [p for p in reversed(folder.parents) if not p.exists()]
-    if not folder.exists():
-        missing.append(folder)
-    made = folder
-    try:
-        for made in missing:
-            made.mkdir(mode=0o700)
-            created.append(made)
-            made.chmod(0o700)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(made, "creating the results folder") from None
-        raise StoreError(f"cannot create results file {path}: folder {made}: {exc.strerror or exc}") from None
-
-
-def _prepare(path: Path, created: list[Path]) -> bool:
-    """The file and its companions are ours and private, or the file is created (O_EXCL, 0600)."""
-    sides = [
-        (side, check_existing(side, "results companion")) for side in (companion(path, s) for s in SQLITE_SUFFIXES)
-    ]
-    st = check_existing(path, "results file")
-    if st is None:
-        try:
-            create_exclusive(path)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise disk_full(path, "creating the results file") from None
-            raise StoreError(f"cannot create results file {path}: {exc.strerror or exc}; {_FIX}") from None
-        created.append(path)
-        existed = False
-    else:
-        _classify(path, st)
-        tighten(path, st)
-        existed = True
-    for side, side_st in sides:
-        if side_st is not None:
-            tighten(side, side_st)
-    for suffix in (WAL, SHM):
-        side = companion(path, suffix)
-        try:
-            if create_exclusive(side) and not existed:
-                created.append(side)
-        except OSError:
-            pass
-    return existed
-
-
 def _classify(path: Path, st: os.stat_result) -> None:
     """An existing file must be a memtui results file (or empty): read-only, before SQLite writes to it."""
     if st.st_size == 0:
@@ -177,6 +134,9 @@ def _classify(path: Path, st: os.stat_result) -> None:
     with open(path, "rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             raise StoreError(f"{path} is not a memtui results file (not a database); {_FIX}")
+    wal = companion(path, WAL)
+    if wal.exists() and wal.stat().st_size > 0:
+        check_wal_owner(path, wal, noun=NOUN)  # before any connection could apply another file's WAL
     conn = _read_only(path)
     try:
         kind = _kind(conn)
@@ -286,6 +246,9 @@ def check_results_file(path: Path) -> None:
             raise StoreError(f"{what} {file} is a symbolic link; memtui never reads through links: pass the real path")
         if not stat.S_ISREG(st.st_mode):
             raise StoreError(f"{what} {file} is not a file ({stat.filemode(st.st_mode)}); pass a results file")
+    wal = companion(path, WAL)
+    if wal.exists() and wal.stat().st_size > 0:
+        check_wal_owner(path, wal, noun=NOUN)  # a reader applies a WAL too: only the file's own
 
 
 #: How much of a stored result the export holds at once (it is copied from the file in pieces of this size).
