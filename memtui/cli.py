@@ -580,7 +580,7 @@ def run_face(args: argparse.Namespace, engine: Engine) -> int:
         server.finish(report)  # viewers get the report before the socket goes
     if args.report and not (stream_fd(args.report) == 1 and not use_tui):  # headless: it is on stdout already
         write_report(args.report, report)  # after a finished run, a failure here is exit 1, not a lost run
-    return int(report["exit_code"])
+    return report.exit_code
 
 
 def check_report_path(report: Path | None, *, protected: dict[str, Path]) -> None:
@@ -671,7 +671,7 @@ def write_report(path: Path, report: Report) -> None:
         write_output(path, (json.dumps(report_dict(report), indent=2) + "\n").encode(), "report")
     except OSError as exc:
         raise RuntimeFailure(
-            f"the run ended ({report.get('status')}) but its report could not be written to "
+            f"the run ended ({report.status}) but its report could not be written to "
             f"{path} ({exc.strerror or exc}); the report is on stdout"
         ) from None
 
