@@ -101,7 +101,7 @@ class HeadlessFace:
         progress_every_s: float = PROGRESS_EVERY_S,
     ) -> None:
         """``err`` takes the log lines (sys.stderr at the time of writing if None); the JSON report goes
-        to stdout through memtui.cli.run_face, not through the face."""
+        to stdout through memtui.cli.wiring.run_face, not through the face."""
         self.engine = engine
         self.parts = parts or parts_for(engine)
         self.err = err
