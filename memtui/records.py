@@ -96,8 +96,8 @@ class WorkerRow:
 class JsonView:
     """``report["exit_code"]`` and ``report.get(key)``: the JSON form read like a dict.
 
-    Kept only for the callers that still index a report (``cli.py``, tests); every report is typed
-    (``RunReport``, ``MonitorReport``) and has ``status`` and ``exit_code`` attributes: read those.
+    Kept only for the tests that still index a report (about 40 files); memtui's own code reads the
+    typed records (``RunReport``, ``MonitorReport``) by attribute, and new code must too.
     """
 
     __slots__ = ()

@@ -33,7 +33,7 @@ from memtui.events import (
     RunFinished,
 )
 from memtui.jobs.base import EmbedJob, Unit, Work
-from memtui.memory.admission import Admission, HeadroomWait, OpenBreakerWait, WarningCleanup
+from memtui.memory.admission import Admission, MemoryGate, OpenBreakerWait
 from memtui.memory.breaker import BreakerState, BreakerTransition
 from memtui.memory.cleanup import CleanupReport, malloc_trim
 from memtui.memory.config import MemoryConfig
@@ -207,7 +207,9 @@ class Runner(EngineCore):
         self._batch_t0 = 0.0
         self._completed_names: frozenset[str] = frozenset()  # domains the last commit finished
         self._finished_units: frozenset[int] | None = None  # id() of the units the last commit finished
-        self._warning_cleanup = WarningCleanup()  # one cleanup per entry into WARNING
+        # between two batches, what memory allows (the WARNING cleanup, the open-breaker and headroom waits);
+        # its admission is _place's (batch sizes, MemoryError retries, the headroom's brake)
+        self._gate = MemoryGate(Admission(monitor.config), clock)
         self._admission: Admission | None = None  # the loop's: each sub-batch's token budget stays within it
 
     # -- commands (any thread): pause, resume, stop, request_cleanup are EngineCore's -----
@@ -274,7 +276,7 @@ class Runner(EngineCore):
         """The stop's grace ran out and run() is still in the job's code (a function that never returns):
         the run reports ``interrupted`` now, from this thread. Everything committed stays; the batch in
         flight is lost, as with kill -9; nothing is committed after this. The host process must end
-        (memtui.cli.run_face does, with os._exit): run()'s thread cannot be stopped from outside."""
+        (memtui.cli.wiring.run_face does, with os._exit): run()'s thread cannot be stopped from outside."""
         with self._lock:
             if self._report is not None:
                 return
@@ -460,7 +462,7 @@ class Runner(EngineCore):
         """Run every batch in this process: admit, embed sub-batch by sub-batch, commit."""
         units = self.job.units()
         pushback: collections.deque[Unit] = collections.deque()
-        admission = self._admission = Admission(self.monitor.config)  # batch sizes, MemoryError retries: one policy
+        admission = self._admission = self._gate.admission  # batch sizes, MemoryError retries: one policy
         while True:
             verdict = self._checkpoint()
             if verdict is not Verdict.CONTINUE:
@@ -619,7 +621,6 @@ class Runner(EngineCore):
     def _checkpoint(self) -> Verdict:
         """Between (sub-)batches: run requested cleanups, hold while paused or while the breaker is open."""
         monitor = self.monitor
-        wait: OpenBreakerWait | None = None
         while True:
             cleanup = self._take_cleanup()
             requests = self._requests()
@@ -636,36 +637,27 @@ class Runner(EngineCore):
             monitor.sample()
             if self.trace is not None:
                 self.trace.samples(lambda: monitor.snapshot().history, self._clock())
-            breaker = monitor.breaker.snapshot()
-            low = self.headroom.latest if self.headroom is not None else None
-            low = low if low is not None and low.low else None
-            if breaker.state is not BreakerState.OPEN and low is None:
+            headroom = self.headroom.latest if self.headroom is not None else None
+            loaded = self.job.executor.loaded
+            gate = self._gate.step(monitor.config, monitor.breaker.snapshot(), headroom, monitor.rss_bytes, loaded)
+            if gate.admit:
                 with self._lock:
                     self._open_wait = None
                 if self._phase in ("paused", "waiting for memory"):
                     self._set_phase("running")
-                if self._warning_cleanup.due(breaker):
+                if gate.warning_cleanup:
                     monitor.cleanup("memory warning")
                 return Verdict.CONTINUE
             # The breaker is open, or the headroom is below one batch's cost (a brake): clean up, back off,
-            # unload the model (the breaker only), and give up when waiting cannot help.
-            if breaker.state is BreakerState.OPEN:
-                if wait is None or isinstance(wait, HeadroomWait):
-                    wait = self._start_wait(OpenBreakerWait(monitor.config, self._clock))
-                measure = monitor.rss_bytes
-            else:
-                assert low is not None
-                if not isinstance(wait, HeadroomWait):
-                    wait = HeadroomWait(monitor.config, self._clock, low)
-                    self._start_wait(wait)
-                    if self._admission is not None:
-                        self._admission.brake()  # the next batch takes the smallest size
-                measure = wait.seen(low)
-            step = wait.step(measure, self.job.executor.loaded)
+            # unload the model (the breaker only), and give up when waiting cannot help (MemoryGate's rule).
+            assert gate.wait is not None and self._gate.wait is not None
+            if gate.started:
+                self._start_wait(self._gate.wait)
+            step = gate.wait
             if step.give_up is not None:
                 with self._lock:
                     self._abort_reason = step.give_up
-                    self._floor_bytes = None if isinstance(wait, HeadroomWait) else step.floor_bytes
+                    self._floor_bytes = None if self._gate.waiting_on_headroom else step.floor_bytes
                 self._publish(Notice(f"🚨 {step.give_up}", level="error"))
                 return Verdict.ABORT
             if step.unload:
@@ -677,7 +669,7 @@ class Runner(EngineCore):
                 )
                 self.job.executor.unload()
             if step.cleanup is not None:
-                wait.cleaned(monitor.cleanup(step.cleanup).freed)  # nothing freed: the next one backs off
+                self._gate.cleaned(monitor.cleanup(step.cleanup).freed)  # nothing freed: the next one backs off
             self._sleep(step.sleep_s)
 
     def _start_wait(self, wait: OpenBreakerWait) -> OpenBreakerWait:

@@ -53,8 +53,8 @@ def test_the_cli_and_the_attach_entry_use_the_one_rule():
     """Neither spells the rule again (it once lived in both)."""
     import inspect
 
-    from memtui import cli
+    from memtui.cli import wiring
 
-    for module in (cli, commands):
+    for module in (wiring, commands):
         source = inspect.getsource(module)
         assert "choose_face(" in source and ".isatty() and sys.stdin.isatty()" not in source

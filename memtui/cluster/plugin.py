@@ -151,36 +151,37 @@ class WorkerGuard:
 
     # -- the work -----------------------------------------------------------------------------
     def embed(self, domain: str, texts: list[str]) -> DomainResult:
-        with self._lock:  # one task at a time per guard (workers run with --nthreads 1)
-            self.current_domain = domain
-            try:
-                vectors = self._embed(texts)
-            finally:
-                self.current_domain = None
-                self.activity = "idle"
-                malloc_trim()
-            self.items_done += len(texts)
-            self.domains_done += 1
-            return DomainResult(self.address, domain, vectors, self.row(), vectors_of=self.embedder.vector_backend)
+        return self._task(domain, len(texts), lambda: (self._embed(texts), self.embedder.vector_backend))
 
     def run_function(self, spec: str, call_items: int, name: str, texts: list[str]) -> DomainResult:
         """A user's job (memtui.jobs.user): the function ``spec`` names, imported here by the same rule as on
         the client, called on the items under this worker's guard; one result (or ``Failed``) per item."""
-        with self._lock:
+
+        def call() -> tuple[list[Any], str]:
             executor = self._function(spec, call_items)
+            results: list[Any] = [None] * len(texts)
+            for indices, outputs in self._guarded(texts, executor, "running"):
+                for i, output in zip(indices, outputs):
+                    results[i] = output
+            return results, ""
+
+        return self._task(name, len(texts), call)
+
+    def _task(self, name: str, items: int, work: Callable[[], tuple[Any, str]]) -> DomainResult:
+        """One task (the model's or a function's): one at a time per guard (workers run with --nthreads 1),
+        its domain in the row while it runs, the heap trimmed after it, counted once done. ``work`` returns
+        the outputs and what made them (``DomainResult.vectors_of``)."""
+        with self._lock:
             self.current_domain = name
             try:
-                results: list[Any] = [None] * len(texts)
-                for indices, outputs in self._guarded(texts, executor, "running"):
-                    for i, output in zip(indices, outputs):
-                        results[i] = output
+                outputs, vectors_of = work()
             finally:
                 self.current_domain = None
                 self.activity = "idle"
                 malloc_trim()
-            self.items_done += len(texts)
+            self.items_done += items
             self.domains_done += 1
-            return DomainResult(self.address, name, results, self.row())
+            return DomainResult(self.address, name, outputs, self.row(), vectors_of=vectors_of)
 
     def _function(self, spec: str, call_items: int) -> Any:
         """The job's executor, imported once per worker; its cleanup hooks join this worker's cleanups."""

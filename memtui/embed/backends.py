@@ -274,6 +274,38 @@ def run_slices(lengths: Sequence[int], tokens: int | None) -> list[slice]:
     return out
 
 
+def read_model_folder(folder: Path, backend: str) -> tuple[str, int, OnnxTokenizer]:
+    """A Transformer + Pooling (+ Normalize) folder's pooling, window and tokenizer, read once for every
+    runtime of its ONNX file (onnxruntime's ``OnnxModel``, OpenVINO's subclass); ``backend`` names the flag
+    in the errors."""
+    modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []  # a list in a model folder
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
+        raise ModelError(
+            f"--backend {backend} runs Transformer + Pooling (+ Normalize) models; {folder} has "
+            f"{', '.join(kinds)}: use --backend torch"
+        )
+    pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
+    pooling = _read_json(folder / pooling_dir / "config.json")
+    if pooling.get("pooling_mode_cls_token"):
+        mode = "cls"
+    elif pooling.get("pooling_mode_max_tokens"):
+        mode = "max"
+    else:
+        mode = "mean"
+    max_seq_length = int(
+        _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+        or _read_json(folder / "config.json").get("max_position_embeddings")
+        or 512
+    )
+    tokenizer_path = folder / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise ModelError(
+            f"--backend {backend} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
+        )
+    return mode, max_seq_length, OnnxTokenizer(tokenizer_path, max_seq_length)
+
+
 class OnnxModel:
     """A sentence-transformers model (Transformer + Pooling [+ Normalize]) on onnxruntime.
 
@@ -289,32 +321,7 @@ class OnnxModel:
         self.backend = backend
         self.onnx_path = onnx_path
         self.run_tokens = run_tokens
-        modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []  # a list in a model folder
-        kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
-        if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
-            raise ModelError(
-                f"--backend {backend} runs Transformer + Pooling (+ Normalize) models; {folder} has "
-                f"{', '.join(kinds)}: use --backend torch"
-            )
-        pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
-        pooling = _read_json(folder / pooling_dir / "config.json")
-        if pooling.get("pooling_mode_cls_token"):
-            self.pooling = "cls"
-        elif pooling.get("pooling_mode_max_tokens"):
-            self.pooling = "max"
-        else:
-            self.pooling = "mean"
-        self.max_seq_length = int(
-            _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
-            or _read_json(folder / "config.json").get("max_position_embeddings")
-            or 512
-        )
-        tokenizer_path = folder / "tokenizer.json"
-        if not tokenizer_path.is_file():
-            raise ModelError(
-                f"--backend {backend} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
-            )
-        self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
+        self.pooling, self.max_seq_length, self.tokenizer = read_model_folder(folder, backend)
         # Sliced calls are small: run ``threads`` of them at once, one thread each, rather than one at a
         # time on ``threads`` threads that meet at every op (1.2-1.4x on 2 shared cores, BENCHMARKS.md;
         # the same calls, so the same vectors). A session may be run from several threads at once.

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from memtui.embed.backends import OnnxModel, OnnxTokenizer, _read_json
+from memtui.embed.backends import OnnxModel, read_model_folder
 from memtui.embed.openvino_precision import (  # re-exported: the backend's one place to ask
     BF16_FLAGS,
     HINTS,
@@ -62,7 +62,7 @@ class OpenVinoModel(OnnxModel):
         self.precision = chosen
         self.onnx_path = onnx_path
         self.run_tokens = RUN_TOKENS
-        self._describe(folder)
+        self.pooling, self.max_seq_length, self.tokenizer = read_model_folder(folder, BACKEND)
         self.parallel = max(1, threads)
         core = ov.Core()
         model = core.read_model(str(onnx_path))
@@ -86,36 +86,6 @@ class OpenVinoModel(OnnxModel):
             request.infer({name: tiny for name in self._inputs})
             self._requests.put(request)
         self._slices = ThreadPoolExecutor(self.parallel, "memtui-openvino") if self.parallel > 1 else None
-
-    def _describe(self, folder: Path) -> None:
-        """The pooling, window and tokenizer of a Transformer + Pooling (+ Normalize) folder."""
-        modules: list[dict[str, Any]] = _read_json(folder / "modules.json") or []
-        kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
-        if modules and any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
-            raise ModelError(
-                f"--backend {BACKEND} runs Transformer + Pooling (+ Normalize) models; {folder} has "
-                f"{', '.join(kinds)}: use --backend torch"
-            )
-        pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
-        pooling = _read_json(folder / pooling_dir / "config.json")
-        self.pooling = (
-            "cls"
-            if pooling.get("pooling_mode_cls_token")
-            else "max"
-            if pooling.get("pooling_mode_max_tokens")
-            else "mean"
-        )
-        self.max_seq_length = int(
-            _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
-            or _read_json(folder / "config.json").get("max_position_embeddings")
-            or 512
-        )
-        tokenizer_path = folder / "tokenizer.json"
-        if not tokenizer_path.is_file():
-            raise ModelError(
-                f"--backend {BACKEND} needs a fast tokenizer (tokenizer.json) in {folder}; use --backend torch"
-            )
-        self.tokenizer = OnnxTokenizer(tokenizer_path, self.max_seq_length)
 
     def encode_ids(self, rows: Sequence[Sequence[int]], *, normalize_embeddings: bool = True) -> np.ndarray:
         """As ``OnnxModel.encode_ids``, in slices as large as the sub-batch split once per stream allows

@@ -14,7 +14,7 @@ SIGTERM, moves output off the dead terminal, and never escalates: a hangup
 often arrives twice, and the report must still be written. An exception in the
 worker is raised again in the main thread. An engine that reports while its
 worker is still stuck (``abandoned``: a stop whose grace ran out) ends the face
-with that report; the caller ends the process (memtui.cli.run_face).
+with that report; the caller ends the process (memtui.cli.wiring.run_face).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class HeadlessFace:
         progress_every_s: float = PROGRESS_EVERY_S,
     ) -> None:
         """``err`` takes the log lines (sys.stderr at the time of writing if None); the JSON report goes
-        to stdout through memtui.cli.run_face, not through the face."""
+        to stdout through memtui.cli.wiring.run_face, not through the face."""
         self.engine = engine
         self.parts = parts or parts_for(engine)
         self.err = err
