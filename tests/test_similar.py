@@ -18,7 +18,7 @@ from memtui.embed.reader import open_cache
 from memtui.vectors.similar import nearest
 from tests.support.cli import memtui, memtui_in_process
 from tests.support.inputs import write_input
-from tests.test_export import INT8, LARGE, add_backend_rows, large_cache  # noqa: F401 - a fixture
+from tests.test_export import INT8, LARGE, add_backend_rows
 
 DOMAINS, PER_DOMAIN = 4, 3
 
@@ -127,7 +127,7 @@ def test_a_cache_with_two_backends_asks_which_unless_the_run_would_pick_one(real
 
 
 @pytest.mark.slow  # builds a 200k-row cache
-def test_the_scan_is_chunked_with_a_bounded_heap_and_says_how_far_it_got(large_cache):  # noqa: F811
+def test_the_scan_is_chunked_with_a_bounded_heap_and_says_how_far_it_got(large_cache):
     lines: list[str] = []
     with open_cache(large_cache) as reader:
         row = next(iter(reader))
