@@ -47,6 +47,14 @@ def onnx_models(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def large_cache(tmp_path_factory):
+    """A cache of 200,000 rows, built once per session and only read (tests/support/large_cache.py)."""
+    from tests.support.large_cache import build
+
+    return build(tmp_path_factory.mktemp("large") / "large.sqlite")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if lanes.fast_lane():
         lanes.select_fast_lane(config)

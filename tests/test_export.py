@@ -23,6 +23,7 @@ from memtui.embed.reader import CacheRow, open_cache
 from memtui.embed.store import CacheStore, DomainSummary, key_for
 from memtui.errors import StoreError, UsageError
 from memtui.records import Response
+from tests.support import large_cache as large
 from tests.support.cli import memtui as run_memtui
 from tests.support.cli import memtui_env, popen_memtui
 from tests.support.inputs import write_input
@@ -268,24 +269,7 @@ def test_the_reader_reads_while_a_real_run_writes(tmp_path):
 
 # -- a large cache -------------------------------------------------------------------------------------
 
-LARGE = 200_000
-
-
-@pytest.fixture(scope="module")
-def large_cache(tmp_path_factory) -> Path:
-    """200,000 rows through the store's API (random unit vectors), 10,000 per transaction."""
-    cache = tmp_path_factory.mktemp("large") / "large.sqlite"
-    rng = np.random.default_rng(3)
-    with CacheStore.open(cache, MODEL_ID) as store:
-        for start in range(0, LARGE, 10_000):
-            responses = [
-                Response(f"r{i:07d}", f"d{i // 100:05d}.example", "claude", "trust", f"text {i}", i)
-                for i in range(start, start + 10_000)
-            ]
-            block = rng.standard_normal((10_000, 384)).astype(np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            store.commit_batch({key_for(MODEL_ID, r.text): v for r, v in zip(responses, block)}, responses)
-    return cache
+LARGE = large.ROWS  # the session's large_cache fixture (tests/conftest.py)
 
 
 PEAK = """

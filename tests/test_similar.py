@@ -8,6 +8,7 @@ the model (a text that differs only in trailing space has another key, the same 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ import pytest
 
 from memtui.embed.reader import open_cache
 from memtui.vectors.similar import nearest
-from tests.support.cli import memtui
+from tests.support.cli import memtui, memtui_in_process
 from tests.support.inputs import write_input
-from tests.test_export import INT8, LARGE, add_backend_rows, large_cache  # noqa: F401 - a fixture
+from tests.test_export import INT8, LARGE, add_backend_rows
 
 DOMAINS, PER_DOMAIN = 4, 3
 
@@ -95,8 +96,14 @@ def test_domain_and_backend_narrow_the_search(real_cache, tmp_path):
     ],
 )
 def test_bad_queries_are_one_line_and_exit_2(real_cache, args, words):
+    """The CLI's main in this process; the first case also through python -m memtui (the real entry point)."""
     cache, _ = real_cache
-    done = memtui("similar", *args, "--cache", cache)
+    check_bad_query(memtui_in_process("similar", *args, "--cache", cache), words)
+    if args == ["--key", "zz"]:
+        check_bad_query(memtui("similar", *args, "--cache", cache), words)
+
+
+def check_bad_query(done: subprocess.CompletedProcess[str], words: list[str]) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("memtui: error:"), done.stderr
@@ -120,7 +127,7 @@ def test_a_cache_with_two_backends_asks_which_unless_the_run_would_pick_one(real
 
 
 @pytest.mark.slow  # builds a 200k-row cache
-def test_the_scan_is_chunked_with_a_bounded_heap_and_says_how_far_it_got(large_cache):  # noqa: F811
+def test_the_scan_is_chunked_with_a_bounded_heap_and_says_how_far_it_got(large_cache):
     lines: list[str] = []
     with open_cache(large_cache) as reader:
         row = next(iter(reader))

@@ -30,7 +30,7 @@ from memtui.cluster.bounded import Late, Stopped, bounded
 from memtui.errors import RuntimeFailure, UsageError
 
 #: The longest a probe waits (connect and handshake together).
-PROBE_S = 15.0
+PROBE_S = 15.0  # MEMTUI_PROBE_WAIT sets it for a run (cluster/engine.py)
 #: A Dask handshake is about 60 bytes; anything claiming more than this is not one.
 HANDSHAKE_MAX_BYTES = 64 * 1024
 SCHEMES = ("tcp", "tls")

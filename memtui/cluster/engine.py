@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from memtui.cluster.address import probe
+from memtui.cluster.address import PROBE_S, probe
 from memtui.cluster.bounded import Late, Stopped, bounded
 from memtui.cluster.plugin import (
     PLUGIN_NAME,
@@ -176,6 +176,7 @@ class ClusterRunner(Runner):
         # Settable so the suite need not sit through a minute of certain failure (docs/cluster.md).
         self._worker_wait_s = env_seconds("MEMTUI_WORKER_WAIT", WORKER_WAIT_S)
         self._no_workers_s = env_seconds("MEMTUI_NO_WORKERS_WAIT", NO_WORKERS_S)
+        self._probe_s = env_seconds("MEMTUI_PROBE_WAIT", PROBE_S)
 
     # -- commands: the Runner's, and every worker follows ---------------------------------------
     def pause(self) -> None:
@@ -305,7 +306,9 @@ class ClusterRunner(Runner):
         else:
             address = self.scheduler_address
             check = "check the address and that 'dask scheduler' runs there"
-            if not probe(address, stopped=self._stopped):  # a silent or foreign listener ends here, in one line
+            if not probe(
+                address, timeout_s=self._probe_s, stopped=self._stopped
+            ):  # a silent or foreign listener ends here, in one line
                 return False
             try:
                 self._client = self._bounded(lambda: Client(address, timeout=CONNECT_S), CONNECT_S + 5, close=_close)
