@@ -77,6 +77,10 @@ class EngineCore:
             self._stop_requested = True
             self._wake.notify_all()
         self._publish(Notice(self._wording.stop))
+        self._stopping()
+
+    def _stopping(self) -> None:
+        """After a stop request, in the caller's thread: what an engine adds (the Runner: its stop's grace)."""
 
     def request_cleanup(self) -> None:
         """Run memtui's own cleanup at the engine's next checkpoint, in the engine's thread."""

@@ -251,8 +251,7 @@ class Runner(EngineCore):
         self._publish(Notice(f"🎚️ Batch size limits set: {config.batch_size_min}..{config.batch_size_max}"))
         return config
 
-    def stop(self) -> None:
-        super().stop()
+    def _stopping(self) -> None:
         self._watch_stop()
 
     def _watch_stop(self) -> None:
