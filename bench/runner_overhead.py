@@ -71,11 +71,31 @@ def write_input(n: int, folder: Path) -> tuple[Path, list[list[str]]]:
     return path, batches
 
 
-def run_model(embedder: Any, batches: list[list[str]]) -> int:
+def run_model(embedder: Any, batches: list[list[str]], *, trim: bool = False, monitor: bool = False) -> int:
+    """The model object alone; ``trim``: ``malloc_trim`` after each batch as the runner's commit does;
+    ``monitor``: the runner's memory sampler and headroom watch running beside it (what the job adds
+    around the model, without its serial work)."""
+    from memtui.memory.cleanup import malloc_trim
+    from memtui.memory.config import MemoryConfig
+    from memtui.memory.headroom import HeadroomWatch
+    from memtui.memory.monitor import MemoryMonitor
+    from memtui.memory.probe import discover_limit
+
+    sampler = MemoryMonitor(MemoryConfig(), limit=discover_limit()) if monitor else None
+    if sampler is not None:
+        headroom = HeadroomWatch()
+        sampler.add_sample_listener(headroom.observe)
+        sampler.start()
     n = 0
-    for texts in batches:
-        for indices, _vectors in embedder.encode_iter(texts):
-            n += len(indices)
+    try:
+        for texts in batches:
+            for indices, _vectors in embedder.encode_iter(texts):
+                n += len(indices)
+            if trim:
+                malloc_trim()
+    finally:
+        if sampler is not None:
+            sampler.stop()
     return n
 
 
@@ -149,10 +169,17 @@ def bench_backend(backend: str, args: argparse.Namespace, folder: Path) -> dict[
         sides = {
             "model": lambda: run_model(embedder, batches),
             "job": lambda r=r: run_job(embedder, input_path, folder / f"cache-{backend}-{r}.sqlite", inside),
+            "model+trim": lambda: run_model(embedder, batches, trim=True),
+            "model+monitor": lambda: run_model(embedder, batches, monitor=True),
         }
-        order = ["model", "job"] if r % 2 == 0 else ["job", "model"]
+        names = ["model", "job", *args.extra]
+        order = names[r % len(names) :] + names[: r % len(names)]  # each side first in turn
+        if len(names) == 2 and r % 2:
+            order = ["job", "model"]
         row: dict[str, Any] = {name: timed(sides[name]) for name in order}
         row["ratio"] = round(row["job"]["texts_per_s"] / row["model"]["texts_per_s"], 3)
+        for extra in args.extra:
+            row[f"ratio_{extra}"] = round(row[extra]["texts_per_s"] / row["model"]["texts_per_s"], 3)
         # Load-proof: the share of the job's wall its model object was working (1.0: the runner costs nothing).
         row["in_model_share"] = round(inside.seconds / row["job"]["wall_s"], 3)
         rounds.append(row)
@@ -174,6 +201,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="onnx-int8,openvino,torch")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        choices=["model+trim", "model+monitor"],
+        help="also the model object with malloc_trim after each batch, or with the memory sampler beside it",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = []
