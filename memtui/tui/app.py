@@ -237,7 +237,7 @@ class MemtuiApp(EngineApp):
             return
         s = self.runner.snapshot()
         detail = f"Done so far: {count(s.units_done)}/{count(s.units_total)} {s.words[1]}."
-        self.push_screen(QuitScreen(detail), self._quit_answered)
+        self.push_screen(QuitScreen(detail, job=s.mode == "job"), self._quit_answered)
 
     def action_interrupt(self) -> None:
         """Ctrl-C asks like q; a second Ctrl-C in the question confirms, as in the headless face."""

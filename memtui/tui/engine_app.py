@@ -37,7 +37,7 @@ from memtui.early_log import EarlyLine
 from memtui.engine import Engine
 from memtui.errors import MemtuiError, UsageError
 from memtui.records import Report
-from memtui.tui._textual_hacks import EngineAppMeta, HangupSafeDriver
+from memtui.tui._textual_hacks import EngineAppMeta, HangupSafeDriver, use_unjoined_thread_workers
 from memtui.tui.key_gate import KeyGate
 from memtui.tui.messages import JobCrashed, JobFinished
 from memtui.tui.text import strip_icon
@@ -179,6 +179,7 @@ class EngineApp(App["Report"], metaclass=EngineAppMeta):
 
     def start_job(self) -> None:
         if self._worker is None:
+            use_unjoined_thread_workers(asyncio.get_running_loop())  # an abandoned job must not hold the exit
             self._worker = self.run_worker(
                 self._run_job, name=self.WORKER_NAME, group="job", thread=True, exit_on_error=False
             )

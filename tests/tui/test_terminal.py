@@ -49,13 +49,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 class Terminal:
     """A child process on the slave side of a pty, 80x24, with its output drained continuously."""
 
-    def __init__(self, tmp: Path, domains: int = 60) -> None:
+    def __init__(self, tmp: Path, domains: int = 60, *, argv: list[str] | None = None, cwd: Path = ROOT) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: a session leader whose controlling terminal is the pty
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-            os.chdir(ROOT)
+            os.chdir(cwd)
             os.environ["TERM"] = "xterm-256color"
-            os.execv(sys.executable, [sys.executable, "-c", CHILD, str(tmp), str(domains)])
+            os.execv(sys.executable, argv or [sys.executable, "-c", CHILD, str(tmp), str(domains)])
         self.pid, self.fd = pid, fd
         self.output = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -147,3 +147,51 @@ def test_a_burst_in_one_write_fills_the_dialog_its_first_key_opens(tmp_path: Pat
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["warning_memory_gb"], report["max_memory_gb"]) == (0.9, 1.4), report
     assert report["status"] == "interrupted"
+
+
+HANGING_JOB = """
+import threading
+
+def work(items):
+    if any(item["id"] >= 5 for item in items):
+        threading.Event().wait()  # a call that never returns: a stuck network read, a deadlock
+    return [item["id"] * 2 for item in items]
+"""
+
+
+def test_a_job_whose_function_never_returns_quits_from_the_terminal_after_the_grace(tmp_path: Path):
+    """The real CLI on a pty: q then y, the stop's grace runs out, the screen is given back and the process
+    exits 130 with the report (asyncio's exit joined the stuck thread for ever: a blank screen, no exit)."""
+    (tmp_path / "hang.py").write_text(HANGING_JOB)
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"id": i}) + "\n" for i in range(20)))
+    results, report = tmp_path / "r.sqlite", tmp_path / "report.json"
+    argv = [sys.executable, "-m", "memtui", "run", "--job", "hang:work", "--input", str(items)]
+    argv += ["--output", str(results), "--job-batch", "1", "--stop-grace", "1", "--report", str(report)]
+    term = Terminal(tmp_path, argv=argv, cwd=tmp_path)
+    term.wait_for_text(b"GC log")
+    deadline = time.monotonic() + 60
+    while not results.exists() or _rows(results) < 5:  # the first batch (ids 0-4) committed; the next hangs
+        assert time.monotonic() < deadline, "the first batch was never committed"
+        time.sleep(0.05)
+    term.type(b"q")
+    term.wait_for_text(b"Stop the job and quit?")
+    term.type(b"y")
+    assert term.exit_code() == 130
+    assert term.output.rfind(b"\x1b[?1049l") > term.output.rfind(b"\x1b[?1049h")  # the shell's screen is back
+    term.hang_up()
+    done = json.loads(report.read_text())
+    assert done["status"] == "interrupted" and "did not return within 1 s" in done["reason"]
+    from memtui import read_results
+
+    assert [(row["key"], row["result"]) for row in read_results(results)] == [(i, i * 2) for i in range(5)]
+
+
+def _rows(results: Path) -> int:
+    con = sqlite3.connect(f"file:{results}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:  # not made yet
+        return 0
+    finally:
+        con.close()

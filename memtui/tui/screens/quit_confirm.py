@@ -18,10 +18,19 @@ class QuitScreen(ConfirmScreen):
         Binding("n,escape", "cancel", "Keep running"),
     ]
 
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(
-            "Stop the job and quit?",
-            "The job stops after the sub-batch in flight and commits every vector made so far "
-            "(unfinished domains' too); the rest of the batch is not embedded. A rerun embeds "
-            "only what is missing." + (f"\n{detail}" if detail else ""),
-        )
+    def __init__(self, detail: str = "", *, job: bool = False) -> None:
+        body = JOB_BODY if job else CACHE_BODY
+        super().__init__("Stop the job and quit?", body + (f"\n{detail}" if detail else ""))
+
+
+CACHE_BODY = (
+    "The job stops after the sub-batch in flight and commits every vector made so far "
+    "(unfinished domains' too); the rest of the batch is not embedded. A rerun embeds "
+    "only what is missing."
+)
+#: A user's function (run --job) may never return: the stop waits for it only as long as --stop-grace.
+JOB_BODY = (
+    "The job stops after the call in flight and commits every result made so far. A call "
+    "still running when the stop's grace (--stop-grace) runs out is left, and its batch is "
+    "lost. A rerun calls the function only for what is missing."
+)
