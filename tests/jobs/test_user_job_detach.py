@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
-import tempfile
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.jobs.user_job_support import committed, job_env, job_folder, results, write_items
 from tests.support.cli import memtui, popen_memtui
 
 DETACHED = re.compile(r"^memtui: run (\w+) detached: pid (\d+), log (\S+); attach with: memtui attach \1$")
-
-
-@pytest.fixture
-def runs():
-    folder = Path(tempfile.mkdtemp(prefix="mtj", dir="/tmp"))  # a short socket path
-    (folder / "runs").mkdir(mode=0o700)
-    started: list[int] = []
-    yield folder / "runs", started
-    for pid in started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_detached_job_is_listed_attached_to_and_stopped(tmp_path, runs):

@@ -4,12 +4,9 @@ committed results kept and readable, the call in flight lost; headless (SIGTERM)
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,20 +62,6 @@ def test_a_stop_of_a_function_that_never_returns_ends_within_the_grace(tmp_path,
     again = ["run", "--job", "jobmod:length", "--input", items, "--output", out, "--headless"]
     rerun = memtui(*again, env=job_env(folder, calls))
     assert rerun.returncode == 2 and "holds the results of job jobmod:hang" in rerun.stderr  # the file is not locked
-
-
-@pytest.fixture
-def runs():
-    folder = Path(tempfile.mkdtemp(prefix="mtj", dir="/tmp"))  # a short socket path
-    (folder / "runs").mkdir(mode=0o700)
-    started: list[int] = []
-    yield folder / "runs", started
-    for pid in started:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_memtui_stop_of_a_detached_job_that_never_returns_is_bounded(tmp_path, runs):
